@@ -1,0 +1,59 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { decodeFile, parseHeaders, formatHeaders, MAX_FILE } from '../src/spool/headers.js';
+import { SpoolError } from '../src/spool/errors.js';
+
+function err(f: () => unknown): SpoolError {
+  try { f(); } catch (e) { if (e instanceof SpoolError) return e; throw e; }
+  throw new Error('expected a SpoolError');
+}
+
+test('headers and body round-trip', () => {
+  const text = formatHeaders([['name', 'hello'], ['var.OPAM_PACKAGE', 'x']], '#!/bin/sh\necho hi\n');
+  const p = parseHeaders(text, 'f');
+  assert.equal(p.headers.map((h) => [h.key, h.value]), [['name', 'hello'], ['var.OPAM_PACKAGE', 'x']]);
+  assert.is(p.body, '#!/bin/sh\necho hi\n');
+  assert.is(p.bodyLine, 4);
+});
+
+test('a trailing comment is not part of the value', () => {
+  const p = parseHeaders('schedule: @daily   # every day\nx: 0 0 * * 5#2\n', 'f');
+  assert.is(p.headers[0]!.value, '@daily');
+  assert.is(p.headers[1]!.value, '0 0 * * 5#2');
+});
+
+test('a script without the blank line names the line and the fix', () => {
+  const e = err(() => parseHeaders('name: x\n#!/bin/sh\n', 'new/x'));
+  assert.is(e.line, 2);
+  assert.match(e.message, /^new\/x:2: .*blank line/);
+});
+
+test('duplicate keys are refused with both lines', () => {
+  const e = err(() => parseHeaders('a: 1\nb: 2\na: 3\n', 'f'));
+  assert.match(e.message, /f:3: duplicate header 'a' \(first on line 1\)/);
+});
+
+test('bad keys are refused', () => {
+  assert.match(err(() => parseHeaders('Name: x\n', 'f')).message, /bad header key/);
+  assert.match(err(() => parseHeaders('na me: x\n', 'f')).message, /expected 'key: value'/);
+});
+
+test('NUL, CRLF, invalid UTF-8, BOM and oversize files are refused', () => {
+  assert.match(err(() => decodeFile(Buffer.from('a: 1\nb\0: 2\n'), 'f')).message, /^f:2: NUL byte/);
+  assert.match(err(() => decodeFile(Buffer.from('a: 1\r\n'), 'f')).message, /^f:1: carriage return/);
+  assert.match(err(() => decodeFile(Buffer.from([0x61, 0x3a, 0x20, 0xff, 0x0a]), 'f')).message, /not valid UTF-8/);
+  assert.match(err(() => decodeFile(Buffer.from('\ufeffa: 1\n'), 'f')).message, /byte order mark/);
+  assert.match(err(() => decodeFile(Buffer.alloc(MAX_FILE + 1, 0x61), 'f')).message, /over the limit/);
+});
+
+test('over-long header lines are refused', () => {
+  assert.match(err(() => parseHeaders(`a: ${'x'.repeat(5000)}\n`, 'f')).message, /^f:1: header line is over 4096 bytes/);
+});
+
+test('formatHeaders refuses values that would not read back', () => {
+  assert.throws(() => formatHeaders([['a', 'x\ny']]));
+  assert.throws(() => formatHeaders([['a', 'x # y']]));
+  assert.throws(() => formatHeaders([['a', ' x']]));
+});
+
+test.run();
