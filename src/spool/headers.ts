@@ -1,0 +1,94 @@
+// headers.ts: the `key: value` header block, a blank line, then a body.
+//
+// This is the one syntax of every spool file a person reads or writes (jobs,
+// schedules, results, schedule state), parsed strictly so that a typo is an
+// error that names the line rather than a silently ignored setting:
+//   - the file is valid UTF-8, has no NUL byte and no CR, and is at most MAX_FILE bytes;
+//   - each header line is `key: value`, at most MAX_LINE bytes, keys unique;
+//   - a value may end in a comment: whitespace, '#', anything (so ` # note`);
+//   - a blank line ends the headers; everything after it is the body, verbatim.
+// formatHeaders() is the exact inverse for values it accepts.
+
+import { SpoolError } from './errors.js';
+
+export const MAX_FILE = 1 << 20;   // 1 MiB: a job script, not a data set
+export const MAX_LINE = 4096;      // one header line
+
+export interface Header { key: string; value: string; line: number }
+export interface HeaderBlock { headers: Header[]; body: string; bodyLine: number }
+
+const KEY_RE = /^[a-z][a-z0-9-]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/;
+
+function bad(source: string, line: number | undefined, what: string, hint: string): SpoolError {
+  return new SpoolError('SPOOL_BAD_FILE', what, { path: source, ...(line === undefined ? {} : { line }), hint });
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Decode file bytes, refusing what no spool file may hold. */
+export function decodeFile(buf: Uint8Array, source: string): string {
+  if (buf.length > MAX_FILE) throw bad(source, undefined, `file is ${buf.length} bytes, over the limit of ${MAX_FILE}`, 'keep job scripts small; fetch large inputs from the script');
+  const nul = buf.indexOf(0);
+  if (nul >= 0) throw bad(source, lineAt(buf, nul), 'NUL byte in file', 'spool files are text: remove the NUL byte');
+  let text: string;
+  try { text = utf8.decode(buf); } catch {
+    throw bad(source, undefined, 'file is not valid UTF-8', 'save it as UTF-8');
+  }
+  if (text.charCodeAt(0) === 0xfeff) throw bad(source, 1, 'file starts with a byte order mark', 'save it as UTF-8 without BOM');
+  const cr = text.indexOf('\r');
+  if (cr >= 0) throw bad(source, text.slice(0, cr).split('\n').length, 'carriage return (CRLF line ending)', 'save the file with Unix line endings (LF), e.g. with dos2unix');
+  return text;
+}
+
+function lineAt(buf: Uint8Array, offset: number): number {
+  let n = 1;
+  for (let i = 0; i < offset; i++) if (buf[i] === 10) n++;
+  return n;
+}
+
+/** Parse a header block. `text` must come from decodeFile (or be as clean). */
+export function parseHeaders(text: string, source: string): HeaderBlock {
+  const headers: Header[] = [];
+  const seen = new Map<string, number>();
+  let pos = 0;
+  let line = 0;
+  while (pos < text.length) {
+    line++;
+    const nl = text.indexOf('\n', pos);
+    const end = nl < 0 ? text.length : nl;
+    const raw = text.slice(pos, end);
+    pos = nl < 0 ? text.length : nl + 1;
+    if (raw === '') return { headers, body: text.slice(pos), bodyLine: line + 1 };
+    if (Buffer.byteLength(raw) > MAX_LINE) throw bad(source, line, `header line is over ${MAX_LINE} bytes`, 'shorten the value');
+    const m = /^([^:\s]+):(?:[ \t]+(.*))?$/.exec(raw);
+    if (!m) {
+      const hint = raw.startsWith('#!') || raw.startsWith('#')
+        ? 'put a blank line between the headers and the script'
+        : "write headers as 'key: value', and end them with a blank line";
+      throw bad(source, line, `expected 'key: value', got ${JSON.stringify(raw.slice(0, 60))}`, hint);
+    }
+    const key = m[1]!;
+    if (!KEY_RE.test(key)) throw bad(source, line, `bad header key '${key.slice(0, 60)}'`, 'keys are lowercase words like timeout or var.NAME');
+    const prev = seen.get(key);
+    if (prev !== undefined) throw bad(source, line, `duplicate header '${key}' (first on line ${prev})`, 'keep one of them');
+    seen.set(key, line);
+    const value = (m[2] ?? '').replace(/(^|[ \t]+)#.*$/, '').trim();
+    headers.push({ key, value, line });
+  }
+  // End of file inside the header block: fine for header-only files.
+  return { headers, body: '', bodyLine: line + 1 };
+}
+
+/** Format headers and body; the exact inverse of parseHeaders for what it accepts. */
+export function formatHeaders(headers: ReadonlyArray<readonly [string, string]>, body = ''): string {
+  let out = '';
+  for (const [key, value] of headers) {
+    if (!KEY_RE.test(key)) throw new Error(`internal error: bad header key ${key}`);
+    if (/[\n\r\0]/.test(value) || /(^|[ \t])#/.test(value) || value !== value.trim()) {
+      throw new SpoolError('SPOOL_BAD_VALUE', `header ${key}: value ${JSON.stringify(value.slice(0, 60))} cannot be written`,
+        { hint: "values are one line, without leading or trailing blanks and without ' #'" });
+    }
+    out += value === '' ? `${key}:\n` : `${key}: ${value}\n`;
+  }
+  return body === '' ? out : `${out}\n${body}`;
+}

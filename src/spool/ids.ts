@@ -1,0 +1,35 @@
+// ids.ts: time-sortable job ids (UUIDv7, RFC 9562), so `ls new/` is queue order.
+//
+// 48 bits of milliseconds, then a 12-bit counter in rand_a that makes ids from
+// one process strictly increasing even within a millisecond (RFC 9562 6.2,
+// method 1), then 62 random bits. Ids from different processes in the same
+// millisecond are ordered by their random bits, which is fine for a queue.
+
+import { randomBytes } from 'node:crypto';
+
+let lastMs = 0;
+let counter = 0;
+
+export function newId(now: number = Date.now()): string {
+  let ms = now;
+  if (ms <= lastMs) {
+    ms = lastMs;
+    counter++;
+    if (counter > 0xfff) { ms = ++lastMs; counter = 0; }
+  } else {
+    counter = randomBytes(1)[0]! & 0x3f; // a small random start leaves room to count
+  }
+  lastMs = ms;
+  const b = randomBytes(16);
+  b.writeUIntBE(ms, 0, 6);
+  b[6] = 0x70 | (counter >> 8);
+  b[7] = counter & 0xff;
+  b[8] = 0x80 | (b[8]! & 0x3f);
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** The millisecond timestamp inside an id. */
+export function idTime(id: string): Date {
+  return new Date(parseInt(id.slice(0, 8) + id.slice(9, 13), 16));
+}

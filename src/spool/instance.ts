@@ -1,0 +1,65 @@
+// instance.ts: turn a schedule into queued jobs (one per platform).
+//
+// Used by spoold's schedule timer and by bctl execute, so both queue the same
+// thing. A schedule with a platform gives one instance; a template schedule
+// without one gives an instance for every platform that has the template.
+// An instance whose template is missing or does not expand is still an
+// instance: it is recorded in done/ at once with `failed: WHY`, so the error
+// sits in that job's result where people look, and nothing crashes.
+
+import { makeJob, type Origin, type ParsedJob, type Schedule } from './job.js';
+import { newId } from './ids.js';
+import { renderTemplate, templatePlatforms } from './template.js';
+import { submit, recordFailed } from './state.js';
+import type { SpoolPaths } from './paths.js';
+import { SpoolError } from './errors.js';
+
+export interface Instance { id: string; platform: string; job: ParsedJob; error: string | undefined }
+
+export interface InstanceOpts {
+  platform?: string | undefined;   // only this platform (bctl execute --platform)
+  origin: Origin;
+  priority?: number | undefined;
+  templateDirs: string[];          // SPOOL/templates first, then --templates DIR
+  now?: Date;
+}
+
+/** Build the instances of `s`, without writing anything. */
+export async function instances(s: Schedule, o: InstanceOpts): Promise<Instance[]> {
+  let platforms: string[];
+  if (o.platform !== undefined) platforms = [o.platform];
+  else if (s.platform !== undefined) platforms = [s.platform];
+  else platforms = await templatePlatforms(o.templateDirs, s.template!);
+  if (platforms.length === 0) {
+    throw new SpoolError('SPOOL_NOT_FOUND', `no platform has template ${s.template}`, { path: `schedules/${s.name}`, hint: `add templates/${s.template}.template.PLATFORM, or a platform: header` });
+  }
+  const out: Instance[] = [];
+  for (const platform of platforms) {
+    const id = newId(o.now?.getTime());
+    let body = s.body;
+    let error: string | undefined;
+    if (s.template !== undefined) {
+      try { body = await renderTemplate(o.templateDirs, s.template, platform, s.vars); } catch (e) {
+        if (!(e instanceof SpoolError)) throw e;
+        error = e.message;
+        body = `#!/bin/sh\n# not run: ${error.replace(/\n/g, ' ')}\nexit 1\n`;
+      }
+    }
+    const job = makeJob({
+      ...s, platform, body, id, queued: o.now ?? new Date(), origin: o.origin, attempt: 0,
+      priority: o.priority ?? s.priority,
+    });
+    out.push({ id, platform, job, error });
+  }
+  return out;
+}
+
+/** Queue the instances of `s`: submit each good one, record each bad one as failed. */
+export async function queueInstances(sp: SpoolPaths, s: Schedule, o: InstanceOpts): Promise<Instance[]> {
+  const list = await instances(s, o);
+  for (const i of list) {
+    if (i.error === undefined) await submit(sp, i.job as ParsedJob & { id: string });
+    else await recordFailed(sp, i.job as ParsedJob & { id: string }, i.error);
+  }
+  return list;
+}

@@ -1,0 +1,46 @@
+// lock.ts: one spoold per spool. The only importer of proper-lockfile.
+//
+// The lock is the directory SPOOL/spoold.lock, refreshed every UPDATE_MS; a
+// holder killed with SIGKILL leaves it behind, and it becomes stale after
+// STALE_MS, so a restart right after a crash retries for longer than STALE_MS
+// (DEPENDENCIES.md 2). spoold.pid beside it tells people who holds it.
+// If the lock is taken from us (deleted by hand, or our event loop stalled past
+// STALE_MS and another spoold took it) we must stop claiming at once: exit 75.
+
+import lockfile from 'proper-lockfile';
+import fsp from 'node:fs/promises';
+import { SpoolError, errno } from './errors.js';
+import type { SpoolPaths } from './paths.js';
+import { EXIT_TEMPFAIL } from './exit.js';
+
+export const STALE_MS = 10_000;
+export const UPDATE_MS = 2_000;
+
+export async function takeLock(sp: SpoolPaths, onLost: (err: Error) => void, waitForStale = true): Promise<() => Promise<void>> {
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(sp.root, {
+      lockfilePath: sp.lock, stale: STALE_MS, update: UPDATE_MS, realpath: false,
+      retries: waitForStale ? { retries: Math.ceil(STALE_MS / 1000) + 3, factor: 1, minTimeout: 1000, maxTimeout: 1000 } : 0,
+      onCompromised: (err) => { onLost(err); process.exit(EXIT_TEMPFAIL); },
+    });
+  } catch (e) {
+    if (errno(e) === 'ELOCKED') {
+      let pid = '';
+      try { pid = (await fsp.readFile(sp.pid, 'utf8')).trim(); } catch { /* no pid file */ }
+      throw new SpoolError('SPOOL_LOCKED', `another spoold holds the spool lock${pid ? ` (pid ${pid})` : ''}`,
+        { path: sp.lock, hint: 'stop it first; a lock left by a crashed spoold expires by itself within 10 seconds' });
+    }
+    throw e;
+  }
+  await fsp.writeFile(sp.pid, `${process.pid}\n`).catch(() => {});
+  return async () => {
+    await fsp.rm(sp.pid, { force: true }).catch(() => {});
+    await release().catch(() => {});
+  };
+}
+
+/** True while some spoold holds the lock (for bctl info and fsck). */
+export async function isLocked(sp: SpoolPaths): Promise<boolean> {
+  try { return await lockfile.check(sp.root, { lockfilePath: sp.lock, stale: STALE_MS, realpath: false }); } catch { return false; }
+}

@@ -1,0 +1,71 @@
+// stage.ts: durable, atomic writes. The one helper every spool write goes through.
+//
+// writeStaged() writes bytes to a fresh file in tmp/ (write-file-atomic: open,
+// write, fsync, rename within tmp/), checks that every byte arrived (write-file-atomic 7
+// resolves on a short write when the disk is full, leaving a truncated file;
+// DEPENDENCIES.md 4), and returns the staged path. publish() renames it into
+// place and fsyncs the target directory, so after publish() returns the file
+// survives a power loss. A reader never sees a partial file: before the rename
+// there is nothing, after it there is everything.
+//
+// Failure: the staged file is removed and the error (ENOSPC, EROFS ...) is
+// thrown as a SpoolError naming the target; the previous content of the target,
+// if any, is untouched.
+
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+import { ioError } from './errors.js';
+import type { SpoolPaths } from './paths.js';
+
+export const FILE_MODE = 0o664;   // group-writable for the builder group, never world-writable
+export const DIR_MODE = 0o2775;   // setgid: files inherit the spool's group
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try { await fh.sync(); } finally { await fh.close(); }
+}
+
+/** Write data to a new file in tmp/; returns its path. The caller publishes or removes it. */
+export async function writeStaged(sp: SpoolPaths, tag: string, data: string | Buffer, target: string): Promise<string> {
+  const staged = sp.staging(tag);
+  const buf = typeof data === 'string' ? Buffer.from(data) : data;
+  try {
+    await writeFileAtomic(staged, buf, { mode: FILE_MODE });
+    if ((await fsp.stat(staged)).size !== buf.length) {
+      throw Object.assign(new Error('short write: no space left on device'), { code: 'ENOSPC' });
+    }
+  } catch (e) {
+    await fsp.rm(staged, { force: true }).catch(() => {});
+    throw ioError(e, sp.rel(target), 'cannot write');
+  }
+  return staged;
+}
+
+/** Rename a staged file (or directory) into place and make the rename durable. */
+export async function publish(sp: SpoolPaths, staged: string, target: string): Promise<void> {
+  try {
+    await fsp.rename(staged, target);
+  } catch (e) {
+    await fsp.rm(staged, { force: true, recursive: true }).catch(() => {});
+    throw ioError(e, sp.rel(target), 'cannot publish');
+  }
+  await fsyncDir(path.dirname(target)).catch(() => {});
+}
+
+/** writeStaged + publish: atomically replace `target` with `data`. */
+export async function writeAtomic(sp: SpoolPaths, target: string, data: string | Buffer): Promise<void> {
+  const staged = await writeStaged(sp, path.basename(target), data, target);
+  await publish(sp, staged, target);
+}
+
+/** Atomically point symlink `link` at `target` (a relative name), by renaming a new link over it. */
+export async function replaceSymlink(sp: SpoolPaths, target: string, link: string): Promise<void> {
+  const staged = sp.staging(`${path.basename(link)}-link`);
+  try {
+    await fsp.symlink(target, staged);
+  } catch (e) {
+    throw ioError(e, sp.rel(link), 'cannot create symlink');
+  }
+  await publish(sp, staged, link);
+}

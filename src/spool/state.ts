@@ -1,0 +1,169 @@
+// state.ts: every state transition of a job, each one rename, in one place.
+//
+//   submit    tmp/X -> new/ID                commit: the job is queued
+//   adopt     new/NAME -> new/ID             a file a person dropped into new/ gets an id
+//   claim     new/ID -> running/ID/job       commit: the job is spoold's to dispatch
+//   requeue   running/ID/job -> new/ID       attempt = attempts started so far
+//   finalize  running/ID/ -> done/NAME/ID/   commit: the job is finished; then latest
+//   reject    new/F, schedules/F -> bad/F    with bad/F.why; never deleted
+//
+// A job is in exactly one of new/ID, running/ID/job and done/NAME/ID at any
+// instant, because each move is a rename of the job itself.
+//
+// Crash leftovers, and who cleans them (reconcile in spoold, on start):
+//   running/ID/ without job        requeue or finalize committed, cleanup not done: removed
+//   running/ID/job with result     finalize interrupted after the result: finalized
+//   running/ID/job, no result      claimed, maybe running: a worker may re-attach
+//                                  within the lease, else requeue (attempt+1) or lost
+//   tmp/*                          staged writes never published: removed
+// BUGS: a job file dropped into new/ with `attempt:` already at the limit is
+// run once more before it is recorded lost; the count is advisory for hand edits.
+
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { formatJob, type Job, type ParsedJob } from './job.js';
+import { formatResult, type Result } from './result.js';
+import { writeAtomic, writeStaged, publish, fsyncDir, replaceSymlink, DIR_MODE } from './stage.js';
+import { errno, ioError, SpoolError } from './errors.js';
+import { newId } from './ids.js';
+import type { SpoolPaths } from './paths.js';
+
+/** Queue a job: stage it in tmp/, then rename into new/ID. */
+export async function submit(sp: SpoolPaths, job: ParsedJob & { id: string }): Promise<void> {
+  const target = sp.queued(job.id);
+  const staged = await writeStaged(sp, job.id, formatJob(job), target);
+  // commit: after this rename the job is queued
+  await publish(sp, staged, target);
+}
+
+/** A file dropped into new/ under a name that is not an id: give it one. Returns the id, or undefined if it vanished. */
+export async function adopt(sp: SpoolPaths, fileName: string): Promise<string | undefined> {
+  const id = newId();
+  try {
+    await fsp.rename(path.join(sp.new, fileName), sp.queued(id));
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return undefined;
+    throw ioError(e, `new/${fileName}`, 'cannot adopt');
+  }
+  await fsyncDir(sp.new).catch(() => {});
+  return id;
+}
+
+/** Claim new/ID for dispatch. False if it is gone (canceled, or claimed by another). */
+export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
+  const dir = sp.runningDir(id);
+  try {
+    await fsp.mkdir(dir, { mode: DIR_MODE });
+  } catch (e) {
+    if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create');
+    // A leftover of an earlier attempt (no job file) is ours to clear.
+    if (await exists(sp.runningFile(id, 'job'))) return false;
+    await clearLeftover(sp, id);
+    await fsp.mkdir(dir, { mode: DIR_MODE });
+  }
+  try {
+    // commit: after this rename the job is claimed; it is in running/ and nowhere else
+    await fsp.rename(sp.queued(id), sp.runningFile(id, 'job'));
+  } catch (e) {
+    await fsp.rmdir(dir).catch(() => {});
+    if (errno(e) === 'ENOENT') return false;
+    throw ioError(e, `new/${id}`, 'cannot claim');
+  }
+  await fsyncDir(sp.new).catch(() => {});
+  return true;
+}
+
+/** Put a running job back into new/ with `attempt` attempts recorded. */
+export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: number): Promise<void> {
+  const jobFile = sp.runningFile(id, 'job');
+  await writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
+  // commit: after this rename the job is queued again
+  await fsp.rename(jobFile, sp.queued(id)).catch((e) => { throw ioError(e, `running/${id}/job`, 'cannot requeue'); });
+  await fsyncDir(sp.new).catch(() => {});
+  await clearLeftover(sp, id);
+}
+
+/**
+ * Finish a job: write its result and move running/ID to done/NAME/ID in one
+ * rename, then point done/NAME/latest at it. console.log, artifacts/ and
+ * SHA256SUMS are created empty when the job left none, so every done
+ * directory has the same shape.
+ */
+export async function finalize(sp: SpoolPaths, result: Result): Promise<string> {
+  const { id, name } = result;
+  const dir = sp.runningDir(id);
+  for (const f of ['console.log', 'SHA256SUMS'] as const) {
+    const p = sp.runningFile(id, f);
+    if (!(await exists(p))) await fsp.writeFile(p, '', { mode: 0o664 }).catch((e) => { throw ioError(e, sp.rel(p), 'cannot create'); });
+  }
+  await fsp.mkdir(sp.runningFile(id, 'artifacts'), { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create artifacts/'); });
+  await writeAtomic(sp, sp.runningFile(id, 'result'), formatResult(result));
+  await fsp.rm(sp.runningFile(id, 'lease'), { force: true });
+  await fsp.rm(sp.runningFile(id, 'cancel'), { force: true });
+  const nameDir = sp.doneName(name);
+  await fsp.mkdir(nameDir, { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(nameDir), 'cannot create'); });
+  const target = sp.doneDir(name, id);
+  try {
+    // commit: after this rename the job is finished, whole, in done/
+    await fsp.rename(dir, target);
+  } catch (e) {
+    throw ioError(e, sp.rel(target), 'cannot finalize');
+  }
+  await fsyncDir(nameDir).catch(() => {});
+  await replaceSymlink(sp, id, sp.latest(name)).catch(() => {}); // a missed latest is cosmetic; fsck reports it
+  return target;
+}
+
+/** Cancel a job that is still queued: claim it and finalize it as canceled. False if it was not queued. */
+export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promise<boolean> {
+  if (!(await claim(sp, id))) return false;
+  const now = new Date();
+  await finalize(sp, { id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt, queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'canceled' } });
+  return true;
+}
+
+/** Ask spoold to cancel a running job: the request is the file running/ID/cancel. */
+export async function requestCancel(sp: SpoolPaths, id: string): Promise<boolean> {
+  if (!(await exists(sp.runningFile(id, 'job')))) return false;
+  await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
+  return true;
+}
+
+/** Move a file spoold cannot accept to bad/, beside a .why saying why. Returns the bad/ name. */
+export async function reject(sp: SpoolPaths, file: string, why: string): Promise<string | undefined> {
+  const base = `${path.basename(path.dirname(file))}.${path.basename(file)}.${Date.now()}`;
+  const target = path.join(sp.bad, base);
+  try {
+    await fsp.rename(file, target);
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return undefined; // gone meanwhile: nothing to reject
+    throw ioError(e, sp.rel(file), 'cannot move to bad/');
+  }
+  await writeAtomic(sp, `${target}.why`, `${why}\n`);
+  return base;
+}
+
+/** Remove what is left of running/ID once its job file is gone. */
+export async function clearLeftover(sp: SpoolPaths, id: string): Promise<void> {
+  await fsp.rm(sp.runningDir(id), { recursive: true, force: true });
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try { await fsp.lstat(p); return true; } catch (e) {
+    if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return false;
+    throw e;
+  }
+}
+
+export { SpoolError };
+
+/** Record a job that cannot run at all (its template is missing): straight to done/ as failed. */
+export async function recordFailed(sp: SpoolPaths, job: ParsedJob & { id: string }, why: string): Promise<string> {
+  const dir = sp.runningDir(job.id);
+  await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => { throw ioError(e, sp.rel(dir), 'cannot create'); });
+  const staged = await writeStaged(sp, job.id, formatJob(job), sp.runningFile(job.id, 'job'));
+  await publish(sp, staged, sp.runningFile(job.id, 'job'));
+  const now = new Date();
+  return finalize(sp, { id: job.id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt,
+    queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'failed', why } });
+}
