@@ -1,0 +1,167 @@
+// protocol.ts: the worker protocol, the one wire contract between spoold and workerd.
+//
+// A connection carries frames: a 4-byte big-endian payload length, a 1-byte
+// type, then the payload. The length is capped at MAX_FRAME before anything is
+// allocated, so a peer can make the reader hold at most one frame. Types:
+//   1 CONTROL   a JSON message (at most MAX_CONTROL bytes), see Msg below
+//   2 CONSOLE   raw console bytes of the job the worker holds
+//   3 ARTIFACTS raw bytes of the artifact tar stream of the job the worker holds
+// The conversation (man/workerd.8):
+//   worker: hello {v, name, platform, token?, holding?}
+//   server: welcome {v, heartbeatMs} | bye {why}
+//   server: job {...} | resume {id, consoleOffset} | not-yours {id} | done {id} | idle {why}
+//   worker: CONSOLE* ... artifacts {id} ARTIFACTS* manifest {id, files} finished {id, status}
+//   server: done {id}          (the result is in done/; the worker may forget the job)
+//   either: ping, at least every heartbeatMs; silence for DEAD_AFTER heartbeats closes the connection
+//   server: cancel {id}        (kill the job; report `canceled`)
+
+export const PROTOCOL_VERSION = 1;
+export const MAX_FRAME = 4 << 20;        // 4 MiB payload: the per-frame memory bound (a 1 MiB script, JSON-escaped, fits)
+export const MAX_CONTROL = 64 << 10;     // 64 KiB: what spoold accepts for one worker message (workers never send scripts)
+export const DEAD_AFTER = 3;             // heartbeats of silence before a peer is taken for dead
+
+export const T_CONTROL = 1;
+export const T_CONSOLE = 2;
+export const T_ARTIFACTS = 3;
+
+export interface ArtifactEntry { name: string; type: 'file' | 'directory' | 'symlink'; size: number; sha256?: string; target?: string }
+
+export type Msg =
+  | { t: 'hello'; v: number; name: string; platform: string; token?: string; holding?: { id: string; name: string; attempt: number; finished: boolean } }
+  | { t: 'welcome'; v: number; heartbeatMs: number }
+  | { t: 'bye'; why: string; code?: 'version' | 'token' | 'name' | 'platform' | 'protocol' }
+  | { t: 'ping' }
+  | { t: 'job'; id: string; name: string; platform: string; attempt: number; timeoutMs: number; network: boolean; script: string }
+  | { t: 'resume'; id: string; consoleOffset: number }
+  | { t: 'not-yours'; id: string; why: string }
+  | { t: 'cancel'; id: string }
+  | { t: 'idle'; why: string }
+  | { t: 'artifacts'; id: string }
+  | { t: 'manifest'; id: string; files: ArtifactEntry[] }
+  | { t: 'finished'; id: string; status: string; started: string; finished: string }
+  | { t: 'done'; id: string };
+
+export type Frame = { type: typeof T_CONTROL; msg: Msg } | { type: typeof T_CONSOLE | typeof T_ARTIFACTS; data: Buffer };
+
+export class ProtocolError extends Error {
+  constructor(why: string) { super(why); this.name = 'ProtocolError'; }
+}
+
+const header = (type: number, len: number): Buffer => {
+  const h = Buffer.allocUnsafe(5);
+  h.writeUInt32BE(len, 0);
+  h[4] = type;
+  return h;
+};
+
+/** Encode a control message as one frame. Throws on a message over MAX_CONTROL (a bug, or a script over the cap). */
+export function encodeMsg(msg: Msg): Buffer {
+  const body = Buffer.from(JSON.stringify(msg));
+  if (body.length > MAX_CONTROL && msg.t !== 'job') throw new ProtocolError(`message ${msg.t} is ${body.length} bytes, over ${MAX_CONTROL}`);
+  if (body.length > MAX_FRAME) throw new ProtocolError(`message ${msg.t} is ${body.length} bytes, over ${MAX_FRAME}`);
+  return Buffer.concat([header(T_CONTROL, body.length), body]);
+}
+
+/** The 5-byte header of a data frame; the caller writes the payload after it (no copy). */
+export function dataHeader(type: typeof T_CONSOLE | typeof T_ARTIFACTS, len: number): Buffer {
+  if (len > MAX_FRAME) throw new ProtocolError(`data frame of ${len} bytes is over ${MAX_FRAME}`);
+  return header(type, len);
+}
+
+const STR = (v: unknown, max = 4096): v is string => typeof v === 'string' && v.length <= max;
+const INT = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** Check a decoded JSON value against Msg; ProtocolError if it is not one. */
+export function checkMsg(v: unknown): Msg {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ProtocolError('control frame is not a JSON object');
+  const m = v as Record<string, unknown>;
+  const ok = ((): boolean => {
+    switch (m.t) {
+      case 'hello': {
+        const h = m.holding as Record<string, unknown> | undefined;
+        return INT(m.v) && STR(m.name, 256) && STR(m.platform, 256) && (m.token === undefined || STR(m.token, 4096))
+          && (h === undefined || (typeof h === 'object' && h !== null && STR(h.id, 64) && STR(h.name, 256) && INT(h.attempt) && typeof h.finished === 'boolean'));
+      }
+      case 'welcome': return INT(m.v) && INT(m.heartbeatMs);
+      case 'bye': return STR(m.why);
+      case 'ping': return true;
+      case 'job': return STR(m.id, 64) && STR(m.name, 256) && STR(m.platform, 256) && INT(m.attempt) && INT(m.timeoutMs) && typeof m.network === 'boolean' && STR(m.script, MAX_FRAME);
+      case 'resume': return STR(m.id, 64) && INT(m.consoleOffset);
+      case 'not-yours': return STR(m.id, 64) && STR(m.why);
+      case 'cancel': case 'artifacts': case 'done': return STR(m.id, 64);
+      case 'idle': return STR(m.why);
+      case 'manifest': return STR(m.id, 64) && Array.isArray(m.files) && m.files.length <= 100_000 && m.files.every((f: unknown) => {
+        const e = f as Record<string, unknown>;
+        return typeof e === 'object' && e !== null && STR(e.name) && (e.type === 'file' || e.type === 'directory' || e.type === 'symlink')
+          && INT(e.size) && (e.sha256 === undefined || (STR(e.sha256, 64) && /^[0-9a-f]{64}$/.test(e.sha256))) && (e.target === undefined || STR(e.target));
+      });
+      case 'finished': return STR(m.id, 64) && STR(m.status, 600) && STR(m.started, 64) && STR(m.finished, 64);
+      default: return false;
+    }
+  })();
+  if (!ok) throw new ProtocolError(`malformed control message${typeof m.t === 'string' ? ` '${m.t.slice(0, 20)}'` : ''}`);
+  return m as unknown as Msg;
+}
+
+/**
+ * Splits a byte stream into frames. push() takes a chunk and returns the frames
+ * it completes; at most one partial frame (<= MAX_FRAME + 5 bytes) is held.
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** maxControl: the largest control frame accepted; spoold uses MAX_CONTROL, workerd MAX_FRAME (job scripts). */
+  constructor(private readonly maxControl = MAX_CONTROL) {}
+
+  push(chunk: Buffer): Frame[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const out: Frame[] = [];
+    for (;;) {
+      if (this.buffered < 5) break;
+      const head = this.peek(5);
+      const len = head.readUInt32BE(0);
+      const type = head[4]!;
+      if (len > MAX_FRAME) throw new ProtocolError(`frame length ${len} is over the limit of ${MAX_FRAME}`);
+      if (type !== T_CONTROL && type !== T_CONSOLE && type !== T_ARTIFACTS) throw new ProtocolError(`unknown frame type ${type}`);
+      if (type === T_CONTROL && len > this.maxControl) throw new ProtocolError(`control frame of ${len} bytes is over the limit of ${this.maxControl}`);
+      if (this.buffered < 5 + len) break;
+      this.take(5);
+      const payload = this.take(len);
+      if (type === T_CONTROL) {
+        let v: unknown;
+        try { v = JSON.parse(payload.toString('utf8')); } catch { throw new ProtocolError('control frame is not valid JSON'); }
+        out.push({ type: T_CONTROL, msg: checkMsg(v) });
+      } else {
+        out.push({ type: type as typeof T_CONSOLE | typeof T_ARTIFACTS, data: payload });
+      }
+    }
+    return out;
+  }
+
+  /** Bytes of an unfinished frame: at end of stream, a truncated frame. */
+  get pending(): number { return this.buffered; }
+
+  private peek(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    return Buffer.concat(this.chunks).subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    this.buffered -= n;
+    const first = this.chunks[0]!;
+    if (first.length > n) { this.chunks[0] = first.subarray(n); return first.subarray(0, n); }
+    if (first.length === n) { this.chunks.shift(); return first; }
+    const out = Buffer.allocUnsafe(n);
+    let off = 0;
+    while (off < n) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length, n - off);
+      c.copy(out, off, 0, k);
+      off += k;
+      if (k === c.length) this.chunks.shift(); else this.chunks[0] = c.subarray(k);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,189 @@
+// tar.ts: artifacts as a tar stream, both ends. The only importer of tar-stream.
+//
+// packArtifacts (workerd) walks the job directory with lstat, never following a
+// link: regular files, directories and symlinks (as symlinks) go into the
+// stream, each file hashed (SHA-256) as it is read; fifos, sockets and devices
+// are skipped with a note for the console. The manifest it returns names every
+// entry with its size and hash, because a tar stream cut at an entry boundary
+// looks complete (DEPENDENCIES.md 5).
+//
+// receiveArtifacts (spoold) writes a stream into a fresh directory and refuses,
+// by throwing, anything that could escape it or harm the host: absolute paths,
+// '..', entries below a symlink, hard links, devices, fifos, over-long names,
+// more bytes than the limit. Files are created O_EXCL|O_NOFOLLOW, mode 0644
+// (the archive's mode bits, setuid included, are ignored). Memory stays bounded:
+// entries stream through, one at a time.
+
+import tar from 'tar-stream';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ArtifactEntry } from './protocol.js';
+
+export const MAX_NAME = 1024;        // bytes in an artifact path
+export const MAX_DEPTH = 64;
+
+class Hasher extends Transform {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  constructor(private readonly limit: number, private readonly onOver: () => Error) { super(); }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.limit) { cb(this.onOver()); return; }
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+}
+
+/** Pack every entry of dir (but `skip` names at its top) into a tar stream. */
+export function packArtifacts(dir: string, skip: string[], note: (line: string) => void): { stream: Readable; manifest: Promise<ArtifactEntry[]> } {
+  const pack = tar.pack();
+  const files: ArtifactEntry[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = (await fsp.readdir(path.join(dir, rel))).sort();
+    } catch (e) {
+      note(`workerd: cannot read job output ${rel || '.'}: ${(e as Error).message}; its files are not returned`);
+      return;
+    }
+    for (const n of names) {
+      if (rel === '' && skip.includes(n)) continue;
+      const r = rel === '' ? n : `${rel}/${n}`;
+      const abs = path.join(dir, r);
+      let st: fs.Stats;
+      try { st = await fsp.lstat(abs); } catch (e) { note(`workerd: cannot read job output ${r}: ${(e as Error).message}`); continue; }
+      if (Buffer.byteLength(r) > MAX_NAME || r.split('/').length > MAX_DEPTH) { note(`workerd: skipped ${r.slice(0, 80)}...: path too long`); continue; }
+      if (/[\x00-\x1f\x7f\\]/.test(r)) { note(`workerd: skipped ${JSON.stringify(r)}: control characters or backslashes in a file name`); continue; }
+      if (st.isDirectory()) {
+        await entry(pack, { name: r, type: 'directory', mode: 0o755 });
+        files.push({ name: r, type: 'directory', size: 0 });
+        await walk(r);
+      } else if (st.isSymbolicLink()) {
+        const target = await fsp.readlink(abs);
+        await entry(pack, { name: r, type: 'symlink', linkname: target, mode: 0o777 });
+        files.push({ name: r, type: 'symlink', size: 0, target });
+      } else if (st.isFile()) {
+        let fh: fsp.FileHandle;
+        try { fh = await fsp.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW); } catch (e) {
+          note(`workerd: cannot read job output ${r}: ${(e as Error).message}`); continue;
+        }
+        try {
+          const size = (await fh.stat()).size;
+          const h = new Hasher(size, () => new Error(`${r} grew while it was being sent`));
+          const sink = pack.entry({ name: r, type: 'file', size, mode: st.mode & 0o111 ? 0o755 : 0o644 });
+          await pipeline(fh.createReadStream({ autoClose: false }), h, sink);
+          files.push({ name: r, type: 'file', size, sha256: h.hash.digest('hex') });
+        } finally { await fh.close(); }
+      } else {
+        note(`workerd: skipped ${r}: not a regular file, directory or symlink`);
+      }
+    }
+  };
+  const manifest = walk('').then(() => { pack.finalize(); return files; }, (e) => { pack.destroy(e as Error); throw e; });
+  return { stream: pack as unknown as Readable, manifest };
+}
+
+function entry(pack: tar.Pack, h: tar.Header | (Partial<tar.Header> & { name: string })): Promise<void> {
+  return new Promise((resolve, reject) => { pack.entry(h, (err) => (err ? reject(err) : resolve())); });
+}
+
+export class ArtifactError extends Error {
+  constructor(why: string) { super(why); this.name = 'ArtifactError'; }
+}
+
+/** Check an entry name; returns its parts. */
+export function safeParts(name: string): string[] {
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (name.startsWith('/') || name.includes('\\') || /[\x00-\x1f\x7f]/.test(name) || parts.length === 0 || parts.includes('..')
+    || Buffer.byteLength(name) > MAX_NAME || parts.length > MAX_DEPTH) {
+    throw new ArtifactError(`artifact path ${JSON.stringify(name.slice(0, 100))} rejected: it must be relative, without '..'`);
+  }
+  return parts;
+}
+
+/**
+ * Receive a tar stream into `dir` (which must exist and be empty). Write the
+ * stream's bytes into `sink`; end it when the sender says the stream is done.
+ * `done` resolves with what was written, or rejects with the reason.
+ */
+export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.WritableStream & { write(b: Buffer): boolean; end(): void; destroy(e?: Error): void; once(ev: 'drain', f: () => void): unknown }; done: Promise<ArtifactEntry[]> } {
+  const ex = tar.extract();
+  const dirs = new Set<string>(['']);   // directories we made: the only ones we descend into
+  const got: ArtifactEntry[] = [];
+  let total = 0;
+  const ensureParents = async (parts: string[]): Promise<void> => {
+    for (let i = 1; i < parts.length; i++) {
+      const rel = parts.slice(0, i).join('/');
+      if (dirs.has(rel)) continue;
+      try {
+        await fsp.mkdir(path.join(dir, rel), { mode: 0o755 });
+      } catch (e) {
+        throw new ArtifactError(`artifact ${parts.join('/')} rejected: ${rel} exists and is not a directory the stream made (${(e as NodeJS.ErrnoException).code})`);
+      }
+      dirs.add(rel);
+    }
+  };
+  const done = (async () => {
+    for await (const e of ex) {
+      const h = e.header;
+      const parts = safeParts(h.name);
+      const rel = parts.join('/');
+      await ensureParents(parts);
+      const target = path.join(dir, rel);
+      if (h.type === 'directory') {
+        e.resume();
+        if (!dirs.has(rel)) {
+          try { await fsp.mkdir(target, { mode: 0o755 }); } catch { throw new ArtifactError(`artifact directory ${rel} rejected: it exists already`); }
+          dirs.add(rel);
+        }
+        got.push({ name: rel, type: 'directory', size: 0 });
+      } else if (h.type === 'symlink') {
+        e.resume();
+        if (!h.linkname || Buffer.byteLength(h.linkname) > MAX_NAME) throw new ArtifactError(`artifact symlink ${rel} rejected: bad target`);
+        try { await fsp.symlink(h.linkname, target); } catch { throw new ArtifactError(`artifact symlink ${rel} rejected: it exists already`); }
+        got.push({ name: rel, type: 'symlink', size: 0, target: h.linkname });
+      } else if (h.type === 'file' || h.type === 'contiguous-file') {
+        if (!Number.isSafeInteger(h.size) || h.size < 0 || (total += h.size) > maxBytes) {
+          throw new ArtifactError(`artifacts rejected: more than the limit of ${maxBytes} bytes`);
+        }
+        let fh: fsp.FileHandle;
+        try {
+          fh = await fsp.open(target, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW, 0o644);
+        } catch (err) {
+          throw new ArtifactError(`artifact ${rel} rejected: ${(err as NodeJS.ErrnoException).code === 'EEXIST' ? 'it exists already (a duplicate name)' : (err as Error).message}`);
+        }
+        const hasher = new Hasher(h.size, () => new ArtifactError(`artifact ${rel} has more bytes than its header says`));
+        try {
+          await pipeline(e, hasher, fh.createWriteStream());
+        } finally { await fh.close().catch(() => {}); }
+        if (hasher.bytes !== h.size) throw new ArtifactError(`artifact ${rel} is short: ${hasher.bytes} of ${h.size} bytes`);
+        got.push({ name: rel, type: 'file', size: h.size, sha256: hasher.hash.digest('hex') });
+      } else {
+        throw new ArtifactError(`artifact ${rel} rejected: type ${h.type} (only files, directories and symlinks are accepted)`);
+      }
+    }
+    return got;
+  })();
+  done.catch(() => ex.destroy());
+  return { sink: ex as never, done };
+}
+
+/** Compare what arrived with what the sender announced; the first difference, or undefined. */
+export function compareManifest(announced: ArtifactEntry[], got: ArtifactEntry[]): string | undefined {
+  const key = (e: ArtifactEntry) => `${e.type} ${e.name} ${e.size} ${e.sha256 ?? ''} ${e.target ?? ''}`;
+  const a = new Set(announced.map(key));
+  const g = new Set(got.map(key));
+  for (const k of a) if (!g.has(k)) return `announced but not received: ${k.slice(0, 200)}`;
+  for (const k of g) if (!a.has(k)) return `received but not announced: ${k.slice(0, 200)}`;
+  return undefined;
+}
+
+/** SHA256SUMS in the format of sha256sum(1): regular files only, paths relative to artifacts/. */
+export function formatSums(entries: ArtifactEntry[]): string {
+  return entries.filter((e) => e.type === 'file').sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0))
+    .map((e) => `${e.sha256}  ${e.name}\n`).join('');
+}

@@ -1,0 +1,132 @@
+// conn.ts: one worker connection: frames in and out, heartbeats, the hello.
+//
+// Everything a worker sends is checked here or in daemon.ts before it touches
+// the spool: frames are capped (protocol.ts), the hello is validated (version,
+// token, name, platform), and any violation closes this connection with a
+// logged reason while spoold goes on serving the others. Silence for
+// DEAD_AFTER heartbeats closes it too; while we hold the socket paused for
+// backpressure, the silence is ours and does not count.
+
+import type net from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
+import { FrameReader, encodeMsg, ProtocolError, PROTOCOL_VERSION, DEAD_AFTER, MAX_CONTROL, type Frame, type Msg } from '../spool/protocol.js';
+import { isName } from '../spool/paths.js';
+import { log } from './log.js';
+
+export interface ConnOwner {
+  heartbeatMs: number;
+  token: Buffer | undefined;
+  onHello(c: Conn, hello: Extract<Msg, { t: 'hello' }>): void;
+  onFrame(c: Conn, f: Frame): void;
+  onClose(c: Conn, why: string): void;
+}
+
+let nextConnId = 1;
+
+export class Conn {
+  readonly cid = nextConnId++;
+  name = '';
+  platform = '';
+  hello = false;
+  closed = false;
+  private reader = new FrameReader(MAX_CONTROL);
+  private lastRx = Date.now();
+  private heldPaused = 0;
+  private timer: NodeJS.Timeout;
+
+  constructor(readonly sock: net.Socket, private readonly owner: ConnOwner, readonly peer: string) {
+    sock.setNoDelay(true);
+    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    sock.on('error', (e) => this.close(`socket error: ${e.message}`));
+    sock.on('close', () => this.close(this.reader.pending > 0 ? 'connection closed inside a frame (truncated)' : 'connection closed'));
+    this.timer = setInterval(() => this.tick(), owner.heartbeatMs);
+  }
+
+  send(msg: Msg): void {
+    if (this.closed) return;
+    this.sock.write(encodeMsg(msg));
+  }
+
+  /** Stop reading until `resume` is called: backpressure from a slow disk. */
+  hold(): () => void {
+    this.heldPaused++;
+    this.sock.pause();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.heldPaused--;
+      this.lastRx = Date.now();
+      if (this.heldPaused === 0 && !this.closed) this.sock.resume();
+    };
+  }
+
+  close(why: string, bye?: Extract<Msg, { t: 'bye' }>): void {
+    if (this.closed) return;
+    if (bye) { try { this.sock.write(encodeMsg(bye)); } catch { /* closing anyway */ } }
+    this.closed = true;
+    clearInterval(this.timer);
+    this.sock.end();
+    setTimeout(() => this.sock.destroy(), 1000).unref();
+    this.owner.onClose(this, why);
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    if (this.heldPaused === 0 && Date.now() - this.lastRx > DEAD_AFTER * this.owner.heartbeatMs) {
+      this.close(`no heartbeat for ${DEAD_AFTER * this.owner.heartbeatMs} ms`);
+      return;
+    }
+    this.send({ t: 'ping' });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.lastRx = Date.now();
+    let frames: Frame[];
+    try {
+      frames = this.reader.push(chunk);
+    } catch (e) {
+      this.protocolError(e as Error);
+      return;
+    }
+    for (const f of frames) {
+      if (this.closed) return;
+      try {
+        if (!this.hello) this.onFirst(f);
+        else if (f.type === 1 && f.msg.t === 'ping') continue;
+        else this.owner.onFrame(this, f);
+      } catch (e) {
+        this.protocolError(e as Error);
+        return;
+      }
+    }
+  }
+
+  protocolError(e: Error): void {
+    const why = e instanceof ProtocolError ? e.message : `internal error: ${e.stack ?? e.message}`;
+    this.close(`protocol violation: ${why}`, { t: 'bye', why, code: 'protocol' });
+  }
+
+  private onFirst(f: Frame): void {
+    if (f.type !== 1 || f.msg.t !== 'hello') throw new ProtocolError('the first message must be hello');
+    const h = f.msg;
+    if (h.v !== PROTOCOL_VERSION) {
+      this.close(`hello with protocol version ${h.v}`, { t: 'bye', why: `protocol version ${h.v} is not supported; this spoold speaks ${PROTOCOL_VERSION}`, code: 'version' });
+      return;
+    }
+    if (this.owner.token) {
+      const given = Buffer.from(h.token ?? '');
+      if (given.length !== this.owner.token.length || !timingSafeEqual(given, this.owner.token)) {
+        this.close(`wrong token from worker ${JSON.stringify(h.name.slice(0, 64))}`, { t: 'bye', why: 'wrong or missing token (see --token-file)', code: 'token' });
+        return;
+      }
+    }
+    if (!isName(h.name)) { this.close(`bad worker name ${JSON.stringify(h.name.slice(0, 64))}`, { t: 'bye', why: 'bad worker name: use A-Z a-z 0-9 . _ + -', code: 'name' }); return; }
+    if (!isName(h.platform)) { this.close(`bad platform ${JSON.stringify(h.platform.slice(0, 64))}`, { t: 'bye', why: 'bad platform name: use A-Z a-z 0-9 . _ + -', code: 'platform' }); return; }
+    this.name = h.name;
+    this.platform = h.platform;
+    this.hello = true;
+    this.owner.onHello(this, h);
+  }
+}

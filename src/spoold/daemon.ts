@@ -1,0 +1,475 @@
+// daemon.ts: spoold's heart: workers, dispatch, and each running job's life.
+//
+// Owns the in-memory view of running/: for each running job, the worker that
+// holds it (or the deadline by which one must re-attach), its console stream
+// and its artifact receiver. Every change of a job's state goes through
+// src/spool/state.ts (claim, requeue, finalize), so the spool stays the truth
+// and a restart reconstructs this view from running/ alone (reconcile()).
+//
+// Timing invariant: LEASE must exceed DEAD_AFTER * heartbeat, so that a worker
+// that is merely slow is never declared gone while its connection still lives
+// (main.ts checks it).
+//
+// How it fails: a worker that breaks the protocol loses its connection (its
+// job waits for the lease); a job whose artifacts are hostile or corrupt ends
+// `failed: ...`; a spool write that fails (disk full, read-only) ends that job
+// `failed: ...` when it can, and is logged; the daemon goes on.
+
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.js';
+import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
+import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
+import { writeAtomic, DIR_MODE } from '../spool/stage.js';
+import { formatHeaders } from '../spool/headers.js';
+import { isId, isName, type SpoolPaths } from '../spool/paths.js';
+import { receiveArtifacts, compareManifest, formatSums } from '../spool/tar.js';
+import { T_CONSOLE, T_ARTIFACTS, ProtocolError, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
+import { errno } from '../spool/errors.js';
+import { Queue, type Queued } from './queue.js';
+import { Conn, type ConnOwner } from './conn.js';
+import { log } from './log.js';
+
+export interface DaemonOpts {
+  heartbeatMs: number;
+  leaseMs: number;
+  token: Buffer | undefined;
+  maxArtifactBytes: number;
+}
+
+type Phase = 'console' | 'artifacts' | 'manifest' | 'finishing';
+
+interface Running {
+  id: string;
+  job: ParsedJob;
+  attempt: number;                 // this attempt's number (job.attempt + 1)
+  worker: Conn | undefined;
+  deadline: number;                // when detached: re-attach before this, or lose the job
+  phase: Phase;
+  console: fs.WriteStream | undefined;
+  artifacts: { sink: ReturnType<typeof receiveArtifacts>['sink']; done: Promise<ArtifactEntry[]> } | undefined;
+  artifactError: string | undefined;
+  started: Date;
+  cancelSent: boolean;
+  cancelRequested: boolean;
+}
+
+export class Daemon implements ConnOwner {
+  readonly heartbeatMs: number;
+  readonly token: Buffer | undefined;
+  readonly queue: Queue;
+  private running = new Map<string, Running>();
+  private workers = new Set<Conn>();
+  private busy = new Map<Conn, string | 'claiming'>();
+  dropped = new Set<string>();
+  stopping = false;
+  private timers: NodeJS.Timeout[] = [];
+  private workerWrites = new Map<string, Promise<void>>();
+  /** Called when a job finishes, for schedule state (timer.ts). */
+  onFinished: (r: Result, origin: string) => void = () => {};
+
+  constructor(readonly sp: SpoolPaths, readonly opts: DaemonOpts) {
+    this.heartbeatMs = opts.heartbeatMs;
+    this.token = opts.token;
+    this.queue = new Queue(sp, (q) => this.dispatchFor(q.platform));
+  }
+
+  start(): void {
+    this.timers.push(setInterval(() => void this.checkLeases(), 500));
+    this.timers.push(setInterval(() => void this.checkCancels(), 250));
+  }
+
+  /** Stop dispatching; close worker connections; running jobs stay in running/ for the next start. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    for (const c of this.workers) c.close('spoold stopping', { t: 'bye', why: 'spoold is stopping; reconnect later' });
+    for (const r of this.running.values()) await this.closeConsole(r);
+    await Promise.all(this.workerWrites.values());
+  }
+
+  // ---- startup ----------------------------------------------------------
+
+  /** The startup pass over running/ (state.ts lists the crash leftovers and this rule for each). */
+  async reconcile(): Promise<void> {
+    for (const f of await fsp.readdir(this.sp.tmp).catch(() => [] as string[])) {
+      await fsp.rm(`${this.sp.tmp}/${f}`, { recursive: true, force: true });   // staged, never published
+    }
+    for (const f of await fsp.readdir(this.sp.workers).catch(() => [] as string[])) {
+      await fsp.rm(`${this.sp.workers}/${f}`, { force: true });              // nobody is connected yet
+    }
+    for (const id of await fsp.readdir(this.sp.running)) {
+      if (!isId(id)) { log('warning', { file: `running/${id}`, why: 'not a job id; left alone (remove it by hand)' }); continue; }
+      const jobFile = this.sp.runningFile(id, 'job');
+      let job: ParsedJob;
+      try {
+        job = parseJob(await fsp.readFile(jobFile), `running/${id}/job`, id);
+      } catch (e) {
+        if (errno(e) === 'ENOENT') { await clearLeftover(this.sp, id); log('cleaned', { dir: `running/${id}`, why: 'no job file (a finished move)' }); continue; }
+        log('error', { file: `running/${id}/job`, why: (e as Error).message });
+        continue;
+      }
+      if (await exists(this.sp.runningFile(id, 'result'))) {
+        try {
+          const r = parseResult(await fsp.readFile(this.sp.runningFile(id, 'result')), `running/${id}/result`);
+          await finalize(this.sp, r);
+          log('finished', { id, name: r.name, status: formatStatus(r.status), why: 'finalize completed after restart' });
+          continue;
+        } catch (e) { log('error', { file: `running/${id}/result`, why: (e as Error).message }); }
+      }
+      this.running.set(id, this.newRunning(id, job, undefined));
+      log('waiting', { id, name: job.name, attempt: job.attempt + 1, why: `worker may re-attach within ${this.opts.leaseMs} ms` });
+    }
+  }
+
+  private newRunning(id: string, job: ParsedJob, worker: Conn | undefined): Running {
+    return {
+      id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
+      console: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false,
+    };
+  }
+
+  // ---- workers ----------------------------------------------------------
+
+  addConnection(c: Conn): void { this.workers.add(c); }
+
+  onHello(c: Conn, h: Extract<Msg, { t: 'hello' }>): void {
+    for (const other of this.workers) {
+      if (other !== c && other.hello && other.name === c.name) other.close(`replaced by a new connection of worker ${c.name}`);
+    }
+    c.send({ t: 'welcome', v: 1, heartbeatMs: this.heartbeatMs });
+    log('worker joined', { worker: c.name, platform: c.platform, peer: c.peer, holding: h.holding?.id });
+    if (h.holding) {
+      void this.reattach(c, h.holding);
+    } else {
+      this.writeWorker(c);
+      if (this.dropped.has(c.platform)) c.send({ t: 'idle', why: `platform ${c.platform} is dropped (bctl undrop-platform ${c.platform} restores it)` });
+      this.dispatchFor(c.platform);
+    }
+  }
+
+  private async reattach(c: Conn, h: { id: string; name: string; attempt: number }): Promise<void> {
+    const r = isId(h.id) ? this.running.get(h.id) : undefined;
+    if (r && !r.worker && r.attempt === h.attempt && !r.cancelRequested) {
+      r.worker = c;
+      r.phase = 'console';
+      this.busy.set(c, r.id);
+      await this.resetArtifacts(r);
+      let offset = 0;
+      try { offset = (await fsp.stat(this.sp.runningFile(r.id, 'console.log'))).size; } catch { /* none yet */ }
+      c.send({ t: 'resume', id: r.id, consoleOffset: offset });
+      log('reattached', { id: r.id, name: r.job.name, worker: c.name, console: offset });
+      this.writeWorker(c);
+      return;
+    }
+    if (isId(h.id) && isName(h.name) && await exists(this.sp.doneDir(h.name, h.id))) {
+      c.send({ t: 'done', id: h.id });
+    } else {
+      const why = r?.cancelRequested ? 'the job was canceled' : r?.worker ? 'another connection holds the job' : 'the job is no longer yours (its lease ran out, it was requeued or finished elsewhere)';
+      c.send({ t: 'not-yours', id: h.id, why });
+      log('refused', { id: h.id, worker: c.name, why });
+    }
+    this.writeWorker(c);
+    this.dispatchFor(c.platform);
+  }
+
+  onClose(c: Conn, why: string): void {
+    this.workers.delete(c);
+    const id = this.busy.get(c);
+    this.busy.delete(c);
+    if (c.hello) {
+      log('worker left', { worker: c.name, why, job: id === 'claiming' ? undefined : id });
+      this.removeWorkerFile(c);
+    } else if (!/^connection closed$/.test(why)) {
+      log('connection refused', { peer: c.peer, why });
+    }
+    if (id && id !== 'claiming') {
+      const r = this.running.get(id);
+      if (r && r.worker === c) {
+        r.worker = undefined;
+        r.deadline = Date.now() + this.opts.leaseMs;
+        void this.resetArtifacts(r);
+        void this.closeConsole(r);
+      }
+    }
+  }
+
+  private writeWorker(c: Conn): void {
+    if (!c.hello || this.stopping) return;
+    const job = this.busy.get(c);
+    const text = formatHeaders([['name', c.name], ['platform', c.platform], ['peer', c.peer.replace(/\s/g, '_') || 'unix'],
+      ['job', job && job !== 'claiming' ? job : ''], ['seen', new Date().toISOString()]]);
+    const prev = this.workerWrites.get(c.name) ?? Promise.resolve();
+    const next = prev.then(() => (c.closed ? undefined : writeAtomic(this.sp, this.sp.worker(c.name), text))).catch(() => {});
+    this.workerWrites.set(c.name, next);
+  }
+
+  private removeWorkerFile(c: Conn): void {
+    const prev = this.workerWrites.get(c.name) ?? Promise.resolve();
+    const stillConnected = [...this.workers].some((w) => w.hello && w.name === c.name);
+    if (stillConnected) return;
+    this.workerWrites.set(c.name, prev.then(() => fsp.rm(this.sp.worker(c.name), { force: true })).catch(() => {}));
+  }
+
+  // ---- dispatch ---------------------------------------------------------
+
+  /** Hand queued jobs of `platform` to its idle workers. */
+  dispatchFor(platform: string): void {
+    if (this.stopping || this.dropped.has(platform)) return;
+    for (const c of this.workers) {
+      if (!c.hello || c.closed || c.platform !== platform || this.busy.has(c)) continue;
+      const q = this.queue.peek(platform);
+      if (!q) return;
+      this.queue.remove(q.id);
+      this.busy.set(c, 'claiming');
+      void this.dispatch(c, q);
+    }
+  }
+
+  dispatchAll(): void { for (const p of this.queue.platforms()) this.dispatchFor(p); }
+
+  private async dispatch(c: Conn, q: Queued): Promise<void> {
+    let job: ParsedJob | undefined;
+    try {
+      if (await claim(this.sp, q.id)) job = parseJob(await fsp.readFile(this.sp.runningFile(q.id, 'job')), `running/${q.id}/job`, q.id);
+    } catch (e) {
+      log('error', { id: q.id, why: `cannot claim: ${(e as Error).message}` });
+    }
+    if (!job) {
+      this.busy.delete(c);
+      this.dispatchFor(c.platform);
+      return;
+    }
+    const r = this.newRunning(q.id, job, undefined);
+    this.running.set(q.id, r);
+    if (c.closed) {           // the worker left while we claimed: the job waits for its lease
+      r.deadline = Date.now();
+      this.busy.delete(c);
+      return;
+    }
+    r.worker = c;
+    this.busy.set(c, q.id);
+    c.send({ t: 'job', id: q.id, name: job.name, platform: job.platform, attempt: r.attempt, timeoutMs: timeoutOf(job), network: job.network, script: job.body });
+    log('dispatched', { id: q.id, name: job.name, platform: job.platform, worker: c.name, attempt: r.attempt });
+    // The lease records who holds the job, for people and bctl info. It is not
+    // needed for recovery: a claimed job without one is treated as possibly running.
+    void writeAtomic(this.sp, this.sp.runningFile(q.id, 'lease'),
+      formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)]])).catch(() => {});
+    this.writeWorker(c);
+  }
+
+  // ---- a running job's frames ------------------------------------------
+
+  onFrame(c: Conn, f: Frame): void {
+    const id = this.busy.get(c);
+    const r = id && id !== 'claiming' ? this.running.get(id) : undefined;
+    if (f.type === T_CONSOLE) {
+      if (!r || r.worker !== c || r.phase !== 'console') throw new ProtocolError('console data without a job in its console phase');
+      this.writeConsole(c, r, f.data);
+      return;
+    }
+    if (f.type === T_ARTIFACTS) {
+      if (!r || r.worker !== c || r.phase !== 'artifacts' || !r.artifacts) throw new ProtocolError('artifact data outside an artifact stream');
+      if (!r.artifacts.sink.write(f.data)) {
+        const release = c.hold();
+        r.artifacts.sink.once('drain', release);
+        void r.artifacts.done.finally(release);
+      }
+      return;
+    }
+    if (f.type !== 1) return;
+    const m = f.msg;
+    switch (m.t) {
+      case 'artifacts':
+        if (!r || m.id !== r.id || r.phase !== 'console') throw new ProtocolError(`artifacts for job ${m.id.slice(0, 40)}, which this worker does not hold`);
+        void this.beginArtifacts(c, r);
+        return;
+      case 'manifest':
+        if (!r || m.id !== r.id || r.phase !== 'artifacts') throw new ProtocolError(`manifest for job ${m.id.slice(0, 40)} outside its artifact stream`);
+        r.phase = 'manifest';
+        void this.endArtifacts(c, r, m.files);
+        return;
+      case 'finished':
+        if (!r || m.id !== r.id) throw new ProtocolError(`finished for job ${m.id.slice(0, 40)}, which this worker does not hold`);
+        if (r.phase !== 'manifest' && r.phase !== 'console') throw new ProtocolError('finished before the artifact manifest');
+        void this.finish(c, r, m);
+        return;
+      default:
+        throw new ProtocolError(`unexpected message '${m.t}' from a worker`);
+    }
+  }
+
+  private writeConsole(c: Conn, r: Running, data: Buffer): void {
+    if (!r.console) {
+      r.console = fs.createWriteStream(this.sp.runningFile(r.id, 'console.log'), { flags: 'a', mode: 0o664 });
+      r.console.on('error', (e) => {
+        log('error', { id: r.id, file: `running/${r.id}/console.log`, why: e.message });
+        r.artifactError ??= `cannot write console.log: ${(e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : e.message}`;
+      });
+    }
+    if (!r.console.write(data)) {
+      const release = c.hold();
+      r.console.once('drain', release);
+      r.console.once('close', release);
+    }
+  }
+
+  private async closeConsole(r: Running): Promise<void> {
+    const ws = r.console;
+    if (!ws) return;
+    r.console = undefined;
+    if (ws.destroyed) return;
+    await new Promise<void>((resolve) => { ws.end(() => resolve()); ws.once('error', () => resolve()); });
+  }
+
+  private async resetArtifacts(r: Running): Promise<void> {
+    if (r.artifacts) { r.artifacts.sink.destroy(); r.artifacts.done.catch(() => {}); r.artifacts = undefined; }
+    await fsp.rm(this.sp.runningFile(r.id, 'artifacts'), { recursive: true, force: true }).catch(() => {});
+    await fsp.rm(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }).catch(() => {});
+  }
+
+  private async beginArtifacts(c: Conn, r: Running): Promise<void> {
+    r.phase = 'artifacts';
+    const release = c.hold();   // no artifact bytes until the directory is ready
+    try {
+      await this.resetArtifacts(r);
+      const dir = this.sp.runningFile(r.id, 'artifacts');
+      await fsp.mkdir(dir, { mode: DIR_MODE });
+      r.artifacts = receiveArtifacts(dir, this.opts.maxArtifactBytes);
+      r.artifacts.done.catch(() => {});
+    } catch (e) {
+      r.artifactError ??= `cannot store artifacts: ${(e as Error).message}`;
+      r.artifacts = receiveArtifacts('/nonexistent-builder-artifacts', 0);   // swallows the stream, fails at the end
+      r.artifacts.done.catch(() => {});
+    } finally { release(); }
+  }
+
+  private async endArtifacts(c: Conn, r: Running, announced: ArtifactEntry[]): Promise<void> {
+    const a = r.artifacts!;
+    a.sink.end();
+    const release = c.hold();     // hold `finished` until the artifacts are checked
+    try {
+      const got = await a.done;
+      const diff = compareManifest(announced, got);
+      if (diff) {
+        r.artifactError ??= `artifacts do not match their manifest: ${diff}`;
+      } else {
+        await writeAtomic(this.sp, this.sp.runningFile(r.id, 'SHA256SUMS'), formatSums(got));
+      }
+    } catch (e) {
+      const why = (e as Error).message;
+      r.artifactError ??= /ENOSPC/.test(why) ? 'no space left on device' : `artifacts rejected: ${why}`;
+      log('artifacts rejected', { id: r.id, worker: c.name, why });
+      if (!/ENOSPC|EROFS|EDQUOT/.test(why)) {
+        // A hostile stream: record the job failed and drop the connection.
+        r.phase = 'finishing';
+        await this.finalizeJob(r, { kind: 'failed', why: r.artifactError }, c.name, undefined);
+        c.close(`hostile artifact stream: ${why}`, { t: 'bye', why: `artifacts rejected: ${why}`, code: 'protocol' });
+        return;
+      }
+    } finally { release(); }
+  }
+
+  private async finish(c: Conn, r: Running, m: Extract<Msg, { t: 'finished' }>): Promise<void> {
+    const status = parseStatus(m.status);
+    if (!status) { c.protocolError(new ProtocolError(`bad status ${JSON.stringify(m.status.slice(0, 60))}`)); return; }
+    r.phase = 'finishing';
+    const release = c.hold();
+    try {
+      if (r.artifacts) await r.artifacts.done.catch(() => {});
+      const started = new Date(m.started);
+      const final: Status = r.artifactError ? { kind: 'failed', why: r.artifactError } : status;
+      const ok = await this.finalizeJob(r, final, c.name, Number.isNaN(started.getTime()) ? r.started : started);
+      if (ok) {
+        c.send({ t: 'done', id: r.id });
+        this.busy.delete(c);
+        this.writeWorker(c);
+        this.dispatchFor(c.platform);
+      } else {
+        c.close('could not store the result; the worker keeps it and retries');
+      }
+    } finally { release(); }
+  }
+
+  /** Write the result and move the job to done/. False when the spool would not take it. */
+  private async finalizeJob(r: Running, status: Status, worker: string, started: Date | undefined): Promise<boolean> {
+    await this.closeConsole(r);
+    if (r.artifacts && status.kind === 'failed') { r.artifacts.sink.destroy(); }
+    const result: Result = {
+      id: r.id, name: r.job.name, platform: r.job.platform, worker, attempt: r.attempt,
+      queued: r.job.queued ?? r.started, started, finished: new Date(), status,
+    };
+    try {
+      await fsyncFile(this.sp.runningFile(r.id, 'console.log'));
+      await finalize(this.sp, result);
+    } catch (e) {
+      log('error', { id: r.id, why: `cannot finalize: ${(e as Error).message}` });
+      if (status.kind !== 'failed') return false;
+      return false;
+    }
+    this.running.delete(r.id);
+    const dur = result.started ? Math.round((result.finished.getTime() - result.started.getTime()) / 1000) : 0;
+    log('finished', { id: r.id, name: r.job.name, platform: r.job.platform, worker: worker || undefined, status: formatStatus(status), duration: `${dur}s` });
+    this.onFinished(result, r.job.origin);
+    return true;
+  }
+
+  // ---- leases and cancels ----------------------------------------------
+
+  private checking = false;
+  private async checkLeases(): Promise<void> {
+    if (this.checking || this.stopping) return;
+    this.checking = true;
+    try {
+      const now = Date.now();
+      for (const r of [...this.running.values()]) {
+        if (r.worker || r.phase === 'finishing' || r.deadline > now) continue;
+        r.phase = 'finishing';
+        if (r.cancelRequested) { await this.finalizeJob(r, { kind: 'canceled' }, '', undefined); continue; }
+        if (r.attempt > retriesOf(r.job)) {
+          await this.finalizeJob(r, { kind: 'lost' }, '', undefined);
+          continue;
+        }
+        try {
+          await this.closeConsole(r);
+          await requeue(this.sp, r.id, r.job, r.attempt);
+          this.running.delete(r.id);
+          log('requeued', { id: r.id, name: r.job.name, attempt: r.attempt, why: 'lease expired: the worker is gone' });
+          await this.queue.consider(r.id);
+        } catch (e) {
+          r.phase = 'console';
+          log('error', { id: r.id, why: `cannot requeue: ${(e as Error).message}` });
+        }
+      }
+    } finally { this.checking = false; }
+  }
+
+  private async checkCancels(): Promise<void> {
+    for (const r of [...this.running.values()]) {
+      if (r.cancelSent || r.phase === 'finishing') continue;
+      if (!(await exists(this.sp.runningFile(r.id, 'cancel')).catch(() => false))) continue;
+      r.cancelRequested = true;
+      if (r.worker) {
+        r.cancelSent = true;
+        r.worker.send({ t: 'cancel', id: r.id });
+        log('cancel', { id: r.id, name: r.job.name, worker: r.worker.name });
+      } else {
+        r.cancelSent = true;
+        r.deadline = 0;     // no worker holds it: checkLeases finalizes it as canceled
+      }
+    }
+  }
+
+  /** For tests and info: ids of running jobs. */
+  runningIds(): string[] { return [...this.running.keys()]; }
+
+  /** Tell connected workers of a newly dropped platform why they get no work. */
+  announceDropped(platform: string): void {
+    for (const c of this.workers) if (c.hello && c.platform === platform) c.send({ t: 'idle', why: `platform ${platform} is dropped (bctl undrop-platform ${platform} restores it)` });
+  }
+}
+
+async function fsyncFile(p: string): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try { fh = await fsp.open(p, 'r'); await fh.sync(); } catch (e) { if (errno(e) !== 'ENOENT') throw e; } finally { await fh?.close(); }
+}

@@ -1,0 +1,158 @@
+// main.ts: spoold's command line, lock, listeners, signals.
+//
+//   spoold [-s SPOOL] [--listen HOST:PORT] [--templates DIR] [--token-file F]
+//          [--lease DUR] [--heartbeat DUR] [--max-artifacts BYTES]
+//
+// Fatal only when the spool cannot be opened or locked; everything else is
+// logged and survived. SIGTERM/SIGINT: stop dispatching, close connections,
+// release the lock, exit 0; running jobs stay in running/ and are re-attached
+// or requeued by the next start.
+
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import mri from 'mri';
+import { SpoolPaths, isName } from '../spool/paths.js';
+import { ensureSpool } from '../spool/layout.js';
+import { takeLock } from '../spool/lock.js';
+import { parseDuration } from '../spool/duration.js';
+import { SpoolError, errno } from '../spool/errors.js';
+import { EXIT_FAIL, EXIT_OK, EXIT_USAGE } from '../spool/exit.js';
+import { DEAD_AFTER } from '../spool/protocol.js';
+import { Daemon } from './daemon.js';
+import { Conn } from './conn.js';
+import { ScheduleTimer } from './timer.js';
+import { watchDir } from './watch.js';
+import { log } from './log.js';
+
+const USAGE = `usage: spoold [-s SPOOL] [--listen HOST:PORT] [--templates DIR] [--token-file FILE]
+              [--lease DUR] [--heartbeat DUR] [--max-artifacts BYTES]
+
+Serve the spool SPOOL (default $BUILDER_SPOOL, else /var/spool/builder) to
+workers on SPOOL/spoold.sock and, with --listen, on TCP (loopback unless a
+host is given). See spoold(8).
+`;
+
+const RESCAN_MS = 5_000;
+
+function usage(msg: string): never {
+  process.stderr.write(`spoold: ${msg}\n${USAGE}`);
+  process.exit(EXIT_USAGE);
+}
+
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s) ?? /^()()(\d{1,5})$/.exec(s);
+  if (!m || Number(m[3]) > 65535) throw new Error(`bad --listen '${s}': write HOST:PORT or PORT`);
+  return { host: m[1] || m[2] || '127.0.0.1', port: Number(m[3]) };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let unknown: string | undefined;
+  const a = mri(argv, {
+    alias: { s: 'spool', h: 'help', listen: [], templates: [], 'token-file': [], lease: [], heartbeat: [], 'max-artifacts': [] },
+    string: ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts'],
+    boolean: ['help'],
+    unknown: (f) => { unknown = f; },
+  });
+  if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
+  if (unknown) usage(`unknown option ${unknown}`);
+  if (a._.length > 0) usage(`unexpected argument ${String(a._[0])}`);
+  for (const k of ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts']) {
+    if (Array.isArray(a[k]) || a[k] === '') usage(`--${k} needs one value`);
+  }
+  let heartbeatMs = 5_000;
+  let leaseMs = 60_000;
+  let maxArtifactBytes = 64 * 2 ** 30;
+  let listen: { host: string; port: number } | undefined;
+  try {
+    if (a.heartbeat) heartbeatMs = parseDuration(a.heartbeat, '--heartbeat');
+    if (a.lease) leaseMs = parseDuration(a.lease, '--lease');
+    if (a['max-artifacts']) { maxArtifactBytes = Number(a['max-artifacts']); if (!Number.isSafeInteger(maxArtifactBytes) || maxArtifactBytes < 0) throw new Error('--max-artifacts takes a number of bytes'); }
+    if (a.listen) listen = parseListen(a.listen);
+  } catch (e) { usage((e as Error).message); }
+  // LEASE must exceed DEAD_AFTER heartbeats (daemon.ts): a live but slow worker keeps its job.
+  if (leaseMs <= DEAD_AFTER * heartbeatMs) usage(`--lease must exceed ${DEAD_AFTER} heartbeats (${DEAD_AFTER * heartbeatMs} ms)`);
+
+  const sp = new SpoolPaths(a.spool ?? process.env.BUILDER_SPOOL ?? '/var/spool/builder');
+  const templateDirs = [sp.templates, ...(a.templates ? [path.resolve(a.templates)] : [])];
+  let token: Buffer | undefined;
+  let release: () => Promise<void>;
+  try {
+    if (a['token-file']) token = Buffer.from((await fsp.readFile(a['token-file'], 'utf8')).trim());
+    await ensureSpool(sp);
+    release = await takeLock(sp, (err) => log('fatal', { why: `spool lock lost: ${err.message}; stopping so that no two spoolds claim jobs` }));
+  } catch (e) {
+    process.stderr.write(`spoold: ${e instanceof SpoolError ? e.message : (e as Error).message}\n`);
+    process.exit(EXIT_FAIL);
+  }
+
+  const d = new Daemon(sp, { heartbeatMs, leaseMs, token, maxArtifactBytes });
+  const timer = new ScheduleTimer(sp, d, templateDirs);
+  d.onFinished = (r) => void timer.finished(r);
+  await d.reconcile();
+
+  const readDropped = async () => {
+    const names = new Set((await fsp.readdir(sp.platforms).catch(() => [] as string[])).filter(isName));
+    for (const p of names) if (!d.dropped.has(p)) { d.dropped.add(p); d.announceDropped(p); log('platform dropped', { platform: p }); }
+    for (const p of [...d.dropped]) if (!names.has(p)) { d.dropped.delete(p); log('platform undropped', { platform: p }); d.dispatchFor(p); }
+  };
+  await readDropped();
+
+  const onConn = (sock: net.Socket, peer: string) => d.addConnection(new Conn(sock, d, peer));
+  const servers: net.Server[] = [];
+  await fsp.rm(sp.socket, { force: true });     // stale from a crash; we hold the lock, so it is ours
+  const unix = net.createServer((s) => onConn(s, 'unix'));
+  await new Promise<void>((res, rej) => { unix.once('error', rej); unix.listen(sp.socket, () => res()); });
+  await fsp.chmod(sp.socket, 0o660);
+  servers.push(unix);
+  if (listen) {
+    const tcp = net.createServer((s) => onConn(s, `${s.remoteAddress}:${s.remotePort}`));
+    try {
+      await new Promise<void>((res, rej) => { tcp.once('error', rej); tcp.listen(listen!.port, listen!.host, () => res()); });
+    } catch (e) {
+      process.stderr.write(`spoold: cannot listen on ${listen.host}:${listen.port}: ${(e as Error).message}\n`);
+      process.exit(EXIT_FAIL);
+    }
+    servers.push(tcp);
+  }
+
+  const wErr = (dir: string) => (e: unknown) => { log('warning', { dir, why: `watcher: ${(e as Error).message}; rescanning` }); void rescan(); };
+  const watchers = [
+    watchDir(sp.new, (n) => void d.queue.consider(n).catch((e) => log('error', { file: `new/${n}`, why: (e as Error).message })), wErr('new/')),
+    watchDir(sp.schedules, () => void timer.rescan(), wErr('schedules/')),
+    watchDir(sp.platforms, () => void readDropped().then(() => timer.arm()), wErr('platforms/')),
+    watchDir(sp.templates, () => void timer.arm(), wErr('templates/')),
+  ];
+  let scanning = false;
+  const rescan = async () => {
+    if (scanning) return;
+    scanning = true;
+    try { await readDropped(); await d.queue.rescan(); await timer.rescan(); d.dispatchAll(); } finally { scanning = false; }
+  };
+  await rescan();
+  d.start();
+  const periodic = setInterval(() => void rescan(), RESCAN_MS);
+  const addr = listen ? ` tcp=${listen.host}:${listen.port}` : '';
+  log('started', { spool: sp.root, pid: process.pid, socket: sp.rel(sp.socket) + addr });
+
+  let stopping = false;
+  const stop = async (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log('stopping', { signal: sig });
+    clearInterval(periodic);
+    timer.stop();
+    await Promise.all(watchers.map((w) => w.close()));
+    for (const s of servers) s.close();
+    await d.stop();
+    await fsp.rm(sp.socket, { force: true }).catch(() => {});
+    await release();
+    log('stopped');
+    process.exit(EXIT_OK);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('uncaughtException', (e) => { log('error', { why: `uncaught: ${e.stack ?? e.message}` }); });
+  process.on('unhandledRejection', (e) => { log('error', { why: `unhandled: ${(e as Error)?.stack ?? String(e)}` }); });
+  void errno;
+}

@@ -1,0 +1,112 @@
+// queue.ts: the queued jobs of new/, per platform, in dispatch order.
+//
+// Dispatch order is priority (higher first), then id (older first, since ids
+// sort by time). The queue is a cache of new/: the directory is the truth.
+// consider() reads one file (on a watcher event); rescan() lists new/ and
+// reconciles the cache with it (on start, periodically, after a watcher error),
+// so a missed event never strands a job. A file that does not parse, or that is
+// not a regular file, is moved to bad/ with a .why; a file under a name that is
+// not an id is adopted (renamed to a fresh id).
+
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { parseJob, type ParsedJob } from '../spool/job.js';
+import { adopt, reject } from '../spool/state.js';
+import { MAX_FILE } from '../spool/headers.js';
+import { isId, type SpoolPaths } from '../spool/paths.js';
+import { SpoolError, errno } from '../spool/errors.js';
+import { log } from './log.js';
+
+export interface Queued { id: string; name: string; platform: string; priority: number; origin: string }
+
+const before = (a: Queued, b: Queued): boolean => a.priority > b.priority || (a.priority === b.priority && a.id < b.id);
+
+export class Queue {
+  private byPlatform = new Map<string, Queued[]>();
+  private byId = new Map<string, { q: Queued; mtimeMs: number; size: number }>();
+
+  constructor(private readonly sp: SpoolPaths, private readonly onAdd: (q: Queued) => void) {}
+
+  get size(): number { return this.byId.size; }
+  has(id: string): boolean { return this.byId.has(id); }
+  hasName(name: string): boolean { for (const { q } of this.byId.values()) if (q.name === name) return true; return false; }
+  platforms(): string[] { return [...this.byPlatform.keys()].filter((p) => (this.byPlatform.get(p)?.length ?? 0) > 0); }
+
+  /** The next job for platform, without removing it. */
+  peek(platform: string): Queued | undefined { return this.byPlatform.get(platform)?.[0]; }
+
+  remove(id: string): void {
+    const e = this.byId.get(id);
+    if (!e) return;
+    this.byId.delete(id);
+    const list = this.byPlatform.get(e.q.platform)!;
+    const i = list.indexOf(e.q);
+    if (i >= 0) list.splice(i, 1);
+  }
+
+  private insert(q: Queued, mtimeMs: number, size: number): void {
+    this.remove(q.id);
+    this.byId.set(q.id, { q, mtimeMs, size });
+    let list = this.byPlatform.get(q.platform);
+    if (!list) { list = []; this.byPlatform.set(q.platform, list); }
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (before(list[mid]!, q)) lo = mid + 1; else hi = mid; }
+    list.splice(lo, 0, q);
+  }
+
+  /** Read new/NAME and queue, adopt or reject it. */
+  async consider(name: string): Promise<void> {
+    if (name.startsWith('.')) return;
+    const file = path.join(this.sp.new, name);
+    let st;
+    try { st = await fsp.lstat(file); } catch (e) {
+      if (errno(e) === 'ENOENT') { if (isId(name)) this.remove(name); return; }
+      throw e;
+    }
+    const known = isId(name) ? this.byId.get(name) : undefined;
+    if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) return;
+    if (!st.isFile()) return void this.rejectFile(file, `new/${name} is not a regular file (a ${st.isSymbolicLink() ? 'symlink' : 'directory or special file'}); put job files into new/ as plain files`);
+    if (st.size > MAX_FILE) return void this.rejectFile(file, `new/${name}: file is ${st.size} bytes, over the limit of ${MAX_FILE}; keep job files small`);
+    let job: ParsedJob;
+    try {
+      job = parseJob(await fsp.readFile(file), `new/${name}`, name);
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return;  // claimed or removed meanwhile
+      if (e instanceof SpoolError) return void this.rejectFile(file, e.message);
+      throw e;
+    }
+    if (job.id === undefined) {
+      const id = await adopt(this.sp, name);
+      if (id) { log('adopted', { file: `new/${name}`, id }); await this.consider(id); }
+      return;
+    }
+    const q: Queued = { id: job.id, name: job.name, platform: job.platform, priority: job.priority, origin: job.origin };
+    const isNew = !known;
+    this.insert(q, st.mtimeMs, st.size);
+    if (isNew) log('queued', { id: q.id, name: q.name, platform: q.platform, origin: q.origin, priority: q.priority || undefined });
+    this.onAdd(q);
+  }
+
+  /** List new/ and make the cache match it. */
+  async rescan(): Promise<void> {
+    let names: string[];
+    try { names = await fsp.readdir(this.sp.new); } catch (e) { log('error', { dir: 'new/', why: (e as Error).message }); return; }
+    const present = new Set(names);
+    for (const id of [...this.byId.keys()]) if (!present.has(id)) this.remove(id);
+    for (const n of names) {
+      try { await this.consider(n); } catch (e) { log('error', { file: `new/${n}`, why: (e as Error).message }); }
+    }
+  }
+
+  private async rejectFile(file: string, why: string): Promise<void> {
+    const name = path.basename(file);
+    if (isId(name)) this.remove(name);
+    try {
+      const bad = await reject(this.sp, file, why);
+      if (bad) log('rejected', { file: this.sp.rel(file), bad: `bad/${bad}`, why });
+    } catch (e) {
+      log('error', { file: this.sp.rel(file), why: `cannot move to bad/: ${(e as Error).message}` });
+    }
+  }
+}

@@ -1,0 +1,136 @@
+// timer.ts: schedules/ to new/. Fires each schedule when it is due.
+//
+// One timer is armed for the earliest due time (accurate to the second, not a
+// 60-second poll). Firing queues one instance per platform through
+// instance.ts, records it in state/NAME (spoold's own file: the person's
+// schedules/NAME is never rewritten), and re-arms. A schedule whose last
+// instance still waits in new/ does not queue a second: that firing is skipped
+// and the period moves on. Missed runs after downtime fire once (nextDue).
+// A schedule file that does not parse moves to bad/ with a .why; a schedule
+// of a dropped platform is set aside (kept, not fired) until it is undropped.
+
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { parseSchedule, type Schedule } from '../spool/job.js';
+import { queueInstances } from '../spool/instance.js';
+import { readScheduleState, writeScheduleState, nextDue } from '../spool/schedstate.js';
+import { reject } from '../spool/state.js';
+import { MAX_FILE } from '../spool/headers.js';
+import { isName, type SpoolPaths } from '../spool/paths.js';
+import { SpoolError, errno } from '../spool/errors.js';
+import { isSuccess, formatStatus, type Result } from '../spool/result.js';
+import { log } from './log.js';
+import type { Daemon } from './daemon.js';
+
+const MAX_TIMEOUT = 2 ** 31 - 1;
+
+export class ScheduleTimer {
+  private schedules = new Map<string, { s: Schedule; mtimeMs: number; size: number }>();
+  private timer: NodeJS.Timeout | undefined;
+  private firing = false;
+  private stopped = false;
+
+  constructor(private readonly sp: SpoolPaths, private readonly d: Daemon, private readonly templateDirs: string[]) {}
+
+  stop(): void { this.stopped = true; if (this.timer) clearTimeout(this.timer); }
+
+  /** List schedules/, parse what changed, drop what is gone, re-arm. */
+  async rescan(): Promise<void> {
+    let names: string[] = [];
+    try { names = await fsp.readdir(this.sp.schedules); } catch (e) { log('error', { dir: 'schedules/', why: (e as Error).message }); }
+    const present = new Set(names.filter((n) => !n.startsWith('.')));
+    for (const n of [...this.schedules.keys()]) if (!present.has(n)) { this.schedules.delete(n); log('unscheduled', { name: n }); }
+    for (const n of present) await this.consider(n);
+    await this.arm();
+  }
+
+  private async consider(n: string): Promise<void> {
+    const file = path.join(this.sp.schedules, n);
+    let st;
+    try { st = await fsp.lstat(file); } catch (e) { if (errno(e) === 'ENOENT') { this.schedules.delete(n); return; } throw e; }
+    const known = this.schedules.get(n);
+    if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) return;
+    let why: string | undefined;
+    if (!isName(n)) why = `schedules/${n}: bad file name; a schedule file is named after its job (A-Z a-z 0-9 . _ + -)`;
+    else if (!st.isFile()) why = `schedules/${n} is not a regular file; write schedules as plain files`;
+    else if (st.size > MAX_FILE) why = `schedules/${n}: file is ${st.size} bytes, over the limit of ${MAX_FILE}`;
+    let s: Schedule | undefined;
+    if (!why) {
+      try { s = parseSchedule(await fsp.readFile(file), `schedules/${n}`, n); } catch (e) {
+        if (errno(e) === 'ENOENT') return;
+        if (!(e instanceof SpoolError)) throw e;
+        why = e.message;
+      }
+    }
+    if (why || !s) {
+      this.schedules.delete(n);
+      const bad = await reject(this.sp, file, why ?? 'unreadable').catch(() => undefined);
+      if (bad) log('rejected', { file: `schedules/${n}`, bad: `bad/${bad}`, why });
+      return;
+    }
+    if (!known) log('scheduled', { name: s.name, platform: s.platform ?? '(template)', schedule: s.schedule, tz: s.tz === 'UTC' ? undefined : s.tz });
+    this.schedules.set(n, { s, mtimeMs: st.mtimeMs, size: st.size });
+  }
+
+  private setAside(s: Schedule): boolean {
+    return s.platform !== undefined && this.d.dropped.has(s.platform);
+  }
+
+  /** Arm the timer for the earliest due schedule. */
+  async arm(): Promise<void> {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    let earliest = Infinity;
+    for (const { s } of this.schedules.values()) {
+      if (this.setAside(s)) continue;
+      const due = nextDue(s, await readScheduleState(this.sp, s.name));
+      if (due) earliest = Math.min(earliest, due.getTime());
+    }
+    if (earliest === Infinity) return;
+    const delay = Math.max(0, Math.min(MAX_TIMEOUT, earliest - Date.now()));
+    this.timer = setTimeout(() => void this.fire(), delay);
+  }
+
+  private async fire(): Promise<void> {
+    if (this.firing || this.stopped) return;
+    this.firing = true;
+    try {
+      const now = new Date();
+      for (const { s } of [...this.schedules.values()]) {
+        if (this.setAside(s) || this.d.stopping) continue;
+        const st = await readScheduleState(this.sp, s.name);
+        const due = nextDue(s, st);
+        if (!due || due.getTime() > now.getTime()) continue;
+        const next = { ...st, fired: now, next: undefined };
+        if (this.d.queue.hasName(s.name)) {
+          log('skipped', { name: s.name, why: 'its last instance still waits in new/' });
+        } else {
+          try {
+            const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now });
+            for (const i of list) {
+              if (i.error) log('failed', { id: i.id, name: s.name, platform: i.platform, why: i.error });
+              else await this.d.queue.consider(i.id);
+            }
+            next.lastId = list[list.length - 1]?.id;
+          } catch (e) {
+            log('error', { name: s.name, why: (e as Error).message });
+          }
+        }
+        await writeScheduleState(this.sp, s.name, next).catch((e) => log('error', { file: `state/${s.name}`, why: (e as Error).message }));
+      }
+    } finally {
+      this.firing = false;
+      await this.arm();
+    }
+  }
+
+  /** A job finished: record its result in its schedule's state. */
+  async finished(r: Result): Promise<void> {
+    if (!this.schedules.has(r.name)) return;
+    const st = await readScheduleState(this.sp, r.name);
+    st.lastStatus = formatStatus(r.status);
+    if (isSuccess(r.status)) st.lastSuccess = r.finished; else st.lastFailure = r.finished;
+    await writeScheduleState(this.sp, r.name, st).catch((e) => log('error', { file: `state/${r.name}`, why: (e as Error).message }));
+  }
+}

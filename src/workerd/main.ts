@@ -1,0 +1,292 @@
+// main.ts: workerd's command line and its conversation with spoold.
+//
+//   workerd [-s SPOOL | --connect SOCKET|HOST:PORT] [--name NAME] [--once]
+//           [--sandbox CMD] [--token-file F] [--workdir DIR] PLATFORM
+//
+// One job at a time. The connection may come and go (spoold restarts, an SSH
+// tunnel drops): the job keeps running, its console and status stay on local
+// disk, and on reconnecting the hello says which job we hold; spoold answers
+// resume (send the console from its offset, then artifacts and status),
+// done (already stored: forget it) or not-yours (kill it, forget it).
+// Reconnects back off from 100 ms to 5 s.
+//
+// Exit status with --once (workerd.8): 0 a job ran and its result was
+// delivered; 75 the server is gone or took the job back; 78 bad configuration
+// (token, name or platform refused, platform dropped); 2 bad usage.
+
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import mri from 'mri';
+import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg } from '../spool/protocol.js';
+import { packArtifacts } from '../spool/tar.js';
+import { SpoolPaths, isName, isId } from '../spool/paths.js';
+import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
+import { LocalJob, SCRIPT } from './run.js';
+
+const USAGE = `usage: workerd [-s SPOOL | --connect SOCKET|HOST:PORT] [--name NAME] [--once]
+               [--sandbox CMD] [--token-file FILE] [--workdir DIR] PLATFORM
+
+Connect to spoold, serve jobs of PLATFORM one at a time. See workerd(8).
+`;
+const CHUNK = 256 << 10;
+const BACKOFF_MIN = 100;
+const BACKOFF_MAX = 5_000;
+const ONCE_CONNECT_TRIES = 5;
+
+function say(line: string): void { process.stderr.write(`workerd: ${line}\n`); }
+
+function usage(msg: string): never {
+  process.stderr.write(`workerd: ${msg}\n${USAGE}`);
+  process.exit(EXIT_USAGE);
+}
+
+type Target = { path: string } | { host: string; port: number };
+
+class Worker {
+  job: LocalJob | undefined;
+  private sock: net.Socket | undefined;
+  private heartbeatMs = 5_000;
+  private lastRx = 0;
+  private pumping = false;
+  private watcher: fs.FSWatcher | undefined;
+  private connectFailures = 0;
+  ranOne = false;
+
+  constructor(readonly target: Target, readonly name: string, readonly platform: string, readonly opts: { once: boolean; sandbox?: string; token?: string; workdir: string }) {}
+
+  run(): void { this.connect(); }
+
+  private connect(): void {
+    const sock = 'path' in this.target ? net.createConnection(this.target.path) : net.createConnection(this.target.port, this.target.host);
+    this.sock = sock;
+    const reader = new FrameReader(MAX_FRAME);
+    let welcomed = false;
+    let hb: NodeJS.Timeout | undefined;
+    sock.setNoDelay(true);
+    sock.on('connect', () => {
+      this.lastRx = Date.now();
+      const j = this.job;
+      const hello: Msg = { t: 'hello', v: PROTOCOL_VERSION, name: this.name, platform: this.platform,
+        ...(this.opts.token ? { token: this.opts.token } : {}),
+        ...(j ? { holding: { id: j.spec.id, name: j.spec.name, attempt: j.spec.attempt, finished: j.status !== undefined } } : {}) };
+      sock.write(encodeMsg(hello));
+    });
+    sock.on('data', (chunk: Buffer) => {
+      this.lastRx = Date.now();
+      let frames;
+      try { frames = reader.push(chunk); } catch (e) { say(`protocol error from spoold: ${(e as Error).message}`); sock.destroy(); return; }
+      for (const f of frames) {
+        if (f.type !== 1) { say('unexpected data frame from spoold'); sock.destroy(); return; }
+        const m = f.msg;
+        if (m.t === 'welcome') {
+          welcomed = true;
+          this.connectFailures = 0;
+          this.heartbeatMs = m.heartbeatMs > 0 ? m.heartbeatMs : 5_000;
+          say(`connected to ${describe(this.target)} as ${this.name} for ${this.platform}`);
+          hb = setInterval(() => {
+            if (Date.now() - this.lastRx > DEAD_AFTER * this.heartbeatMs) { say('spoold is silent; reconnecting'); sock.destroy(); return; }
+            this.send(sock, { t: 'ping' });
+          }, this.heartbeatMs);
+        } else this.onMsg(sock, m);
+      }
+    });
+    sock.on('error', () => { /* close follows */ });
+    sock.on('close', () => {
+      if (hb) clearInterval(hb);
+      if (this.sock === sock) this.sock = undefined;
+      if (!welcomed) this.connectFailures++;
+      if (this.opts.once && !this.job && this.ranOne) process.exit(EXIT_OK);
+      if (this.opts.once && !this.job && this.connectFailures >= ONCE_CONNECT_TRIES) {
+        say(`cannot reach spoold at ${describe(this.target)}; giving up (--once)`);
+        process.exit(EXIT_TEMPFAIL);
+      }
+      const delay = Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** Math.min(this.connectFailures, 6)) * (0.5 + Math.random() / 2);
+      if (welcomed) say(`lost spoold; reconnecting${this.job ? ` (keeping job ${this.job.spec.id})` : ''}`);
+      setTimeout(() => this.connect(), welcomed ? BACKOFF_MIN : delay);
+    });
+  }
+
+  private send(sock: net.Socket, m: Msg): void { if (!sock.destroyed) sock.write(encodeMsg(m)); }
+
+  private onMsg(sock: net.Socket, m: Msg): void {
+    switch (m.t) {
+      case 'ping': return;
+      case 'bye':
+        say(`spoold says: ${m.why}`);
+        if (m.code === 'token' || m.code === 'name' || m.code === 'platform' || m.code === 'version') process.exit(EXIT_CONFIG);
+        return;
+      case 'idle':
+        say(`no work: ${m.why}`);
+        if (this.opts.once && !this.job && /dropped/.test(m.why)) process.exit(EXIT_CONFIG);
+        return;
+      case 'job': {
+        if (this.job) { say(`spoold sent job ${m.id} while we hold ${this.job.spec.id}; dropping the connection`); sock.destroy(); return; }
+        if (!isId(m.id) || !isName(m.name)) { say('spoold sent a malformed job'); sock.destroy(); return; }
+        const j = new LocalJob(m, this.opts.workdir);
+        this.job = j;
+        say(`running ${m.id} name=${m.name} attempt=${m.attempt}`);
+        void j.start(this.opts.sandbox, process.env).then(() => {
+          this.watch(j);
+          void j.ended.then(() => say(`finished ${m.id} status=${j.status}`));
+          void this.pump(sock, j, 0);
+        });
+        return;
+      }
+      case 'resume':
+        if (this.job?.spec.id !== m.id) { sock.destroy(); return; }
+        say(`re-attached to ${m.id}; sending the console from byte ${m.consoleOffset}`);
+        void this.pump(sock, this.job, m.consoleOffset);
+        return;
+      case 'cancel':
+        if (this.job?.spec.id === m.id) { say(`canceling ${m.id}`); this.job.kill({ kind: 'canceled' }); }
+        return;
+      case 'not-yours':
+        if (this.job?.spec.id === m.id) {
+          say(`job ${m.id} is no longer ours (${m.why}); killing it`);
+          const j = this.job;
+          j.kill({ kind: 'canceled' });
+          void j.ended.then(() => this.forget(j)).then(() => { if (this.opts.once) process.exit(EXIT_TEMPFAIL); });
+        }
+        return;
+      case 'done':
+        if (this.job?.spec.id === m.id) {
+          const j = this.job;
+          say(`delivered ${m.id}`);
+          this.ranOne = true;
+          void this.forget(j).then(() => { if (this.opts.once) process.exit(EXIT_OK); });
+        }
+        return;
+      default:
+        say(`unexpected message ${m.t} from spoold`);
+        sock.destroy();
+    }
+  }
+
+  private watch(j: LocalJob): void {
+    try { this.watcher = fs.watch(j.consolePath, () => j.notify()); this.watcher.on('error', () => {}); } catch { /* polling covers it */ }
+  }
+
+  private async forget(j: LocalJob): Promise<void> {
+    this.watcher?.close();
+    this.watcher = undefined;
+    if (this.job === j) this.job = undefined;
+    await j.discard();
+  }
+
+  /** Send the console from `offset`, then (once the job ended) artifacts, manifest and status. */
+  private async pump(sock: net.Socket, j: LocalJob, offset: number): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    const alive = () => !sock.destroyed && this.sock === sock && this.job === j;
+    const buf = Buffer.allocUnsafe(CHUNK);
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await fsp.open(j.consolePath, 'r');
+      let pos = offset;
+      for (;;) {
+        if (!alive()) return;
+        const endedBefore = j.status !== undefined;
+        const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
+        if (bytesRead > 0) {
+          pos += bytesRead;
+          await this.sendData(sock, T_CONSOLE, Buffer.from(buf.subarray(0, bytesRead)));
+          continue;
+        }
+        if (endedBefore) break;          // the job had ended before this read found nothing: console complete
+        await j.changed(200);
+      }
+      await fh.close();
+      fh = undefined;
+      if (!alive()) return;
+      this.send(sock, { t: 'artifacts', id: j.spec.id });
+      const notes: string[] = [];
+      const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], (line) => { notes.push(line); say(line); });
+      manifest.catch(() => {});
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (!alive()) { stream.destroy(); return; }
+        for (let o = 0; o < chunk.length; o += MAX_FRAME) await this.sendData(sock, T_ARTIFACTS, chunk.subarray(o, o + MAX_FRAME));
+      }
+      const files = await manifest;
+      if (!alive()) return;
+      this.send(sock, { t: 'manifest', id: j.spec.id, files });
+      this.send(sock, { t: 'finished', id: j.spec.id, status: j.status!, started: j.started.toISOString(), finished: (j.finished ?? new Date()).toISOString() });
+    } catch (e) {
+      say(`cannot send job ${j.spec.id}: ${(e as Error).message}`);
+      sock.destroy();
+    } finally {
+      await fh?.close().catch(() => {});
+      this.pumping = false;
+    }
+  }
+
+  private sendData(sock: net.Socket, type: typeof T_CONSOLE | typeof T_ARTIFACTS, data: Buffer): Promise<void> {
+    sock.write(dataHeader(type, data.length));
+    if (sock.write(data)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { sock.off('drain', done); sock.off('close', done); resolve(); };
+      sock.on('drain', done);
+      sock.on('close', done);
+    });
+  }
+}
+
+function describe(t: Target): string { return 'path' in t ? t.path : `${t.host}:${t.port}`; }
+
+export function parseTarget(s: string): Target {
+  if (s.includes('/')) return { path: s };
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[3]) > 65535) throw new Error(`bad --connect '${s}': give a socket path or HOST:PORT`);
+  return { host: m[1] ?? m[2]!, port: Number(m[3]) };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let unknown: string | undefined;
+  const a = mri(argv, {
+    alias: { s: 'spool', h: 'help', connect: [], name: [], once: [], sandbox: [], 'token-file': [], workdir: [] },
+    string: ['spool', 'connect', 'name', 'sandbox', 'token-file', 'workdir'],
+    boolean: ['help', 'once'],
+    unknown: (f) => { unknown = f; },
+  });
+  if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
+  if (unknown) usage(`unknown option ${unknown}`);
+  for (const k of ['spool', 'connect', 'name', 'sandbox', 'token-file', 'workdir']) if (Array.isArray(a[k]) || a[k] === '') usage(`--${k} needs one value`);
+  const pos = a._.map(String);
+  if (pos.length !== 1) usage(pos.length === 0 ? 'missing PLATFORM' : `unexpected argument ${pos[1]}`);
+  const platform = pos[0]!;
+  if (!isName(platform)) usage(`bad platform '${platform}': use A-Z a-z 0-9 . _ + -`);
+  if (a.spool && a.connect) usage('give -s SPOOL or --connect, not both');
+  let target: Target;
+  try {
+    target = a.connect ? parseTarget(a.connect) : { path: new SpoolPaths(a.spool ?? process.env.BUILDER_SPOOL ?? '/var/spool/builder').socket };
+  } catch (e) { usage((e as Error).message); }
+  const name = a.name ?? `${os.hostname().replace(/[^A-Za-z0-9._+-]/g, '-').replace(/^[.-]+/, '') || 'worker'}-${platform}`.slice(0, 64);
+  if (!isName(name)) usage(`bad --name '${name}': use A-Z a-z 0-9 . _ + -`);
+  let token: string | undefined;
+  if (a['token-file']) {
+    try { token = (await fsp.readFile(a['token-file'], 'utf8')).trim(); } catch (e) {
+      say(`cannot read --token-file: ${(e as Error).message}`);
+      process.exit(EXIT_CONFIG);
+    }
+  }
+  const workdir = path.resolve(a.workdir ?? path.join(os.tmpdir(), `workerd-${name}`));
+  try { await fsp.mkdir(workdir, { recursive: true, mode: 0o700 }); } catch (e) {
+    say(`cannot create --workdir ${workdir}: ${(e as Error).message}`);
+    process.exit(EXIT_CONFIG);
+  }
+  const w = new Worker(target, name, platform, { once: !!a.once, ...(a.sandbox ? { sandbox: a.sandbox } : {}), ...(token ? { token } : {}), workdir });
+  let stopping = false;
+  const stop = (sig: string) => {
+    // SIGTERM: hand back the job by leaving; spoold's lease requeues it. With no job, just exit.
+    if (stopping) return;
+    stopping = true;
+    const j = w.job;
+    if (j && j.status === undefined) { say(`${sig}: killing job ${j.spec.id}; spoold will requeue it`); j.kill({ kind: 'canceled' }); }
+    void (j ? j.ended.then(() => j.discard()) : Promise.resolve()).then(() => process.exit(EXIT_OK));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  w.run();
+}
