@@ -1,0 +1,51 @@
+// cancel.ts: bctl cancel ID.
+//
+// A queued job is canceled here and now: claimed like a dispatch and
+// finalized as `canceled` (cancelQueued), so it lands in done/NAME/ID like
+// any finished job. A running job belongs to spoold and its worker: we leave
+// the request running/ID/cancel and spoold stops the job. If the job moves
+// while we look (spoold claims it first), we follow it to the next state.
+
+import { parseJob } from '../spool/job.js';
+import { ensureSpool } from '../spool/layout.js';
+import { cancelQueued, requestCancel } from '../spool/state.js';
+import { parseResult, formatStatus } from '../spool/result.js';
+import { SpoolError } from '../spool/errors.js';
+import { checkId } from '../spool/paths.js';
+import { EXIT_OK } from '../spool/exit.js';
+import { asUsage, readIf, type Ctx } from './cli.js';
+import { doneFile, where } from './find.js';
+
+export async function cancel(ctx: Ctx): Promise<number> {
+  const { sp } = ctx;
+  const id = asUsage(() => checkId(ctx.args[0]!));
+  await ensureSpool(sp);
+  for (let tries = 0; tries < 3; tries++) {
+    const w = await where(sp, id);
+    if (w.state === 'queued') {
+      const buf = await readIf(w.file);
+      if (buf === undefined) continue;   // claimed meanwhile: look again
+      const job = parseJob(buf, sp.rel(w.file), id);
+      if (await cancelQueued(sp, id, job)) {
+        ctx.out(`canceled ${id} (was queued)`);
+        return EXIT_OK;
+      }
+      continue;
+    }
+    if (w.state === 'running') {
+      if (await requestCancel(sp, id)) {
+        ctx.out(`cancel of ${id} requested: spoold stops the job (running/${id}/cancel)`);
+        return EXIT_OK;
+      }
+      continue;
+    }
+    if (w.state === 'done') {
+      const rel = sp.rel(doneFile(w.dir, 'result'));
+      const buf = await readIf(doneFile(w.dir, 'result'));
+      const status = buf === undefined ? 'no result file' : formatStatus(parseResult(buf, rel).status);
+      throw new SpoolError('SPOOL_NOT_FOUND', `job ${id} already finished: ${status}`, { path: sp.rel(w.dir), hint: `bctl inspect ${id} shows it` });
+    }
+    break;
+  }
+  throw new SpoolError('SPOOL_NOT_FOUND', `no job ${id}`, { path: sp.root, hint: 'bctl info lists queued and running jobs' });
+}

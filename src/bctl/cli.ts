@@ -1,0 +1,175 @@
+// cli.ts: what every bctl verb shares: the context a verb runs in, usage
+// errors, argument checks, reading a script, and people-readable tables.
+//
+// Argument values (names, periods, durations, times) are checked here with the
+// same functions the spool parsers use, and a bad one is a UsageError (exit 2):
+// it is the command line that is wrong, not the spool. Failures of the
+// operation itself are SpoolErrors (exit 1), printed as their message, which
+// names the file and the fix.
+
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { SpoolError, errno, ioError } from '../spool/errors.js';
+import { checkName, checkPlatform, type SpoolPaths } from '../spool/paths.js';
+import { decodeFile, MAX_FILE } from '../spool/headers.js';
+import { parseDuration } from '../spool/duration.js';
+import { checkSchedule, PERIODS, type Period } from '../spool/schedule.js';
+import { fsyncDir } from '../spool/stage.js';
+
+/** What a verb gets: the spool, its options and positionals, and where to write. */
+export interface Ctx {
+  sp: SpoolPaths;
+  args: string[];
+  opts: Record<string, string | boolean | undefined>;
+  env: NodeJS.ProcessEnv;
+  stdin: Readable;
+  stdout: Writable;
+  /** One line to stdout. */
+  out: (line: string) => void;
+  /** One line to stderr, prefixed `bctl: `. */
+  warn: (line: string) => void;
+}
+
+/** Bad usage: main prints the message and the command's synopsis, exits 2. */
+export class UsageError extends Error {
+  constructor(message: string) { super(message); this.name = 'UsageError'; }
+}
+
+export function usage(message: string): never {
+  throw new UsageError(message);
+}
+
+/** Run a spool check on an argument; its SpoolError becomes a UsageError with the same words. */
+export function asUsage<T>(f: () => T): T {
+  try { return f(); } catch (e) {
+    if (e instanceof SpoolError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+export const argName = (s: string, what = 'job name'): string => asUsage(() => checkName(s, what));
+export const argPlatform = (s: string): string => asUsage(() => checkPlatform(s));
+
+export function argPeriod(s: string): Period {
+  if (!(PERIODS as readonly string[]).includes(s)) usage(`bad period '${s}'; use one of ${PERIODS.join(', ')} (or --cron EXPR)`);
+  return s as Period;
+}
+
+export function argDuration(s: string, what: string): number {
+  return asUsage(() => parseDuration(s, what));
+}
+
+export function argInt(s: string, what: string, min: number, max: number): number {
+  if (!/^-?\d{1,9}$/.test(s) || Number(s) < min || Number(s) > max) usage(`bad ${what} '${s}'; write a whole number from ${min} to ${max}`);
+  return Number(s);
+}
+
+export function argSchedule(expr: string, tz: string): void {
+  asUsage(() => checkSchedule(expr, tz));
+}
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](\d{2}):(\d{2}))$/;
+
+/** An RFC 3339 time with every field in range (Date alone turns Feb 30 into Mar 2). */
+export function argTime(s: string, what: string): Date {
+  const m = RFC3339.exec(s);
+  const bad = () => usage(`bad ${what} '${s.slice(0, 40)}'; write an RFC 3339 time like 2026-11-27T18:00:00Z or 2026-11-27T19:00:00+01:00`);
+  if (!m) bad();
+  const [y, mo, d, h, mi, sec] = m!.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const days = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  if (mo < 1 || mo > 12 || d < 1 || d > days || h > 23 || mi > 59 || sec > 59) bad();
+  if (m![9] !== undefined && (Number(m![9]) > 23 || Number(m![10]) > 59)) bad();
+  const t = new Date(s.replace(' ', 'T'));
+  if (Number.isNaN(t.getTime())) bad();
+  return t;
+}
+
+/** A string flag's value, or undefined when absent. */
+export function str(ctx: Ctx, flag: string): string | undefined {
+  const v = ctx.opts[flag];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function flag(ctx: Ctx, name: string): boolean {
+  return ctx.opts[name] === true;
+}
+
+/**
+ * Read a job script: a file, or standard input for `-`. The bytes must be what
+ * a spool file may hold (decodeFile), checked against the script's own name so
+ * the message points at the file the person wrote.
+ */
+export async function readScript(ctx: Ctx, file: string): Promise<{ body: string; source: string }> {
+  let buf: Buffer;
+  const source = file === '-' ? 'stdin' : file;
+  if (file === '-') {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for await (const c of ctx.stdin) {
+      const b = typeof c === 'string' ? Buffer.from(c) : (c as Buffer);
+      chunks.push(b);
+      n += b.length;
+      if (n > MAX_FILE) break;   // decodeFile reports the size; no need to read the rest
+    }
+    buf = Buffer.concat(chunks);
+  } else {
+    try {
+      const st = await fsp.stat(file);
+      if (!st.isFile()) throw new SpoolError('SPOOL_NOT_FOUND', 'not a regular file', { path: file, hint: 'give the path of a script file, or - for standard input' });
+      buf = await fsp.readFile(file);
+    } catch (e) {
+      if (e instanceof SpoolError) throw e;
+      if (errno(e) === 'ENOENT') throw new SpoolError('SPOOL_NOT_FOUND', 'no such script', { path: file, hint: 'give the path of a script file, or - for standard input' });
+      throw ioError(e, file, 'cannot read script');
+    }
+  }
+  const body = decodeFile(buf, source);
+  if (body.trim() === '') throw new SpoolError('SPOOL_BAD_FILE', 'the script is empty', { path: source, hint: 'write the commands to run, starting with #!/bin/sh' });
+  return { body, source };
+}
+
+/**
+ * Publish a staged file at target unless target exists: link(2) fails with
+ * EEXIST atomically, where a check followed by rename(2) would overwrite a
+ * file a person wrote in between. The staged name is removed either way.
+ */
+export async function publishNew(sp: SpoolPaths, staged: string, target: string, exists: () => SpoolError): Promise<void> {
+  try {
+    await fsp.link(staged, target);
+  } catch (e) {
+    await fsp.rm(staged, { force: true }).catch(() => {});
+    if (errno(e) === 'EEXIST') throw exists();
+    throw ioError(e, sp.rel(target), 'cannot publish');
+  }
+  await fsp.rm(staged, { force: true }).catch(() => {});
+  await fsyncDir(path.dirname(target)).catch(() => {});
+}
+
+/** RFC 3339 in UTC, to the second: what people read and scripts parse. */
+export function fmtTime(d: Date | undefined): string {
+  return d === undefined ? '-' : d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** Rows as aligned columns, two spaces apart; the last column is not padded. */
+export function table(header: string[], rows: string[][]): string[] {
+  const all = [header, ...rows];
+  const width = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(width[i]!))).join('  ').trimEnd());
+}
+
+/** readdir that reads a missing directory as empty (a spool spoold never started). */
+export async function list(dir: string): Promise<string[]> {
+  try { return (await fsp.readdir(dir)).sort(); } catch (e) {
+    if (errno(e) === 'ENOENT') return [];
+    throw ioError(e, dir, 'cannot list');
+  }
+}
+
+/** A file's bytes, or undefined when it does not exist. */
+export async function readIf(p: string): Promise<Buffer | undefined> {
+  try { return await fsp.readFile(p); } catch (e) {
+    if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
+    throw ioError(e, p, 'cannot read');
+  }
+}

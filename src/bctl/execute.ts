@@ -1,0 +1,42 @@
+// execute.ts: bctl execute NAME [--platform P]: queue a schedule now, ahead
+// of the queue (priority EXECUTE_PRIORITY), the same way spoold's timer
+// queues it (queueInstances), so both make the same jobs.
+//
+// An instance whose template is missing or does not expand is recorded in
+// done/ as failed by queueInstances; we report it and exit 1. The schedule's
+// state records the firing (fired:, last-id:), so the next periodic run
+// counts from now, as a timer firing would.
+
+import { EXECUTE_PRIORITY } from '../spool/job.js';
+import { ensureSpool } from '../spool/layout.js';
+import { queueInstances } from '../spool/instance.js';
+import { readScheduleState, writeScheduleState } from '../spool/schedstate.js';
+import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
+import { argName, argPlatform, str, type Ctx } from './cli.js';
+import { loadSchedule } from './find.js';
+
+export async function execute(ctx: Ctx): Promise<number> {
+  const { sp } = ctx;
+  const name = argName(ctx.args[0]!);
+  const p = str(ctx, 'platform');
+  const platform = p === undefined ? undefined : argPlatform(p);
+  const extra = str(ctx, 'templates') ?? (ctx.env.BUILDER_TEMPLATES || undefined);
+  await ensureSpool(sp);
+  const s = await loadSchedule(sp, name);
+  const now = new Date();
+  const list = await queueInstances(sp, s, {
+    platform, origin: 'execute', priority: EXECUTE_PRIORITY,
+    templateDirs: [sp.templates, ...(extra === undefined ? [] : [extra])], now,
+  });
+  let status = EXIT_OK;
+  for (const i of list) {
+    ctx.out(i.id);
+    if (i.error !== undefined) {
+      ctx.warn(`${i.id} (${i.platform}) failed at once: ${i.error}`);
+      status = EXIT_FAIL;
+    }
+  }
+  const st = await readScheduleState(sp, name);
+  await writeScheduleState(sp, name, { ...st, fired: now, lastId: list[list.length - 1]?.id ?? st.lastId });
+  return status;
+}

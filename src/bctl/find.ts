@@ -1,0 +1,60 @@
+// find.ts: where a job is, by id: queued in new/, held in running/, or
+// finished in done/NAME/ID. Read-only; a job may move on while we look
+// (each move is a rename), so callers treat the answer as a snapshot.
+//
+// SpoolPaths has no path for a file inside done/NAME/ID, and `bctl inspect DIR`
+// takes such a directory from the command line anyway, so doneFile() is the one
+// place bctl names a file inside a done directory.
+
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { RunningFile, SpoolPaths } from '../spool/paths.js';
+import { isName } from '../spool/paths.js';
+import { exists } from '../spool/state.js';
+import { list, readIf } from './cli.js';
+import { parseSchedule, type Schedule } from '../spool/job.js';
+import { SpoolError } from '../spool/errors.js';
+
+export type Where =
+  | { state: 'queued'; file: string }
+  | { state: 'running'; dir: string }
+  | { state: 'done'; dir: string; name: string }
+  | { state: 'none' };
+
+export function doneFile(dir: string, f: RunningFile): string {
+  return path.join(dir, f);
+}
+
+/** done/*\/ID directories holding id (normally one; fsck reports more). */
+export async function findDone(sp: SpoolPaths, id: string): Promise<Array<{ name: string; dir: string }>> {
+  const out: Array<{ name: string; dir: string }> = [];
+  for (const name of await list(sp.done)) {
+    if (!isName(name)) continue;
+    const dir = sp.doneDir(name, id);
+    try {
+      if ((await fsp.lstat(dir)).isDirectory()) out.push({ name, dir });
+    } catch { /* not under this name */ }
+  }
+  return out;
+}
+
+/** The state of job id, checked in the order a job moves (new, running, done). */
+export async function where(sp: SpoolPaths, id: string): Promise<Where> {
+  if (await exists(sp.queued(id))) return { state: 'queued', file: sp.queued(id) };
+  if (await exists(sp.runningFile(id, 'job'))) return { state: 'running', dir: sp.runningDir(id) };
+  const done = await findDone(sp, id);
+  if (done.length > 0) return { state: 'done', dir: done[0]!.dir, name: done[0]!.name };
+  // It may have moved from new/ to running/ or on to done/ while we looked.
+  if (await exists(sp.runningFile(id, 'job'))) return { state: 'running', dir: sp.runningDir(id) };
+  return { state: 'none' };
+}
+
+/** Parse schedules/NAME; SpoolError SPOOL_NOT_FOUND when there is none. */
+export async function loadSchedule(sp: SpoolPaths, name: string): Promise<Schedule> {
+  const file = sp.schedule(name);
+  const buf = await readIf(file);
+  if (buf === undefined) {
+    throw new SpoolError('SPOOL_NOT_FOUND', `no schedule ${name}`, { path: sp.rel(file), hint: 'see bctl info for the schedules there are' });
+  }
+  return parseSchedule(buf, sp.rel(file), name);
+}

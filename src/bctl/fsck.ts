@@ -1,0 +1,283 @@
+// fsck.ts: bctl fsck: check the spool's invariants (DESIGN.md, builder-spool(5))
+// and print one line per violation, `bctl fsck: PATH: what is wrong; what to do`.
+// Silent with exit 0 when the spool is sound; exit 1 when anything is wrong.
+//
+// Checked:
+//   new/F          a regular file that parses (and whose id: matches an id name)
+//   one owner      no id in more than one of new/, running/, done/*/
+//   running/ID/    has a job file that parses (a leftover without one is only a
+//                  violation when no spoold holds the lock: spoold cleans them)
+//   done/NAME/ID/  job and result parse (result id and name match), console.log,
+//                  artifacts/ a directory, SHA256SUMS listing exactly the regular
+//                  files under artifacts/ with their sha256
+//   done/NAME/latest  a symlink to an existing ID directory
+//   tmp/           empty while no spoold holds the lock (stale staged writes)
+//   schedules/F    parses; state/F parses
+//   bad/F          has bad/F.why
+//   everywhere     nothing world-writable; no symlink but done/*/latest and
+//                  those inside artifacts/
+//
+// Memory stays bounded: artifacts are hashed as streams, directories are
+// walked one at a time. Symlinks inside artifacts/ are neither hashed nor
+// required in SHA256SUMS (a link is not content; hashing it would follow it).
+// BUGS: run against a live spool, jobs move while we look; a job seen in two
+// states, or a result seen before latest moved, can be a passing moment. Run
+// it again before acting on such a line.
+
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { SpoolError, errno } from '../spool/errors.js';
+import { parseJob, parseSchedule } from '../spool/job.js';
+import { parseResult } from '../spool/result.js';
+import { isId, isName } from '../spool/paths.js';
+import { parseScheduleState } from '../spool/schedstate.js';
+import { isLocked } from '../spool/lock.js';
+import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
+import { list, readIf, type Ctx } from './cli.js';
+import { doneFile } from './find.js';
+
+type Report = (rel: string, what: string, fix: string) => void;
+
+function why(e: unknown): string {
+  if (e instanceof SpoolError) {
+    // The message already names the file; keep what follows it.
+    const at = e.path === undefined ? '' : e.line === undefined ? `${e.path}: ` : `${e.path}:${e.line}: `;
+    return (e.line === undefined ? '' : `line ${e.line}: `) + (e.message.startsWith(at) ? e.message.slice(at.length) : e.message);
+  }
+  throw e;
+}
+
+async function lstatIf(p: string): Promise<fs.Stats | undefined> {
+  try { return await fsp.lstat(p); } catch (e) {
+    if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
+    throw e;
+  }
+}
+
+async function sha256(file: string): Promise<string> {
+  const h = createHash('sha256');
+  await pipeline(fs.createReadStream(file), h);
+  return h.digest('hex');
+}
+
+/** SHA256SUMS in sha256sum(1) format: `HEX  NAME` or `HEX *NAME`, `\`-escaped names. */
+export function parseSums(text: string, source: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  lines.forEach((line, i) => {
+    const escaped = line.startsWith('\\');
+    const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(escaped ? line.slice(1) : line);
+    if (!m) throw new SpoolError('SPOOL_BAD_FILE', `expected 'SHA256  NAME', got ${JSON.stringify(line.slice(0, 60))}`, { path: source, line: i + 1, hint: 'write it as sha256sum does' });
+    let name = m[2]!;
+    if (escaped) name = name.replace(/\\(.)/g, (_x, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : c));
+    if (out.has(name)) throw new SpoolError('SPOOL_BAD_FILE', `${name} is listed twice`, { path: source, line: i + 1, hint: 'list each artifact once' });
+    out.set(name, m[1]!);
+  });
+  return out;
+}
+
+/** Regular files under dir (relative, '/'-separated), by lstat; links and odd types reported apart. */
+async function artifactFiles(dir: string, rel = ''): Promise<{ files: string[]; links: string[]; odd: string[] }> {
+  const acc = { files: [] as string[], links: [] as string[], odd: [] as string[] };
+  for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+    const r = rel === '' ? e.name : `${rel}/${e.name}`;
+    if (e.isSymbolicLink()) acc.links.push(r);
+    else if (e.isDirectory()) {
+      const sub = await artifactFiles(path.join(dir, e.name), r);
+      acc.files.push(...sub.files); acc.links.push(...sub.links); acc.odd.push(...sub.odd);
+    } else if (e.isFile()) acc.files.push(r);
+    else acc.odd.push(r);
+  }
+  return acc;
+}
+
+async function checkDoneDir(ctx: Ctx, name: string, id: string, report: Report): Promise<void> {
+  const { sp } = ctx;
+  const dir = sp.doneDir(name, id);
+  const rel = sp.rel(dir);
+  const incomplete = 'a finished job directory is assembled whole; restore the file from a backup or remove the directory';
+  const jobBuf = await readIf(doneFile(dir, 'job'));
+  if (jobBuf === undefined) report(`${rel}/job`, 'missing', incomplete);
+  else { try { parseJob(jobBuf, `${rel}/job`); } catch (e) { report(`${rel}/job`, why(e), 'fix the file by hand'); } }
+  const resBuf = await readIf(doneFile(dir, 'result'));
+  if (resBuf === undefined) report(`${rel}/result`, 'missing', incomplete);
+  else {
+    try {
+      const r = parseResult(resBuf, `${rel}/result`);
+      if (r.id !== id) report(`${rel}/result`, `id ${r.id} differs from the directory name`, 'fix the id: header or move the directory');
+      if (r.name !== name) report(`${rel}/result`, `name ${r.name} differs from the directory done/${name}`, 'fix the name: header or move the directory');
+    } catch (e) { report(`${rel}/result`, why(e), 'fix the file by hand'); }
+  }
+  const cons = await lstatIf(doneFile(dir, 'console.log'));
+  if (!cons) report(`${rel}/console.log`, 'missing', 'create it empty: touch it');
+  else if (!cons.isFile()) report(`${rel}/console.log`, 'not a regular file', 'replace it with the console output, or an empty file');
+  const art = doneFile(dir, 'artifacts');
+  const ast = await lstatIf(art);
+  let found: { files: string[]; links: string[]; odd: string[] } | undefined;
+  if (!ast) report(`${rel}/artifacts`, 'missing', 'create the directory: mkdir it');
+  else if (!ast.isDirectory()) report(`${rel}/artifacts`, 'not a directory', 'replace it with a directory of the artifacts');
+  else {
+    found = await artifactFiles(art);
+    for (const o of found.odd) report(`${rel}/artifacts/${o}`, 'not a regular file, directory or symlink', 'remove it');
+  }
+  const sumsFile = doneFile(dir, 'SHA256SUMS');
+  const sumsBuf = await readIf(sumsFile);
+  if (sumsBuf === undefined) { report(`${rel}/SHA256SUMS`, 'missing', `recreate it: (cd ${rel}/artifacts && find . -type f | sed 's|^./||' | xargs sha256sum) > ${rel}/SHA256SUMS`); return; }
+  let sums: Map<string, string>;
+  try { sums = parseSums(sumsBuf.toString('utf8'), `${rel}/SHA256SUMS`); } catch (e) { report(`${rel}/SHA256SUMS`, why(e), 'regenerate it with sha256sum'); return; }
+  if (!found) return;
+  const links = new Set(found.links);
+  for (const f of found.files) {
+    const want = sums.get(f);
+    if (want === undefined) { report(`${rel}/artifacts/${f}`, 'not listed in SHA256SUMS', 'add it to SHA256SUMS, or remove the file if it does not belong'); continue; }
+    sums.delete(f);
+    const got = await sha256(path.join(art, ...f.split('/')));
+    if (got !== want) report(`${rel}/artifacts/${f}`, `sha256 ${got} differs from SHA256SUMS (${want})`, 'the artifact changed after the job finished; restore it from a copy, or rerun the job');
+  }
+  for (const f of sums.keys()) {
+    if (links.has(f)) continue;
+    report(`${rel}/SHA256SUMS`, `lists ${f}, which is not a file under artifacts/`, 'restore the artifact, or remove its line');
+  }
+}
+
+export async function fsck(ctx: Ctx): Promise<number> {
+  const { sp } = ctx;
+  let problems = 0;
+  const report: Report = (rel, what, fix) => {
+    problems++;
+    ctx.out(`bctl fsck: ${rel}: ${what}; ${fix}`);
+  };
+  const rootSt = await lstatIf(sp.root);
+  if (!rootSt?.isDirectory()) {
+    throw new SpoolError('SPOOL_NOT_FOUND', 'no spool directory here', { path: sp.root, hint: 'give the spool with -s DIR or $BUILDER_SPOOL' });
+  }
+  const locked = await isLocked(sp);
+  const owner = new Map<string, string[]>();   // id -> where it was seen
+  const seen = (id: string, where: string) => { const l = owner.get(id) ?? []; l.push(where); owner.set(id, l); };
+
+  // Everywhere: modes and symlinks. Walked one directory at a time.
+  const walk = async (dir: string, inArtifacts: boolean): Promise<void> => {
+    let entries: fs.Dirent[];
+    try { entries = await fsp.readdir(dir, { withFileTypes: true }); } catch (e) {
+      if (errno(e) === 'ENOENT') return;   // moved while we looked
+      throw e;
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      const rel = sp.rel(p);
+      const st = await lstatIf(p);
+      if (!st) continue;
+      if (st.isSymbolicLink()) {
+        const parts = rel.split(path.sep);
+        const isLatest = parts.length === 3 && parts[0] === 'done' && parts[2] === 'latest';
+        if (!isLatest && !inArtifacts) report(rel, 'unexpected symlink', 'only done/NAME/latest and files inside artifacts/ may be symlinks; replace it with the file or remove it');
+        continue;
+      }
+      if (st.mode & 0o002) report(rel, `world-writable (mode ${(st.mode & 0o7777).toString(8)})`, `chmod o-w ${rel}`);
+      if (st.isDirectory()) await walk(p, inArtifacts || (e.name === 'artifacts' && rel.split(path.sep).length === 4 && rel.startsWith(`done${path.sep}`)));
+    }
+  };
+  if (rootSt.mode & 0o002) report(sp.root, 'world-writable', `chmod o-w ${sp.root}`);
+  await walk(sp.root, false);
+
+  // new/
+  for (const f of await list(sp.new)) {
+    if (f.startsWith('.')) continue;   // editors' swap files; spoold ignores them too
+    const rel = `new/${f}`;
+    const p = isId(f) ? sp.queued(f) : path.join(sp.new, f);
+    const st = await lstatIf(p);
+    if (!st) continue;
+    if (!st.isFile()) { if (!st.isSymbolicLink()) report(rel, 'not a regular file', 'remove it; new/ holds job files only'); continue; }
+    const buf = await readIf(p);
+    if (buf === undefined) continue;
+    try {
+      parseJob(buf, rel, f);
+      if (isId(f)) seen(f, rel);
+    } catch (e) { report(rel, why(e), 'fix it, or let spoold move it to bad/'); }
+  }
+
+  // running/
+  for (const id of await list(sp.running)) {
+    const rel = `running/${id}`;
+    if (!isId(id)) { report(rel, 'not a job id', 'remove it; running/ holds only spoold\'s job directories'); continue; }
+    const st = await lstatIf(sp.runningDir(id));
+    if (!st?.isDirectory()) { if (st && !st.isSymbolicLink()) report(rel, 'not a directory', 'remove it'); continue; }
+    const buf = await readIf(sp.runningFile(id, 'job'));
+    if (buf === undefined) {
+      if (!locked) report(rel, 'no job file (left by a crash)', 'start spoold, which removes it, or remove the directory');
+      continue;
+    }
+    seen(id, rel);
+    try { parseJob(buf, `${rel}/job`); } catch (e) { report(`${rel}/job`, why(e), 'fix it by hand; spoold cannot dispatch it'); }
+  }
+
+  // done/
+  for (const name of await list(sp.done)) {
+    const rel = `done/${name}`;
+    const st = await lstatIf(path.join(sp.done, name));
+    if (!st?.isDirectory()) { if (st && !st.isSymbolicLink()) report(rel, 'not a directory', 'remove it; done/ holds one directory per job name'); continue; }
+    if (!isName(name)) { report(rel, 'not a job name', 'rename or remove it'); continue; }
+    let ids = 0;
+    for (const id of await list(sp.doneName(name))) {
+      if (id === 'latest') continue;
+      const r = `${rel}/${id}`;
+      if (!isId(id)) { report(r, 'not a job id', `remove it; done/${name}/ holds job directories and latest`); continue; }
+      const ist = await lstatIf(sp.doneDir(name, id));
+      if (!ist?.isDirectory()) { if (ist && !ist.isSymbolicLink()) report(r, 'not a directory', 'remove it'); continue; }
+      ids++;
+      seen(id, r);
+      await checkDoneDir(ctx, name, id, report);
+    }
+    const latest = sp.latest(name);
+    const lst = await lstatIf(latest);
+    if (!lst) { if (ids > 0) report(`${rel}/latest`, 'missing', `point it at the newest job: ln -sfn ID ${rel}/latest`); }
+    else if (!lst.isSymbolicLink()) report(`${rel}/latest`, 'not a symlink', `replace it: ln -sfn ID ${rel}/latest`);
+    else {
+      const target = await fsp.readlink(latest);
+      const tst = isId(target) ? await lstatIf(sp.doneDir(name, target)) : undefined;
+      if (!tst?.isDirectory()) report(`${rel}/latest`, `points to ${JSON.stringify(target)}, not a job directory in ${rel}`, `point it at the newest job: ln -sfn ID ${rel}/latest`);
+    }
+  }
+
+  for (const [id, places] of owner) {
+    if (places.length > 1) report(places[0]!, `job ${id} is also in ${places.slice(1).join(', ')}`, 'a job has one state; keep the one furthest along (done, then running) and remove the others');
+  }
+
+  // tmp/
+  if (!locked) {
+    for (const f of await list(sp.tmp)) report(`tmp/${f}`, 'staged write never published (spoold is not running)', 'remove it; spoold also clears tmp/ when it starts');
+  }
+
+  // schedules/ and state/
+  for (const f of await list(sp.schedules)) {
+    if (f.startsWith('.')) continue;
+    const rel = `schedules/${f}`;
+    if (!isName(f)) { report(rel, 'not a job name', 'rename it to a job name'); continue; }
+    const st = await lstatIf(sp.schedule(f));
+    if (!st?.isFile()) { if (st && !st.isSymbolicLink()) report(rel, 'not a regular file', 'remove it'); continue; }
+    const buf = await readIf(sp.schedule(f));
+    if (buf === undefined) continue;
+    try { parseSchedule(buf, rel, f); } catch (e) { report(rel, why(e), 'fix it, or let spoold move it to bad/'); }
+  }
+  for (const f of await list(sp.state)) {
+    if (f.startsWith('.')) continue;
+    const rel = `state/${f}`;
+    if (!isName(f)) { report(rel, 'not a job name', 'remove it; state/ is spoold\'s, one file per schedule'); continue; }
+    const buf = await readIf(sp.scheduleState(f));
+    if (buf === undefined) continue;
+    try { parseScheduleState(buf, rel); } catch (e) { report(rel, why(e), 'remove it; spoold starts the schedule afresh'); }
+  }
+
+  // bad/
+  const bad = new Set(await list(sp.bad));
+  for (const f of bad) {
+    if (f.endsWith('.why')) continue;
+    if (!bad.has(`${f}.why`)) report(`bad/${f}`, 'no .why beside it', `write why it was set aside into bad/${f}.why`);
+  }
+
+  return problems > 0 ? EXIT_FAIL : EXIT_OK;
+}

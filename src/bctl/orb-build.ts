@@ -1,0 +1,28 @@
+// orb-build.ts: bctl orb-build NAME OPAM_PACKAGE: a template schedule.
+//
+// The schedule names the orb-build template and the package instead of a
+// script; spoold (or bctl execute) expands templates/orb-build.template.PLATFORM
+// for each platform that has one, or only for --platform.
+
+import { EXIT_OK } from '../spool/exit.js';
+import { argName, argPlatform, str, usage, type Ctx } from './cli.js';
+import { whenOf, writeNewSchedule } from './schedule.js';
+
+export const ORB_TEMPLATE = 'orb-build';
+
+// opam package names (and NAME.VERSION): no blanks, no '#', nothing a header value cannot hold.
+const OPAM_RE = /^[A-Za-z0-9_][A-Za-z0-9._+~-]{0,199}$/;
+
+export async function orbBuild(ctx: Ctx): Promise<number> {
+  const [nameArg, pkg] = ctx.args as [string, string];
+  const name = argName(nameArg);
+  if (!OPAM_RE.test(pkg)) usage(`bad opam package ${JSON.stringify(pkg.slice(0, 60))}; write a package name like hello or hello.1.0`);
+  const p = str(ctx, 'platform');
+  const platform = p === undefined ? undefined : argPlatform(p);
+  const when = whenOf(ctx, 'UTC');
+  await writeNewSchedule(ctx.sp, {
+    name, platform, timeout: undefined, retries: undefined, priority: 0, network: false,
+    template: ORB_TEMPLATE, vars: { OPAM_PACKAGE: pkg }, body: '', schedule: when, tz: 'UTC',
+  });
+  return EXIT_OK;
+}

@@ -1,0 +1,70 @@
+// submit.ts: bctl submit PLATFORM SCRIPT... : one-off jobs, one per SCRIPT,
+// queued in the order given (ids from one process increase, so the queue
+// order is the command-line order), one id printed a line.
+//
+// Every script is read and every job built before the first is queued, so a
+// missing second script queues nothing. --wait then polls done/NAME/ID/result
+// (finalize renames the whole directory, so a result there is a whole result);
+// it needs no word with spoold, and waits as long as the jobs take.
+
+import path from 'node:path';
+import { makeJob, MAX_RETRIES, type ParsedJob } from '../spool/job.js';
+import { newId } from '../spool/ids.js';
+import { ensureSpool } from '../spool/layout.js';
+import { submit } from '../spool/state.js';
+import { parseResult, isSuccess, formatStatus } from '../spool/result.js';
+import { NAME_MAX, isName } from '../spool/paths.js';
+import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
+import { argDuration, argInt, argName, argPlatform, flag, readIf, readScript, str, usage, type Ctx } from './cli.js';
+import { doneFile } from './find.js';
+
+export const WAIT_POLL_MS = 100;
+
+/** A job name from a script's file name: the name charset, or `stdin`, or `job`. */
+export function nameFromScript(file: string): string {
+  if (file === '-') return 'stdin';
+  const n = path.basename(file).replace(/[^A-Za-z0-9._+-]/g, '_').replace(/^[.-]+/, '').slice(0, NAME_MAX);
+  return isName(n) ? n : 'job';
+}
+
+export async function submitCmd(ctx: Ctx): Promise<number> {
+  const { sp } = ctx;
+  const [platformArg, ...scripts] = ctx.args as [string, ...string[]];
+  const platform = argPlatform(platformArg);
+  if (scripts.filter((s) => s === '-').length > 1) usage('standard input (-) can be read only once');
+  const n = str(ctx, 'name');
+  const name = n === undefined ? undefined : argName(n);
+  const t = str(ctx, 'timeout');
+  const r = str(ctx, 'retries');
+  const pr = str(ctx, 'priority');
+  const timeout = t === undefined ? undefined : argDuration(t, 'timeout');
+  const retries = r === undefined ? undefined : argInt(r, 'retries', 0, MAX_RETRIES);
+  const priority = pr === undefined ? 0 : argInt(pr, 'priority', -1000, 1000);
+
+  const jobs: Array<ParsedJob & { id: string }> = [];
+  for (const script of scripts) {
+    const { body } = await readScript(ctx, script);
+    const id = newId();
+    jobs.push(makeJob({
+      name: name ?? nameFromScript(script), platform, timeout, retries, priority, network: false,
+      template: undefined, vars: {}, body, id, queued: new Date(), origin: 'submit', attempt: 0,
+    }) as ParsedJob & { id: string });
+  }
+  await ensureSpool(sp);
+  for (const job of jobs) {
+    await submit(sp, job);
+    ctx.out(job.id);
+  }
+  if (!flag(ctx, 'wait')) return EXIT_OK;
+
+  let status = EXIT_OK;
+  for (const job of jobs) {
+    const file = doneFile(sp.doneDir(job.name, job.id), 'result');
+    let buf: Buffer | undefined;
+    while ((buf = await readIf(file)) === undefined) await new Promise((res) => setTimeout(res, WAIT_POLL_MS));
+    const result = parseResult(buf, sp.rel(file));
+    ctx.out(`${job.id} ${formatStatus(result.status)}`);
+    if (!isSuccess(result.status)) status = EXIT_FAIL;
+  }
+  return status;
+}
