@@ -16,7 +16,24 @@ import { EXIT_TEMPFAIL } from './exit.js';
 export const STALE_MS = 10_000;
 export const UPDATE_MS = 2_000;
 
+/** The pid in spoold.pid, if that process is gone: the lock it left is stale. */
+async function deadHolder(sp: SpoolPaths): Promise<number | undefined> {
+  let pid: number;
+  try { pid = Number((await fsp.readFile(sp.pid, 'utf8')).trim()); } catch { return undefined; }
+  if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) return undefined;
+  try { process.kill(pid, 0); return undefined; } catch (e) { return errno(e) === 'ESRCH' ? pid : undefined; }
+}
+
 export async function takeLock(sp: SpoolPaths, onLost: (err: Error) => void, waitForStale = true): Promise<() => Promise<void>> {
+  // A spoold killed with SIGKILL leaves its lock for STALE_MS. When spoold.pid
+  // names a process that no longer exists, the lock is that dead spoold's:
+  // remove it, so a restart after a crash is immediate. (Same host only: the
+  // spool is local. BUGS: two spoolds started at the same instant after a crash
+  // may both remove it; the loser sees its lock compromised and exits 75.)
+  if (await deadHolder(sp) !== undefined) {
+    await fsp.rm(sp.lock, { recursive: true, force: true });
+    await fsp.rm(sp.pid, { force: true });
+  }
   let release: () => Promise<void>;
   try {
     release = await lockfile.lock(sp.root, {

@@ -110,7 +110,7 @@ export async function finalize(sp: SpoolPaths, result: Result): Promise<string> 
     throw ioError(e, sp.rel(target), 'cannot finalize');
   }
   await fsyncDir(nameDir).catch(() => {});
-  await replaceSymlink(sp, id, sp.latest(name)).catch(() => {}); // a missed latest is cosmetic; fsck reports it
+  await replaceSymlink(sp, id, sp.latest(name));
   return target;
 }
 

@@ -30,6 +30,9 @@ import { Queue, type Queued } from './queue.js';
 import { Conn, type ConnOwner } from './conn.js';
 import { log } from './log.js';
 
+/** workerd's longest reconnect backoff (workerd/main.ts BACKOFF_MAX): added to the lease after a restart. */
+export const RECONNECT_GRACE_MS = 5_000;
+
 export interface DaemonOpts {
   heartbeatMs: number;
   leaseMs: number;
@@ -117,8 +120,11 @@ export class Daemon implements ConnOwner {
           continue;
         } catch (e) { log('error', { file: `running/${id}/result`, why: (e as Error).message }); }
       }
-      this.running.set(id, this.newRunning(id, job, undefined));
-      log('waiting', { id, name: job.name, attempt: job.attempt + 1, why: `worker may re-attach within ${this.opts.leaseMs} ms` });
+      // After a restart a worker needs its reconnect backoff on top of the lease.
+      const r = this.newRunning(id, job, undefined);
+      r.deadline += RECONNECT_GRACE_MS;
+      this.running.set(id, r);
+      log('waiting', { id, name: job.name, attempt: job.attempt + 1, why: `worker may re-attach within ${this.opts.leaseMs + RECONNECT_GRACE_MS} ms` });
     }
   }
 

@@ -184,9 +184,10 @@ class Worker {
     const buf = Buffer.allocUnsafe(CHUNK);
     let fh: fsp.FileHandle | undefined;
     try {
-      fh = await fsp.open(j.consolePath, 'r');
+      // No console file: the job's files could not be written (run.ts); its status says so.
+      fh = await fsp.open(j.consolePath, 'r').catch(() => undefined);
       let pos = offset;
-      for (;;) {
+      while (fh) {
         if (!alive()) return;
         const endedBefore = j.status !== undefined;
         const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
@@ -198,7 +199,7 @@ class Worker {
         if (endedBefore) break;          // the job had ended before this read found nothing: console complete
         await j.changed(200);
       }
-      await fh.close();
+      await fh?.close();
       fh = undefined;
       if (!alive()) return;
       this.send(sock, { t: 'artifacts', id: j.spec.id });

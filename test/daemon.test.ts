@@ -1,0 +1,227 @@
+// End to end: spoold and workerd as built, real processes, sockets and signals.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { tmpdir, daemon, until, readIf, sleep, type Daemon } from './lib.js';
+import { SpoolPaths } from '../src/spool/paths.js';
+import { makeJob } from '../src/spool/job.js';
+import { submit } from '../src/spool/state.js';
+import { newId } from '../src/spool/ids.js';
+import { parseResult } from '../src/spool/result.js';
+
+let spool = '';
+let procs: Daemon[] = [];
+
+test.before.each(async () => { spool = await tmpdir('daemon'); procs = []; });
+test.after.each(async () => {
+  for (const p of procs) await p.stop('SIGKILL');
+  await fsp.rm(spool, { recursive: true, force: true });
+  await fsp.rm(`${spool}-wd`, { recursive: true, force: true });
+});
+
+const FAST = ['--lease', '2s', '--heartbeat', '400ms'];
+function spoold(extra: string[] = []): Daemon { const d = daemon('spoold', ['-s', spool, ...FAST, ...extra]); procs.push(d); return d; }
+function workerd(name: string, extra: string[] = [], platform = 'debian-12'): Daemon {
+  const d = daemon('workerd', ['-s', spool, '--name', name, '--workdir', `${spool}-wd/${name}`, ...extra, platform]);
+  procs.push(d);
+  return d;
+}
+
+async function queue(name: string, body: string, extra: Partial<{ timeout: number; retries: number; platform: string }> = {}): Promise<string> {
+  const id = newId();
+  const sp = new SpoolPaths(spool);
+  await fsp.mkdir(sp.tmp, { recursive: true });
+  await fsp.mkdir(sp.new, { recursive: true });
+  await submit(sp, makeJob({ name, platform: extra.platform ?? 'debian-12', timeout: extra.timeout, retries: extra.retries, priority: 0, network: false, template: undefined, vars: {}, body, id, queued: new Date(), origin: 'submit', attempt: 0 }));
+  return id;
+}
+
+const doneDir = (name: string, id: string) => path.join(spool, 'done', name, id);
+async function result(name: string, id: string, ms = 20_000) {
+  const text = await until(`result of ${name}/${id}`, () => readIf(path.join(doneDir(name, id), 'result')), ms);
+  return parseResult(text, 'result');
+}
+const sha = (p: string) => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+
+test('a job runs on a worker of its platform; console, artifacts, SHA256SUMS and result land in done/', async () => {
+  spoold();
+  workerd('w1');
+  const id = await queue('hello', '#!/bin/sh\necho out; echo err >&2\necho data > out.txt\nmkdir sub; echo y > sub/y\nln -s /etc/passwd escape\nexit 3\n');
+  const r = await result('hello', id);
+  assert.is(r.status.kind, 'exited');
+  assert.equal(r.status, { kind: 'exited', code: 3 });
+  assert.is(r.worker, 'w1');
+  assert.is(r.attempt, 1);
+  const dir = doneDir('hello', id);
+  assert.is(fs.readFileSync(path.join(dir, 'console.log'), 'utf8'), 'out\nerr\n');
+  assert.is(fs.readFileSync(path.join(dir, 'artifacts', 'out.txt'), 'utf8'), 'data\n');
+  assert.ok(!fs.existsSync(path.join(dir, 'artifacts', 'script.sh')), 'script.sh is not an artifact');
+  const link = path.join(dir, 'artifacts', 'escape');
+  assert.ok(fs.lstatSync(link).isSymbolicLink(), 'a symlink arrives as a symlink');
+  assert.is(fs.readlinkSync(link), '/etc/passwd');
+  assert.is(fs.readFileSync(path.join(dir, 'SHA256SUMS'), 'utf8'),
+    `${sha(path.join(dir, 'artifacts', 'out.txt'))}  out.txt\n${sha(path.join(dir, 'artifacts', 'sub', 'y'))}  sub/y\n`);
+  assert.is(await until('latest', () => { try { return fs.readlinkSync(path.join(spool, 'done', 'hello', 'latest')); } catch { return undefined; } }), id);
+  assert.equal(fs.readdirSync(path.join(spool, 'running')), []);
+  assert.equal(fs.readdirSync(path.join(spool, 'new')), []);
+  const job = fs.readFileSync(path.join(dir, 'job'), 'utf8');
+  assert.match(job, /^id: /);
+});
+
+test('the job sees BUILDER_JOB_ID, BUILDER_JOB_NAME, BUILDER_PLATFORM, its own process group and a fresh directory', async () => {
+  spoold();
+  workerd('w1');
+  const script = '#!/bin/sh\necho "$BUILDER_JOB_ID $BUILDER_JOB_NAME $BUILDER_PLATFORM"\nls -A\nps -o pgid= -p $$ | tr -d " " > pgid\nps -o pid= -p $$ | tr -d " " > pid\nstat -c %a script.sh\n';
+  const a = await queue('envtest', script);
+  const b = await queue('envtest', script);
+  await result('envtest', a);
+  await result('envtest', b);
+  for (const id of [a, b]) {
+    const dir = doneDir('envtest', id);
+    const lines = fs.readFileSync(path.join(dir, 'console.log'), 'utf8').split('\n');
+    assert.is(lines[0], `${id} envtest debian-12`);
+    assert.is(lines[1], 'script.sh', 'the directory holds only the script when the job starts');
+    assert.is(lines[2], '500');
+    assert.is(fs.readFileSync(path.join(dir, 'artifacts', 'pgid'), 'utf8'), fs.readFileSync(path.join(dir, 'artifacts', 'pid'), 'utf8'), 'the job leads its own process group');
+  }
+});
+
+test('a job that outlives its timeout is killed with its whole process group and reported as timeout', async () => {
+  spoold();
+  workerd('w1');
+  const id = await queue('slow', '#!/bin/sh\n(sleep 60; echo child-survived > survived) &\necho started\nsleep 60\n', { timeout: 1000 });
+  const r = await result('slow', id);
+  assert.equal(r.status, { kind: 'timeout' });
+  assert.match(fs.readFileSync(path.join(doneDir('slow', id), 'console.log'), 'utf8'), /started/);
+  assert.ok(!fs.existsSync(path.join(doneDir('slow', id), 'artifacts', 'survived')));
+});
+
+test('a job killed by a signal is reported as signalled N, distinct from an exit code', async () => {
+  spoold();
+  workerd('w1');
+  const id = await queue('sig', '#!/bin/sh\nkill -9 $$\n');
+  assert.equal((await result('sig', id)).status, { kind: 'signalled', signal: 9 });
+});
+
+test('cancel: a request under running/ID/ kills the job within about a second and the result says canceled', async () => {
+  spoold();
+  workerd('w1');
+  const id = await queue('forever', '#!/bin/sh\necho running\nsleep 600\n');
+  await until('the job running', () => readIf(path.join(spool, 'running', id, 'console.log'))?.includes('running'));
+  const t0 = Date.now();
+  await fsp.writeFile(path.join(spool, 'running', id, 'cancel'), 'canceled by test\n');
+  const r = await result('forever', id);
+  assert.equal(r.status, { kind: 'canceled' });
+  assert.ok(Date.now() - t0 < 5000, `canceled after ${Date.now() - t0} ms`);
+});
+
+test('a worker killed mid-job: its lease runs out, the job is requeued and finished once by another worker', async () => {
+  spoold();
+  const w1 = workerd('w1');
+  const id = await queue('requeue', '#!/bin/sh\necho "attempt on $(hostname)"\nif [ ! -e /tmp/.builder-requeue-$BUILDER_JOB_ID ]; then touch /tmp/.builder-requeue-$BUILDER_JOB_ID; sleep 600; fi\necho second\n');
+  await until('job started on w1', () => fs.existsSync(`/tmp/.builder-requeue-${id}`));
+  await w1.stop('SIGKILL');
+  workerd('w2');
+  const r = await result('requeue', id);
+  fs.rmSync(`/tmp/.builder-requeue-${id}`, { force: true });
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.is(r.worker, 'w2');
+  assert.is(r.attempt, 2);
+  assert.match(fs.readFileSync(path.join(doneDir('requeue', id), 'console.log'), 'utf8'), /second/);
+  await until('latest', () => fs.existsSync(path.join(spool, 'done', 'requeue', 'latest')));
+  assert.equal(fs.readdirSync(path.join(spool, 'done', 'requeue')).sort(), [id, 'latest'].sort());
+});
+
+test('a job whose worker is lost more often than its retries allow is recorded lost', async () => {
+  spoold();
+  const id = await queue('lostjob', '#!/bin/sh\nsleep 600\n', { retries: 0 });
+  const w1 = workerd('w1');
+  await until('job running', () => fs.existsSync(path.join(spool, 'running', id, 'lease')));
+  await w1.stop('SIGKILL');
+  assert.equal((await result('lostjob', id)).status, { kind: 'lost' });
+});
+
+test('spoold killed with SIGKILL mid-job and restarted: the worker re-attaches, the job runs once and finishes once', async () => {
+  const s1 = spoold();
+  const w = workerd('w1');
+  const marker = `${spool}-runs`;
+  const id = await queue('survivor', `#!/bin/sh\necho run >> ${marker}\nfor i in 1 2 3 4 5 6; do echo tick $i; sleep 0.5; done\necho art > art.txt\n`);
+  await until('job running', () => readIf(path.join(spool, 'running', id, 'console.log'))?.includes('tick 1'));
+  await s1.stop('SIGKILL');
+  await sleep(500);
+  const s2 = spoold();
+  await s2.waitLog(/reattached id=/);
+  const r = await result('survivor', id);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.is(fs.readFileSync(marker, 'utf8'), 'run\n', 'the job ran exactly once');
+  fs.rmSync(marker, { force: true });
+  const console = fs.readFileSync(path.join(doneDir('survivor', id), 'console.log'), 'utf8');
+  assert.is(console, [1, 2, 3, 4, 5, 6].map((i) => `tick ${i}\n`).join(''), 'the console is whole, each line once');
+  assert.is(fs.readFileSync(path.join(doneDir('survivor', id), 'artifacts', 'art.txt'), 'utf8'), 'art\n');
+  assert.match(w.log(), /re-attached/);
+});
+
+test('a worker that cannot write its job files reports that as the job result', async () => {
+  spoold();
+  const wd = `${spool}-wd/w1`;
+  const w = workerd('w1');
+  await w.waitLog(/connected/);
+  await fsp.rm(wd, { recursive: true, force: true });
+  await fsp.writeFile(wd, 'not a directory');     // the worker's job directories cannot be made
+  const id = await queue('nowrite', '#!/bin/sh\necho hi\n');
+  const r = await result('nowrite', id);
+  assert.is(r.status.kind, 'failed');
+  assert.match((r.status as { why: string }).why, /cannot write job files/);
+});
+
+test('job output that cannot be read is logged to the console, and the result is stored with what could be read', async () => {
+  spoold();
+  workerd('w1');
+  const id = await queue('unreadable', '#!/bin/sh\nmkfifo pipe\necho ok > fine.txt\n');
+  const r = await result('unreadable', id);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.ok(fs.existsSync(path.join(doneDir('unreadable', id), 'artifacts', 'fine.txt')));
+  assert.ok(!fs.existsSync(path.join(doneDir('unreadable', id), 'artifacts', 'pipe')));
+});
+
+test('a second spoold on the same spool exits 1 with a clear message', async () => {
+  const s1 = spoold();
+  await s1.waitLog(/started/);
+  const s2 = daemon('spoold', ['-s', spool]);
+  const code = await new Promise<number | null>((r) => s2.child.on('close', (c) => r(c)));
+  assert.is(code, 1);
+  assert.match(s2.log(), /another spoold holds the spool lock \(pid \d+\)/);
+});
+
+test('spoold stops cleanly on SIGTERM: lock released, socket removed, running job kept for the next start', async () => {
+  const s1 = spoold();
+  workerd('w1');
+  const id = await queue('kept', '#!/bin/sh\nsleep 2\necho done\n');
+  await until('running', () => fs.existsSync(path.join(spool, 'running', id, 'lease')));
+  await s1.stop('SIGTERM');
+  assert.match(s1.log(), /stopped/);
+  assert.is(s1.child.exitCode, 0);
+  assert.ok(!fs.existsSync(path.join(spool, 'spoold.sock')));
+  assert.ok(fs.existsSync(path.join(spool, 'running', id, 'job')));
+  spoold();
+  assert.equal((await result('kept', id)).status, { kind: 'exited', code: 0 });
+});
+
+test('dispatch follows priority, then queue order, per platform', async () => {
+  spoold();
+  const ids = [await queue('order', '#!/bin/sh\necho 1\n'), await queue('order', '#!/bin/sh\necho 2\n')];
+  const other = await queue('order', '#!/bin/sh\necho other\n', { platform: 'freebsd' });
+  await sleep(300);
+  workerd('w1');
+  for (const id of ids) await result('order', id);
+  const started = ids.map((id) => parseResultFile(id).started!.getTime());
+  assert.ok(started[0]! <= started[1]!);
+  await sleep(300);
+  assert.ok(fs.existsSync(path.join(spool, 'new', other)), 'a job of another platform waits');
+});
+function parseResultFile(id: string) { return parseResult(fs.readFileSync(path.join(doneDir('order', id), 'result'), 'utf8'), 'r'); }
+
+test.run();
