@@ -9,7 +9,6 @@
 
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { SpoolError, errno, ioError } from '../spool/errors.js';
 import { checkName, checkPlatform, type SpoolPaths } from '../spool/paths.js';
 import { decodeFile, MAX_FILE } from '../spool/headers.js';
@@ -17,28 +16,8 @@ import { parseDuration } from '../spool/duration.js';
 import { checkSchedule, PERIODS, type Period } from '../spool/schedule.js';
 import { fsyncDir } from '../spool/stage.js';
 
-/** What a verb gets: the spool, its options and positionals, and where to write. */
-export interface Ctx {
-  sp: SpoolPaths;
-  args: string[];
-  opts: Record<string, string | boolean | undefined>;
-  env: NodeJS.ProcessEnv;
-  stdin: Readable;
-  stdout: Writable;
-  /** One line to stdout. */
-  out: (line: string) => void;
-  /** One line to stderr, prefixed `bctl: `. */
-  warn: (line: string) => void;
-}
-
-/** Bad usage: main prints the message and the command's synopsis, exits 2. */
-export class UsageError extends Error {
-  constructor(message: string) { super(message); this.name = 'UsageError'; }
-}
-
-export function usage(message: string): never {
-  throw new UsageError(message);
-}
+export { UsageError, usage, type Ctx } from './usage.js';
+import { UsageError, usage, type Ctx } from './usage.js';
 
 /** Run a spool check on an argument; its SpoolError becomes a UsageError with the same words. */
 export function asUsage<T>(f: () => T): T {

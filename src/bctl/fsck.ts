@@ -139,8 +139,8 @@ async function checkDoneDir(ctx: Ctx, name: string, id: string, report: Report):
     if (got !== want) report(`${rel}/artifacts/${f}`, `sha256 ${got} differs from SHA256SUMS (${want})`, 'the artifact changed after the job finished; restore it from a copy, or rerun the job');
   }
   for (const f of sums.keys()) {
-    if (links.has(f)) continue;
-    report(`${rel}/SHA256SUMS`, `lists ${f}, which is not a file under artifacts/`, 'restore the artifact, or remove its line');
+    if (links.has(f)) report(`${rel}/SHA256SUMS`, `lists ${f}, which is a symlink`, 'SHA256SUMS lists regular files only; remove its line');
+    else report(`${rel}/SHA256SUMS`, `lists ${f}, which is not a file under artifacts/`, 'restore the artifact, or remove its line');
   }
 }
 

@@ -17,19 +17,7 @@ import type { Readable, Writable } from 'node:stream';
 import { SpoolPaths } from '../spool/paths.js';
 import { SpoolError } from '../spool/errors.js';
 import { EXIT_FAIL, EXIT_OK, EXIT_USAGE } from '../spool/exit.js';
-import { UsageError, type Ctx } from './cli.js';
-import { schedule } from './schedule.js';
-import { orbBuild } from './orb-build.js';
-import { unschedule } from './unschedule.js';
-import { reschedule } from './reschedule.js';
-import { execute } from './execute.js';
-import { submitCmd } from './submit.js';
-import { info } from './info.js';
-import { dropPlatform } from './drop-platform.js';
-import { undropPlatform } from './undrop-platform.js';
-import { inspect } from './inspect.js';
-import { cancel } from './cancel.js';
-import { fsck } from './fsck.js';
+import { UsageError, type Ctx } from './usage.js';
 
 export const DEFAULT_SPOOL = '/var/spool/builder';
 
@@ -44,6 +32,12 @@ export interface Command {
   run: (ctx: Ctx) => Promise<number>;
 }
 
+type Verb = (ctx: Ctx) => Promise<number>;
+/** Import a verb's module only when it runs (see usage.ts). */
+function lazy<K extends string>(load: () => Promise<Record<K, Verb>>, key: K): Verb {
+  return async (ctx) => (await load())[key](ctx);
+}
+
 const PERIOD: Flag = { name: 'period', arg: 'P', help: 'hourly, daily (the default), weekly or never' };
 
 export const GLOBAL_FLAGS: Flag[] = [
@@ -53,51 +47,51 @@ export const GLOBAL_FLAGS: Flag[] = [
 
 // To add a verb: write src/bctl/VERB.ts exporting its run function, add a row here, document it in man/bctl.1.
 export const COMMANDS: Command[] = [
-  { name: 'schedule', args: 'NAME PLATFORM SCRIPT', min: 3, max: 3, run: schedule,
+  { name: 'schedule', args: 'NAME PLATFORM SCRIPT', min: 3, max: 3, run: lazy(() => import('./schedule.js'), 'schedule'),
     summary: 'write schedules/NAME: run SCRIPT (a file, or - for standard input) on PLATFORM every period',
     flags: [PERIOD, { name: 'cron', arg: 'EXPR', help: "5 cron fields 'min hour dom mon dow' instead of --period" },
       { name: 'tz', arg: 'ZONE', help: 'IANA time zone the schedule is read in (default UTC)' },
       { name: 'timeout', arg: 'DUR', help: 'kill the job after DUR, like 90s, 15m, 1h (default 1h)' },
       { name: 'retries', arg: 'N', help: 're-queue at most N times when a worker is lost (default 2)' }] },
-  { name: 'orb-build', args: 'NAME OPAM_PACKAGE', min: 2, max: 2, run: orbBuild,
+  { name: 'orb-build', args: 'NAME OPAM_PACKAGE', min: 2, max: 2, run: lazy(() => import('./orb-build.js'), 'orbBuild'),
     summary: 'write schedules/NAME: build OPAM_PACKAGE with the orb-build template, on every platform that has one',
     flags: [PERIOD, { name: 'platform', arg: 'P', help: 'only on platform P' }] },
-  { name: 'unschedule', args: 'NAME', min: 1, max: 1, run: unschedule,
+  { name: 'unschedule', args: 'NAME', min: 1, max: 1, run: lazy(() => import('./unschedule.js'), 'unschedule'),
     summary: 'remove schedules/NAME, its state and its queued instances; prints the ids it removed from the queue',
     flags: [] },
-  { name: 'reschedule', args: 'NAME NEXT', min: 2, max: 2, run: reschedule,
+  { name: 'reschedule', args: 'NAME NEXT', min: 2, max: 2, run: lazy(() => import('./reschedule.js'), 'reschedule'),
     summary: 'run NAME next at NEXT (RFC 3339), then every period again',
     flags: [{ ...PERIOD, help: 'also change the period of schedules/NAME to P' }] },
-  { name: 'execute', args: 'NAME', min: 1, max: 1, run: execute,
+  { name: 'execute', args: 'NAME', min: 1, max: 1, run: lazy(() => import('./execute.js'), 'execute'),
     summary: 'queue the schedule NAME now, ahead of the queue; prints one id a line',
     flags: [{ name: 'platform', arg: 'P', help: 'only on platform P' },
       { name: 'templates', arg: 'DIR', help: 'also read templates from DIR (default: $BUILDER_TEMPLATES)' }] },
-  { name: 'submit', args: 'PLATFORM SCRIPT...', min: 2, max: Infinity, run: submitCmd,
+  { name: 'submit', args: 'PLATFORM SCRIPT...', min: 2, max: Infinity, run: lazy(() => import('./submit.js'), 'submitCmd'),
     summary: 'queue a one-off job per SCRIPT (a file, or - for standard input); prints one id a line',
     flags: [{ name: 'name', arg: 'N', help: "the job name (default: the script's file name, or stdin)" },
       { name: 'timeout', arg: 'DUR', help: 'kill the job after DUR (default 1h)' },
       { name: 'retries', arg: 'N', help: 're-queue at most N times when a worker is lost (default 2)' },
       { name: 'priority', arg: 'N', help: 'higher runs first, -1000 to 1000 (default 0)' },
       { name: 'wait', help: 'wait until every job finished, print "ID STATUS" for each; exit 0 if all exited 0' }] },
-  { name: 'info', args: '', min: 0, max: 0, run: info,
+  { name: 'info', args: '', min: 0, max: 0, run: lazy(() => import('./info.js'), 'info'),
     summary: 'list schedules, queued jobs, running jobs, workers and dropped platforms',
     flags: [{ name: 'json', help: 'print one JSON object instead' }] },
-  { name: 'drop-platform', args: 'PLATFORM', min: 1, max: 1, run: dropPlatform,
+  { name: 'drop-platform', args: 'PLATFORM', min: 1, max: 1, run: lazy(() => import('./drop-platform.js'), 'dropPlatform'),
     summary: 'write platforms/PLATFORM: spoold stops dispatching to it and sets its schedules aside',
     flags: [{ name: 'reason', arg: 'TEXT', help: 'why, for the marker file' }] },
-  { name: 'undrop-platform', args: 'PLATFORM', min: 1, max: 1, run: undropPlatform,
+  { name: 'undrop-platform', args: 'PLATFORM', min: 1, max: 1, run: lazy(() => import('./undrop-platform.js'), 'undropPlatform'),
     summary: 'remove platforms/PLATFORM',
     flags: [] },
-  { name: 'inspect', args: 'ID|DIR', min: 1, max: 1, run: inspect,
+  { name: 'inspect', args: 'ID|DIR', min: 1, max: 1, run: lazy(() => import('./inspect.js'), 'inspect'),
     summary: 'print the result of a finished job (by id, or its done/NAME/ID directory)',
     flags: [{ name: 'console', help: "print the job's console output" },
       { name: 'script', help: "print the job's script" },
       { name: 'job', help: 'print the whole job file' },
       { name: 'output', arg: 'DIR', help: 'copy the artifacts into DIR (created; existing files are never overwritten)' }] },
-  { name: 'cancel', args: 'ID', min: 1, max: 1, run: cancel,
+  { name: 'cancel', args: 'ID', min: 1, max: 1, run: lazy(() => import('./cancel.js'), 'cancel'),
     summary: 'cancel a queued job at once, or ask spoold to stop a running one',
     flags: [] },
-  { name: 'fsck', args: '', min: 0, max: 0, run: fsck,
+  { name: 'fsck', args: '', min: 0, max: 0, run: lazy(() => import('./fsck.js'), 'fsck'),
     summary: "check the spool's invariants; print one line per problem, nothing when all is well",
     flags: [] },
 ];
@@ -175,9 +169,21 @@ class CommandUsageError extends UsageError {
   constructor(message: string, readonly command: Command) { super(message); }
 }
 
-function parseCommand(command: Command, av: string[]): Parsed {
-
+function parseCommand(command: Command, argv: string[]): Parsed {
   const spec = declare([...GLOBAL_FLAGS, ...command.flags]);
+  // mri reads `--priority -5` as two flags: a negative number after a long
+  // string flag is its value, so join them as `--priority=-5`.
+  const av: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const long = /^--([^=]+)$/.exec(argv[i]!)?.[1];
+    const next = argv[i + 1];
+    if (long !== undefined && spec.string.includes(long) && next !== undefined && /^-\d/.test(next)) {
+      av.push(`--${long}=${next}`);
+      i++;
+    } else {
+      av.push(argv[i]!);
+    }
+  }
   const unknown: string[] = [];
   const p = mri(av, { ...spec, unknown: (f: string) => { unknown.push(f); } });
   if (unknown.length > 0 || p === undefined) throw new UsageError(`unknown option ${unknown[0] ?? '?'} for ${command.name}`);

@@ -1,0 +1,537 @@
+// bctl end to end: the built bctl against a fresh spool per test, no daemon.
+// Covers the command line (usage, help, exit statuses) and the verbs that
+// write the spool: schedule, orb-build, unschedule, reschedule, execute,
+// submit, drop-platform, undrop-platform, cancel; info's output; and the
+// documentation of every verb and flag in man/bctl.1.
+// inspect and fsck have their own files (bctl-inspect, bctl-fsck).
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { bctl, run, BIN, FIXTURES, ROOT, tmpdir, until, readIf, drop } from './lib.js';
+import { SpoolPaths } from '../src/spool/paths.js';
+import { parseJob, parseSchedule, EXECUTE_PRIORITY } from '../src/spool/job.js';
+import { parseResult } from '../src/spool/result.js';
+import { parseScheduleState, formatScheduleState, emptyState } from '../src/spool/schedstate.js';
+import { claim, finalize } from '../src/spool/state.js';
+import { isId } from '../src/spool/paths.js';
+import { COMMANDS, GLOBAL_FLAGS } from '../src/bctl/main.js';
+
+let spool = '';
+let sp: SpoolPaths;
+const cleanup: string[] = [];
+
+test.before.each(async () => {
+  spool = await tmpdir('bctl');
+  sp = new SpoolPaths(spool);
+  cleanup.push(spool);
+});
+test.after.each(async () => {
+  for (const d of cleanup.splice(0)) await fsp.rm(d, { recursive: true, force: true });
+});
+
+const OK = path.join(FIXTURES, 'ok.sh');
+const EXIT3 = path.join(FIXTURES, 'exit3.sh');
+const ls = (dir: string): string[] => { try { return fs.readdirSync(dir).sort(); } catch { return []; } };
+const firstLine = (s: string): string => s.split('\n')[0]!;
+
+async function usageFails(args: string[], reason: RegExp, input?: string): Promise<string> {
+  const r = await bctl(spool, args, input === undefined ? {} : { input });
+  assert.is(r.code, 2, `exit 2 for ${args.join(' ')}: ${r.stderr}`);
+  assert.match(firstLine(r.stderr), /^bctl: /);
+  assert.match(firstLine(r.stderr), reason);
+  assert.match(r.stderr.split('\n')[1] ?? '', /^usage: bctl/);
+  assert.is(r.stdout, '');
+  return r.stderr;
+}
+
+/** Independent usage checks, run two at a time (bctl start-up dominates these tests). */
+async function usageAll(cases: Array<[string[], RegExp]>): Promise<void> {
+  for (let i = 0; i < cases.length; i += 2) await Promise.all(cases.slice(i, i + 2).map(([a, re]) => usageFails(a, re)));
+}
+
+async function ok(args: string[], input?: string): Promise<string> {
+  const r = await bctl(spool, args, input === undefined ? {} : { input });
+  assert.is(r.code, 0, `bctl ${args.join(' ')} failed: ${r.stderr}`);
+  assert.is(r.stderr, '');
+  return r.stdout;
+}
+
+async function fails(args: string[], message: RegExp): Promise<string> {
+  const r = await bctl(spool, args);
+  assert.is(r.code, 1, `exit 1 for ${args.join(' ')}: ${r.code} ${r.stderr}`);
+  assert.match(r.stderr, /^bctl: /);
+  assert.match(r.stderr, message);
+  return r.stderr;
+}
+
+async function info(): Promise<any> {
+  return JSON.parse(await ok(['info', '--json']));
+}
+
+// ---- command line ------------------------------------------------------------
+
+test('no command, unknown command, unknown flag: one line why, the usage, exit 2', async () => {
+  await usageAll([
+    [[], /no command given/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+  ]);
+  const e = await usageFails(['schedule', 'a', 'p', OK, '--bogus'], /unknown option --bogus/);
+  assert.match(e, /usage: bctl \[-s SPOOL\] schedule NAME PLATFORM SCRIPT/);
+  await usageAll([
+    [['info', '-x'], /unknown option -x/],
+  ]);
+  await usageFails(['info', '--period', 'daily'], /unknown option --period/);   // a flag of another verb
+});
+
+test('missing and extra arguments exit 2 and name what is missing', async () => {
+  await usageAll([
+    [['schedule', 'a', 'p'], /missing SCRIPT/],
+    [['unschedule'], /missing NAME/],
+    [['unschedule', 'a', 'b'], /too many arguments/],
+    [['info', 'extra'], /too many arguments/],
+    [['submit', 'p'], /missing SCRIPT/],
+    [['cancel'], /missing ID/],
+  ]);
+});
+
+test('string flags refuse an empty value and repetition', async () => {
+  await usageAll([
+    [['schedule', 'a', 'p', OK, '--period'], /--period needs a value/],
+    [['schedule', 'a', 'p', OK, '--period', 'daily', '--period', 'weekly'], /--period given more than once/],
+  ]);
+});
+
+test('-s needs a value', async () => {
+  const r = await run(process.execPath, [BIN('bctl'), 'info', '-s']);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /^bctl: --spool needs a value/);
+});
+
+test('--help and -h print the usage of bctl and of every command on stdout, exit 0', async () => {
+  for (const args of [['--help'], ['-h']]) {
+    const r = await bctl(spool, args);
+    assert.is(r.code, 0);
+    assert.is(r.stderr, '');
+    assert.match(r.stdout, /^usage: bctl/);
+    for (const c of COMMANDS) assert.ok(r.stdout.includes(`  ${c.name} `), `bctl --help lists ${c.name}`);
+  }
+  for (const [i, c] of COMMANDS.entries()) {
+    for (const h of [i % 2 === 0 ? '--help' : '-h']) {
+      const r = await bctl(spool, [c.name, h, 'even', 'with', '--bad', 'arguments']);
+      assert.is(r.code, 0, `${c.name} ${h}`);
+      assert.is(r.stderr, '');
+      assert.ok(r.stdout.startsWith(`usage: bctl [-s SPOOL] ${c.name}`), r.stdout);
+      for (const f of c.flags) assert.ok(r.stdout.includes(`--${f.name}`), `${c.name} --help shows --${f.name}`);
+    }
+  }
+  assert.equal(ls(spool), [], 'help writes nothing');
+});
+
+test('the spool comes from -s, else $BUILDER_SPOOL', async () => {
+  const r = await run(process.execPath, [BIN('bctl'), 'schedule', 'envjob', 'debian-12', OK], { env: { BUILDER_SPOOL: spool } });
+  assert.is(r.code, 0, r.stderr);
+  assert.ok(fs.existsSync(sp.schedule('envjob')));
+  const other = await tmpdir('bctl-other');
+  cleanup.push(other);
+  const r2 = await run(process.execPath, [BIN('bctl'), '--spool', other, 'schedule', 'flagjob', 'debian-12', OK], { env: { BUILDER_SPOOL: spool } });
+  assert.is(r2.code, 0, r2.stderr);
+  assert.ok(fs.existsSync(path.join(other, 'schedules', 'flagjob')));
+  assert.not.ok(fs.existsSync(sp.schedule('flagjob')));
+});
+
+// ---- schedule, orb-build ------------------------------------------------------
+
+test('schedule writes schedules/NAME that the daemon parser accepts, daily by default', async () => {
+  assert.is(await ok(['schedule', 'hello', 'debian-12', OK]), '');
+  const text = fs.readFileSync(sp.schedule('hello'), 'utf8');
+  const s = parseSchedule(text, 'schedules/hello', 'hello');
+  assert.is(s.platform, 'debian-12');
+  assert.is(s.schedule, '@daily');
+  assert.is(s.tz, 'UTC');
+  assert.is(s.body, fs.readFileSync(OK, 'utf8'));
+  assert.equal(ls(sp.tmp), [], 'nothing left in tmp/');
+  assert.is(fs.statSync(sp.schedule('hello')).mode & 0o002, 0, 'not world-writable');
+});
+
+test('schedule with --cron, --tz, --timeout, --retries, and --period', async () => {
+  await ok(['schedule', 'c', 'debian-12', OK, '--cron', '30 2 * * 1-5', '--tz', 'Europe/Berlin', '--timeout', '1h30m', '--retries', '0']);
+  const s = parseSchedule(fs.readFileSync(sp.schedule('c')), 'c', 'c');
+  assert.is(s.schedule, '30 2 * * 1-5');
+  assert.is(s.tz, 'Europe/Berlin');
+  assert.is(s.timeout, 5_400_000);
+  assert.is(s.retries, 0);
+  for (const p of ['hourly', 'weekly', 'never']) {
+    await ok(['schedule', `p-${p}`, 'debian-12', OK, '--period', p]);
+    assert.is(parseSchedule(fs.readFileSync(sp.schedule(`p-${p}`)), 'x', `p-${p}`).schedule, p === 'never' ? 'never' : `@${p}`);
+  }
+});
+
+test('schedule reads the script from standard input for -', async () => {
+  await ok(['schedule', 'fromstdin', 'debian-12', '-'], '#!/bin/sh\necho from stdin\n');
+  assert.is(parseSchedule(fs.readFileSync(sp.schedule('fromstdin')), 'x', 'fromstdin').body, '#!/bin/sh\necho from stdin\n');
+});
+
+test('bad names, periods, cron expressions, zones and durations are usage errors; nothing is written', async () => {
+  await usageAll([
+    [['schedule', '../evil', 'debian-12', OK], /bad job name "\.\.\/evil"/],
+    [['schedule', '.x', 'debian-12', OK], /bad job name "\.x"/],
+    [['schedule', 'latest', 'debian-12', OK], /bad job name/],
+    [['schedule', 'a', '../p', OK], /bad platform/],
+    [['schedule', 'a', 'debian-12', OK, '--period', 'monthly'], /bad period 'monthly'/],
+    [['schedule', 'a', 'debian-12', OK, '--cron', '61 * * * *'], /bad schedule '61 \* \* \* \*'/],
+    [['schedule', 'a', 'debian-12', OK, '--cron', '* * *'], /bad schedule/],
+    [['schedule', 'a', 'debian-12', OK, '--cron', '@fortnightly'], /bad schedule/],
+    [['schedule', 'a', 'debian-12', OK, '--tz', 'Mars/Olympus'], /unknown time zone 'Mars\/Olympus'/],
+    [['schedule', 'a', 'debian-12', OK, '--timeout', '5x'], /bad timeout "5x"/],
+    [['schedule', 'a', 'debian-12', OK, '--timeout', '0s'], /bad timeout/],
+    [['schedule', 'a', 'debian-12', OK, '--retries', '-1'], /bad retries '-1'/],
+    [['schedule', 'a', 'debian-12', OK, '--period', 'daily', '--cron', '0 * * * *'], /--period and --cron exclude each other/],
+  ]);
+  assert.equal(ls(sp.schedules), []);
+});
+
+test('schedule of an existing name fails and leaves the file alone', async () => {
+  await ok(['schedule', 'twice', 'debian-12', OK]);
+  const edited = fs.readFileSync(sp.schedule('twice'), 'utf8').replace('@daily', '@hourly   # edited by hand');
+  fs.writeFileSync(sp.schedule('twice'), edited);
+  const e = await fails(['schedule', 'twice', 'debian-12', EXIT3], /schedules\/twice: schedule twice exists/);
+  assert.match(e, /bctl unschedule twice/);
+  assert.is(e.trim().split('\n').length, 1);
+  assert.is(fs.readFileSync(sp.schedule('twice'), 'utf8'), edited);
+  assert.equal(ls(sp.tmp), [], 'the staged copy is removed');
+});
+
+test('schedule of a missing or unusable script fails naming the file', async () => {
+  await fails(['schedule', 'a', 'debian-12', '/nonexistent/x.sh'], /\/nonexistent\/x\.sh: no such script/);
+  await fails(['schedule', 'a', 'debian-12', '-'], /stdin: the script is empty/);
+  const crlf = path.join(spool, 'crlf.sh');
+  fs.writeFileSync(crlf, '#!/bin/sh\r\necho\r\n');
+  await fails(['schedule', 'a', 'debian-12', crlf], /crlf\.sh:1: carriage return/);
+  assert.not.ok(fs.existsSync(sp.schedule('a')));
+});
+
+test('orb-build writes a template schedule without body or platform', async () => {
+  await ok(['orb-build', 'hello-orb', 'hello']);
+  const text = fs.readFileSync(sp.schedule('hello-orb'), 'utf8');
+  const s = parseSchedule(text, 'x', 'hello-orb');
+  assert.is(s.template, 'orb-build');
+  assert.equal(s.vars, { OPAM_PACKAGE: 'hello' });
+  assert.is(s.platform, undefined);
+  assert.is(s.body, '');
+  assert.is(s.schedule, '@daily');
+  await ok(['orb-build', 'weekly-orb', 'mirage.4.5.0', '--period', 'weekly', '--platform', 'freebsd-14']);
+  const w = parseSchedule(fs.readFileSync(sp.schedule('weekly-orb')), 'x', 'weekly-orb');
+  assert.is(w.platform, 'freebsd-14');
+  assert.is(w.schedule, '@weekly');
+  await usageFails(['orb-build', 'bad', 'a package'], /bad opam package/);
+  await usageFails(['orb-build', 'bad', 'x # y'], /bad opam package/);
+  await fails(['orb-build', 'hello-orb', 'other'], /exists/);
+});
+
+// ---- unschedule, reschedule ---------------------------------------------------
+
+test('unschedule removes the schedule, its state and its queued instances, and prints their ids', async () => {
+  await ok(['schedule', 'gone', 'debian-12', OK]);
+  await ok(['schedule', 'stays', 'debian-12', OK]);
+  const ids = (await ok(['execute', 'gone'])).trim().split('\n');
+  const other = (await ok(['execute', 'stays'])).trim();
+  const oneoff = (await ok(['submit', 'debian-12', OK, '--name', 'gone'])).trim();
+  await drop(spool, 'new', 'broken', 'this is not a job\n');
+  assert.ok(fs.existsSync(sp.scheduleState('gone')));
+  const out = (await ok(['unschedule', 'gone'])).trim().split('\n').sort();
+  assert.equal(out, [...ids, oneoff].sort());
+  assert.not.ok(fs.existsSync(sp.schedule('gone')));
+  assert.not.ok(fs.existsSync(sp.scheduleState('gone')));
+  assert.equal(ls(sp.new), [other, 'broken'].sort());
+  assert.ok(fs.existsSync(sp.schedule('stays')));
+});
+
+test('unschedule of a missing schedule fails; of a broken one succeeds', async () => {
+  await fails(['unschedule', 'nosuch'], /schedules\/nosuch: no schedule nosuch/);
+  await drop(spool, 'schedules', 'broken', 'name: broken\nplatfrom: x\n');
+  await ok(['unschedule', 'broken']);
+  assert.not.ok(fs.existsSync(sp.schedule('broken')));
+  await usageFails(['unschedule', '../evil'], /bad job name/);
+});
+
+test('reschedule sets next: in the state and keeps the other fields', async () => {
+  await ok(['schedule', 'r', 'debian-12', OK]);
+  fs.mkdirSync(sp.state, { recursive: true });
+  fs.writeFileSync(sp.scheduleState('r'), formatScheduleState({ ...emptyState(), fired: new Date('2026-01-01T00:00:00Z'), lastStatus: 'exited 0' }));
+  await ok(['reschedule', 'r', '2030-06-01T12:00:00+02:00']);
+  const st = parseScheduleState(fs.readFileSync(sp.scheduleState('r')), 'state/r');
+  assert.is(st.next?.toISOString(), '2030-06-01T10:00:00.000Z');
+  assert.is(st.fired?.toISOString(), '2026-01-01T00:00:00.000Z');
+  assert.is(st.lastStatus, 'exited 0');
+  const j = await info();
+  assert.is(j.schedules[0].next, '2030-06-01T10:00:00Z');
+  assert.is(j.schedules[0].due, false);
+});
+
+test('reschedule --period rewrites the schedule header and keeps the body', async () => {
+  await ok(['schedule', 'r', 'debian-12', OK, '--timeout', '10m']);
+  await ok(['reschedule', 'r', '2030-06-01T12:00:00Z', '--period', 'hourly']);
+  const s = parseSchedule(fs.readFileSync(sp.schedule('r')), 'x', 'r');
+  assert.is(s.schedule, '@hourly');
+  assert.is(s.timeout, 600_000);
+  assert.is(s.body, fs.readFileSync(OK, 'utf8'));
+});
+
+test('reschedule refuses a time that is not RFC 3339, a bad period and a missing schedule', async () => {
+  await ok(['schedule', 'r', 'debian-12', OK]);
+  for (const t of ['tomorrow', '2030-06-01', '2030-02-30T00:00:00Z', '2030-06-01T25:00:00Z', '2030-06-01T12:00:00', '1700000000']) {
+    await usageFails(['reschedule', 'r', t], /bad time NEXT/);
+  }
+  await usageFails(['reschedule', 'r', '2030-06-01T12:00:00Z', '--period', 'monthly'], /bad period/);
+  await fails(['reschedule', 'nosuch', '2030-06-01T12:00:00Z'], /no schedule nosuch/);
+  assert.not.ok(fs.existsSync(sp.scheduleState('r')));
+});
+
+// ---- execute, submit ----------------------------------------------------------
+
+test('execute queues the schedule ahead of the queue and records the firing', async () => {
+  const before = (await ok(['submit', 'debian-12', OK, EXIT3])).trim().split('\n');
+  await ok(['schedule', 'now', 'debian-12', OK]);
+  const id = (await ok(['execute', 'now'])).trim();
+  assert.ok(isId(id));
+  const job = parseJob(fs.readFileSync(sp.queued(id)), 'x', id);
+  assert.is(job.priority, EXECUTE_PRIORITY);
+  assert.is(job.origin, 'execute');
+  assert.is(job.name, 'now');
+  const q = (await info()).queues['debian-12'].map((x: any) => x.id);
+  assert.equal(q, [id, ...before], 'the executed job comes first though it was queued last');
+  const st = parseScheduleState(fs.readFileSync(sp.scheduleState('now')), 'x');
+  assert.is(st.lastId, id);
+  assert.ok(st.fired !== undefined);
+  await fails(['execute', 'nosuch'], /no schedule nosuch/);
+});
+
+test('execute --platform, and templates from --templates and $BUILDER_TEMPLATES', async () => {
+  await ok(['orb-build', 'orb', 'hello']);
+  await fails(['execute', 'orb'], /no platform has template orb-build/);
+  const tdir = await tmpdir('bctl-templates');
+  cleanup.push(tdir);
+  fs.writeFileSync(path.join(tdir, 'orb-build.template.freebsd-14'), '#!/bin/sh\nopam install %%OPAM_PACKAGE%% # %%PLATFORM%%\n');
+  fs.writeFileSync(path.join(tdir, 'orb-build.template.debian-12'), '#!/bin/sh\nopam install %%OPAM_PACKAGE%%\n');
+  const ids = (await ok(['execute', 'orb', '--templates', tdir])).trim().split('\n');
+  assert.is(ids.length, 2);
+  const jobs = ids.map((i) => parseJob(fs.readFileSync(sp.queued(i)), 'x', i));
+  assert.equal(jobs.map((j) => j.platform), ['debian-12', 'freebsd-14']);
+  assert.is(jobs[1]!.body, '#!/bin/sh\nopam install hello # freebsd-14\n');
+  const r = await bctl(spool, ['execute', 'orb', '--platform', 'freebsd-14'], { env: { BUILDER_TEMPLATES: tdir } });
+  assert.is(r.code, 0, r.stderr);
+  assert.is(parseJob(fs.readFileSync(sp.queued(r.stdout.trim())), 'x').platform, 'freebsd-14');
+});
+
+test('execute of a template that is missing records the instance failed and exits 1', async () => {
+  await ok(['orb-build', 'orb', 'hello', '--platform', 'sparc']);
+  const r = await bctl(spool, ['execute', 'orb']);
+  assert.is(r.code, 1);
+  const id = r.stdout.trim();
+  assert.ok(isId(id));
+  assert.match(r.stderr, new RegExp(`^bctl: ${id} \\(sparc\\) failed at once: .*no template orb-build\\.template\\.sparc`));
+  const res = parseResult(fs.readFileSync(path.join(sp.doneDir('orb', id), 'result')), 'x');
+  assert.is(res.status.kind, 'failed');
+  assert.equal(ls(sp.new), []);
+});
+
+test('submit of several scripts queues one job each, ids printed in order and in queue order', async () => {
+  const ids = (await ok(['submit', 'debian-12', OK, EXIT3, OK, '--timeout', '90s', '--retries', '1'])).trim().split('\n');
+  assert.is(ids.length, 3);
+  assert.ok(ids.every(isId));
+  assert.equal([...ids].sort(), ids, 'ids sort in submission order');
+  assert.equal(ls(sp.new), [...ids].sort());
+  const jobs = ids.map((i) => parseJob(fs.readFileSync(sp.queued(i)), `new/${i}`, i));
+  assert.equal(jobs.map((j) => j.name), ['ok.sh', 'exit3.sh', 'ok.sh']);
+  assert.is(jobs[1]!.body, fs.readFileSync(EXIT3, 'utf8'));
+  assert.ok(jobs.every((j) => j.origin === 'submit' && j.timeout === 90_000 && j.retries === 1 && j.platform === 'debian-12' && j.attempt === 0));
+  const q = (await info()).queues['debian-12'].map((x: any) => x.id);
+  assert.equal(q, ids);
+});
+
+test('submit from standard input, --name and --priority', async () => {
+  const id = (await ok(['submit', 'debian-12', '-'], '#!/bin/sh\necho piped\n')).trim();
+  const j = parseJob(fs.readFileSync(sp.queued(id)), 'x', id);
+  assert.is(j.name, 'stdin');
+  assert.is(j.body, '#!/bin/sh\necho piped\n');
+  const lo = (await ok(['submit', 'debian-12', OK, '--name', 'later', '--priority', '-5'])).trim();
+  const hi = (await ok(['submit', 'debian-12', OK, '--name', 'urgent', '--priority', '5'])).trim();
+  const hj = parseJob(fs.readFileSync(sp.queued(hi)), 'x', hi);
+  assert.is(hj.name, 'urgent');
+  assert.is(hj.priority, 5);
+  assert.is(parseJob(fs.readFileSync(sp.queued(lo)), 'x', lo).priority, -5);
+  assert.equal((await info()).queues['debian-12'].map((x: any) => x.id), [hi, id, lo]);
+  const odd = path.join(spool, '-my script!.sh');
+  fs.writeFileSync(odd, '#!/bin/sh\ntrue\n');
+  const oid = (await ok(['submit', 'debian-12', odd])).trim();
+  assert.is(parseJob(fs.readFileSync(sp.queued(oid)), 'x', oid).name, 'my_script_.sh');
+});
+
+test('submit refuses stdin twice, bad values, and queues nothing when a script is missing', async () => {
+  await usageAll([
+    [['submit', 'debian-12', '-', '-'], /standard input \(-\) can be read only once/],
+    [['submit', 'debian-12', OK, '--priority', '1001'], /bad priority/],
+    [['submit', 'debian-12', OK, '--priority', '-1001'], /bad priority '-1001'/],
+    [['submit', 'debian-12', OK, '--name', '.x'], /bad job name/],
+    [['submit', '../p', OK], /bad platform/],
+  ]);
+  await fails(['submit', 'debian-12', OK, '/nonexistent.sh'], /nonexistent\.sh: no such script/);
+  assert.equal(ls(sp.new), []);
+});
+
+test('submit --wait waits for each result, prints ID STATUS, exits 0 only if all exited 0', async () => {
+  for (const [code, want] of [[0, 0], [3, 1]] as const) {
+    const waiting = bctl(spool, ['submit', 'debian-12', OK, '--name', `w${code}`, '--wait']);
+    const id = await until('the job in new/', () => ls(sp.new)[0]);
+    const job = parseJob(fs.readFileSync(sp.queued(id)), 'x', id);
+    assert.ok(await claim(sp, id));
+    await finalize(sp, { id, name: job.name, platform: job.platform, worker: 'w', attempt: 1, queued: job.queued!, started: new Date(), finished: new Date(), status: { kind: 'exited', code } });
+    const r = await waiting;
+    assert.is(r.code, want, r.stderr);
+    assert.is(r.stdout, `${id}\n${id} exited ${code}\n`);
+  }
+});
+
+// ---- info ---------------------------------------------------------------------
+
+test('info --json has schedules, queues, running, workers, dropped; unparsable files are listed, not fatal', async () => {
+  await ok(['schedule', 'a', 'debian-12', OK, '--cron', '0 3 * * *']);
+  await ok(['orb-build', 'orb', 'hello', '--period', 'never']);
+  await drop(spool, 'schedules', 'broken', 'name: broken\nplatfrom: x\n');
+  const [id1, id2] = (await ok(['submit', 'debian-12', OK, EXIT3])).trim().split('\n');
+  const fid = (await ok(['submit', 'freebsd-14', OK])).trim();
+  assert.ok(await claim(sp, id1!));
+  fs.writeFileSync(sp.runningFile(id1!, 'lease'), 'worker: w1\nstarted: 2026-01-01T00:00:00.000Z\nattempt: 1\n');
+  fs.mkdirSync(sp.workers, { recursive: true });
+  fs.writeFileSync(sp.worker('w1'), `name: w1\nplatform: debian-12\nconnected: 2026-01-01T00:00:00Z\njob: ${id1}\nseen: 2026-01-01T00:00:09Z\n`);
+  await ok(['drop-platform', 'sparc', '--reason', 'no hardware left']);
+
+  const j = await info();
+  assert.equal(Object.keys(j).sort(), ['dropped', 'errors', 'queues', 'running', 'schedules', 'workers']);
+  assert.equal(j.schedules.map((s: any) => s.name), ['a', 'orb']);
+  const a = j.schedules[0];
+  assert.equal({ ...a }, { name: 'a', platform: 'debian-12', template: null, schedule: '0 3 * * *', tz: 'UTC', next: '1970-01-01T00:00:00Z', due: true, lastStatus: null, lastId: null });
+  assert.is(j.schedules[1].platform, null);
+  assert.is(j.schedules[1].next, null);
+  assert.equal(Object.keys(j.queues).sort(), ['debian-12', 'freebsd-14']);
+  assert.equal(j.queues['debian-12'].map((q: any) => q.id), [id2]);
+  assert.equal(j.queues['freebsd-14'].map((q: any) => q.id), [fid]);
+  assert.is(j.queues['debian-12'][0].name, 'exit3.sh');
+  assert.equal(j.running, [{ id: id1, name: 'ok.sh', platform: 'debian-12', worker: 'w1', started: '2026-01-01T00:00:00.000Z', attempt: '1', cancelRequested: false }]);
+  assert.equal(j.workers, [{ name: 'w1', platform: 'debian-12', connected: '2026-01-01T00:00:00Z', job: id1, seen: '2026-01-01T00:00:09Z' }]);
+  assert.is(j.dropped.length, 1);
+  assert.is(j.dropped[0].platform, 'sparc');
+  assert.is(j.dropped[0].reason, 'no hardware left');
+  assert.ok(!Number.isNaN(new Date(j.dropped[0].dropped).getTime()));
+  assert.is(j.errors.length, 1);
+  assert.is(j.errors[0].file, 'schedules/broken');
+  assert.match(j.errors[0].error, /schedules\/broken:2: unknown header 'platfrom'/);
+});
+
+test('info prints aligned sections for people: now, never, (template), workers, dropped, errors', async () => {
+  await ok(['schedule', 'a', 'debian-12', OK]);
+  await ok(['orb-build', 'orb', 'hello', '--period', 'never']);
+  await ok(['schedule', 'later', 'debian-12', OK]);
+  await ok(['reschedule', 'later', '2031-01-01T00:00:00Z']);
+  await drop(spool, 'new', 'junk', 'junk\n');
+  const id = (await ok(['submit', 'debian-12', OK])).trim();
+  await ok(['drop-platform', 'sparc']);
+  const out = await ok(['info']);
+  const lines = out.split('\n');
+  assert.ok(lines.includes('schedules:'));
+  assert.match(out, /^ {2}NAME +PLATFORM +SCHEDULE +NEXT +LAST$/m);
+  assert.match(out, /^ {2}a +debian-12 +@daily +now +-$/m);
+  assert.match(out, /^ {2}later +debian-12 +@daily +2031-01-01T00:00:00Z +-$/m);
+  assert.match(out, /^ {2}orb +\(template\) +never +never +-$/m);
+  assert.match(out, new RegExp(`^  debian-12 +${id} +ok\\.sh +0 +submit +0 +\\S+$`, 'm'));
+  assert.match(out, /^running:\n {2}\(none\)$/m);
+  assert.match(out, /^workers:\n {2}\(none\)$/m);
+  assert.match(out, /^ {2}sparc +\S+Z +-$/m);
+  assert.match(out, /^errors:\n {2}new\/junk:1: expected 'key: value'/m);
+  // columns line up: the header's NEXT starts where each row's NEXT does
+  const sched = lines.slice(lines.indexOf('schedules:') + 1, lines.indexOf('queued:'));
+  const col = sched[0]!.indexOf('NEXT');
+  for (const l of sched.slice(1)) assert.ok(/\S/.test(l[col]!) && l[col - 1] === ' ', l);
+});
+
+test('info on a directory that is no spool fails with exit 1', async () => {
+  const r = await run(process.execPath, [BIN('bctl'), '-s', path.join(spool, 'nope'), 'info']);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /^bctl: .*nope: no spool here/);
+});
+
+// ---- drop-platform, undrop-platform -------------------------------------------
+
+test('drop-platform writes the marker once; undrop-platform removes it once', async () => {
+  await ok(['drop-platform', 'sparc']);
+  const text = fs.readFileSync(sp.platform('sparc'), 'utf8');
+  assert.match(text, /^dropped: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\nby: \S+\n$/);
+  await fails(['drop-platform', 'sparc'], /platforms\/sparc: platform sparc is already dropped/);
+  assert.is(fs.readFileSync(sp.platform('sparc'), 'utf8'), text);
+  assert.equal((await info()).dropped.map((d: any) => d.platform), ['sparc']);
+  await ok(['undrop-platform', 'sparc']);
+  assert.not.ok(fs.existsSync(sp.platform('sparc')));
+  await fails(['undrop-platform', 'sparc'], /platform sparc is not dropped/);
+  await usageFails(['drop-platform', '../etc'], /bad platform/);
+  await usageFails(['undrop-platform', '.x'], /bad platform/);
+});
+
+// ---- cancel -------------------------------------------------------------------
+
+test('cancel of a queued job finalizes it as canceled in done/NAME/ID', async () => {
+  const [id, other] = (await ok(['submit', 'debian-12', OK, EXIT3])).trim().split('\n') as [string, string];
+  assert.is(await ok(['cancel', id]), `canceled ${id} (was queued)\n`);
+  const dir = sp.doneDir('ok.sh', id);
+  const res = parseResult(fs.readFileSync(path.join(dir, 'result')), 'x');
+  assert.is(res.status.kind, 'canceled');
+  assert.is(res.id, id);
+  assert.is(fs.readlinkSync(sp.latest('ok.sh')), id);
+  assert.equal(ls(sp.new), [other]);
+  assert.equal(ls(sp.running), []);
+  await fails(['cancel', id], new RegExp(`job ${id} already finished: canceled`));
+});
+
+test('cancel of a running job leaves the request for spoold', async () => {
+  const id = (await ok(['submit', 'debian-12', OK])).trim();
+  assert.ok(await claim(sp, id));
+  const out = await ok(['cancel', id]);
+  assert.match(out, new RegExp(`^cancel of ${id} requested`));
+  assert.match(readIf(sp.runningFile(id, 'cancel')) ?? '', /^canceled: /);
+  assert.ok(fs.existsSync(sp.runningFile(id, 'job')), 'the job stays where it is');
+  assert.is((await info()).running[0].cancelRequested, true);
+});
+
+test('cancel of an unknown id fails; of a malformed one is a usage error', async () => {
+  await fails(['cancel', '01a00000-0000-7000-8000-000000000000'], /no job 01a00000-0000-7000-8000-000000000000/);
+  await usageFails(['cancel', 'not-an-id'], /bad job id/);
+  await usageFails(['cancel', '../../etc/passwd'], /bad job id/);
+});
+
+// ---- documentation ------------------------------------------------------------
+
+test('man/bctl.1 documents every verb, every flag, the environment and the exit statuses', () => {
+  const man = fs.readFileSync(path.join(ROOT, 'man', 'bctl.1'), 'utf8');
+  for (const c of COMMANDS) {
+    assert.match(man, new RegExp(`^\\.It Cm ${c.name.replace(/-/g, '\\\\?-')}\\b`, 'm'), `verb ${c.name}`);
+    for (const f of [...c.flags, ...GLOBAL_FLAGS]) {
+      assert.ok(man.includes(`Fl \\-${f.name}`), `flag --${f.name}`);
+      if (f.short) assert.ok(man.includes(`Fl ${f.short}`), `flag -${f.short}`);
+    }
+  }
+  for (const v of ['BUILDER_SPOOL', 'BUILDER_TEMPLATES']) assert.match(man, new RegExp(`^\\.It Ev ${v}$`, 'm'));
+  assert.match(man, /^\.Sh EXIT STATUS$/m);
+  for (const n of ['0', '1', '2']) assert.match(man, new RegExp(`^\\.It ${n}$`, 'm'));
+});
+
+test('man/bctl.1 is clean under mandoc -Tlint', () => {
+  const r = spawnSync('mandoc', ['-Tlint', '-W', 'warning', path.join(ROOT, 'man', 'bctl.1')], { encoding: 'utf8' });
+  if (r.error) throw r.error;
+  assert.is(r.stdout + r.stderr, '');
+  assert.is(r.status, 0);
+});
+
+test.run();
