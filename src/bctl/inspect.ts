@@ -47,6 +47,7 @@ async function stream(ctx: Ctx, dir: string, f: RunningFile): Promise<void> {
   try {
     await pipeline(fs.createReadStream(file), ctx.stdout, { end: false });
   } catch (e) {
+    if (errno(e) === 'EPIPE') return;   // `| head`: the reader has seen enough
     if (errno(e) === 'ENOENT') throw new SpoolError('SPOOL_NOT_FOUND', `no ${f} file`, { path: file, hint: 'the directory is incomplete; run bctl fsck' });
     throw ioError(e, file, 'cannot read');
   }

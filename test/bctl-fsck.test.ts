@@ -1,0 +1,199 @@
+// bctl fsck end to end: silent on a sound spool made by bctl and by hand,
+// one line per planted violation otherwise, and quiet about the leftovers
+// spoold cleans while spoold (its lock) is there.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { bctl, tmpdir, FIXTURES } from './lib.js';
+import { SpoolPaths } from '../src/spool/paths.js';
+import { ensureSpool } from '../src/spool/layout.js';
+import { formatJob, makeJob } from '../src/spool/job.js';
+import { formatResult } from '../src/spool/result.js';
+import { newId } from '../src/spool/ids.js';
+import { claim } from '../src/spool/state.js';
+import { takeLock } from '../src/spool/lock.js';
+
+let spool = '';
+let sp: SpoolPaths;
+const cleanup: Array<() => Promise<void>> = [];
+
+test.before.each(async () => {
+  spool = await tmpdir('bctl-fsck');
+  sp = new SpoolPaths(spool);
+  const dir = spool;
+  cleanup.push(() => fsp.rm(dir, { recursive: true, force: true }));
+  await ensureSpool(sp);
+});
+test.after.each(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+const OK = path.join(FIXTURES, 'ok.sh');
+const sum = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/** A finished job as spoold leaves it: done/NAME/ID with every file, and latest. */
+async function doneJob(name = 'hello'): Promise<{ id: string; dir: string }> {
+  const id = newId();
+  const queued = new Date('2026-01-01T00:00:00Z');
+  const job = makeJob({ name, platform: 'debian-12', timeout: undefined, retries: undefined, priority: 0, network: false, template: undefined, vars: {}, body: '#!/bin/sh\ntrue\n', id, queued, origin: 'submit', attempt: 0 });
+  const dir = sp.doneDir(name, id);
+  await fsp.mkdir(path.join(dir, 'artifacts', 'sub'), { recursive: true });
+  await fsp.writeFile(path.join(dir, 'job'), formatJob(job));
+  await fsp.writeFile(path.join(dir, 'result'), formatResult({ id, name, platform: 'debian-12', worker: 'w1', attempt: 1, queued, started: queued, finished: new Date('2026-01-01T00:00:02Z'), status: { kind: 'exited', code: 0 } }));
+  await fsp.writeFile(path.join(dir, 'console.log'), 'ok\n');
+  await fsp.writeFile(path.join(dir, 'artifacts', 'a.txt'), 'a\n');
+  await fsp.writeFile(path.join(dir, 'artifacts', 'sub', 'b.txt'), 'b\n');
+  await fsp.symlink('a.txt', path.join(dir, 'artifacts', 'link'));   // links inside artifacts/ are fine
+  await fsp.writeFile(path.join(dir, 'SHA256SUMS'), `${sum('a\n')}  a.txt\n${sum('b\n')}  sub/b.txt\n`);
+  await fsp.rm(sp.latest(name), { force: true });
+  await fsp.symlink(id, sp.latest(name));
+  return { id, dir };
+}
+
+/** A sound spool: made with bctl (schedules, queue, a canceled job, a dropped platform) and by hand (a done job, bad/). */
+async function soundSpool(): Promise<void> {
+  const ok = async (args: string[]) => { const r = await bctl(spool, args); assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`); return r.stdout.trim(); };
+  await ok(['schedule', 'nightly', 'debian-12', OK]);
+  await ok(['orb-build', 'orb', 'hello', '--platform', 'sparc']);
+  await bctl(spool, ['execute', 'orb']);   // template missing: recorded failed in done/orb/
+  const [a] = (await ok(['submit', 'debian-12', OK, OK])).split('\n');
+  await ok(['cancel', a!]);
+  await ok(['drop-platform', 'sparc']);
+  await doneJob();
+  await fsp.writeFile(path.join(sp.bad, 'new.x.1'), 'junk\n');
+  await fsp.writeFile(path.join(sp.bad, 'new.x.1.why'), 'new/x:1: junk\n');
+}
+
+async function fsck(): Promise<{ code: number | null; lines: string[]; stderr: string }> {
+  const r = await bctl(spool, ['fsck']);
+  return { code: r.code, lines: r.stdout.split('\n').filter((l) => l !== ''), stderr: r.stderr };
+}
+
+test('fsck is silent and exits 0 on a sound spool', async () => {
+  await soundSpool();
+  const r = await fsck();
+  assert.equal(r.lines, []);
+  assert.is(r.stderr, '');
+  assert.is(r.code, 0);
+});
+
+test('fsck reports each planted violation on its own line, naming the path and the fix', async () => {
+  await soundSpool();
+  const plant: Array<[RegExp, () => Promise<unknown>]> = [];
+  const p = (re: RegExp, f: () => Promise<unknown>) => plant.push([re, f]);
+
+  // new/
+  p(/^bctl fsck: new\/junk: line 1: expected 'key: value'.*; fix it, or let spoold move it to bad\/$/, () => fsp.writeFile(path.join(sp.new, 'junk'), 'junk\n'));
+  const mismatched = newId();
+  p(new RegExp(`^bctl fsck: new/${mismatched}: line 1: id \\S+ differs from the file name`), async () => {
+    const job = makeJob({ name: 'm', platform: 'p', timeout: undefined, retries: undefined, priority: 0, network: false, template: undefined, vars: {}, body: 'true\n', id: newId(), queued: new Date(), origin: 'submit', attempt: 0 });
+    await fsp.writeFile(sp.queued(mismatched), formatJob(job));
+  });
+  // one owner per state
+  let twice = '';
+  p(/^bctl fsck: new\/(\S+): job \S+ is also in done\/hello\/\S+; a job has one state/, async () => {
+    const { id, dir } = await doneJob();
+    twice = id;
+    await fsp.copyFile(path.join(dir, 'job'), sp.queued(id));
+  });
+  // running/
+  const leftover = newId();
+  p(new RegExp(`^bctl fsck: running/${leftover}: no job file \\(left by a crash\\); start spoold`), () => fsp.mkdir(sp.runningDir(leftover)));
+  // done/NAME/ID contents
+  let noConsole = '';
+  p(/^bctl fsck: done\/hello\/(\S+)\/console\.log: missing; create it empty/, async () => { const { id, dir } = await doneJob(); noConsole = id; await fsp.rm(path.join(dir, 'console.log')); });
+  p(/^bctl fsck: done\/hello\/\S+\/result: line 10: bad status 'finished'/, async () => {
+    const { dir } = await doneJob();
+    await fsp.writeFile(path.join(dir, 'result'), fs.readFileSync(path.join(dir, 'result'), 'utf8').replace('status: exited 0', 'status: finished'));
+  });
+  p(/^bctl fsck: done\/hello\/\S+\/artifacts: not a directory/, async () => {
+    const { dir } = await doneJob();
+    await fsp.rm(path.join(dir, 'artifacts'), { recursive: true });
+    await fsp.writeFile(path.join(dir, 'artifacts'), '');
+  });
+  p(/^bctl fsck: done\/hello\/\S+\/artifacts\/a\.txt: sha256 [0-9a-f]{64} differs from SHA256SUMS/, async () => {
+    const { dir } = await doneJob();
+    await fsp.writeFile(path.join(dir, 'artifacts', 'a.txt'), 'tampered\n');
+  });
+  p(/^bctl fsck: done\/hello\/\S+\/artifacts\/extra\.bin: not listed in SHA256SUMS/, async () => {
+    const { dir } = await doneJob();
+    await fsp.writeFile(path.join(dir, 'artifacts', 'extra.bin'), 'x');
+  });
+  p(/^bctl fsck: done\/hello\/\S+\/SHA256SUMS: lists gone\.txt, which is not a file under artifacts\//, async () => {
+    const { dir } = await doneJob();
+    await fsp.appendFile(path.join(dir, 'SHA256SUMS'), `${sum('gone\n')}  gone.txt\n`);
+  });
+  p(/^bctl fsck: done\/hello\/\S+\/SHA256SUMS: lists link, which is a symlink/, async () => {
+    const { dir } = await doneJob();
+    await fsp.appendFile(path.join(dir, 'SHA256SUMS'), `${sum('a\n')}  link\n`);
+  });
+  // latest
+  p(/^bctl fsck: done\/other\/latest: points to "01[0-9a-f-]+", not a job directory in done\/other; point it at the newest job/, async () => {
+    await doneJob('other');
+    await fsp.rm(sp.latest('other'));
+    await fsp.symlink(newId(), sp.latest('other'));
+  });
+  p(/^bctl fsck: done\/nolatest\/latest: missing; point it at the newest job: ln -sfn ID done\/nolatest\/latest$/, async () => {
+    await doneJob('nolatest');
+    await fsp.rm(sp.latest('nolatest'));
+  });
+  // tmp/, schedules/, state/, bad/
+  p(/^bctl fsck: tmp\/stale\.123: staged write never published \(spoold is not running\); remove it/, () => fsp.writeFile(path.join(sp.tmp, 'stale.123'), 'x'));
+  p(/^bctl fsck: schedules\/broken: line 2: unknown header 'platfrom'/, () => fsp.writeFile(sp.schedule('broken'), 'name: broken\nplatfrom: x\n\ntrue\n'));
+  p(/^bctl fsck: state\/nightly: line 1: unknown header 'fried'/, () => fsp.writeFile(sp.scheduleState('nightly'), 'fried: 2026-01-01T00:00:00Z\n'));
+  p(/^bctl fsck: bad\/lonely: no \.why beside it; write why it was set aside into bad\/lonely\.why$/, () => fsp.writeFile(path.join(sp.bad, 'lonely'), 'x'));
+  // modes and symlinks
+  p(/^bctl fsck: schedules\/nightly: world-writable \(mode 666\); chmod o-w schedules\/nightly$/, () => fsp.chmod(sp.schedule('nightly'), 0o666));
+  p(/^bctl fsck: schedules\/linked: unexpected symlink; only done\/NAME\/latest and files inside artifacts\/ may be symlinks/, () => fsp.symlink('/etc/passwd', sp.schedule('linked')));
+
+  for (const [, f] of plant) await f();
+  const r = await fsck();
+  assert.is(r.code, 1);
+  assert.is(r.stderr, '');
+  const unmatched = [...r.lines];
+  for (const [re] of plant) {
+    const i = unmatched.findIndex((l) => re.test(l));
+    assert.ok(i >= 0, `expected a line matching ${re} in:\n${r.lines.join('\n')}`);
+    unmatched.splice(i, 1);
+  }
+  assert.equal(unmatched, [], 'no other lines');
+  assert.ok(twice !== '' && noConsole !== '');
+});
+
+test('fsck leaves tmp/ and running/ leftovers to a running spoold (lock held)', async () => {
+  await soundSpool();
+  const leftover = newId();
+  await fsp.mkdir(sp.runningDir(leftover));
+  await fsp.writeFile(path.join(sp.tmp, 'staging.1'), 'x');
+  const before = await fsck();
+  assert.is(before.lines.length, 2, before.lines.join('\n'));
+  const release = await takeLock(sp, () => {}, false);
+  cleanup.push(release);
+  const during = await fsck();
+  assert.equal(during.lines, []);
+  assert.is(during.code, 0);
+});
+
+test('fsck checks a claimed job in running/ and a broken one', async () => {
+  await soundSpool();
+  const id = fs.readdirSync(sp.new)[0]!;
+  assert.ok(await claim(sp, id));
+  assert.equal((await fsck()).lines, [], 'a claimed job with its job file is sound');
+  fs.writeFileSync(sp.runningFile(id, 'job'), 'name: x\n');
+  const r = await fsck();
+  assert.is(r.code, 1);
+  assert.equal(r.lines.length, 1);
+  assert.match(r.lines[0]!, new RegExp(`^bctl fsck: running/${id}/job: .*missing header 'platform'|^bctl fsck: running/${id}/job: .*no script`));
+});
+
+test('fsck of a directory that is no spool fails', async () => {
+  const r = await bctl(path.join(spool, 'nope'), ['fsck']);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /^bctl: .*nope: no spool directory here/);
+});
+
+test.run();
