@@ -166,9 +166,9 @@ export function parseJob(buf: Uint8Array | string, source: string, fileName?: st
 }
 
 /** Build a job from checked parts (bctl submit, schedule instances); validated by round trip. */
-export function makeJob(j: Job & { id: string; queued: Date }): ParsedJob {
+export function makeJob(j: Job & { id: string; queued: Date }): ParsedJob & { id: string } {
   const text = formatJob(j);
-  return parseJob(text, `new/${j.id}`, j.id);
+  return parseJob(text, `new/${j.id}`, j.id) as ParsedJob & { id: string };
 }
 
 function specHeaders(s: Spec): Array<[string, string]> {

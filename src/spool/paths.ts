@@ -108,10 +108,20 @@ export class SpoolPaths {
   latest(name: string): string { return path.join(this.doneName(name), 'latest'); }
   platform(p: string): string { assertName(p); return path.join(this.platforms, p); }
   worker(name: string): string { assertName(name); return path.join(this.workers, name); }
-  /** A unique staging path in tmp/; tag says what it is for, for a person reading tmp/. */
+  /**
+   * A unique staging path in tmp/: TAG.PID.MS.RANDOM. The pid lets spoold tell
+   * a leftover of a dead writer from a file a live bctl is about to publish
+   * (stagingPid); tag says what it is for, for a person reading tmp/.
+   */
   staging(tag: string): string {
     return path.join(this.tmp, `${tag.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2, 10)}`);
   }
+}
+
+/** The pid of the process that staged tmp/NAME, when NAME has our staging shape. */
+export function stagingPid(name: string): number | undefined {
+  const m = /\.(\d+)\.(\d{13})\.[a-z0-9]+(\.\d+)?$/.exec(name);   // (.N: write-file-atomic's own tmp name)
+  return m ? Number(m[1]) : undefined;
 }
 
 /** Files inside running/ID/ and done/NAME/ID/. */

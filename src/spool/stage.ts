@@ -16,7 +16,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { ioError } from './errors.js';
-import type { SpoolPaths } from './paths.js';
+import { stagingPid, type SpoolPaths } from './paths.js';
 
 export const FILE_MODE = 0o664;   // group-writable for the builder group, never world-writable
 export const DIR_MODE = 0o2775;   // setgid: files inherit the spool's group
@@ -68,4 +68,29 @@ export async function replaceSymlink(sp: SpoolPaths, target: string, link: strin
     throw ioError(e, sp.rel(link), 'cannot create symlink');
   }
   await publish(sp, staged, link);
+}
+
+export const TMP_MAX_AGE_MS = 3_600_000;
+
+/**
+ * Remove leftovers from tmp/: files staged by a process that is gone (a writer
+ * killed between staging and publishing), and anything else older than
+ * TMP_MAX_AGE_MS. Files a live writer (bctl, a script) is about to publish are
+ * left alone, so cleaning never races a submission.
+ */
+export async function cleanTmp(sp: SpoolPaths, now = Date.now()): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await fsp.readdir(sp.tmp).catch(() => [] as string[])) {
+    const p = path.join(sp.tmp, name);
+    const pid = stagingPid(name);
+    let stale: boolean;
+    if (pid !== undefined && pid !== process.pid) {
+      try { process.kill(pid, 0); stale = false; } catch (e) { stale = (e as NodeJS.ErrnoException).code === 'ESRCH'; }
+    } else {
+      const st = await fsp.lstat(p).catch(() => undefined);
+      stale = st !== undefined && now - st.mtimeMs > TMP_MAX_AGE_MS;
+    }
+    if (stale) { await fsp.rm(p, { recursive: true, force: true }); removed.push(name); }
+  }
+  return removed;
 }

@@ -15,7 +15,8 @@
 //   running/ID/job with result     finalize interrupted after the result: finalized
 //   running/ID/job, no result      claimed, maybe running: a worker may re-attach
 //                                  within the lease, else requeue (attempt+1) or lost
-//   tmp/*                          staged writes never published: removed
+//   tmp/*                          staged by a writer that died before publishing:
+//                                  removed on start and by the periodic rescan (cleanTmp)
 // BUGS: a job file dropped into new/ with `attempt:` already at the limit is
 // run once more before it is recorded lost; the count is advisory for hand edits.
 

@@ -17,7 +17,8 @@ export interface ConnOwner {
   heartbeatMs: number;
   token: Buffer | undefined;
   onHello(c: Conn, hello: Extract<Msg, { t: 'hello' }>): void;
-  onFrame(c: Conn, f: Frame): void;
+  /** Handle one frame. A returned promise is awaited before the next frame is handled. */
+  onFrame(c: Conn, f: Frame): void | Promise<void>;
   onClose(c: Conn, why: string): void;
 }
 
@@ -83,23 +84,40 @@ export class Conn {
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     this.lastRx = Date.now();
-    let frames: Frame[];
     try {
-      frames = this.reader.push(chunk);
+      for (const f of this.reader.push(chunk)) this.pending.push(f);
     } catch (e) {
       this.protocolError(e as Error);
       return;
     }
-    for (const f of frames) {
-      if (this.closed) return;
-      try {
-        if (!this.hello) this.onFirst(f);
-        else if (f.type === 1 && f.msg.t === 'ping') continue;
-        else this.owner.onFrame(this, f);
-      } catch (e) {
-        this.protocolError(e as Error);
-        return;
+    void this.drain();
+  }
+
+  // Frames are handled strictly in order. A handler that returns a promise
+  // (setting up the artifact directory, checking artifacts, finalizing) holds
+  // the socket paused until it settles, so `pending` never holds more than what
+  // arrived in the chunks read before the pause.
+  private pending: Frame[] = [];
+  private draining = false;
+  private async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.pending.length > 0 && !this.closed) {
+        const f = this.pending.shift()!;
+        if (!this.hello) { this.onFirst(f); continue; }
+        if (f.type === 1 && f.msg.t === 'ping') continue;
+        const p = this.owner.onFrame(this, f);
+        if (p) {
+          const release = this.hold();
+          try { await p; } finally { release(); }
+        }
       }
+    } catch (e) {
+      this.pending = [];
+      this.protocolError(e as Error);
+    } finally {
+      this.draining = false;
     }
   }
 

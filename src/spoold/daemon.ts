@@ -20,7 +20,7 @@ import fsp from 'node:fs/promises';
 import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeAtomic, DIR_MODE } from '../spool/stage.js';
+import { writeAtomic, cleanTmp, DIR_MODE } from '../spool/stage.js';
 import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums } from '../spool/tar.js';
@@ -95,9 +95,7 @@ export class Daemon implements ConnOwner {
 
   /** The startup pass over running/ (state.ts lists the crash leftovers and this rule for each). */
   async reconcile(): Promise<void> {
-    for (const f of await fsp.readdir(this.sp.tmp).catch(() => [] as string[])) {
-      await fsp.rm(`${this.sp.tmp}/${f}`, { recursive: true, force: true });   // staged, never published
-    }
+    for (const f of await cleanTmp(this.sp)) log('cleaned', { file: `tmp/${f}`, why: 'staged by a writer that is gone' });
     for (const f of await fsp.readdir(this.sp.workers).catch(() => [] as string[])) {
       await fsp.rm(`${this.sp.workers}/${f}`, { force: true });              // nobody is connected yet
     }
@@ -155,6 +153,8 @@ export class Daemon implements ConnOwner {
   }
 
   private async reattach(c: Conn, h: { id: string; name: string; attempt: number }): Promise<void> {
+    // A job still being finalized from the previous connection: wait for it, then answer done.
+    for (let i = 0; i < 600 && isId(h.id) && this.running.get(h.id)?.phase === 'finishing'; i++) await sleep(50);
     const r = isId(h.id) ? this.running.get(h.id) : undefined;
     if (r && !r.worker && r.attempt === h.attempt && !r.cancelRequested) {
       r.worker = c;
@@ -191,7 +191,7 @@ export class Daemon implements ConnOwner {
     }
     if (id && id !== 'claiming') {
       const r = this.running.get(id);
-      if (r && r.worker === c) {
+      if (r && r.worker === c && r.phase !== 'finishing') {
         r.worker = undefined;
         r.deadline = Date.now() + this.opts.leaseMs;
         void this.resetArtifacts(r);
@@ -266,7 +266,7 @@ export class Daemon implements ConnOwner {
 
   // ---- a running job's frames ------------------------------------------
 
-  onFrame(c: Conn, f: Frame): void {
+  onFrame(c: Conn, f: Frame): void | Promise<void> {
     const id = this.busy.get(c);
     const r = id && id !== 'claiming' ? this.running.get(id) : undefined;
     if (f.type === T_CONSOLE) {
@@ -288,18 +288,15 @@ export class Daemon implements ConnOwner {
     switch (m.t) {
       case 'artifacts':
         if (!r || m.id !== r.id || r.phase !== 'console') throw new ProtocolError(`artifacts for job ${m.id.slice(0, 40)}, which this worker does not hold`);
-        void this.beginArtifacts(c, r);
-        return;
+        return this.beginArtifacts(r);
       case 'manifest':
         if (!r || m.id !== r.id || r.phase !== 'artifacts') throw new ProtocolError(`manifest for job ${m.id.slice(0, 40)} outside its artifact stream`);
         r.phase = 'manifest';
-        void this.endArtifacts(c, r, m.files);
-        return;
+        return this.endArtifacts(c, r, m.files);
       case 'finished':
         if (!r || m.id !== r.id) throw new ProtocolError(`finished for job ${m.id.slice(0, 40)}, which this worker does not hold`);
-        if (r.phase !== 'manifest' && r.phase !== 'console') throw new ProtocolError('finished before the artifact manifest');
-        void this.finish(c, r, m);
-        return;
+        if (r.phase !== 'manifest') throw new ProtocolError('finished before the artifact manifest');
+        return this.finish(c, r, m);
       default:
         throw new ProtocolError(`unexpected message '${m.t}' from a worker`);
     }
@@ -334,9 +331,8 @@ export class Daemon implements ConnOwner {
     await fsp.rm(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }).catch(() => {});
   }
 
-  private async beginArtifacts(c: Conn, r: Running): Promise<void> {
+  private async beginArtifacts(r: Running): Promise<void> {
     r.phase = 'artifacts';
-    const release = c.hold();   // no artifact bytes until the directory is ready
     try {
       await this.resetArtifacts(r);
       const dir = this.sp.runningFile(r.id, 'artifacts');
@@ -347,13 +343,12 @@ export class Daemon implements ConnOwner {
       r.artifactError ??= `cannot store artifacts: ${(e as Error).message}`;
       r.artifacts = receiveArtifacts('/nonexistent-builder-artifacts', 0);   // swallows the stream, fails at the end
       r.artifacts.done.catch(() => {});
-    } finally { release(); }
+    }
   }
 
   private async endArtifacts(c: Conn, r: Running, announced: ArtifactEntry[]): Promise<void> {
     const a = r.artifacts!;
     a.sink.end();
-    const release = c.hold();     // hold `finished` until the artifacts are checked
     try {
       const got = await a.done;
       const diff = compareManifest(announced, got);
@@ -373,28 +368,31 @@ export class Daemon implements ConnOwner {
         c.close(`hostile artifact stream: ${why}`, { t: 'bye', why: `artifacts rejected: ${why}`, code: 'protocol' });
         return;
       }
-    } finally { release(); }
+    }
   }
 
   private async finish(c: Conn, r: Running, m: Extract<Msg, { t: 'finished' }>): Promise<void> {
     const status = parseStatus(m.status);
     if (!status) { c.protocolError(new ProtocolError(`bad status ${JSON.stringify(m.status.slice(0, 60))}`)); return; }
+    // From here the job's data is all in: the connection may close without
+    // changing its fate (onClose leaves a finishing job alone).
     r.phase = 'finishing';
-    const release = c.hold();
-    try {
-      if (r.artifacts) await r.artifacts.done.catch(() => {});
-      const started = new Date(m.started);
-      const final: Status = r.artifactError ? { kind: 'failed', why: r.artifactError } : status;
-      const ok = await this.finalizeJob(r, final, c.name, Number.isNaN(started.getTime()) ? r.started : started);
-      if (ok) {
-        c.send({ t: 'done', id: r.id });
-        this.busy.delete(c);
-        this.writeWorker(c);
-        this.dispatchFor(c.platform);
-      } else {
-        c.close('could not store the result; the worker keeps it and retries');
-      }
-    } finally { release(); }
+    const started = new Date(m.started);
+    const final: Status = r.artifactError ? { kind: 'failed', why: r.artifactError } : status;
+    const ok = await this.finalizeJob(r, final, c.name, Number.isNaN(started.getTime()) ? r.started : started);
+    if (ok) {
+      if (this.busy.get(c) === r.id) this.busy.delete(c);
+      c.send({ t: 'done', id: r.id });
+      this.writeWorker(c);
+      this.dispatchFor(c.platform);
+    } else {
+      // The spool would not take the result (disk full, read-only): the worker
+      // keeps it and delivers it again after reconnecting.
+      r.phase = 'console';
+      r.worker = undefined;
+      r.deadline = Date.now() + this.opts.leaseMs;
+      c.close('could not store the result; the worker keeps it and retries');
+    }
   }
 
   /** Write the result and move the job to done/. False when the spool would not take it. */
@@ -474,6 +472,8 @@ export class Daemon implements ConnOwner {
     for (const c of this.workers) if (c.hello && c.platform === platform) c.send({ t: 'idle', why: `platform ${platform} is dropped (bctl undrop-platform ${platform} restores it)` });
   }
 }
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function fsyncFile(p: string): Promise<void> {
   let fh: fsp.FileHandle | undefined;

@@ -14,9 +14,10 @@ import path from 'node:path';
 import mri from 'mri';
 import { SpoolPaths, isName } from '../spool/paths.js';
 import { ensureSpool } from '../spool/layout.js';
+import { cleanTmp } from '../spool/stage.js';
 import { takeLock } from '../spool/lock.js';
 import { parseDuration } from '../spool/duration.js';
-import { SpoolError, errno } from '../spool/errors.js';
+import { SpoolError } from '../spool/errors.js';
 import { EXIT_FAIL, EXIT_OK, EXIT_USAGE } from '../spool/exit.js';
 import { DEAD_AFTER } from '../spool/protocol.js';
 import { Daemon } from './daemon.js';
@@ -127,7 +128,13 @@ export async function main(argv: string[]): Promise<void> {
   const rescan = async () => {
     if (scanning) return;
     scanning = true;
-    try { await readDropped(); await d.queue.rescan(); await timer.rescan(); d.dispatchAll(); } finally { scanning = false; }
+    try {
+      await readDropped();
+      await d.queue.rescan();
+      await timer.rescan();
+      d.dispatchAll();
+      for (const f of await cleanTmp(sp)) log('cleaned', { file: `tmp/${f}`, why: 'staged by a writer that is gone' });
+    } finally { scanning = false; }
   };
   await rescan();
   d.start();
@@ -154,5 +161,4 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('uncaughtException', (e) => { log('error', { why: `uncaught: ${e.stack ?? e.message}` }); });
   process.on('unhandledRejection', (e) => { log('error', { why: `unhandled: ${(e as Error)?.stack ?? String(e)}` }); });
-  void errno;
 }
