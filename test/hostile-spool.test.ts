@@ -1,0 +1,100 @@
+// Hostile spool input: what people and scripts may drop into new/ and schedules/.
+// Each bad file ends in bad/ beside a .why (or is ignored with a log line), and
+// nothing else is touched: a good job queued beside them still runs.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { tmpdir, daemon, until, readIf, drop, sleep, type Daemon } from './lib.js';
+import { SpoolPaths } from '../src/spool/paths.js';
+import { ensureSpool } from '../src/spool/layout.js';
+
+let spool = '';
+let procs: Daemon[] = [];
+test.before.each(async () => { spool = await tmpdir('hostile-spool'); procs = []; await ensureSpool(new SpoolPaths(spool)); });
+test.after.each(async () => {
+  for (const p of procs) await p.stop('SIGKILL');
+  await fsp.rm(spool, { recursive: true, force: true });
+  await fsp.rm(`${spool}-wd`, { recursive: true, force: true });
+});
+
+const good = (name: string) => `name: ${name}\nplatform: debian-12\n\n#!/bin/sh\necho fine\n`;
+function whys(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const f of fs.readdirSync(path.join(spool, 'bad'))) if (f.endsWith('.why')) out.set(f.slice(0, -4), fs.readFileSync(path.join(spool, 'bad', f), 'utf8'));
+  return out;
+}
+
+test('bad files in new/ go to bad/ with a .why naming the file, the line and the fix; a good job still runs', async () => {
+  const passwd = fs.readFileSync('/etc/passwd');
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
+  await s.waitLog(/started/);
+  await drop(spool, 'new', 'nul', Buffer.from('name: x\nplatform: debian-12\n\n#!/bin/sh\necho \0\n'));
+  await drop(spool, 'new', 'huge', Buffer.concat([Buffer.from('name: x\nvar.X: '), Buffer.alloc(10 << 20, 0x61), Buffer.from('\n\nbody\n')]));
+  await drop(spool, 'new', 'latin1', Buffer.from([...Buffer.from('name: caf'), 0xe9, ...Buffer.from('\nplatform: debian-12\n\necho\n')]));
+  await drop(spool, 'new', 'escape', 'name: ../../etc/passwd\nplatform: debian-12\n\n#!/bin/sh\necho\n');
+  await drop(spool, 'new', 'noblank', 'name: x\nplatform: debian-12\n#!/bin/sh\necho\n');
+  await drop(spool, 'new', 'typo', 'name: x\nplatfrom: debian-12\n\n#!/bin/sh\necho\n');
+  await drop(spool, 'new', 'crlf', 'name: x\r\nplatform: debian-12\r\n\r\necho\r\n');
+  fs.symlinkSync('/etc/passwd', path.join(spool, 'new', 'link'));
+  fs.mkdirSync(path.join(spool, 'new', 'adir'));
+  await drop(spool, 'new', '.hidden', 'not a job');
+  await drop(spool, 'new', 'ok', good('survivor'));
+  const w = await until('nine rejections', () => { const m = whys(); return m.size >= 9 ? m : undefined; }, 20_000);
+  const byFile = (f: string) => [...w.entries()].find(([k]) => k.startsWith(`new.${f}.`))?.[1] ?? '';
+  assert.match(byFile('nul'), /new\/nul:5: NUL byte/);
+  assert.match(byFile('huge'), /over the limit/);
+  assert.match(byFile('latin1'), /not valid UTF-8/);
+  assert.match(byFile('escape'), /new\/escape:1: bad job name/);
+  assert.match(byFile('noblank'), /new\/noblank:3: .*blank line between the headers and the script/);
+  assert.match(byFile('typo'), /new\/typo:2: unknown header 'platfrom'; known: /);
+  assert.match(byFile('crlf'), /carriage return/);
+  assert.match(byFile('link'), /not a regular file \(a symlink\)/);
+  assert.match(byFile('adir'), /not a regular file/);
+  await until('the good job ran', () => fs.existsSync(path.join(spool, 'done', 'survivor')), 20_000);
+  assert.ok(fs.existsSync(path.join(spool, 'new', '.hidden')), 'dot files are ignored');
+  assert.ok(fs.lstatSync(path.join(spool, 'bad', [...fs.readdirSync(path.join(spool, 'bad'))].find((f) => f.startsWith('new.link.') && !f.endsWith('.why'))!)).isSymbolicLink(), 'the symlink moved, not its target');
+  assert.equal(fs.readFileSync('/etc/passwd'), passwd, 'the symlink target is untouched');
+  assert.ok(s.child.exitCode === null, 'spoold keeps running');
+  assert.match(s.log(), /rejected file=new\/typo/);
+});
+
+test('bad schedules go to bad/ with a .why; good ones fire; spoold goes on', async () => {
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  await s.waitLog(/started/);
+  await drop(spool, 'schedules', 'badcron', 'platform: debian-12\nschedule: 61 * * * *\n\n#!/bin/sh\necho\n');
+  await drop(spool, 'schedules', 'badtz', 'platform: debian-12\nschedule: @daily\ntz: Mars/Olympus\n\n#!/bin/sh\necho\n');
+  await drop(spool, 'schedules', 'mismatch', 'name: other\nplatform: debian-12\nschedule: @daily\n\n#!/bin/sh\necho\n');
+  await drop(spool, 'schedules', 'nul', Buffer.from('platform: debian-12\nschedule: @daily\n\n\0\n'));
+  fs.symlinkSync('/etc/passwd', path.join(spool, 'schedules', 'link'));
+  await drop(spool, 'schedules', 'fine', 'platform: debian-12\nschedule: never\n\n#!/bin/sh\necho\n');
+  const w = await until('five rejections', () => { const m = whys(); return m.size >= 5 ? m : undefined; }, 20_000);
+  const byFile = (f: string) => [...w.entries()].find(([k]) => k.startsWith(`schedules.${f}.`))?.[1] ?? '';
+  assert.match(byFile('badcron'), /schedules\/badcron:2: bad schedule '61 \* \* \* \*'/);
+  assert.match(byFile('badtz'), /schedules\/badtz:3: unknown time zone 'Mars\/Olympus'/);
+  assert.match(byFile('mismatch'), /differs from the file name/);
+  assert.match(byFile('nul'), /NUL byte/);
+  assert.match(byFile('link'), /not a regular file/);
+  assert.ok(fs.existsSync(path.join(spool, 'schedules', 'fine')));
+  assert.ok(s.child.exitCode === null);
+});
+
+test('a file that appears and disappears during a scan is ignored', async () => {
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  await s.waitLog(/started/);
+  for (let i = 0; i < 50; i++) {
+    const p = await drop(spool, 'new', `flicker${i}`, good('flicker'));
+    await fsp.rm(p, { force: true });
+  }
+  await sleep(1500);
+  assert.equal(fs.readdirSync(path.join(spool, 'bad')), []);
+  assert.ok(s.child.exitCode === null);
+  assert.not.match(s.log(), /error/);
+});
+
+test.run();
