@@ -7,13 +7,24 @@
 //   last-status: STATUS  the status of the last finished instance
 //   last-success: RFC 3339 / last-failure: RFC 3339
 //
-// Same header syntax as every spool file; written with writeAtomic.
+// Same header syntax as every spool file (no body); written with writeAtomic.
+// Times are read strictly (2026-03-29T01:00:00Z, or with an offset such as
+// +02:00); anything else, an unknown key, a bad id or a NUL byte makes the
+// file bad. When (schedule.ts has the full rules a man page copies):
+//   - never fired (no state, or a bad state file): due at once;
+//   - next: set: due then;
+//   - else: the first due time strictly after fired:. A time in the past
+//     means due now, and after that firing planAfterFire() counts from the
+//     firing, so a run missed during downtime fires once, not once per period.
+// Nothing here reads the clock: callers pass `now`.
 
 import fsp from 'node:fs/promises';
-import { decodeFile, formatHeaders, parseHeaders } from './headers.js';
+import { constants } from 'node:fs';
+import { MAX_FILE, decodeFile, formatHeaders, parseHeaders } from './headers.js';
 import { SpoolError, errno } from './errors.js';
 import { writeAtomic } from './stage.js';
 import { nextRun } from './schedule.js';
+import { isId } from './paths.js';
 import type { Schedule } from './job.js';
 import type { SpoolPaths } from './paths.js';
 
@@ -36,19 +47,44 @@ export function emptyState(): ScheduleState {
   return { fired: undefined, next: undefined, lastId: undefined, lastStatus: undefined, lastSuccess: undefined, lastFailure: undefined };
 }
 
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * An RFC 3339 time, strictly: Date.parse alone takes '1' as 2001 and rolls
+ * 2026-02-30 over into March. Years before 1970 are refused (no spool is older).
+ */
+export function parseTime(s: string): Date | undefined {
+  const m = RFC3339.exec(s);
+  if (!m) return undefined;
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > new Date(Date.UTC(y, mo, 0)).getUTCDate() || h > 23 || mi > 59 || sec > 59) return undefined;
+  let off = 0;
+  if (m[9] !== undefined) {
+    const oh = Number(m[10]), om = Number(m[11]);
+    if (oh > 23 || om > 59) return undefined;
+    off = (m[9] === '-' ? -1 : 1) * (oh * 60 + om) * 60_000;
+  }
+  const ms = m[7] ? Math.floor(Number(`0${m[7]}`) * 1000) : 0;
+  return new Date(Date.UTC(y, mo - 1, d, h, mi, sec, ms) - off);
+}
+
 export function parseScheduleState(buf: Uint8Array, source: string): ScheduleState {
   const st = emptyState();
-  for (const h of parseHeaders(decodeFile(buf, source), source).headers) {
+  const { headers, body, bodyLine } = parseHeaders(decodeFile(buf, source), source);
+  for (const h of headers) {
     const f = FIELDS.find(([, k]) => k === h.key);
     if (!f) throw new SpoolError('SPOOL_BAD_FILE', `unknown header '${h.key}'`, { path: source, line: h.line, hint: `known: ${FIELDS.map(([, k]) => k).join(', ')}` });
     if (DATES.has(f[0])) {
-      const d = new Date(h.value);
-      if (Number.isNaN(d.getTime())) throw new SpoolError('SPOOL_BAD_VALUE', `bad time '${h.value}'`, { path: source, line: h.line, hint: 'write RFC 3339' });
+      const d = parseTime(h.value);
+      if (!d) throw new SpoolError('SPOOL_BAD_VALUE', `bad time '${h.value.slice(0, 60)}'`, { path: source, line: h.line, hint: 'write RFC 3339, e.g. 2026-03-29T01:00:00Z' });
       (st as unknown as Record<string, unknown>)[f[0]] = d;
+    } else if (f[0] === 'lastId' && !isId(h.value)) {
+      throw new SpoolError('SPOOL_BAD_VALUE', `bad last-id '${h.value.slice(0, 60)}'`, { path: source, line: h.line, hint: 'an id looks like 0190b4e2-7c1a-7d3e-9f00-1a2b3c4d5e6f, or remove the line' });
     } else {
       (st as unknown as Record<string, unknown>)[f[0]] = h.value;
     }
   }
+  if (body !== '') throw new SpoolError('SPOOL_BAD_FILE', `text after the headers (line ${bodyLine})`, { path: source, line: bodyLine, hint: 'a state file has headers only: remove the blank line and what follows' });
   return st;
 }
 
@@ -62,15 +98,29 @@ export function formatScheduleState(st: ScheduleState): string {
   return formatHeaders(hs);
 }
 
-/** state/NAME, or an empty state when there is none (a new schedule). A broken state file reads as empty. */
+/**
+ * state/NAME, or an empty state when there is none (a new schedule). A broken
+ * state file (bad content, too big, a symlink or a directory) reads as empty,
+ * so the schedule fires once and spoold writes a good file over it.
+ */
 export async function readScheduleState(sp: SpoolPaths, name: string): Promise<ScheduleState> {
   const p = sp.scheduleState(name);
+  let fh;
   try {
-    return parseScheduleState(await fsp.readFile(p), sp.rel(p));
+    fh = await fsp.open(p, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
-    if (errno(e) === 'ENOENT') return emptyState();
-    if (e instanceof SpoolError) return emptyState();
+    if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EISDIR'].includes(errno(e) ?? '')) return emptyState();
     throw e;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || st.size > MAX_FILE) return emptyState();
+    return parseScheduleState(await fh.readFile(), sp.rel(p));
+  } catch (e) {
+    if (e instanceof SpoolError || errno(e) === 'EISDIR') return emptyState();
+    throw e;
+  } finally {
+    await fh.close();
   }
 }
 
@@ -80,13 +130,41 @@ export async function writeScheduleState(sp: SpoolPaths, name: string, st: Sched
 
 /**
  * When the schedule is next due. A reschedule (`next:`) wins; a schedule never
- * fired is due at once (as robur builder runs a new job at once); otherwise the
- * first time after the last firing. A time in the past means due now: after
- * downtime a missed run fires once, not once per missed period.
+ * fired is due at once (as robur builder runs a new job at once: the epoch,
+ * so always in the past); otherwise the first due time after the last firing.
+ * A time in the past means due now: however long spoold was down, that is one
+ * firing, and planAfterFire() then counts from it.
  */
 export function nextDue(s: Schedule, st: ScheduleState): Date | undefined {
   if (st.next !== undefined) return st.next;
   if (s.schedule === 'never') return undefined;
   if (st.fired === undefined) return new Date(0);
   return nextRun(s.schedule, s.tz, st.fired);
+}
+
+/**
+ * The next due time after a firing at `firedAt`: strictly after it, counted
+ * from the firing and not from the missed due times before it, so a schedule
+ * last fired years ago is due once now and then on its period. Undefined for
+ * never. This is what nextDue() returns for the state a firing writes
+ * ({ ...st, fired: firedAt, next: undefined }, see stateAfterFire).
+ */
+export function planAfterFire(s: Schedule, firedAt: Date): Date | undefined {
+  return nextRun(s.schedule, s.tz, firedAt);
+}
+
+/** The state to write after a firing at `firedAt` that queued `lastId`: the reschedule is used up. */
+export function stateAfterFire(st: ScheduleState, firedAt: Date, lastId?: string): ScheduleState {
+  return { ...st, fired: firedAt, next: undefined, lastId: lastId ?? st.lastId };
+}
+
+/**
+ * True when a due time passed more than graceMs before `now` without a firing:
+ * spoold was down or busy, and the run fires late (once). A schedule that has
+ * never fired is due at once but not overdue: it missed nothing.
+ */
+export function isOverdue(s: Schedule, st: ScheduleState, now: Date, graceMs = 60_000): boolean {
+  if (st.next === undefined && st.fired === undefined) return false;
+  const due = nextDue(s, st);
+  return due !== undefined && now.getTime() - due.getTime() > graceMs;
 }

@@ -5,12 +5,19 @@
 // %%PLATFORM%% is the platform; every other %%VAR%% comes from the job's
 // var.VAR headers. An unknown %%VAR%%, or a var. the template never uses, is an
 // error naming the template and the variable: it ends up in that job's result.
+// Replacement is one pass and literal: a value is never expanded again, and
+// $& or %% in a value stay as they are. A value is one header line (no
+// newline, no NUL), which the shipped templates rely on to read it safely.
+//
+// Template and platform names are checked (paths.ts checkName) before they
+// become file names, here as well as by the callers, so '../x' never leaves
+// the template directories.
 
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { SpoolError, errno } from './errors.js';
+import { SpoolError, errno, ioError } from './errors.js';
 import { decodeFile } from './headers.js';
-import { isName } from './paths.js';
+import { checkName, checkPlatform, isName } from './paths.js';
 
 export const TEMPLATE_VAR = /%%([A-Za-z_][A-Za-z0-9_]*)%%/g;
 
@@ -20,13 +27,15 @@ export function templateFile(template: string, platform: string): string {
 
 /** Find templates/TEMPLATE.template.PLATFORM in dirs; undefined when none has it. */
 export async function findTemplate(dirs: string[], template: string, platform: string): Promise<string | undefined> {
+  checkName(template, 'template name');
+  checkPlatform(platform);
   for (const d of dirs) {
     const p = path.join(d, templateFile(template, platform));
     try {
       const st = await fsp.stat(p);
       if (st.isFile()) return p;
     } catch (e) {
-      if (errno(e) !== 'ENOENT' && errno(e) !== 'ENOTDIR') throw e;
+      if (errno(e) !== 'ENOENT' && errno(e) !== 'ENOTDIR') throw ioError(e, p, 'cannot read template');
     }
   }
   return undefined;
@@ -34,6 +43,7 @@ export async function findTemplate(dirs: string[], template: string, platform: s
 
 /** Platforms that have TEMPLATE in any of dirs, sorted. */
 export async function templatePlatforms(dirs: string[], template: string): Promise<string[]> {
+  checkName(template, 'template name');
   const prefix = `${template}.template.`;
   const out = new Set<string>();
   for (const d of dirs) {
@@ -44,34 +54,44 @@ export async function templatePlatforms(dirs: string[], template: string): Promi
   return [...out].sort();
 }
 
+function list(names: string[], pre: string, post: string): string {
+  return names.map((n) => `${pre}${n}${post}`).join(', ');
+}
+
 /** Replace %%PLATFORM%% and %%VAR%% in text; SpoolError for a missing or unused variable. */
 export function expand(text: string, source: string, platform: string, vars: Record<string, string>): string {
+  if (Object.hasOwn(vars, 'PLATFORM')) {
+    throw new SpoolError('SPOOL_BAD_VALUE', 'the job sets var.PLATFORM, which is the platform the job runs on', { path: source, hint: 'remove var.PLATFORM; %%PLATFORM%% is always the platform' });
+  }
   const used = new Set<string>();
-  const missing: string[] = [];
+  const missing = new Set<string>();
   const out = text.replace(TEMPLATE_VAR, (_m, v: string) => {
     if (v === 'PLATFORM') return platform;
-    const val = vars[v];
-    if (val === undefined) { missing.push(v); return ''; }
+    if (!Object.hasOwn(vars, v)) { missing.add(v); return ''; }
     used.add(v);
-    return val;
+    return vars[v]!;
   });
-  if (missing.length > 0) {
-    throw new SpoolError('SPOOL_BAD_VALUE', `template uses %%${missing[0]}%% but the job has no var.${missing[0]}`, { path: source, hint: `add var.${missing[0]}: VALUE to the schedule` });
+  if (missing.size > 0) {
+    const m = [...missing];
+    throw new SpoolError('SPOOL_BAD_VALUE', `template uses ${list(m, '%%', '%%')} but the job has no ${list(m, 'var.', '')}`,
+      { path: source, hint: `add ${list(m, 'var.', ': VALUE')} to the schedule` });
   }
   const unused = Object.keys(vars).filter((v) => !used.has(v));
   if (unused.length > 0) {
-    throw new SpoolError('SPOOL_BAD_VALUE', `the job sets var.${unused[0]} but the template has no %%${unused[0]}%%`, { path: source, hint: `remove var.${unused[0]} or fix its spelling` });
+    throw new SpoolError('SPOOL_BAD_VALUE', `the job sets ${list(unused, 'var.', '')} but the template has no ${list(unused, '%%', '%%')}`,
+      { path: source, hint: `remove ${list(unused, 'var.', '')} or fix the spelling` });
   }
   return out;
 }
 
-/** Read and expand TEMPLATE for PLATFORM. SpoolError when it is missing or does not expand. */
+/** Read and expand TEMPLATE for PLATFORM. SpoolError when it is missing, unreadable or does not expand. */
 export async function renderTemplate(dirs: string[], template: string, platform: string, vars: Record<string, string>): Promise<string> {
   const file = await findTemplate(dirs, template, platform);
   if (!file) {
     throw new SpoolError('SPOOL_NOT_FOUND', `no template ${templateFile(template, platform)}`,
       { path: dirs[0] ?? 'templates', hint: `add templates/${templateFile(template, platform)} or give the job a platform that has one` });
   }
-  const text = decodeFile(await fsp.readFile(file), file);
-  return expand(text, file, platform, vars);
+  let buf: Buffer;
+  try { buf = await fsp.readFile(file); } catch (e) { throw ioError(e, file, 'cannot read template'); }
+  return expand(decodeFile(buf, file), file, platform, vars);
 }
