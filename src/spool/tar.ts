@@ -122,7 +122,8 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
       try {
         await fsp.mkdir(path.join(dir, rel), { mode: 0o755 });
       } catch (e) {
-        throw new ArtifactError(`artifact ${parts.join('/')} rejected: ${rel} exists and is not a directory the stream made (${(e as NodeJS.ErrnoException).code})`);
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;   // ENOSPC, EROFS ...: the spool's trouble, not the stream's
+        throw new ArtifactError(`artifact ${parts.join('/')} rejected: ${rel} exists and is not a directory the stream made`);
       }
       dirs.add(rel);
     }
@@ -137,14 +138,20 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
       if (h.type === 'directory') {
         e.resume();
         if (!dirs.has(rel)) {
-          try { await fsp.mkdir(target, { mode: 0o755 }); } catch { throw new ArtifactError(`artifact directory ${rel} rejected: it exists already`); }
+          try { await fsp.mkdir(target, { mode: 0o755 }); } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+            throw new ArtifactError(`artifact directory ${rel} rejected: it exists already`);
+          }
           dirs.add(rel);
         }
         got.push({ name: rel, type: 'directory', size: 0 });
       } else if (h.type === 'symlink') {
         e.resume();
         if (!h.linkname || Buffer.byteLength(h.linkname) > MAX_NAME) throw new ArtifactError(`artifact symlink ${rel} rejected: bad target`);
-        try { await fsp.symlink(h.linkname, target); } catch { throw new ArtifactError(`artifact symlink ${rel} rejected: it exists already`); }
+        try { await fsp.symlink(h.linkname, target); } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+          throw new ArtifactError(`artifact symlink ${rel} rejected: it exists already`);
+        }
         got.push({ name: rel, type: 'symlink', size: 0, target: h.linkname });
       } else if (h.type === 'file' || h.type === 'contiguous-file') {
         if (!Number.isSafeInteger(h.size) || h.size < 0 || (total += h.size) > maxBytes) {
@@ -154,7 +161,8 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
         try {
           fh = await fsp.open(target, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW, 0o644);
         } catch (err) {
-          throw new ArtifactError(`artifact ${rel} rejected: ${(err as NodeJS.ErrnoException).code === 'EEXIST' ? 'it exists already (a duplicate name)' : (err as Error).message}`);
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST' && (err as NodeJS.ErrnoException).code !== 'ELOOP') throw err;
+          throw new ArtifactError(`artifact ${rel} rejected: it exists already (a duplicate name)`);
         }
         const hasher = new Hasher(h.size, () => new ArtifactError(`artifact ${rel} has more bytes than its header says`));
         try {

@@ -17,6 +17,7 @@
 
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
@@ -55,7 +56,15 @@ interface Running {
   started: Date;
   cancelSent: boolean;
   cancelRequested: boolean;
+  consoleFailed: boolean;
+  storeError: Error | undefined;   // the spool would not take the artifacts (read-only, EIO, full)
 }
+
+const NO_SPACE = 'no space left on device';
+const isStorage = (e: unknown): boolean => /^(ENOSPC|EDQUOT|EROFS|EACCES|EPERM|EIO)$/.test((e as NodeJS.ErrnoException)?.code ?? '') || isNoSpace(e);
+const isNoSpace = (e: unknown): boolean => /ENOSPC|EDQUOT|no space left/i.test(`${(e as NodeJS.ErrnoException)?.code} ${(e as Error)?.message}`);
+/** Console bytes given back when the disk is full, so the result and SHA256SUMS fit (finalizeJob). */
+export const NO_SPACE_RESERVE = 64 << 10;
 
 export class Daemon implements ConnOwner {
   readonly heartbeatMs: number;
@@ -129,7 +138,7 @@ export class Daemon implements ConnOwner {
   private newRunning(id: string, job: ParsedJob, worker: Conn | undefined): Running {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
-      console: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false,
+      console: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false, consoleFailed: false, storeError: undefined,
     };
   }
 
@@ -159,6 +168,9 @@ export class Daemon implements ConnOwner {
     if (r && !r.worker && r.attempt === h.attempt && !r.cancelRequested) {
       r.worker = c;
       r.phase = 'console';
+      r.storeError = undefined;        // a new delivery: earlier storage failures may be over
+      r.consoleFailed = false;
+      r.artifactError = undefined;
       this.busy.set(c, r.id);
       await this.resetArtifacts(r);
       let offset = 0;
@@ -191,12 +203,7 @@ export class Daemon implements ConnOwner {
     }
     if (id && id !== 'claiming') {
       const r = this.running.get(id);
-      if (r && r.worker === c && r.phase !== 'finishing') {
-        r.worker = undefined;
-        r.deadline = Date.now() + this.opts.leaseMs;
-        void this.resetArtifacts(r);
-        void this.closeConsole(r);
-      }
+      if (r && r.worker === c && r.phase !== 'finishing') this.detach(r);
     }
   }
 
@@ -279,7 +286,7 @@ export class Daemon implements ConnOwner {
       if (!r.artifacts.sink.write(f.data)) {
         const release = c.hold();
         r.artifacts.sink.once('drain', release);
-        void r.artifacts.done.finally(release);
+        r.artifacts.done.then(release, release);
       }
       return;
     }
@@ -303,11 +310,14 @@ export class Daemon implements ConnOwner {
   }
 
   private writeConsole(c: Conn, r: Running, data: Buffer): void {
+    if (r.consoleFailed) return;   // the rest of the console has nowhere to go; the result will say so
     if (!r.console) {
-      r.console = fs.createWriteStream(this.sp.runningFile(r.id, 'console.log'), { flags: 'a', mode: 0o664 });
-      r.console.on('error', (e) => {
+      const ws = fs.createWriteStream(this.sp.runningFile(r.id, 'console.log'), { flags: 'a', mode: 0o664 });
+      r.console = ws;
+      ws.on('error', (e) => {
+        r.consoleFailed = true;
         log('error', { id: r.id, file: `running/${r.id}/console.log`, why: e.message });
-        r.artifactError ??= `cannot write console.log: ${(e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : e.message}`;
+        if (isNoSpace(e)) r.artifactError ??= NO_SPACE; else r.storeError ??= e;
       });
     }
     if (!r.console.write(data)) {
@@ -338,36 +348,33 @@ export class Daemon implements ConnOwner {
       const dir = this.sp.runningFile(r.id, 'artifacts');
       await fsp.mkdir(dir, { mode: DIR_MODE });
       r.artifacts = receiveArtifacts(dir, this.opts.maxArtifactBytes);
-      r.artifacts.done.catch(() => {});
     } catch (e) {
-      r.artifactError ??= `cannot store artifacts: ${(e as Error).message}`;
-      r.artifacts = receiveArtifacts('/nonexistent-builder-artifacts', 0);   // swallows the stream, fails at the end
-      r.artifacts.done.catch(() => {});
+      // Nowhere to put them (read-only spool, disk full): drain the stream and
+      // decide at `finished` (storeError).
+      r.storeError ??= e as Error;
+      r.artifacts = { sink: new Writable({ write: (_c, _e, cb) => cb() }) as never, done: Promise.resolve([]) };
     }
+    r.artifacts.done.catch(() => {});
   }
 
   private async endArtifacts(c: Conn, r: Running, announced: ArtifactEntry[]): Promise<void> {
     const a = r.artifacts!;
     a.sink.end();
+    if (r.storeError) { await a.done.catch(() => {}); return; }
     try {
       const got = await a.done;
       const diff = compareManifest(announced, got);
-      if (diff) {
-        r.artifactError ??= `artifacts do not match their manifest: ${diff}`;
-      } else {
-        await writeAtomic(this.sp, this.sp.runningFile(r.id, 'SHA256SUMS'), formatSums(got));
-      }
+      if (diff) r.artifactError ??= `artifacts do not match their manifest: ${diff}`;
+      else await writeAtomic(this.sp, this.sp.runningFile(r.id, 'SHA256SUMS'), formatSums(got));
     } catch (e) {
       const why = (e as Error).message;
-      r.artifactError ??= /ENOSPC/.test(why) ? 'no space left on device' : `artifacts rejected: ${why}`;
+      if (isStorage(e)) { r.storeError ??= e as Error; log('error', { id: r.id, why: `cannot store artifacts: ${why}` }); return; }
+      // A hostile stream: record the job failed and drop the connection.
+      r.artifactError ??= `artifacts rejected: ${why}`;
       log('artifacts rejected', { id: r.id, worker: c.name, why });
-      if (!/ENOSPC|EROFS|EDQUOT/.test(why)) {
-        // A hostile stream: record the job failed and drop the connection.
-        r.phase = 'finishing';
-        await this.finalizeJob(r, { kind: 'failed', why: r.artifactError }, c.name, undefined);
-        c.close(`hostile artifact stream: ${why}`, { t: 'bye', why: `artifacts rejected: ${why}`, code: 'protocol' });
-        return;
-      }
+      r.phase = 'finishing';
+      if (!(await this.finalizeJob(r, { kind: 'failed', why: r.artifactError }, c.name, undefined))) this.detach(r);
+      c.close(`hostile artifact stream: ${why}`, { t: 'bye', why: `artifacts rejected: ${why}`, code: 'protocol' });
     }
   }
 
@@ -378,21 +385,32 @@ export class Daemon implements ConnOwner {
     // changing its fate (onClose leaves a finishing job alone).
     r.phase = 'finishing';
     const started = new Date(m.started);
+    // A full disk is the job's result (`failed: no space left on device`); any
+    // other storage failure (read-only spool, EIO) is ours, not the job's: the
+    // worker keeps the result and delivers it again once the spool takes it.
+    if (r.storeError && isNoSpace(r.storeError)) r.artifactError ??= NO_SPACE;
     const final: Status = r.artifactError ? { kind: 'failed', why: r.artifactError } : status;
-    const ok = await this.finalizeJob(r, final, c.name, Number.isNaN(started.getTime()) ? r.started : started);
+    const ok = !(r.storeError && !isNoSpace(r.storeError))
+      && await this.finalizeJob(r, final, c.name, Number.isNaN(started.getTime()) ? r.started : started);
     if (ok) {
       if (this.busy.get(c) === r.id) this.busy.delete(c);
       c.send({ t: 'done', id: r.id });
       this.writeWorker(c);
       this.dispatchFor(c.platform);
     } else {
-      // The spool would not take the result (disk full, read-only): the worker
-      // keeps it and delivers it again after reconnecting.
-      r.phase = 'console';
-      r.worker = undefined;
-      r.deadline = Date.now() + this.opts.leaseMs;
+      log('error', { id: r.id, why: `cannot store the result${r.storeError ? `: ${r.storeError.message}` : ''}; the worker keeps it and delivers it again` });
+      this.detach(r);
       c.close('could not store the result; the worker keeps it and retries');
     }
+  }
+
+  /** The worker is gone or must reconnect: wait for it until the lease runs out. */
+  private detach(r: Running): void {
+    r.phase = 'console';
+    r.worker = undefined;
+    r.deadline = Date.now() + this.opts.leaseMs;
+    void this.resetArtifacts(r);
+    void this.closeConsole(r);
   }
 
   /** Write the result and move the job to done/. False when the spool would not take it. */
@@ -404,6 +422,7 @@ export class Daemon implements ConnOwner {
       queued: r.job.queued ?? r.started, started, finished: new Date(), status,
     };
     try {
+      if (status.kind === 'failed' && status.why === NO_SPACE) await this.makeRoom(r);
       await fsyncFile(this.sp.runningFile(r.id, 'console.log'));
       await finalize(this.sp, result);
     } catch (e) {
@@ -416,6 +435,20 @@ export class Daemon implements ConnOwner {
     log('finished', { id: r.id, name: r.job.name, platform: r.job.platform, worker: worker || undefined, status: formatStatus(status), duration: `${dur}s` });
     this.onFinished(result, r.job.origin);
     return true;
+  }
+
+  /**
+   * The disk is full: give back the partial artifacts and, when the console
+   * was what did not fit, its last NO_SPACE_RESERVE bytes, saying so at its end, so that the
+   * result, SHA256SUMS and the rename into done/ can still happen.
+   */
+  private async makeRoom(r: Running): Promise<void> {
+    await fsp.rm(this.sp.runningFile(r.id, 'artifacts'), { recursive: true, force: true }).catch(() => {});
+    if (!r.consoleFailed) return;   // the artifacts filled the disk: removing them made the room
+    const p = this.sp.runningFile(r.id, 'console.log');
+    const size = await fsp.stat(p).then((st) => st.size, () => 0);
+    await fsp.truncate(p, Math.max(0, size - NO_SPACE_RESERVE)).catch(() => {});
+    await fsp.appendFile(p, `\n[spoold: console.log cut here: no space left on device]\n`).catch(() => {});
   }
 
   // ---- leases and cancels ----------------------------------------------

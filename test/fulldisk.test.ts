@@ -1,0 +1,114 @@
+// A full disk and a read-only spool: the spool lives on a small tmpfs this test mounts.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { tmpdir, daemon, until, readIf, bctl, sleep, type Daemon } from './lib.js';
+import { SpoolPaths } from '../src/spool/paths.js';
+import { makeJob } from '../src/spool/job.js';
+import { submit } from '../src/spool/state.js';
+import { newId } from '../src/spool/ids.js';
+import { parseResult } from '../src/spool/result.js';
+import { ensureSpool } from '../src/spool/layout.js';
+
+const SIZE = 3 << 20;
+let mnt = '';
+let spool = '';
+let procs: Daemon[] = [];
+
+test.before.each(async () => {
+  mnt = await tmpdir('fulldisk');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${SIZE},mode=0755`, 'tmpfs', mnt]);
+  spool = path.join(mnt, 'spool');
+  await ensureSpool(new SpoolPaths(spool));
+  procs = [];
+});
+test.after.each(async () => {
+  for (const p of procs) await p.stop('SIGKILL');
+  execFileSync('umount', ['-l', mnt]);
+  await fsp.rm(mnt, { recursive: true, force: true });
+  await fsp.rm(`${mnt}-wd`, { recursive: true, force: true });
+});
+
+function start(): Daemon {
+  const s = daemon('spoold', ['-s', spool, '--lease', '2s', '--heartbeat', '400ms']);
+  procs.push(s);
+  procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${mnt}-wd`, 'debian-12']));
+  return s;
+}
+async function queue(name: string, body: string): Promise<string> {
+  const id = newId();
+  await submit(new SpoolPaths(spool), makeJob({ name, platform: 'debian-12', timeout: undefined, retries: undefined, priority: 0, network: false, template: undefined, vars: {}, body, id, queued: new Date(), origin: 'submit', attempt: 0 }));
+  return id;
+}
+async function result(name: string, id: string) {
+  return parseResult(await until(`result of ${id}`, () => readIf(path.join(spool, 'done', name, id, 'result')), 30_000), 'result');
+}
+async function fsckClean(): Promise<void> {
+  const r = await bctl(spool, ['fsck']);
+  assert.is(r.stdout + r.stderr, '', 'bctl fsck reports nothing');
+  assert.is(r.code, 0);
+}
+
+test('a console that does not fit ends failed: no space left, with as much console as fitted; jobs run again once space is freed', async () => {
+  start();
+  const id = await queue('loud', '#!/bin/sh\necho first-line\nyes "build output line that fills the disk" | head -c 8000000\n');
+  const r = await result('loud', id);
+  assert.equal(r.status, { kind: 'failed', why: 'no space left on device' });
+  const c = fs.readFileSync(path.join(spool, 'done', 'loud', id, 'console.log'), 'utf8');
+  assert.ok(c.startsWith('first-line\nbuild output line'), 'the console keeps what fitted');
+  assert.ok(c.length > 1 << 20, `kept ${c.length} bytes`);
+  assert.match(c, /\[spoold: console\.log cut here: no space left on device\]\n$/);
+  await fsckClean();
+  await fsp.rm(path.join(spool, 'done', 'loud'), { recursive: true });
+  const ok = await queue('after', '#!/bin/sh\necho fine > out.txt\n');
+  assert.equal((await result('after', ok)).status, { kind: 'exited', code: 0 });
+  await fsckClean();
+});
+
+test('artifacts that do not fit end failed: no space left; the spool stays consistent', async () => {
+  start();
+  const id = await queue('big', '#!/bin/sh\necho making\nhead -c 6000000 /dev/zero > big.bin\n');
+  const r = await result('big', id);
+  assert.equal(r.status, { kind: 'failed', why: 'no space left on device' });
+  assert.match(fs.readFileSync(path.join(spool, 'done', 'big', id, 'console.log'), 'utf8'), /making/);
+  assert.equal(fs.readdirSync(path.join(spool, 'done', 'big', id, 'artifacts')), []);
+  await fsckClean();
+  const ok = await queue('after', '#!/bin/sh\nhead -c 100000 /dev/zero > small.bin\n');
+  assert.equal((await result('after', ok)).status, { kind: 'exited', code: 0 });
+});
+
+test('a spool that becomes read-only: nothing is lost, and work resumes when it is writable again', async () => {
+  const s = start();
+  // A job that prints nothing, so spoold holds no file open for writing and the
+  // kernel lets us remount read-only while it runs.
+  const running = await queue('during', '#!/bin/sh\nsleep 2\necho ended > out.txt\n');
+  await until('running', () => fs.existsSync(path.join(spool, 'running', running, 'lease')));
+  await sleep(200);
+  execFileSync('mount', ['-o', 'remount,ro', mnt]);
+  const waiting = path.join(mnt, 'waiting-job');
+  await sleep(3500);   // the running job ends meanwhile and cannot be stored
+  assert.ok(!fs.existsSync(path.join(spool, 'done', 'during')), 'nothing finalized on a read-only spool');
+  assert.ok(s.child.exitCode === null, 'spoold survives');
+  execFileSync('mount', ['-o', 'remount,rw', mnt]);
+  assert.equal((await result('during', running)).status, { kind: 'exited', code: 0 });
+  assert.is(fs.readFileSync(path.join(spool, 'done', 'during', running, 'artifacts', 'out.txt'), 'utf8'), 'ended\n');
+  // Submitting to a read-only spool fails with a message that names the file and the fix.
+  execFileSync('mount', ['-o', 'remount,ro', mnt]);
+  fs.mkdirSync(`${mnt}-scripts`, { recursive: true });
+  fs.writeFileSync(`${mnt}-scripts/later.sh`, '#!/bin/sh\necho later\n');
+  const sub = await bctl(spool, ['submit', 'debian-12', `${mnt}-scripts/later.sh`]);
+  assert.is(sub.code, 1);
+  assert.match(sub.stderr, /read-only/);
+  execFileSync('mount', ['-o', 'remount,rw', mnt]);
+  const again = await bctl(spool, ['submit', 'debian-12', `${mnt}-scripts/later.sh`, '--name', 'waiting']);
+  assert.is(again.code, 0, again.stderr);
+  assert.equal((await result('waiting', again.stdout.trim())).status, { kind: 'exited', code: 0 });
+  void waiting;
+  fs.rmSync(`${mnt}-scripts`, { recursive: true, force: true });
+  await fsckClean();
+});
+
+test.run();
