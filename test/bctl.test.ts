@@ -182,9 +182,9 @@ test('bad names, periods, cron expressions, zones and durations are usage errors
     [['schedule', 'latest', 'debian-12', OK], /bad job name/],
     [['schedule', 'a', '../p', OK], /bad platform/],
     [['schedule', 'a', 'debian-12', OK, '--period', 'monthly'], /bad period 'monthly'/],
-    [['schedule', 'a', 'debian-12', OK, '--cron', '61 * * * *'], /bad schedule '61 \* \* \* \*'/],
-    [['schedule', 'a', 'debian-12', OK, '--cron', '* * *'], /bad schedule/],
-    [['schedule', 'a', 'debian-12', OK, '--cron', '@fortnightly'], /bad schedule/],
+    [['schedule', 'a', 'debian-12', OK, '--cron', '61 * * * *'], /'61 \* \* \* \*'.*; write @hourly, @daily, @weekly, never, or 5 cron fields/],
+    [['schedule', 'a', 'debian-12', OK, '--cron', '* * *'], /'\* \* \*'.*; write @hourly/],
+    [['schedule', 'a', 'debian-12', OK, '--cron', '@fortnightly'], /'@fortnightly'.*; write @hourly/],
     [['schedule', 'a', 'debian-12', OK, '--tz', 'Mars/Olympus'], /unknown time zone 'Mars\/Olympus'/],
     [['schedule', 'a', 'debian-12', OK, '--timeout', '5x'], /bad timeout "5x"/],
     [['schedule', 'a', 'debian-12', OK, '--timeout', '0s'], /bad timeout/],
@@ -407,7 +407,8 @@ test('info --json has schedules, queues, running, workers, dropped; unparsable f
   assert.ok(await claim(sp, id1!));
   fs.writeFileSync(sp.runningFile(id1!, 'lease'), 'worker: w1\nstarted: 2026-01-01T00:00:00.000Z\nattempt: 1\n');
   fs.mkdirSync(sp.workers, { recursive: true });
-  fs.writeFileSync(sp.worker('w1'), `name: w1\nplatform: debian-12\nconnected: 2026-01-01T00:00:00Z\njob: ${id1}\nseen: 2026-01-01T00:00:09Z\n`);
+  fs.writeFileSync(sp.worker('w1'), `name: w1\nplatform: debian-12\nconnected: 2026-01-01T00:00:00Z\npeer: unix\njob: ${id1}\nseen: 2026-01-01T00:00:09Z\n`);
+  fs.writeFileSync(sp.worker('w2'), 'name: w2\nplatform: freebsd-14\npeer: 127.0.0.1:5555\njob:\nseen: 2026-01-01T00:00:08Z\n');
   await ok(['drop-platform', 'sparc', '--reason', 'no hardware left']);
 
   const j = await info();
@@ -422,7 +423,14 @@ test('info --json has schedules, queues, running, workers, dropped; unparsable f
   assert.equal(j.queues['freebsd-14'].map((q: any) => q.id), [fid]);
   assert.is(j.queues['debian-12'][0].name, 'exit3.sh');
   assert.equal(j.running, [{ id: id1, name: 'ok.sh', platform: 'debian-12', worker: 'w1', started: '2026-01-01T00:00:00.000Z', attempt: '1', cancelRequested: false }]);
-  assert.equal(j.workers, [{ name: 'w1', platform: 'debian-12', connected: '2026-01-01T00:00:00Z', job: id1, seen: '2026-01-01T00:00:09Z' }]);
+  assert.equal(j.workers, [
+    { name: 'w1', platform: 'debian-12', connected: '2026-01-01T00:00:00Z', peer: 'unix', job: id1, seen: '2026-01-01T00:00:09Z' },
+    { name: 'w2', platform: 'freebsd-14', peer: '127.0.0.1:5555', job: '', seen: '2026-01-01T00:00:08Z' },
+  ]);
+  const human = await ok(['info']);
+  assert.match(human, new RegExp(`^ {2}w1 +debian-12 +2026-01-01T00:00:00Z +${id1} +2026-01-01T00:00:09Z +unix$`, 'm'));
+  assert.match(human, /^ {2}w2 +freebsd-14 +- +- +2026-01-01T00:00:08Z +127\.0\.0\.1:5555$/m);
+  assert.match(human, new RegExp(`^ {2}${id1} +ok\\.sh +debian-12 +w1 +2026-01-01T00:00:00\\.000Z$`, 'm'));
   assert.is(j.dropped.length, 1);
   assert.is(j.dropped[0].platform, 'sparc');
   assert.is(j.dropped[0].reason, 'no hardware left');

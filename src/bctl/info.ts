@@ -161,8 +161,8 @@ export async function info(ctx: Ctx): Promise<number> {
   section(ctx, 'running', ['ID', 'NAME', 'PLATFORM', 'WORKER', 'STARTED'], i.running.map((r) => [
     r.id, r.name, r.platform, dash(r.worker), `${dash(r.started)}${r.cancelRequested ? ' (cancel requested)' : ''}`,
   ]));
-  section(ctx, 'workers', ['NAME', 'PLATFORM', 'CONNECTED', 'JOB', 'SEEN'], i.workers.map((w) => [
-    dash(w.name), dash(w.platform), dash(w.connected), dash(w.job), dash(w.seen),
+  section(ctx, 'workers', ['NAME', 'PLATFORM', 'CONNECTED', 'JOB', 'SEEN', 'PEER'], i.workers.map((w) => [
+    dash(w.name), dash(w.platform), dash(w.connected), dash(w.job), dash(w.seen), dash(w.peer),
   ]));
   section(ctx, 'dropped platforms', ['PLATFORM', 'DROPPED', 'REASON'], i.dropped.map((d) => [d.platform!, dash(d.dropped), dash(d.reason)]));
   if (i.errors.length > 0) {
