@@ -56,7 +56,7 @@ async function queue(name: string, body: string): Promise<string> {
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-test('nginx serves done/: artifacts, console.log and result arrive byte for byte, a binary artifact matches SHA256SUMS', async () => {
+test('nginx serves done/: artifacts, console.log and result arrive byte for byte, a binary artifact matches SHA256SUMS, a job\'s symlink is not followed', async () => {
   spoold();
   workerd('w1');
   const nginx = await startNginx(dir, path.join(spool, 'done'));
@@ -70,6 +70,8 @@ test('nginx serves done/: artifacts, console.log and result arrive byte for byte
     'mkdir -p bin',
     "LC_ALL=C awk 'BEGIN { for (i = 0; i < 256; i++) printf \"%c\", i }' > bin/all-bytes",
     'head -c 300000 /dev/urandom >> bin/all-bytes',
+    'ln -s /etc/passwd escape',
+    'ln -s / rootdir',
     '',
   ].join('\n'));
   const dirOf = path.join(spool, 'done', 'served', id);
@@ -97,6 +99,14 @@ test('nginx serves done/: artifacts, console.log and result arrive byte for byte
   assert.is(index.status, 200);
   assert.match(index.body.toString(), `href="${id}/"`);
   assert.is((await get(nginx.url(`served/${id}/no-such-file`))).status, 404);
+
+  // The job's symlinks arrived as symlinks, and nginx does not follow them out of the spool.
+  assert.is(fs.readlinkSync(path.join(dirOf, 'artifacts', 'escape')), '/etc/passwd');
+  for (const f of ['escape', 'rootdir/etc/passwd']) {
+    const leak = await get(nginx.url(`served/${id}/artifacts/${f}`));
+    assert.is.not(leak.status, 200, `GET artifacts/${f} followed the job's symlink`);
+    assert.not.match(leak.body.toString(), /root:/);
+  }
 });
 
 /** Everything wrong with one copied done/NAME/ID directory of a job queued by the rsync test. */

@@ -211,7 +211,9 @@ export async function tunnel(args: string[]): Promise<Daemon> {
 export interface Nginx { port: number; proc: Daemon; url: (p: string) => string; errorLog: string }
 
 /**
- * Serve `root` read-only with autoindex on a free loopback port. One process
+ * Serve `root` (a spool's done/) read-only with autoindex on a free loopback
+ * port, as README's nginx example should: artifacts are never followed
+ * through a symlink. One process
  * (master_process off) so that stopping the child stops nginx: with a master,
  * a SIGKILLed test would orphan its workers. The process is root, like the
  * tests, so it reads mkdtemp's 0700 directories without a `user` directive.
@@ -241,6 +243,13 @@ http {
     listen 127.0.0.1:${port};
     root ${root};
     autoindex on;
+    # A job chooses its artifacts, symlinks included (ln -s /etc/passwd x),
+    # and spoold keeps them as symlinks. nginx follows symlinks by default,
+    # so below artifacts/ it must not; NAME/latest, a symlink spoold makes,
+    # stays usable for everything else.
+    location ~ ^/[^/]+/[^/]+/artifacts/ {
+      disable_symlinks on from=$document_root;
+    }
   }
 }
 `);
