@@ -101,7 +101,7 @@ case $op in
 	case $st in
 	'') echo "jail stub: no status left in the queue" >&2; exit 2 ;;
 	crash) rm -f "$STUB_STATE/jail.$name"; echo "jail: $name: killed" >&2; exit 1 ;;
-	hang) while [ -e "$STUB_STATE/jail.$name" ]; do /bin/sleep 0.05; done; exit 1 ;;
+	hang) i=0; while [ -e "$STUB_STATE/jail.$name" ] && [ $i -lt 400 ]; do /bin/sleep 0.05; i=$((i + 1)); done; exit 1 ;;
 	*) echo "$st" >"$path/var/run/builder-workerd.status" ;;
 	esac ;;
 -r)
@@ -363,18 +363,26 @@ test('loop stops at once on a missing snapshot', async () => {
 test('SIGTERM to loop mid-job takes the jail down, destroys the clone and exits', async () => {
   const f = await farm();
   await queue(f, 'hang');
-  const child = spawn('sh', [LOAD, 'loop', 'w1'], { env: { ...process.env, ...f.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group, so that a load.sh that fails this test can be
+  // killed with everything it started.
+  const child = spawn('sh', [LOAD, 'loop', 'w1'], { env: { ...process.env, ...f.env }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   let stderr = '';
   child.stderr.on('data', (b) => { stderr += b; });
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  cleanups.push(async () => { if (child.exitCode === null) child.kill('SIGKILL'); await exited; });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  cleanups.push(async () => {
+    try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* all gone */ }
+    await exited;
+  });
   const end = Date.now() + 15_000;
   while (!fs.existsSync(path.join(f.state, 'jail.w1'))) {
     if (Date.now() > end) assert.unreachable(`the jail never started: ${stderr}`);
     await new Promise((r) => setTimeout(r, 20));
   }
   child.kill('SIGTERM');
-  assert.is(await exited, 143, stderr);
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([exited, new Promise<string>((r) => { timer = setTimeout(() => r('still running 15 s after SIGTERM'), 15_000); })]);
+  clearTimeout(timer);
+  assert.is(code, 143, stderr);
   assert.match(stderr, /loop w1 stopped by a signal/);
   const a = await actions(f);
   assert.equal(a.slice(-2), [`jail -f ${f.conf} -r w1`, `zfs destroy -f ${f.fs('w1')}`]);
