@@ -18,7 +18,8 @@ import { parseResult } from '../src/spool/result.js';
 import { parseScheduleState, formatScheduleState, emptyState } from '../src/spool/schedstate.js';
 import { claim, finalize } from '../src/spool/state.js';
 import { isId } from '../src/spool/paths.js';
-import { COMMANDS, GLOBAL_FLAGS } from '../src/bctl/main.js';
+import { COMMANDS, GLOBAL_FLAGS, main } from '../src/bctl/main.js';
+import { Readable, Writable } from 'node:stream';
 
 let spool = '';
 let sp: SpoolPaths;
@@ -38,8 +39,24 @@ const EXIT3 = path.join(FIXTURES, 'exit3.sh');
 const ls = (dir: string): string[] => { try { return fs.readdirSync(dir).sort(); } catch { return []; } };
 const firstLine = (s: string): string => s.split('\n')[0]!;
 
-async function usageFails(args: string[], reason: RegExp, input?: string): Promise<string> {
-  const r = await bctl(spool, args, input === undefined ? {} : { input });
+/**
+ * bctl's main() in this process, for the many usage checks: the built program
+ * only adds `process.exitCode = await main(...)`, which the spawned checks
+ * cover, and a spawn costs a quarter second.
+ */
+async function inProcess(args: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const sink = (f: (s: string) => void) => new Writable({ write(c, _e, cb) { f(String(c)); cb(); } });
+  const code = await main(['-s', spool, ...args], {
+    env: { ...process.env }, stdin: Readable.from([Buffer.from(input)]),
+    stdout: sink((s) => { stdout += s; }), stderr: sink((s) => { stderr += s; }),
+  });
+  return { code, stdout, stderr };
+}
+
+async function usageFails(args: string[], reason: RegExp, opts: { input?: string; spawn?: boolean } = { spawn: true }): Promise<string> {
+  const r = opts.spawn ? await bctl(spool, args, opts.input === undefined ? {} : { input: opts.input }) : await inProcess(args, opts.input);
   assert.is(r.code, 2, `exit 2 for ${args.join(' ')}: ${r.stderr}`);
   assert.match(firstLine(r.stderr), /^bctl: /);
   assert.match(firstLine(r.stderr), reason);
@@ -48,9 +65,9 @@ async function usageFails(args: string[], reason: RegExp, input?: string): Promi
   return r.stderr;
 }
 
-/** Independent usage checks, run two at a time (bctl start-up dominates these tests). */
+/** Usage checks in this process (see inProcess). */
 async function usageAll(cases: Array<[string[], RegExp]>): Promise<void> {
-  for (let i = 0; i < cases.length; i += 2) await Promise.all(cases.slice(i, i + 2).map(([a, re]) => usageFails(a, re)));
+  for (const [a, re] of cases) await usageFails(a, re, { spawn: false });
 }
 
 async function ok(args: string[], input?: string): Promise<string> {
@@ -75,16 +92,14 @@ async function info(): Promise<any> {
 // ---- command line ------------------------------------------------------------
 
 test('no command, unknown command, unknown flag: one line why, the usage, exit 2', async () => {
-  await usageAll([
-    [[], /no command given/],
-    [['frobnicate'], /unknown command 'frobnicate'/],
-  ]);
+  await usageFails([], /no command given/);
+  await usageFails(['frobnicate'], /unknown command 'frobnicate'/);
   const e = await usageFails(['schedule', 'a', 'p', OK, '--bogus'], /unknown option --bogus/);
   assert.match(e, /usage: bctl \[-s SPOOL\] schedule NAME PLATFORM SCRIPT/);
   await usageAll([
     [['info', '-x'], /unknown option -x/],
   ]);
-  await usageFails(['info', '--period', 'daily'], /unknown option --period/);   // a flag of another verb
+  await usageFails(['info', '--period', 'daily'], /unknown option --period/, { spawn: false });   // a flag of another verb
 });
 
 test('missing and extra arguments exit 2 and name what is missing', async () => {
@@ -121,7 +136,8 @@ test('--help and -h print the usage of bctl and of every command on stdout, exit
   }
   for (const [i, c] of COMMANDS.entries()) {
     for (const h of [i % 2 === 0 ? '--help' : '-h']) {
-      const r = await bctl(spool, [c.name, h, 'even', 'with', '--bad', 'arguments']);
+      const args = [c.name, h, 'even', 'with', '--bad', 'arguments'];
+      const r = i < 2 ? await bctl(spool, args) : await inProcess(args);   // the spawned ones prove the wiring
       assert.is(r.code, 0, `${c.name} ${h}`);
       assert.is(r.stderr, '');
       assert.ok(r.stdout.startsWith(`usage: bctl [-s SPOOL] ${c.name}`), r.stdout);
@@ -228,7 +244,7 @@ test('orb-build writes a template schedule without body or platform', async () =
   assert.is(w.platform, 'freebsd-14');
   assert.is(w.schedule, '@weekly');
   await usageFails(['orb-build', 'bad', 'a package'], /bad opam package/);
-  await usageFails(['orb-build', 'bad', 'x # y'], /bad opam package/);
+  await usageFails(['orb-build', 'bad', 'x # y'], /bad opam package/, { spawn: false });
   await fails(['orb-build', 'hello-orb', 'other'], /exists/);
 });
 
@@ -284,7 +300,7 @@ test('reschedule --period rewrites the schedule header and keeps the body', asyn
 test('reschedule refuses a time that is not RFC 3339, a bad period and a missing schedule', async () => {
   await ok(['schedule', 'r', 'debian-12', OK]);
   for (const t of ['tomorrow', '2030-06-01', '2030-02-30T00:00:00Z', '2030-06-01T25:00:00Z', '2030-06-01T12:00:00', '1700000000']) {
-    await usageFails(['reschedule', 'r', t], /bad time NEXT/);
+    await usageFails(['reschedule', 'r', t], /bad time NEXT/, { spawn: false });
   }
   await usageFails(['reschedule', 'r', '2030-06-01T12:00:00Z', '--period', 'monthly'], /bad period/);
   await fails(['reschedule', 'nosuch', '2030-06-01T12:00:00Z'], /no schedule nosuch/);
@@ -485,7 +501,7 @@ test('drop-platform writes the marker once; undrop-platform removes it once', as
   assert.not.ok(fs.existsSync(sp.platform('sparc')));
   await fails(['undrop-platform', 'sparc'], /platform sparc is not dropped/);
   await usageFails(['drop-platform', '../etc'], /bad platform/);
-  await usageFails(['undrop-platform', '.x'], /bad platform/);
+  await usageFails(['undrop-platform', '.x'], /bad platform/, { spawn: false });
 });
 
 // ---- cancel -------------------------------------------------------------------
@@ -516,7 +532,7 @@ test('cancel of a running job leaves the request for spoold', async () => {
 test('cancel of an unknown id fails; of a malformed one is a usage error', async () => {
   await fails(['cancel', '01a00000-0000-7000-8000-000000000000'], /no job 01a00000-0000-7000-8000-000000000000/);
   await usageFails(['cancel', 'not-an-id'], /bad job id/);
-  await usageFails(['cancel', '../../etc/passwd'], /bad job id/);
+  await usageFails(['cancel', '../../etc/passwd'], /bad job id/, { spawn: false });
 });
 
 // ---- documentation ------------------------------------------------------------
