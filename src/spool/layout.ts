@@ -13,8 +13,11 @@ export async function ensureSpool(sp: SpoolPaths): Promise<void> {
   for (const d of ['', ...DIRS]) {
     const dir = d === '' ? sp.root : `${sp.root}/${d}`;
     try {
-      await fsp.mkdir(dir, { mode: DIR_MODE, recursive: d === '' });
-      await fsp.chmod(dir, DIR_MODE);     // mkdir's mode is masked by the umask
+      const made = await fsp.mkdir(dir, { mode: DIR_MODE, recursive: d === '' });
+      // mkdir's mode is masked by the umask, so set it; but only on what we
+      // made: an existing spool keeps the mode its owner chose, and a member
+      // of the spool's group (bctl) may not chmod it (EPERM).
+      if (d !== '' || made !== undefined) await fsp.chmod(dir, DIR_MODE);
     } catch (e) {
       if (errno(e) !== 'EEXIST') throw ioError(e, dir, 'cannot create spool directory');
     }
