@@ -16,7 +16,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, run, tmpdir, type Ran } from './lib.js';
+import net from 'node:net';
+import { ROOT, BIN, bctl, daemon, run, tmpdir, until, readIf, type Ran } from './lib.js';
 
 const LOAD = path.join(ROOT, 'freebsd', 'load.sh');
 const JAIL_CONF = path.join(ROOT, 'freebsd', 'jail.conf');
@@ -402,6 +403,66 @@ test('network_start and network_stop can each run twice', async () => {
     assert.is(r.code, 0, r.stderr);
   }
   assert.not.ok(fs.existsSync(path.join(f.state, 'if.lo1')));
+});
+
+// ---- jail.conf's exec.start with the real programs -------------------------
+
+// The exec.start line as jail(8) would run it inside jail w1, its variables
+// substituted, with the jail's paths moved under `root` and workerd the one
+// built here.
+async function execStart(root: string, spoold: string): Promise<string> {
+  const conf = (await fsp.readFile(JAIL_CONF, 'utf8')).split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
+  const vars: Record<string, string> = { name: 'w1' };
+  for (const m of conf.matchAll(/^\$([a-z]+) = "(.*)";$/gm)) vars[m[1]!] = m[2]!;
+  vars.spoold = spoold;
+  const line = /^exec\.start = "(.*)";$/m.exec(conf)![1]!;
+  return line
+    .replace(/(?<!\\)\$([a-z]+)/g, (_, v: string) => { if (!(v in vars)) throw new Error(`jail.conf: no $${v}`); return vars[v]!; })
+    .replace(/\\\$/g, '$')
+    .replaceAll('/usr/local/bin/workerd', `${process.execPath} ${BIN('workerd')}`)
+    .replaceAll(' /usr/local/etc/', ` ${root}/usr/local/etc/`)
+    .replaceAll('>/var/run/', `>${root}/var/run/`);
+}
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+test("jail.conf's exec.start delivers one job over TCP with the token and leaves status 0; a wrong token leaves 78", async () => {
+  if (!fs.existsSync(BIN('workerd'))) assert.unreachable('dist/bin/workerd.js is missing: run npm run build first');
+  const spool = await scratch('builder-jailrun');
+  const root = await scratch('builder-jailroot');
+  await fsp.mkdir(path.join(root, 'var', 'run'), { recursive: true });
+  await fsp.mkdir(path.join(root, 'usr', 'local', 'etc', 'builder'), { recursive: true });
+  const tokenFile = path.join(root, 'host.token');
+  await fsp.writeFile(tokenFile, 'sekrit\n');
+  const port = await freePort();
+  const d = daemon('spoold', ['-s', spool, '--listen', `127.0.0.1:${port}`, '--token-file', tokenFile]);
+  cleanups.push(() => d.stop('SIGKILL'));
+  await until('spoold listening', () => fs.existsSync(path.join(spool, 'spoold.sock')) && /tcp=/.test(d.log()));
+  const cmd = await execStart(root, `127.0.0.1:${port}`);
+  const status = path.join(root, 'var', 'run', 'builder-workerd.status');
+
+  const sub = await bctl(spool, ['submit', '--name', 'injail', 'freebsd-14', '-'], { input: '#!/bin/sh\necho hello from the jail\nexit 4\n' });
+  assert.is(sub.code, 0, sub.stderr);
+  const id = sub.stdout.trim();
+  await fsp.writeFile(path.join(root, 'usr', 'local', 'etc', 'builder', 'token'), 'sekrit\n');
+  const r = await run('sh', ['-c', cmd], { timeoutMs: 30_000 });
+  assert.is(r.code, 0, r.stderr);
+  assert.is(readIf(status)?.trim(), '0', `status file; workerd said: ${r.stderr}`);
+  const result = await until('the job result', () => readIf(path.join(spool, 'done', 'injail', id, 'result')));
+  assert.match(result, /^status: exited 4$/m);
+  assert.match(result, /^worker: w1$/m);
+
+  await fsp.writeFile(path.join(root, 'usr', 'local', 'etc', 'builder', 'token'), 'wrong\n');
+  await fsp.rm(status);
+  const bad = await run('sh', ['-c', cmd], { timeoutMs: 30_000 });
+  assert.is(bad.code, 0, 'exec.start itself succeeds, so jail(8) does not undo the jail behind load.sh');
+  assert.is(readIf(status)?.trim(), '78', `status file; workerd said: ${bad.stderr}`);
 });
 
 // ---- rc.d scripts against a stand-in rc.subr ----------------------------------
