@@ -81,38 +81,46 @@ function matchBlock(name: string, port?: number): string {
 }
 
 /**
- * The documented ssh command as argv, with each placeholder replaced. Every
- * replacement must be used (the doc still says what the test expects) and no
- * example name may survive.
+ * The arguments of the documented `prog` command line in recipe NAME, with
+ * each placeholder replaced. Every replacement must be used (the doc still
+ * says what the test expects) and no example name may survive.
  */
-function sshCommand(name: string, subs: [string, string][]): string[] {
-  const words = recipe(name).replace(/\\\n\s*/g, ' ').trim().split(/\s+/);
-  assert.is(words[0], 'ssh', `recipe:${name} is an ssh command`);
-  let line = words.slice(1).join(' ');
+function commandLine(name: string, prog: string, subs: [string, string][]): string[] {
+  const lines = recipe(name).replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.trim());
+  let line = lines.find((l) => l.startsWith(`${prog} `))?.slice(prog.length + 1);
+  if (line === undefined) throw new Error(`recipe:${name} has no ${prog} command`);
   for (const [from, to] of subs) {
     assert.ok(line.includes(from), `recipe:${name} contains ${from}`);
     line = line.split(from).join(to);
   }
-  assert.not.match(line, /example\.org|\/etc\/builder|\/run\/builder|\/var\/spool\/builder/, `recipe:${name}: a placeholder left in ${line}`);
+  assert.not.match(line, /example\.org|\/etc\/builder|\/run\/builder|\/var\/spool\/builder|#/, `recipe:${name}: a placeholder left in ${line}`);
+  return line.split(/\s+/);
+}
+
+/** The documented ssh command, which must keep the options that make a tunnel fail loudly. */
+function sshCommand(name: string, subs: [string, string][]): string[] {
+  const args = commandLine(name, 'ssh', subs);
   for (const o of ['ExitOnForwardFailure=yes', 'ServerAliveInterval=15', 'BatchMode=yes', 'StrictHostKeyChecking=yes']) {
-    assert.ok(line.includes(o), `recipe:${name} sets ${o}`);
+    assert.ok(args.includes(o), `recipe:${name} sets ${o}`);
   }
-  return ['-N', ...line.split(' ').filter((w) => w !== '-N')];
+  assert.ok(args.includes('-N'), `recipe:${name} runs no command (-N)`);
+  return args;
 }
 
 // --- spoold, workerd, jobs ----------------------------------------------------
 
 const FAST = ['--lease', '2s', '--heartbeat', '400ms'];
 
-async function spoold(extra: string[] = []): Promise<Daemon> {
-  const d = daemon('spoold', ['-s', spool, ...FAST, ...extra]);
+async function spoold(args: string[] = ['-s', spool]): Promise<Daemon> {
+  const d = daemon('spoold', [...args, ...FAST]);
   procs.push(d);
   await d.waitLog(/spoold: started/);
   return d;
 }
 
-function workerd(name: string, connect: string, extra: string[] = []): Daemon {
-  const d = daemon('workerd', ['--connect', connect, '--name', name, '--workdir', path.join(dir, `wd-${name}`), ...extra, 'debian-12']);
+/** workerd with the documented arguments, plus a work directory of its own. */
+function workerd(name: string, args: string[]): Daemon {
+  const d = daemon('workerd', ['--workdir', path.join(dir, `wd-${name}`), ...args]);
   procs.push(d);
   return d;
 }
@@ -204,7 +212,7 @@ async function baitAt(where: { port: number } | { path: string }): Promise<Bait>
 test('the recipe: a worker reaches spoold through ssh -L to its TCP listener, and the key opens nothing else', async () => {
   const sport = await freePort();
   const tok = await token();
-  const s = await spoold(['--listen', `127.0.0.1:${sport}`, '--token-file', tok]);
+  const s = await spoold(commandLine('spoold', 'spoold', [[DOC_PORT, String(sport)], ['/var/spool/builder', spool], ['/etc/builder/token', tok]]));
   const user = await keygen(path.join(dir, 'worker_key'), 'builder@worker1');
   const sshd = await startSshd(dir, `${keyLine('authorized_keys', user.pub, sport)}\n`, matchBlock('sshd_config', sport));
   procs.push(sshd.proc);
@@ -212,11 +220,11 @@ test('the recipe: a worker reaches spoold through ssh -L to its TCP listener, an
   const local = path.join(dir, 'run', 'spoold.sock');
   await fsp.mkdir(path.dirname(local), { mode: 0o700 });
   const t = await tunnel([...sshBase(sshd), ...sshCommand('ssh', [
-    [DOC_PORT, String(sport)], ['/run/builder/spoold.sock', local], ['/etc/builder/tunnel_key', user.key], ['builder-tunnel@spool.example.org', DEST]]), ]);
+    [DOC_PORT, String(sport)], ['/run/builder/spoold.sock', local], ['/etc/builder/tunnel_key', user.key], ['builder-tunnel@spool.example.org', DEST]])]);
   procs.push(t);
   await until('the tunnel socket', () => fs.existsSync(local));
   assert.is(fs.statSync(local).mode & 0o777, 0o600, 'ssh makes the local end private to its account');
-  const w = workerd('tunnelled', local, ['--token-file', tok]);
+  const w = workerd('tunnelled', commandLine('workerd', 'workerd', [['/run/builder/spoold.sock', local], ['/etc/builder/token', tok], ['worker1', 'tunnelled']]));
   await w.waitLog(/connected to/);
   await runsAJob('tunnelled');
   assert.match(s.log(), /worker joined worker=tunnelled platform=debian-12 peer=127\.0\.0\.1:\d+/, 'the worker came in over TCP, from sshd');
@@ -250,7 +258,7 @@ test('a Unix socket at both ends (ssh -L LOCAL.sock:SPOOL/spoold.sock) runs jobs
     ['/run/builder/spoold.sock', local], ['/var/spool/builder', spool], ['/etc/builder/tunnel_key', user.key], ['builder-tunnel@spool.example.org', DEST]])]);
   procs.push(t);
   await until('the tunnel socket', () => fs.existsSync(local));
-  const w = workerd('tunnelled', local);
+  const w = workerd('tunnelled', commandLine('unix-workerd', 'workerd', [['/run/builder/spoold.sock', local], ['worker1', 'tunnelled']]));
   await w.waitLog(/connected to/);
   await runsAJob('tunnelled');
   assert.match(s.log(), /worker joined worker=tunnelled platform=debian-12 peer=unix/);
@@ -276,7 +284,7 @@ test('a Unix socket at both ends (ssh -L LOCAL.sock:SPOOL/spoold.sock) runs jobs
 
 test('ssh -R: spoold\'s host pushes its socket to a port on the worker host, and permitlisten holds the key to that port', async () => {
   const tok = await token();
-  const s = await spoold(['--token-file', tok]);
+  const s = await spoold(['-s', spool, '--token-file', tok]);
   const wport = await freePort();
   // Here sshd plays the worker host and the ssh client the spoold host.
   const push = await keygen(path.join(dir, 'push_key'), 'spoold@spool');
@@ -286,7 +294,7 @@ test('ssh -R: spoold\'s host pushes its socket to a port on the worker host, and
   const t = await tunnel([...sshBase(sshd), ...sshCommand('push-ssh', [
     [DOC_PORT, String(wport)], ['/var/spool/builder', spool], ['/etc/builder/push_key', push.key], ['builder-tunnel@worker1.example.org', DEST]])]);
   procs.push(t);
-  const w = workerd('pushed', `127.0.0.1:${wport}`, ['--token-file', tok]);
+  const w = workerd('pushed', commandLine('push-workerd', 'workerd', [[DOC_PORT, String(wport)], ['/etc/builder/token', tok], ['worker1', 'pushed']]));
   await w.waitLog(/connected to/);
   await runsAJob('pushed');
   assert.match(s.log(), /worker joined worker=pushed platform=debian-12 peer=unix/);
@@ -303,7 +311,7 @@ test('ssh -R: spoold\'s host pushes its socket to a port on the worker host, and
   await Promise.all([noRemoteForward(sshd, push.key, path.join(spool, 'spoold.sock')), noShell(sshd, push.key), noLocalForward(sshd, push.key, targets)]);
 });
 
-test('OpenSSH limits that docs/ssh.md states: no socket path in permitopen, no socket forwarding without TCP forwarding, permitlisten ignores sockets', async () => {
+test('OpenSSH limits that docs/ssh.md states: no socket path in permitopen, no socket -L once TCP -L is restricted, permitlisten ignores sockets', async () => {
   const target = path.join(dir, 'target.sock');
   const b = await baitAt({ path: target });
 
@@ -336,10 +344,10 @@ test('OpenSSH limits that docs/ssh.md states: no socket path in permitopen, no s
   await r.stop();
   await open.proc.stop();
 
-  // 4. AllowTcpForwarding no refuses socket forwarding too, even with AllowStreamLocalForwarding yes; so does PermitOpen none.
+  // 4. Refusing TCP -L refuses socket -L too, even with AllowStreamLocalForwarding yes: no way to allow only sockets.
   const target2 = path.join(dir, 'target2.sock');
   const b2 = await baitAt({ path: target2 });
-  await Promise.all(([['notcp', 'AllowTcpForwarding no'], ['noopen', 'PermitOpen none']] as const).map(async ([tag, line]) => {
+  await Promise.all(([['notcp', 'AllowTcpForwarding no'], ['remoteonly', 'AllowTcpForwarding remote'], ['noopen', 'PermitOpen none']] as const).map(async ([tag, line]) => {
     const d = path.join(dir, tag);
     await fsp.mkdir(d);
     const sshd = await startSshd(d, `restrict,port-forwarding,command="/bin/false" ${k1.pub}\n`, `Match User root\n    ${line}\n    AllowStreamLocalForwarding yes\n`);
