@@ -170,14 +170,21 @@ test('Australia/Lord_Howe 30-minute gap: the day is not skipped (cron-parser 5.1
   assert.is(next('0 */2 * * *', 'Australia/Lord_Howe', '2026-10-03T13:30:00Z'), '2026-10-03T15:30:00.000Z');  // 02:30, not 04:00
 });
 
-test('Australia/Lord_Howe fall back: no error and no time before `after` (cron-parser 5.10.6: loop limit exceeded, goes back)', () => {
-  // 2026-04-05 02:00 +11 -> 01:30 +10:30 (01:30-01:59 twice)
-  const LH = 'Australia/Lord_Howe';
+// 2026-04-05 02:00 +11 -> 01:30 +10:30 (01:30-01:59 twice)
+const LH = 'Australia/Lord_Howe';
+
+test('Australia/Lord_Howe fall back: a fixed hour finds its run (cron-parser 5.10.6: throws "loop limit exceeded")', () => {
   assert.is(next('0 2 * * *', LH, '2026-04-03T15:38:00Z'), '2026-04-04T15:30:00.000Z');   // 02:00 +10:30
   assert.is(next('0 3 * * *', LH, '2026-04-03T16:19:00Z'), '2026-04-04T16:30:00.000Z');
   assert.is(next('0 12 * * 0', LH, '2026-04-02T00:00:00Z'), '2026-04-05T01:30:00.000Z');
+});
+
+test('Australia/Lord_Howe fall back: an hourly run is never before `after` (cron-parser 5.10.6: 01:00 +11, 11 minutes back)', () => {
   assert.is(next('0 * * * *', LH, '2026-04-04T14:11:00Z'), '2026-04-04T15:30:00.000Z');   // from 01:11 +11: 02:00 +10:30
   assert.is(next('30 * * * *', LH, '2026-04-04T14:52:00Z'), '2026-04-04T15:00:00.000Z');  // 01:30 +10:30, the repeat
+});
+
+test('Australia/Lord_Howe fall back week: each daily schedule fires exactly once on every local day', () => {
   for (const e of DAILY) {
     assert.equal(perDay(e, LH, '2026-04-01T12:59:59.999Z', '2026-04-07T13:30:00Z'), ones(['2026-04-02', '2026-04-03', '2026-04-04', '2026-04-05', '2026-04-06', '2026-04-07']), e);
   }
