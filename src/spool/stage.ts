@@ -27,11 +27,11 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Write data to a new file in tmp/; returns its path. The caller publishes or removes it. */
-export async function writeStaged(sp: SpoolPaths, tag: string, data: string | Buffer, target: string): Promise<string> {
+export async function writeStaged(sp: SpoolPaths, tag: string, data: string | Buffer, target: string, durable = true): Promise<string> {
   const staged = sp.staging(tag);
   const buf = typeof data === 'string' ? Buffer.from(data) : data;
   try {
-    await writeFileAtomic(staged, buf, { mode: FILE_MODE });
+    await writeFileAtomic(staged, buf, { mode: FILE_MODE, fsync: durable });
     if ((await fsp.stat(staged)).size !== buf.length) {
       throw Object.assign(new Error('short write: no space left on device'), { code: 'ENOSPC' });
     }
@@ -43,20 +43,25 @@ export async function writeStaged(sp: SpoolPaths, tag: string, data: string | Bu
 }
 
 /** Rename a staged file (or directory) into place and make the rename durable. */
-export async function publish(sp: SpoolPaths, staged: string, target: string): Promise<void> {
+export async function publish(sp: SpoolPaths, staged: string, target: string, durable = true): Promise<void> {
   try {
     await fsp.rename(staged, target);
   } catch (e) {
     await fsp.rm(staged, { force: true, recursive: true }).catch(() => {});
     throw ioError(e, sp.rel(target), 'cannot publish');
   }
-  await fsyncDir(path.dirname(target)).catch(() => {});
+  if (durable) await fsyncDir(path.dirname(target)).catch(() => {});
 }
 
-/** writeStaged + publish: atomically replace `target` with `data`. */
-export async function writeAtomic(sp: SpoolPaths, target: string, data: string | Buffer): Promise<void> {
-  const staged = await writeStaged(sp, path.basename(target), data, target);
-  await publish(sp, staged, target);
+/**
+ * writeStaged + publish: atomically replace `target` with `data`.
+ * durable=false skips the fsyncs: still atomic for readers, but may be lost
+ * in a power failure. Only for status files that nothing recovers from
+ * (workers/NAME, running/ID/lease), which sit on the dispatch hot path.
+ */
+export async function writeAtomic(sp: SpoolPaths, target: string, data: string | Buffer, durable = true): Promise<void> {
+  const staged = await writeStaged(sp, path.basename(target), data, target, durable);
+  await publish(sp, staged, target, durable);
 }
 
 /** Atomically point symlink `link` at `target` (a relative name), by renaming a new link over it. */

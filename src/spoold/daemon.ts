@@ -213,7 +213,7 @@ export class Daemon implements ConnOwner {
     const text = formatHeaders([['name', c.name], ['platform', c.platform], ['peer', c.peer.replace(/\s/g, '_') || 'unix'],
       ['job', job && job !== 'claiming' ? job : ''], ['seen', new Date().toISOString()]]);
     const prev = this.workerWrites.get(c.name) ?? Promise.resolve();
-    const next = prev.then(() => (c.closed ? undefined : writeAtomic(this.sp, this.sp.worker(c.name), text))).catch(() => {});
+    const next = prev.then(() => (c.closed ? undefined : writeAtomic(this.sp, this.sp.worker(c.name), text, false))).catch(() => {});
     this.workerWrites.set(c.name, next);
   }
 
@@ -267,7 +267,7 @@ export class Daemon implements ConnOwner {
     // The lease records who holds the job, for people and bctl info. It is not
     // needed for recovery: a claimed job without one is treated as possibly running.
     void writeAtomic(this.sp, this.sp.runningFile(q.id, 'lease'),
-      formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)]])).catch(() => {});
+      formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)]]), false).catch(() => {});
     this.writeWorker(c);
   }
 
