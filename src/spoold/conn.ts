@@ -26,6 +26,7 @@ let nextConnId = 1;
 
 export class Conn {
   readonly cid = nextConnId++;
+  readonly since = new Date();
   name = '';
   platform = '';
   hello = false;

@@ -210,7 +210,7 @@ export class Daemon implements ConnOwner {
   private writeWorker(c: Conn): void {
     if (!c.hello || this.stopping) return;
     const job = this.busy.get(c);
-    const text = formatHeaders([['name', c.name], ['platform', c.platform], ['peer', c.peer.replace(/\s/g, '_') || 'unix'],
+    const text = formatHeaders([['name', c.name], ['platform', c.platform], ['peer', c.peer.replace(/\s/g, '_') || 'unix'], ['connected', c.since.toISOString()],
       ['job', job && job !== 'claiming' ? job : ''], ['seen', new Date().toISOString()]]);
     const prev = this.workerWrites.get(c.name) ?? Promise.resolve();
     const next = prev.then(() => (c.closed ? undefined : writeAtomic(this.sp, this.sp.worker(c.name), text, false))).catch(() => {});

@@ -123,6 +123,7 @@ export async function main(argv: string[]): Promise<void> {
     watchDir(sp.schedules, () => void timer.rescan(), wErr('schedules/')),
     watchDir(sp.platforms, () => void readDropped().then(() => timer.arm()), wErr('platforms/')),
     watchDir(sp.templates, () => void timer.arm(), wErr('templates/')),
+    watchDir(sp.state, () => void timer.arm(), wErr('state/')),          // bctl reschedule
   ];
   let scanning = false;
   const rescan = async () => {
