@@ -79,10 +79,6 @@ check_name() {
 	esac
 }
 
-# The jail, the mounts below its root and the clone, in that order: a mount
-# keeps the clone busy and a running jail keeps its mounts. Each part checks
-# before it acts, so this runs before every build (a crashed run's leftovers)
-# and after it.
 stop_jail() {
 	if jls -j "$name" jid >/dev/null 2>&1; then
 		log "removing jail $name"
@@ -93,6 +89,10 @@ stop_jail() {
 	fi
 }
 
+# The jail, the mounts below its root and the clone, in that order: a mount
+# keeps the clone busy and a running jail keeps its mounts. Each part checks
+# before it acts, so this runs before every build (a crashed run's leftovers)
+# and after it.
 cleanup() {
 	stop_jail
 	# Whatever is still mounted below the root (jail(8) killed half-way, a
@@ -148,9 +148,13 @@ build() {
 	wait "$jailpid" || jailst=$?
 	jailpid=
 
+	# The job owned the jail's files: read them only once none of its
+	# processes is left, and follow no symlink, which would lead out of the
+	# jail into the host's files.
+	stop_jail
 	st=
-	if [ -r "$dir/$STATUS" ]; then
-		st=$(cat "$dir/$STATUS")
+	if [ ! -L "$dir/var" ] && [ ! -L "$dir/var/run" ] && [ ! -L "$dir/$STATUS" ] && [ -f "$dir/$STATUS" ]; then
+		st=$(head -c 8 "$dir/$STATUS")
 	fi
 	case $st in
 	'')
@@ -158,7 +162,7 @@ build() {
 		st=1
 		;;
 	*[!0-9]*)
-		log "jail $name left a bad workerd status '$st'"
+		log "jail $name left a workerd status that is not a number"
 		st=1
 		;;
 	126 | 127)

@@ -50,7 +50,8 @@ async function scratch(tag: string): Promise<string> {
 // State: $STUB_STATE/zfs/<dataset> (content: mountpoint), $STUB_STATE/mounts
 // (mount -p lines), $STUB_STATE/jail.<name> (a running jail), $STUB_STATE/if.<if>,
 // $STUB_STATE/statuses (what each next exec.start's workerd exits with; "crash":
-// jail(8) dies half-way and leaves devfs mounted; "hang": runs until jail -r).
+// jail(8) dies half-way and leaves devfs mounted; "hang": runs until jail -r;
+// "symlink": the job replaced the status file with a link to a host file).
 const STUBS: Record<string, string> = {
   zfs: String.raw`
 ds() { printf '%s/zfs/%s\n' "$STUB_STATE" "$(printf '%s' "$1" | tr '/@' '%+')"; }
@@ -102,6 +103,7 @@ case $op in
 	case $st in
 	'') echo "jail stub: no status left in the queue" >&2; exit 2 ;;
 	crash) rm -f "$STUB_STATE/jail.$name"; echo "jail: $name: killed" >&2; exit 1 ;;
+	symlink) echo 0 >"$STUB_STATE/host-file"; ln -s "$STUB_STATE/host-file" "$path/var/run/builder-workerd.status" ;;
 	hang) i=0; while [ -e "$STUB_STATE/jail.$name" ] && [ $i -lt 2400 ]; do /bin/sleep 0.05; i=$((i + 1)); done; exit 1 ;;
 	*) echo "$st" >"$path/var/run/builder-workerd.status" ;;
 	esac ;;
@@ -314,6 +316,16 @@ test('build when jail(8) dies half-way: exits 1, unmounts what it left, destroys
     `umount -f ${f.jails}/w1/dev`,
     `zfs destroy -f ${f.fs('w1')}`,
   ]);
+  await assertNothingLeft(f);
+});
+
+test('build does not follow a symlink the job left in place of the status file', async () => {
+  const f = await farm();
+  await queue(f, 'symlink');
+  const r = await load(f, 'build', 'w1');
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, /no workerd status/);
+  assert.equal(await actions(f), expectedBuild(f, 'w1'));
   await assertNothingLeft(f);
 });
 
