@@ -1,0 +1,533 @@
+#!/usr/bin/env node
+// bench.mjs: the benchmark of issue 3 item 8. `npm run bench` builds, then runs this.
+//
+//   node scripts/bench.mjs [W1] [W2] [W3] [W4] [--dir DIR] [--jobs N] [--keep]
+//                          [--cpu-prof DIR] [--wrap-spoold CMD]
+//
+// Each workload starts real spoold and workerd processes (dist/bin, as built)
+// on a fresh spool under DIR (default: the OS temporary directory; its
+// filesystem is printed), so every peak RSS (VmHWM, /proc/PID/status) belongs
+// to that workload alone. It prints the machine, then one table: figure,
+// measured, target, ok/MISS, then the reference numbers of robur builder and
+// task-spooler from the issue. MB means 10^6 bytes, MiB 2^20.
+//
+//   W1  N jobs (default 1000) of `true` through 2 workers, jobs/s: once with one
+//       `bctl submit` process per job (sequential), once with job files written
+//       in tmp/ and renamed into new/ (the clock starts at the first rename).
+//       Also bctl submit's process time against a bare `node -e 0` (median of 20
+//       each, interleaved, on a spool no daemon watches).
+//   W2  submit-to-start latency, idle workers: 30 jobs one at a time; the clock
+//       starts at the rename into new/ and stops at `date +%s%N`, the job's
+//       first command (so it includes sh and date starting, about 1-2 ms).
+//   W3  a job printing 100 MB of lines: job start (its script's first
+//       `date +%s%N`, kept in the artifact start.ns) to done/NAME/ID/result
+//       appearing; console.log's size is checked.
+//   W4  a job writing a 512 MiB artifact (dd if=/dev/zero bs=1M count=512: the
+//       bytes cost nothing to make, so the figure is the transfer): from the
+//       job's `date +%s%N` after dd to the result in done/ and its sha256,
+//       computed here, matching SHA256SUMS.
+//
+// --cpu-prof DIR (or BENCH_CPU_PROF=DIR) runs spoold and workerd under
+// `node --cpu-prof`, one .cpuprofile per process, written when they stop.
+// --wrap-spoold CMD (or BENCH_WRAP_SPOOLD) starts spoold under CMD, split at blanks,
+// for example 'strace -c -w -f -o /tmp/spoold.strace'. BENCH_VERBOSE=1 echoes the
+// daemons' log lines with the ms since the bench started, to see where time goes.
+// --keep leaves the spools behind for a look. Exit status: 0 when every
+// figure meets its target, 1 when one is missed, 2 on bad usage or a failed run.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+
+const started = performance.now();
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = (name) => path.join(ROOT, 'dist', 'bin', `${name}.js`);
+const { newId } = await import(path.join(ROOT, 'dist', 'spool', 'ids.js'));
+const { makeJob, formatJob } = await import(path.join(ROOT, 'dist', 'spool', 'job.js'));
+
+const PLATFORM = 'bench';
+const MiB = 2 ** 20;
+const MB = 1e6;
+
+// ---- command line ---------------------------------------------------------
+
+const USAGE = 'usage: node scripts/bench.mjs [W1] [W2] [W3] [W4] [--dir DIR] [--jobs N] [--keep] [--cpu-prof DIR] [--wrap-spoold CMD]\n';
+const opts = { dir: os.tmpdir(), jobs: 1000, keep: false, cpuProf: process.env.BENCH_CPU_PROF || undefined, wrapSpoold: process.env.BENCH_WRAP_SPOOLD || undefined, only: new Set() };
+{
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => { if (i + 1 >= argv.length) bad(`${a} needs a value`); return argv[++i]; };
+    if (/^W[1-4]$/i.test(a)) opts.only.add(a.toUpperCase());
+    else if (a === '--dir') opts.dir = path.resolve(val());
+    else if (a === '--jobs') { opts.jobs = Number(val()); if (!Number.isInteger(opts.jobs) || opts.jobs < 1) bad('--jobs takes a positive whole number'); }
+    else if (a === '--keep') opts.keep = true;
+    else if (a === '--cpu-prof') opts.cpuProf = path.resolve(val());
+    else if (a === '--wrap-spoold') opts.wrapSpoold = val();
+    else if (a === '-h' || a === '--help') { process.stdout.write(USAGE); process.exit(0); }
+    else bad(`unknown argument ${a}`);
+  }
+  if (opts.only.size === 0) for (const w of ['W1', 'W2', 'W3', 'W4']) opts.only.add(w);
+}
+function bad(msg) { process.stderr.write(`bench: ${msg}\n${USAGE}`); process.exit(2); }
+
+for (const b of ['spoold', 'workerd', 'bctl']) {
+  if (!fs.existsSync(BIN(b))) bad(`${path.relative(ROOT, BIN(b))} is missing: run npm run build (npm run bench does)`);
+}
+
+// ---- small helpers --------------------------------------------------------
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Wall-clock time in ns since the epoch, with sub-ms precision (comparable to `date +%s%N`). */
+const nowNs = () => (performance.timeOrigin + performance.now()) * 1e6;
+const median = (xs) => quantile(xs, 0.5);
+function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const pos = (s.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}
+function say(line) { process.stderr.write(`bench: ${line}\n`); }
+
+async function until(what, f, ms, every = 20) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(every);
+  }
+}
+
+/** Peak and current resident set of a live process, in bytes (/proc/PID/status). */
+function memOf(pid) {
+  const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN) * 1024;
+  return { hwm: kb('VmHWM'), rss: kb('VmRSS') };
+}
+
+const TICK = Number(sh('getconf', ['CLK_TCK'])) || 100;
+/** CPU seconds (user + system) a live process has used so far (/proc/PID/stat). */
+function cpuOf(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / TICK;   // fields 14 and 15 of proc(5), counted from 1 before the comm
+}
+const load1 = () => os.loadavg()[0].toFixed(2);
+
+function runProc(cmd, args, env = {}) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const c = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (b) => { out += b; });
+    c.stderr.on('data', (b) => { err += b; });
+    c.on('error', reject);
+    c.on('close', (code, sig) => {
+      const ms = performance.now() - t0;
+      if (code !== 0) reject(new Error(`${path.basename(args[0] ?? cmd)} ${args.slice(1).join(' ')} exited ${code ?? sig}: ${err.trim()}`));
+      else resolve({ ms, out, err });
+    });
+  });
+}
+
+// ---- the machine ------------------------------------------------------------
+
+function sh(cmd, args) { try { return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch { return ''; } }
+
+function machine(dir) {
+  const cpus = os.cpus();
+  const fsLine = sh('findmnt', ['-n', '-o', 'FSTYPE,SOURCE,OPTIONS', '-T', dir])
+    || sh('df', ['-T', dir]).split('\n')[1]?.split(/\s+/).slice(0, 2).reverse().join(' ')
+    || sh('stat', ['-f', '-c', '%T', dir]) || 'unknown';
+  return [
+    ['cpu', `${cpus[0]?.model?.trim() ?? 'unknown'}, ${cpus.length} cores (logical), ${cpus[0]?.speed ? `${cpus[0].speed} MHz` : 'speed unknown'}`],
+    ['memory', `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB total, ${(os.freemem() / 2 ** 30).toFixed(1)} GiB free`],
+    ['kernel', `${os.type()} ${os.release()} ${os.arch()}`],
+    ['node', process.version],
+    ['spool dir', `${dir} (${fsLine.replace(/\s+/g, ' ')})`],
+    ['load', os.loadavg().map((x) => x.toFixed(2)).join(' ')],
+  ];
+}
+
+// ---- one spool with its daemons -----------------------------------------------
+
+let benchSeq = 0;
+const cleanups = [];
+
+class Rig {
+  constructor(tag) { this.tag = tag; this.procs = []; }
+
+  async start(workers) {
+    this.base = await fsp.mkdtemp(path.join(opts.dir, `builder-bench-${this.tag}-`));
+    this.spool = path.join(this.base, 'spool');
+    cleanups.push(this);
+    this.spoold = this.daemon('spoold', ['-s', this.spool]);
+    // The pid from spoold's own log line, not the child's: with --wrap-spoold the child is the wrapper.
+    this.spoold.pid = Number((await this.spoold.waitLog(/spoold: started .*\bpid=(\d+)/, 15_000))[1]);
+    this.workers = [];
+    for (let i = 1; i <= workers; i++) {
+      const name = `w${i}`;
+      this.workers.push(this.daemon('workerd', ['-s', this.spool, '--name', name, '--workdir', path.join(this.base, `wd-${name}`), PLATFORM], name));
+    }
+    for (const w of this.workers) await this.spoold.waitLog(new RegExp(`worker joined worker=${w.name}\\b`), 15_000);
+    this.load0 = load1();
+    this.cpu0 = this.cpu();
+    return this;
+  }
+
+  /** CPU seconds used so far by spoold and by all workers (their jobs not included). */
+  cpu() {
+    return { spoold: cpuOf(this.spoold.pid), workers: this.workers.reduce((n, w) => n + cpuOf(w.pid), 0) };
+  }
+
+  /** A note on what the workload cost and how busy the machine was: call it before stop(). */
+  account(what) {
+    const c = this.cpu();
+    notes.push(`${what}: CPU spoold ${fmt(c.spoold - this.cpu0.spoold, 2)} s, workerd ${fmt(c.workers - this.cpu0.workers, 2)} s; load average ${this.load0} -> ${load1()}`);
+  }
+
+  daemon(prog, args, name = prog) {
+    const pre = opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf, '--cpu-prof-name', `${this.tag}-${name}-${++benchSeq}.cpuprofile`] : [];
+    const wrap = prog === 'spoold' && opts.wrapSpoold ? opts.wrapSpoold.split(/\s+/).filter(Boolean) : [];
+    const argv = [...wrap, process.execPath, ...pre, BIN(prog), ...args];
+    const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    let partial = '';
+    child.stderr.on('data', (b) => {
+      log += b;
+      if (d.onLine) {
+        const t = nowNs();
+        const lines = (partial + b).split('\n');
+        partial = lines.pop();
+        for (const l of lines) d.onLine(l, t);
+      }
+      if (log.length > 4 * MiB) log = log.slice(-MiB);   // W1 logs thousands of lines; the tail is enough
+      if (process.env.BENCH_VERBOSE) for (const l of String(b).split('\n')) if (l) process.stderr.write(`[${fmt(performance.now() - started, 1)} ${this.tag} ${name}] ${l}\n`);
+    });
+    const exited = new Promise((r) => child.on('close', (code, sig) => r(code ?? sig)));
+    const d = {
+      name, child, pid: child.pid, exited, onLine: undefined,
+      log: () => log,
+      waitLog: (re, ms) => until(`${re} in ${name}'s log`, () => {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}):\n${log.slice(-2000)}`);
+        return re.exec(log);
+      }, ms),
+    };
+    this.procs.push(d);
+    return d;
+  }
+
+  get sp() {
+    const s = this.spool;
+    return { tmp: path.join(s, 'tmp'), new: path.join(s, 'new'), done: (name, id) => path.join(s, 'done', name, ...(id ? [id] : [])) };
+  }
+
+  /** Write a job file in tmp/ (not yet queued). Returns {id, staged, target}. */
+  async stage(name, body) {
+    const id = newId();
+    const job = makeJob({ name, platform: PLATFORM, timeout: undefined, retries: undefined, priority: 0, network: false,
+      template: undefined, vars: {}, body, id, queued: new Date(), origin: 'submit', attempt: 0 });
+    const staged = path.join(this.sp.tmp, `bench.${id}`);
+    await fsp.writeFile(staged, formatJob(job));
+    return { id, staged, target: path.join(this.sp.new, id) };
+  }
+
+  /** The result file of name/id once it is there (finalize renames the whole directory, so it is whole). */
+  resultPath(name, id) { return path.join(this.sp.done(name, id), 'result'); }
+
+  async stop() {
+    for (const d of this.procs) {
+      if (d.child.exitCode !== null || d.child.signalCode !== null) continue;
+      // Signal the daemon itself: a wrapper such as strace would detach and leave it running.
+      if (d.pid !== d.child.pid) { try { process.kill(d.pid, 'SIGTERM'); } catch { /* gone */ } } else d.child.kill('SIGTERM');
+    }
+    await Promise.all(this.procs.map(async (d) => {
+      const t = setTimeout(() => { if (d.pid !== d.child.pid) { try { process.kill(d.pid, 'SIGKILL'); } catch { /* gone */ } } d.child.kill('SIGKILL'); }, 10_000);
+      await d.exited;
+      clearTimeout(t);
+    }));
+    this.procs = [];
+  }
+
+  async remove() {
+    await this.stop();
+    if (!opts.keep && this.base) await fsp.rm(this.base, { recursive: true, force: true });
+  }
+}
+
+/** Count finished jobs of `name` (done/NAME/ID directories). */
+async function countDone(rig, name) {
+  try { return (await fsp.readdir(rig.sp.done(name))).filter((n) => n !== 'latest').length; } catch { return 0; }
+}
+
+async function checkResults(rig, name, ids, want = /^status: exited 0$/m) {
+  let bad = 0;
+  let example = '';
+  for (const id of ids) {
+    const t = await fsp.readFile(rig.resultPath(name, id), 'utf8').catch(() => '');
+    if (!want.test(t)) { bad++; example ||= `${id}: ${/^status: .*$/m.exec(t)?.[0] ?? 'no result'}`; }
+  }
+  if (bad > 0) throw new Error(`${bad} of ${ids.length} ${name} jobs did not end as expected, e.g. ${example}`);
+}
+
+// ---- the table ------------------------------------------------------------------
+
+const rows = [];   // { figure, measured, target, ok: true|false|undefined }
+const notes = [];
+function row(figure, measured, target, ok) { rows.push({ figure, measured, target, ok }); }
+const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+const mib = (b) => `${fmt(b / MiB, 1)} MiB`;
+
+// ---- W1 -------------------------------------------------------------------------
+
+const TRUE_SCRIPT = '#!/bin/sh\ntrue\n';
+
+async function startupRatio() {
+  const dir = await fsp.mkdtemp(path.join(opts.dir, 'builder-bench-startup-'));
+  const rig = { base: dir, remove: () => (opts.keep ? undefined : fsp.rm(dir, { recursive: true, force: true })), stop: async () => {} };
+  cleanups.push(rig);
+  const spool = path.join(dir, 'spool');
+  const script = path.join(dir, 'true.sh');
+  await fsp.writeFile(script, TRUE_SCRIPT);
+  // Warm the page cache and the spool's directories first: the first run of each pays for disk reads.
+  await runProc(process.execPath, ['-e', '0']);
+  await runProc(process.execPath, [BIN('bctl'), '-s', spool, 'submit', PLATFORM, script]);
+  const nodeMs = [];
+  const bctlMs = [];
+  for (let i = 0; i < 20; i++) {
+    nodeMs.push((await runProc(process.execPath, ['-e', '0'])).ms);
+    bctlMs.push((await runProc(process.execPath, [BIN('bctl'), '-s', spool, 'submit', PLATFORM, script])).ms);
+  }
+  await rig.remove();
+  return { node: median(nodeMs), bctl: median(bctlMs) };
+}
+
+async function w1() {
+  const n = opts.jobs;
+  say(`W1: startup of node -e 0 and bctl submit, 20 runs each`);
+  const st = await startupRatio();
+  const ratio = st.bctl / st.node;
+
+  say(`W1: ${n} jobs through 2 workers, one bctl submit process per job`);
+  let rig = await new Rig('w1-bctl').start(2);
+  const script = path.join(rig.base, 'true.sh');
+  await fsp.writeFile(script, TRUE_SCRIPT);
+  const ids = [];
+  const perProc = [];
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const r = await runProc(process.execPath, [BIN('bctl'), '-s', rig.spool, 'submit', '--name', 'w1-bctl', PLATFORM, script]);
+    perProc.push(r.ms);
+    ids.push(r.out.trim());
+  }
+  const tSubmitted = performance.now();
+  await until(`${n} w1-bctl jobs in done/`, async () => (await countDone(rig, 'w1-bctl')) >= n, 120_000, 10);
+  const t1 = performance.now();
+  rig.account('W1 bctl');
+  await checkResults(rig, 'w1-bctl', ids);
+  const bctlRate = n / ((t1 - t0) / 1000);
+  notes.push(`W1 bctl: ${n} submits took ${fmt((tSubmitted - t0) / 1000, 2)} s (median ${fmt(median(perProc))} ms a process while the workers ran), the last job finished ${fmt(t1 - tSubmitted, 0)} ms after the last submit`);
+  await rig.remove();
+
+  say(`W1: ${n} jobs through 2 workers, job files renamed from tmp/ into new/`);
+  rig = await new Rig('w1-drop').start(2);
+  const staged = [];
+  for (let i = 0; i < n; i++) staged.push(await rig.stage('w1-drop', TRUE_SCRIPT));
+  const d0 = performance.now();
+  for (const s of staged) await fsp.rename(s.staged, s.target);
+  const dRenamed = performance.now();
+  await until(`${n} w1-drop jobs in done/`, async () => (await countDone(rig, 'w1-drop')) >= n, 120_000, 10);
+  const d1 = performance.now();
+  rig.account('W1 drop');
+  await checkResults(rig, 'w1-drop', staged.map((s) => s.id));
+  const dropRate = n / ((d1 - d0) / 1000);
+  const spooldMem = memOf(rig.spoold.pid);
+  notes.push(`W1 drop: ${n} renames took ${fmt(dRenamed - d0, 0)} ms; spoold peak RSS ${mib(spooldMem.hwm)} after ${2 * n} jobs in W1`);
+  await rig.remove();
+
+  row(`W1 jobs/s, files renamed into new/ (${n} jobs, 2 workers)`, fmt(dropRate), '>= 200', dropRate >= 200);
+  row(`W1 jobs/s, one bctl submit per job (${n} jobs)`, fmt(bctlRate), '(bounded by bctl start)', undefined);
+  row('W1 node -e 0, median of 20', `${fmt(st.node)} ms`, '', undefined);
+  row('W1 bctl submit, median of 20', `${fmt(st.bctl)} ms`, '', undefined);
+  row('W1 bctl submit / node -e 0', `${fmt(ratio, 2)}x`, '<= 1.30x', ratio <= 1.3);
+}
+
+// ---- W2 -------------------------------------------------------------------------
+
+async function w2() {
+  const n = 30;
+  say(`W2: submit-to-start latency, ${n} jobs, idle workers`);
+  const rig = await new Rig('w2').start(2);
+  const lat = [];
+  // Where the time goes, from the daemons' log lines as they reach us (each a little late):
+  // rename -> `queued` (watcher, read, parse) -> `dispatched` (claim, sent) -> workerd `running` -> date.
+  const seen = new Map();
+  const stamp = (re) => (l, t) => { const m = re.exec(l); if (m && !seen.has(`${m[1]} ${m[2]}`)) seen.set(`${m[1]} ${m[2]}`, t); };
+  rig.spoold.onLine = stamp(/spoold: (queued|dispatched) id=(\S+)/);
+  for (const w of rig.workers) w.onLine = stamp(/workerd: (running) (\S+)/);
+  const steps = { queued: [], dispatched: [], running: [], started: [] };
+  const body = '#!/bin/sh\ndate +%s%N\n';
+  for (let i = 0; i < n; i++) {
+    const s = await rig.stage('w2', body);
+    await sleep(50);                         // let the staging write settle: the workers are idle and spoold quiet
+    const t = nowNs();
+    await fsp.rename(s.staged, s.target);
+    const res = rig.resultPath('w2', s.id);
+    await until(`w2 job ${s.id}`, () => fs.existsSync(res), 20_000, 5);
+    const started = Number((await fsp.readFile(path.join(rig.sp.done('w2', s.id), 'console.log'), 'utf8')).trim());
+    if (!Number.isFinite(started)) throw new Error(`W2: job ${s.id} printed no start time`);
+    lat.push((started - t) / 1e6);
+    let prev = t;
+    for (const [k, at] of [['queued', seen.get(`queued ${s.id}`)], ['dispatched', seen.get(`dispatched ${s.id}`)], ['running', seen.get(`running ${s.id}`)], ['started', started]]) {
+      if (at === undefined) continue;
+      steps[k].push((at - prev) / 1e6);
+      prev = at;
+    }
+  }
+  rig.account('W2');
+  await rig.remove();
+  // The floor: the same script spawned straight from node, no spool, no daemons.
+  const script = path.join(rig.base + '-floor.sh');
+  await fsp.writeFile(script, body, { mode: 0o755 });
+  const floor = [];
+  for (let i = 0; i < n; i++) {
+    const t = nowNs();
+    const r = await runProc(script, []);
+    floor.push((Number(r.out.trim()) - t) / 1e6);
+    await sleep(20);
+  }
+  await fsp.rm(script, { force: true });
+  const p50 = median(lat);
+  row(`W2 submit-to-start p50 (${n} jobs)`, `${fmt(p50)} ms`, '< 10 ms', p50 < 10);
+  row(`W2 submit-to-start p95`, `${fmt(quantile(lat, 0.95))} ms`, '', undefined);
+  row(`W2 floor: node spawns the script itself, p50`, `${fmt(median(floor))} ms`, '', undefined);
+  notes.push(`W2 medians, ms: rename to spoold's "queued" line ${fmt(median(steps.queued))}, to "dispatched" +${fmt(median(steps.dispatched))}, to workerd's "running" +${fmt(median(steps.running))}, to the job's date +${fmt(median(steps.started))}`);
+  notes.push(`W2 latencies (ms, sorted): ${[...lat].sort((a, b) => a - b).map((x) => fmt(x)).join(' ')}`);
+}
+
+// ---- W3 -------------------------------------------------------------------------
+
+async function w3() {
+  const bytes = 100_000_000;
+  say(`W3: one job printing ${bytes / MB} MB of lines`);
+  const rig = await new Rig('w3').start(2);
+  const body = `#!/bin/sh\ndate +%s%N > start.ns\nyes 'some line of build output 0123456789' | head -c ${bytes}\n`;
+  const s = await rig.stage('w3', body);
+  await fsp.rename(s.staged, s.target);
+  const res = rig.resultPath('w3', s.id);
+  await until('the w3 result', () => fs.existsSync(res), 120_000, 5);
+  const tEnd = nowNs();
+  const mem = memOf(rig.spoold.pid);
+  rig.account('W3');
+  const dir = rig.sp.done('w3', s.id);
+  await checkResults(rig, 'w3', [s.id]);
+  const started = Number((await fsp.readFile(path.join(dir, 'artifacts', 'start.ns'), 'utf8')).trim());
+  const size = (await fsp.stat(path.join(dir, 'console.log'))).size;
+  await rig.remove();
+  if (size !== bytes) throw new Error(`W3: console.log has ${size} bytes, not ${bytes}`);
+  const secs = (tEnd - started) / 1e9;
+  const rate = bytes / MB / secs;
+  row(`W3 100 MB console: job start to result in done/`, `${fmt(secs, 2)} s`, '', undefined);
+  row(`W3 console throughput (console.log ${size} bytes, checked)`, `${fmt(rate, 0)} MB/s`, '>= 300 MB/s', rate >= 300);
+  row(`W3 spoold peak RSS (VmHWM)`, mib(mem.hwm), '< 100 MiB', mem.hwm < 100 * MiB);
+}
+
+// ---- W4 -------------------------------------------------------------------------
+
+async function sha256File(p) {
+  const h = createHash('sha256');
+  for await (const c of fs.createReadStream(p, { highWaterMark: 1 << 20 })) h.update(c);
+  return h.digest('hex');
+}
+
+async function w4() {
+  const bytes = 512 * MiB;
+  say(`W4: one job leaving a ${bytes / MiB} MiB artifact`);
+  const rig = await new Rig('w4').start(2);
+  const body = '#!/bin/sh\nset -e\ndd if=/dev/zero of=big.bin bs=1M count=512 2>/dev/null\ndate +%s%N\n';
+  const s = await rig.stage('w4', body);
+  await fsp.rename(s.staged, s.target);
+  const res = rig.resultPath('w4', s.id);
+  await until('the w4 result', () => fs.existsSync(res), 120_000, 5);
+  const tArrived = nowNs();
+  const dir = rig.sp.done('w4', s.id);
+  const sums = await fsp.readFile(path.join(dir, 'SHA256SUMS'), 'utf8');
+  const sum = await sha256File(path.join(dir, 'artifacts', 'big.bin'));
+  const tVerified = nowNs();
+  const result = await fsp.readFile(res, 'utf8');
+  const worker = /^worker: (\S+)$/m.exec(result)?.[1];
+  const w = rig.workers.find((x) => x.name === worker);
+  const spooldMem = memOf(rig.spoold.pid);
+  const workerMem = w ? memOf(w.pid) : { hwm: NaN };
+  rig.account('W4');
+  await checkResults(rig, 'w4', [s.id]);
+  const wrote = Number((await fsp.readFile(path.join(dir, 'console.log'), 'utf8')).trim());
+  const size = (await fsp.stat(path.join(dir, 'artifacts', 'big.bin'))).size;
+  await rig.remove();
+  if (sums !== `${sum}  big.bin\n`) throw new Error(`W4: SHA256SUMS says ${JSON.stringify(sums)}, big.bin hashes to ${sum}`);
+  if (size !== bytes) throw new Error(`W4: big.bin has ${size} bytes, not ${bytes}`);
+  const secs = (tVerified - wrote) / 1e9;
+  const rate = bytes / MB / secs;
+  row('W4 512 MiB artifact: end of writing to result in done/', `${fmt((tArrived - wrote) / 1e9, 2)} s`, '', undefined);
+  row('W4 ... and its sha256 verified here', `${fmt(secs, 2)} s`, '', undefined);
+  row('W4 artifact throughput (to verified)', `${fmt(rate, 0)} MB/s`, '>= 200 MB/s', rate >= 200);
+  row('W4 spoold peak RSS (VmHWM)', mib(spooldMem.hwm), '< 100 MiB', spooldMem.hwm < 100 * MiB);
+  row(`W4 workerd peak RSS (VmHWM, ${worker ?? '?'})`, mib(workerMem.hwm), '', undefined);
+}
+
+// ---- main ---------------------------------------------------------------------------
+
+const REFERENCE = [
+  ['robur builder W3', '42-50 s, 2.3 GiB server memory'],
+  ['robur builder W4', '20-24 s, 2.6 GiB server, 1.5 GiB worker'],
+  ['task-spooler W1', '64-70 jobs/s'],
+  ['task-spooler W2', '21 ms p50'],
+];
+
+function printTable() {
+  const head = ['figure', 'measured', 'target', ''];
+  const body = rows.map((r) => [r.figure, r.measured, r.target, r.ok === undefined ? '' : r.ok ? 'ok' : 'MISS']);
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells) => cells.map((c, i) => (i === 1 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ').trimEnd();
+  console.log(line(head));
+  console.log(w.map((n) => '-'.repeat(n)).join('  ').trimEnd());
+  for (const b of body) console.log(line(b));
+}
+
+console.log('builder benchmark');
+for (const [k, v] of machine(opts.dir)) console.log(`  ${k.padEnd(9)} ${v}`);
+if (opts.cpuProf) { await fsp.mkdir(opts.cpuProf, { recursive: true }); console.log(`  cpu-prof  ${opts.cpuProf}`); }
+console.log('');
+
+let failed;
+const stopAll = async () => { for (const r of cleanups.splice(0)) await r.remove().catch(() => {}); };
+process.on('SIGINT', () => { void stopAll().then(() => process.exit(130)); });
+try {
+  if (opts.only.has('W1')) await w1();
+  if (opts.only.has('W2')) await w2();
+  if (opts.only.has('W3')) await w3();
+  if (opts.only.has('W4')) await w4();
+} catch (e) {
+  failed = e;
+} finally {
+  await stopAll();
+}
+
+printTable();
+if (notes.length) { console.log(''); for (const n of notes) console.log(n); }
+console.log('\nreference (from the issue, other machines):');
+for (const [k, v] of REFERENCE) console.log(`  ${k.padEnd(18)} ${v}`);
+console.log(`\nbench took ${fmt((performance.now() - started) / 1000, 0)} s`);
+if (failed) {
+  process.stderr.write(`bench: run failed: ${failed.stack ?? failed}\n`);
+  process.exit(2);
+}
+process.exit(rows.some((r) => r.ok === false) ? 1 : 0);
