@@ -22,6 +22,7 @@ export interface InstanceOpts {
   priority?: number | undefined;
   templateDirs: string[];          // SPOOL/templates first, then --templates DIR
   now?: Date;
+  skip?: ReadonlySet<string>;      // platforms a template schedule does not run on (dropped ones)
 }
 
 /** Build the instances of `s`, without writing anything. */
@@ -29,7 +30,7 @@ export async function instances(s: Schedule, o: InstanceOpts): Promise<Instance[
   let platforms: string[];
   if (o.platform !== undefined) platforms = [o.platform];
   else if (s.platform !== undefined) platforms = [s.platform];
-  else platforms = await templatePlatforms(o.templateDirs, s.template!);
+  else platforms = (await templatePlatforms(o.templateDirs, s.template!)).filter((p) => !o.skip?.has(p));
   if (platforms.length === 0) {
     throw new SpoolError('SPOOL_NOT_FOUND', `no platform has template ${s.template}`, { path: `schedules/${s.name}`, hint: `add templates/${s.template}.template.PLATFORM, or a platform: header` });
   }

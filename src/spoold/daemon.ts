@@ -79,6 +79,8 @@ export class Daemon implements ConnOwner {
   private workerWrites = new Map<string, Promise<void>>();
   /** Called when a job finishes, for schedule state (timer.ts). */
   onFinished: (r: Result, origin: string) => void = () => {};
+  /** Whether anything could ever give work to a platform (a schedule or a template): set by main.ts. */
+  hasWorkFor: (platform: string) => Promise<boolean> = async () => true;
 
   constructor(readonly sp: SpoolPaths, readonly opts: DaemonOpts) {
     this.heartbeatMs = opts.heartbeatMs;
@@ -158,6 +160,7 @@ export class Daemon implements ConnOwner {
       this.writeWorker(c);
       if (this.dropped.has(c.platform)) c.send({ t: 'idle', why: `platform ${c.platform} is dropped (bctl undrop-platform ${c.platform} restores it)` });
       this.dispatchFor(c.platform);
+      void this.warnIfIdle(c);
     }
   }
 
@@ -189,6 +192,12 @@ export class Daemon implements ConnOwner {
     }
     this.writeWorker(c);
     this.dispatchFor(c.platform);
+  }
+
+  /** A worker of a platform nothing serves is probably misnamed: say so once it joins. */
+  private async warnIfIdle(c: Conn): Promise<void> {
+    if (this.queue.peek(c.platform) || this.busy.has(c) || await this.hasWorkFor(c.platform)) return;
+    log('warning', { worker: c.name, platform: c.platform, why: 'no queued job, schedule or template for this platform; is the platform name right?' });
   }
 
   onClose(c: Conn, why: string): void {

@@ -13,7 +13,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { parseSchedule, type Schedule } from '../spool/job.js';
 import { queueInstances } from '../spool/instance.js';
-import { readScheduleState, writeScheduleState, nextDue } from '../spool/schedstate.js';
+import { findTemplate } from '../spool/template.js';
+import { readScheduleState, writeScheduleState, nextDue, stateAfterFire } from '../spool/schedstate.js';
 import { reject } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { isName, type SpoolPaths } from '../spool/paths.js';
@@ -102,17 +103,17 @@ export class ScheduleTimer {
         const st = await readScheduleState(this.sp, s.name);
         const due = nextDue(s, st);
         if (!due || due.getTime() > now.getTime()) continue;
-        const next = { ...st, fired: now, next: undefined };
+        let next = stateAfterFire(st, now);
         if (this.d.queue.hasName(s.name)) {
           log('skipped', { name: s.name, why: 'its last instance still waits in new/' });
         } else {
           try {
-            const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now });
+            const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip: this.d.dropped });
             for (const i of list) {
               if (i.error) log('failed', { id: i.id, name: s.name, platform: i.platform, why: i.error });
               else await this.d.queue.consider(i.id);
             }
-            next.lastId = list[list.length - 1]?.id;
+            next = stateAfterFire(st, now, list[list.length - 1]?.id);
           } catch (e) {
             log('error', { name: s.name, why: (e as Error).message });
           }
@@ -123,6 +124,15 @@ export class ScheduleTimer {
       this.firing = false;
       await this.arm();
     }
+  }
+
+  /** True when some schedule runs on platform p (by platform: or by a template it has). */
+  async serves(p: string): Promise<boolean> {
+    for (const { s } of this.schedules.values()) {
+      if (s.platform === p) return true;
+      if (s.platform === undefined && s.template !== undefined && (await findTemplate(this.templateDirs, s.template, p))) return true;
+    }
+    return false;
   }
 
   /** A job finished: record its result in its schedule's state. */

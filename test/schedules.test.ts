@@ -1,0 +1,150 @@
+// Schedules, templates and platforms end to end: spoold's timer, bctl, hand edits.
+// Times are made near with bctl reschedule rather than waiting for real periods.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { tmpdir, daemon, bctl, until, drop, sleep, readIf, type Daemon } from './lib.js';
+import { parseJob } from '../src/spool/job.js';
+
+let spool = '';
+let procs: Daemon[] = [];
+let s: Daemon;
+test.before.each(async () => {
+  spool = await tmpdir('schedules');
+  procs = [];
+  s = start();
+  await s.waitLog(/started/);
+});
+test.after.each(async () => {
+  for (const p of procs) await p.stop('SIGKILL');
+  for (const d of [spool, `${spool}-wd`, `${spool}-scripts`]) await fsp.rm(d, { recursive: true, force: true });
+});
+function start(): Daemon { const d = daemon('spoold', ['-s', spool, '--lease', '2s', '--heartbeat', '400ms']); procs.push(d); return d; }
+function worker(platform: string, name = `w-${platform}`): Daemon {
+  const d = daemon('workerd', ['-s', spool, '--name', name, '--workdir', `${spool}-wd/${name}`, platform]);
+  procs.push(d);
+  return d;
+}
+async function script(body: string): Promise<string> {
+  await fsp.mkdir(`${spool}-scripts`, { recursive: true });
+  const p = path.join(`${spool}-scripts`, `s${Math.random().toString(36).slice(2)}.sh`);
+  await fsp.writeFile(p, body);
+  return p;
+}
+async function ok(args: string[]): Promise<string> {
+  const r = await bctl(spool, args);
+  assert.is(r.code, 0, `bctl ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+const queued = (name: string) => fs.readdirSync(path.join(spool, 'new')).filter((f) => parseJob(fs.readFileSync(path.join(spool, 'new', f)), f, f).name === name);
+const doneIds = (name: string) => { try { return fs.readdirSync(path.join(spool, 'done', name)).filter((f) => f !== 'latest'); } catch { return []; } };
+const state = (name: string) => readIf(path.join(spool, 'state', name)) ?? '';
+const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+
+test('a new schedule runs at once, then not again until its period; reschedule runs it at the given time', async () => {
+  worker('debian-12');
+  await ok(['schedule', 'nightly', 'debian-12', await script('#!/bin/sh\necho built\n'), '--period', 'daily']);
+  await until('first run', () => doneIds('nightly').length === 1);
+  await sleep(1500);
+  assert.is(doneIds('nightly').length, 1, 'a daily schedule runs once, not again right away');
+  assert.match(state('nightly'), /^fired: /m);
+  await until('last status recorded', () => /last-status: exited 0/.test(state('nightly')));
+  const at = Date.now() + 2000;
+  await ok(['reschedule', 'nightly', iso(at)]);
+  await until('rescheduled run', () => doneIds('nightly').length === 2, 10_000);
+  const second = doneIds('nightly').sort()[1]!;
+  const job = parseJob(fs.readFileSync(path.join(spool, 'done', 'nightly', second, 'job')), 'job', second);
+  assert.ok(job.queued!.getTime() >= Math.floor(at / 1000) * 1000, `queued at ${job.queued!.toISOString()}, not before ${iso(at)}`);
+  assert.is(job.origin, 'schedule');
+  // The next due time is the next midnight (UTC) after the firing, not now.
+  const info = JSON.parse(await ok(['info', '--json']));
+  const next = new Date(info.schedules[0].next);
+  assert.ok(next.getTime() > Date.now() && next.getTime() <= Date.now() + 86400_000, `next run ${info.schedules[0].next}`);
+  assert.is(next.toISOString().slice(11), '00:00:00.000Z');
+  assert.is(info.schedules[0].lastStatus, 'exited 0');
+});
+
+test('at most one queued instance per name: a due schedule whose last instance still waits does not queue a second', async () => {
+  await ok(['schedule', 'waits', 'nobody-serves-this', await script('#!/bin/sh\necho\n'), '--period', 'hourly']);
+  await until('first instance', () => queued('waits').length === 1);
+  await ok(['reschedule', 'waits', iso(Date.now() + 500)]);
+  await s.waitLog(/skipped name=waits/, 10_000);
+  assert.is(queued('waits').length, 1);
+});
+
+test('after downtime a missed run fires once, and the period counts from that firing', async () => {
+  await s.stop('SIGTERM');
+  await fsp.mkdir(path.join(spool, 'schedules'), { recursive: true });
+  await drop(spool, 'schedules', 'hourly', 'platform: nobody\nschedule: @hourly\n\n#!/bin/sh\necho\n');
+  // Last fired three years ago: some 26,000 hourly runs were missed.
+  await drop(spool, 'state', 'hourly', `fired: ${iso(Date.now() - 3 * 365 * 86400_000)}\n`);
+  s = start();
+  await until('one catch-up instance', () => queued('hourly').length === 1);
+  await sleep(1500);
+  assert.is(queued('hourly').length, 1, 'missed runs fire once');
+  const info = JSON.parse(await ok(['info', '--json']));
+  const next = new Date(info.schedules.find((x: { name: string }) => x.name === 'hourly').next).getTime();
+  assert.ok(next > Date.now() && next <= Date.now() + 3600_000, 'next run within the hour');
+});
+
+test('a template schedule without platform runs on every platform that has the template, each with its own result; a missing variable is that job\'s failed result', async () => {
+  await drop(spool, 'templates', 'greet.template.alpha', '#!/bin/sh\necho "%%WHO%% on %%PLATFORM%%"\n');
+  await drop(spool, 'templates', 'greet.template.beta', '#!/bin/sh\necho "%%WHO%% on %%PLATFORM%% (beta)"\n');
+  await drop(spool, 'templates', 'greet.template.gamma', '#!/bin/sh\necho "%%WHOM%%"\n');
+  worker('alpha');
+  worker('beta');
+  await drop(spool, 'schedules', 'greet', 'template: greet\nvar.WHO: builder\nschedule: never\n');
+  // One template is broken: execute queues the good instances, records the bad one as failed, and exits 1.
+  const ex = await bctl(spool, ['execute', 'greet']);
+  assert.is(ex.code, 1);
+  assert.match(ex.stderr, /gamma/);
+  await until('alpha and beta done, gamma failed', () => doneIds('greet').length === 3, 20_000);
+  const consoles = doneIds('greet').map((id) => ({ r: fs.readFileSync(path.join(spool, 'done', 'greet', id, 'result'), 'utf8'), c: fs.readFileSync(path.join(spool, 'done', 'greet', id, 'console.log'), 'utf8') }));
+  assert.ok(consoles.some((x) => x.c === 'builder on alpha\n' && /platform: alpha/.test(x.r)));
+  assert.ok(consoles.some((x) => x.c === 'builder on beta (beta)\n' && /platform: beta/.test(x.r)));
+  const gamma = consoles.find((x) => /platform: gamma/.test(x.r))!;
+  assert.match(gamma.r, /status: failed: .*greet\.template\.gamma: template uses %%WHOM%% but the job has no var\.WHOM/);
+  assert.ok(s.child.exitCode === null, 'spoold is fine');
+});
+
+test('drop-platform stops dispatch, sets schedules aside and tells workers why; undrop restores it; a worker restart does not revive it', async () => {
+  await ok(['drop-platform', 'sparc', '--reason', 'hardware gone']);
+  const w = worker('sparc');
+  await w.waitLog(/no work: platform sparc is dropped/);
+  await ok(['schedule', 'sparcjob', 'sparc', await script('#!/bin/sh\necho sparc\n'), '--period', 'hourly']);
+  const id = (await ok(['submit', 'sparc', await script('#!/bin/sh\necho one-off\n')])).trim();
+  await sleep(1500);
+  assert.is(queued('sparcjob').length, 0, 'the schedule is set aside');
+  assert.ok(fs.existsSync(path.join(spool, 'new', id)), 'the queued job waits');
+  assert.ok(fs.existsSync(path.join(spool, 'schedules', 'sparcjob')), 'the schedule is kept');
+  await w.stop('SIGKILL');
+  const w2 = worker('sparc', 'w-sparc-2');
+  await w2.waitLog(/no work: platform sparc is dropped/);
+  assert.ok(fs.existsSync(path.join(spool, 'new', id)), 'a restarted worker does not revive the platform');
+  await ok(['undrop-platform', 'sparc']);
+  await until('the queued job ran', () => fs.readdirSync(path.join(spool, 'done')).some((n) => doneIds(n).includes(id)), 15_000);
+  await until('the schedule fires again', () => doneIds('sparcjob').length === 1, 15_000);
+});
+
+test('hand edits take effect within a second: a written schedule fires, a broken edit goes to bad/, a deleted one stops', async () => {
+  worker('debian-12');
+  await drop(spool, 'schedules', 'byhand', 'platform: debian-12\nschedule: @daily\n\n#!/bin/sh\necho by hand\n');
+  await until('hand-written schedule ran', () => doneIds('byhand').length === 1, 5_000);
+  await drop(spool, 'schedules', 'byhand', 'platform: debian-12\nschedule: 0 25 * * *\n\n#!/bin/sh\necho by hand\n');
+  const why = await until('bad edit rejected', () => fs.readdirSync(path.join(spool, 'bad')).find((f) => f.startsWith('schedules.byhand.') && f.endsWith('.why')), 5_000);
+  assert.match(fs.readFileSync(path.join(spool, 'bad', why), 'utf8'), /schedules\/byhand:2: bad hour field '25' in '0 25 \* \* \*'/);
+  await drop(spool, 'schedules', 'gone', 'platform: debian-12\nschedule: never\n\n#!/bin/sh\necho\n');
+  await s.waitLog(/scheduled name=gone/, 5_000);
+  await fsp.rm(path.join(spool, 'schedules', 'gone'));
+  await s.waitLog(/unscheduled name=gone/, 5_000);
+  assert.ok(s.child.exitCode === null);
+});
+
+test('spoold warns about a worker whose platform has no job, schedule or template', async () => {
+  worker('typo-platform');
+  await s.waitLog(/warning worker=w-typo-platform platform=typo-platform why="no queued job, schedule or template/);
+});
+
+test.run();
