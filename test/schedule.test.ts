@@ -21,15 +21,15 @@ function next(expr: string, tz: string, after: string): string {
 
 test('checkSchedule refuses what is not a 5-field schedule, naming what is wrong', () => {
   const cases: Array<[string, RegExp]> = [
-    ['', /^empty schedule; write @hourly/],
-    ['   ', /^empty schedule/],
-    ['* * *', /^schedule '\* \* \*' has 3 fields, a cron schedule has 5 \(minute hour day-of-month month day-of-week\)/],
-    ['0 0 * *', /has 4 fields, a cron schedule has 5/],
-    ['0 0 0 * * *', /has 6 fields, a cron schedule has 5 .*, and no seconds field/],
-    ['0 0 0 * * * *', /has 7 fields/],
-    ['@fortnightly', /^unknown schedule '@fortnightly' \(known: @hourly, @daily, @weekly, never\)/],
-    ['@monthly', /^unknown schedule '@monthly'/],
-    ['daily', /has 1 field, a cron schedule has 5/],
+    ['', /^bad schedule '': it is empty; write @hourly/],
+    ['   ', /^bad schedule '   ': it is empty/],
+    ['* * *', /^bad schedule '\* \* \*': 3 fields, a cron schedule has 5 \(minute hour day-of-month month day-of-week\)/],
+    ['0 0 * *', /^bad schedule '0 0 \* \*': 4 fields, a cron schedule has 5/],
+    ['0 0 0 * * *', /: 6 fields, a cron schedule has 5 .*, and no seconds field/],
+    ['0 0 0 * * * *', /: 7 fields/],
+    ['@fortnightly', /^bad schedule '@fortnightly': unknown name \(known: @hourly, @daily, @weekly, never\)/],
+    ['@monthly', /^bad schedule '@monthly': unknown name/],
+    ['daily', /^bad schedule 'daily': 1 field, a cron schedule has 5/],
   ];
   for (const [expr, re] of cases) {
     const e = err(() => checkSchedule(expr));
@@ -40,27 +40,27 @@ test('checkSchedule refuses what is not a 5-field schedule, naming what is wrong
 
 test('checkSchedule names the field whose value is out of range or malformed', () => {
   const cases: Array<[string, RegExp]> = [
-    ['61 * * * *', /^bad minute field '61' in '61 \* \* \* \*': .*61 expected range 0-59/],
-    ['*/0 * * * *', /^bad minute field '\*\/0' in '\*\/0 \* \* \* \*': .*cannot repeat at every 0/],
-    ['0 24 * * *', /^bad hour field '24'.*range 0-23/],
-    ['0 0 0 * *', /^bad day-of-month field '0'.*range 1-31/],
-    ['0 0 * 13 *', /^bad month field '13'.*range 1-12/],
-    ['0 0 * * 8', /^bad day-of-week field '8'.*range 0-7/],
-    ['1-0 * * * *', /^bad minute field '1-0'/],
-    ['0,,1 * * * *', /^bad minute field '0,,1'/],
+    ['61 * * * *', /^bad schedule '61 \* \* \* \*': minute field '61': .*61 expected range 0-59/],
+    ['*/0 * * * *', /^bad schedule '\*\/0 \* \* \* \*': minute field '\*\/0': .*cannot repeat at every 0/],
+    ['0 24 * * *', /: hour field '24'.*range 0-23/],
+    ['0 0 0 * *', /: day-of-month field '0'.*range 1-31/],
+    ['0 0 * 13 *', /: month field '13'.*range 1-12/],
+    ['0 0 * * 8', /: day-of-week field '8'.*range 0-7/],
+    ['1-0 * * * *', /: minute field '1-0'/],
+    ['0,,1 * * * *', /: minute field '0,,1'/],
     // H is cron-parser's hash: a random minute on every parse, so never accepted
-    ['H * * * *', /^bad minute field 'H' .*: it takes numbers 0-59, \*, lists, ranges and steps/],
-    ['0 0 * H *', /^bad month field 'H'/],
-    ['0 0 * * THU,H', /^bad day-of-week field 'THU,H'/],
-    ['0 0 1W * *', /^bad day-of-month field '1W'/],
-    ['0 0 * * 1#2,3', /^bad day-of-week field '1#2,3'/],
-    ['x 0 * * *', /^bad minute field 'x'/],
+    ['H * * * *', /: minute field 'H': it takes numbers 0-59, \*, lists, ranges and steps/],
+    ['0 0 * H *', /: month field 'H'/],
+    ['0 0 * * THU,H', /: day-of-week field 'THU,H'/],
+    ['0 0 1W * *', /: day-of-month field '1W'/],
+    ['0 0 * * 1#2,3', /: day-of-week field '1#2,3'/],
+    ['x 0 * * *', /: minute field 'x'/],
   ];
   for (const [expr, re] of cases) assert.match(err(() => checkSchedule(expr)).message, re, expr);
 });
 
 test('checkSchedule refuses a schedule that never fires', () => {
-  assert.match(err(() => checkSchedule('0 0 30 2 *')).message, /^schedule '0 0 30 2 \*' never fires: .*\(no month it names has that day\)/);
+  assert.match(err(() => checkSchedule('0 0 30 2 *')).message, /^bad schedule '0 0 30 2 \*': it never fires \(.*: no month it names has that day\)/);
   assert.match(err(() => checkSchedule('0 0 31 4,6 *')).message, /never fires/);
 });
 
@@ -78,12 +78,12 @@ test('checkSchedule errors carry the file and line they are given', () => {
   const e = err(() => checkSchedule('61 * * * *', 'UTC', { path: 'schedules/x', line: 3 }));
   assert.is(e.path, 'schedules/x');
   assert.is(e.line, 3);
-  assert.match(e.message, /^schedules\/x:3: bad minute field '61'/);
+  assert.match(e.message, /^schedules\/x:3: bad schedule '61 \* \* \* \*': minute field '61'/);
 });
 
 test('a schedule file with a bad schedule: names its line, and keeps the reason (job.ts cuts at the first "; ")', () => {
   const e = err(() => parseSchedule('name: x\nplatform: p\nschedule: */0 * * * *\n\necho\n', 'schedules/x', 'x'));
-  assert.match(e.message, /^schedules\/x:3: bad minute field '\*\/0' in '\*\/0 \* \* \* \*': .*cannot repeat at every 0/);
+  assert.match(e.message, /^schedules\/x:3: bad schedule '\*\/0 \* \* \* \*': minute field '\*\/0': .*cannot repeat at every 0/);
   const z = err(() => parseSchedule('name: x\nplatform: p\nschedule: @daily\ntz: Mars/Olympus\n\necho\n', 'schedules/x', 'x'));
   assert.match(z.message, /^schedules\/x:4: unknown time zone 'Mars\/Olympus'/);
 });
@@ -96,7 +96,7 @@ test('checkSchedule accepts the documented forms', () => {
 });
 
 test('nextRun refuses what checkSchedule refuses', () => {
-  assert.match(err(() => nextRun('* * *', 'UTC', new Date(0))).message, /has 3 fields/);
+  assert.match(err(() => nextRun('* * *', 'UTC', new Date(0))).message, /^bad schedule '\* \* \*': 3 fields/);
   assert.match(err(() => nextRun('@daily', 'Mars/Olympus', new Date(0))).message, /unknown time zone/);
 });
 

@@ -99,8 +99,9 @@ const compiled = new Map<string, Compiled>();
 
 type Where = { path?: string; line?: number };
 
-function bad(what: string, where: Where): SpoolError {
-  return new SpoolError('SPOOL_BAD_VALUE', what, { ...where, hint: HINT });
+/** "bad schedule 'EXPR': WHY", the form every refusal takes. */
+function bad(expr: string, why: string, where: Where): SpoolError {
+  return new SpoolError('SPOOL_BAD_VALUE', `bad schedule ${quote(expr)}: ${why}`, { ...where, hint: HINT });
 }
 
 function quote(s: string): string {
@@ -112,16 +113,16 @@ function compile(expr: string, where: Where = {}): Compiled {
   const hit = compiled.get(expr);
   if (hit) return hit;
   const text = MACROS[expr] ?? expr;
-  if (text.trim() === '') throw bad('empty schedule', where);
-  if (text.trim().startsWith('@')) throw bad(`unknown schedule ${quote(expr)} (known: @hourly, @daily, @weekly, never)`, where);
+  if (text.trim() === '') throw bad(expr, 'it is empty', where);
+  if (text.trim().startsWith('@')) throw bad(expr, 'unknown name (known: @hourly, @daily, @weekly, never)', where);
   const fields = text.trim().split(/\s+/);
   if (fields.length !== 5) {
-    throw bad(`schedule ${quote(expr)} has ${fields.length} field${fields.length === 1 ? '' : 's'}, a cron schedule has 5 (${FIELDS.join(' ')})${fields.length === 6 ? ', and no seconds field' : ''}`, where);
+    throw bad(expr, `${fields.length} field${fields.length === 1 ? '' : 's'}, a cron schedule has 5 (${FIELDS.join(' ')})${fields.length === 6 ? ', and no seconds field' : ''}`, where);
   }
   fields.forEach((f, i) => {
     const plain = i === 3 ? f.replace(MONTH_NAMES, '1') : i === 4 ? f.replace(DAY_NAMES, '1') : f;
     if (!FIELD_CHARS[i]!.test(plain)) {
-      throw bad(`bad ${FIELDS[i]} field ${quote(f)} in ${quote(expr)}: it takes ${FIELD_ACCEPTS[i]}`, where);
+      throw bad(expr, `${FIELDS[i]} field ${quote(f)}: it takes ${FIELD_ACCEPTS[i]}`, where);
     }
   });
   let fc;
@@ -133,10 +134,10 @@ function compile(expr: string, where: Where = {}): Compiled {
       try {
         CronExpressionParser.parse(fields.map((g, j) => (j === i ? g : '*')).join(' '), { tz: 'UTC' });
       } catch (e2) {
-        throw bad(`bad ${FIELDS[i]} field ${quote(f)} in ${quote(expr)}: ${(e2 as Error).message}`, where);
+        throw bad(expr, `${FIELDS[i]} field ${quote(f)}: ${(e2 as Error).message}`, where);
       }
     });
-    throw bad(`schedule ${quote(expr)} never fires: ${(e as Error).message} (no month it names has that day)`, where);
+    throw bad(expr, `it never fires (${(e as Error).message}: no month it names has that day)`, where);
   }
   const nums = (v: ReadonlyArray<number | string>) => v.filter((x): x is number => typeof x === 'number');
   const months: boolean[] = new Array(13).fill(false);
@@ -200,7 +201,7 @@ function nextWall(c: Compiled, from: number, expr: string): number {
     const next = new Date(Date.UTC(y, m0, d + 1));
     y = next.getUTCFullYear(); m0 = next.getUTCMonth(); d = next.getUTCDate(); h = 0; mi = 0;
   }
-  throw new SpoolError('SPOOL_BAD_VALUE', `schedule ${quote(expr)} never fires`, { hint: HINT });
+  throw bad(expr, 'it never fires', {});
 }
 
 // Intl is the one source of time zone rules; formatters are costly to build, so keep one per zone.
@@ -286,7 +287,7 @@ export function checkSchedule(expr: string, tz = 'UTC', where: Where = {}): void
   try {
     nextWall(c, Date.UTC(2000, 0, 1), expr);
   } catch (e) {
-    if (e instanceof SpoolError) throw new SpoolError(e.code, `schedule ${quote(expr)} never fires`, { ...where, hint: HINT });
+    if (e instanceof SpoolError) throw bad(expr, 'it never fires', where);
     throw e;
   }
 }
