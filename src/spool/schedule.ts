@@ -7,7 +7,9 @@
 //   day-of-week. Fields take numbers, lists (1,15), ranges (1-5), steps (*/15,
 //   8-18/2), month and day names (JAN, MON), L (last day of the month; 5L the
 //   last Friday) and N#M (1#2 the second Monday); 0 and 7 are both Sunday.
-//   When both day fields are restricted, a day that matches either is due.
+//   When both day fields are restricted (anything but * or ?, so */2 counts),
+//   a day that matches either is due: 0 0 13 * 5 runs on the 13th and on
+//   every Friday.
 //   Times are wall-clock times in the schedule's tz: (an IANA zone such as
 //   Europe/Berlin; UTC when absent), at minute resolution.
 //
@@ -35,6 +37,9 @@
 //        02:30 CET), even when spoold was down during the first;
 //      - with an hour field of *, it fires in both (0 * * * * fires at
 //        02:00 CEST and again an hour later at 02:00 CET).
+//   The same holds wherever and by however much a zone changes its clocks
+//   (30 minutes on Lord Howe Island; at midnight in America/Santiago, where
+//   @daily runs at 01:00 on the day midnight does not exist).
 //   So a daily schedule fires exactly once on every local day, also on the
 //   days the clocks change; an hourly one fires once per hour that passes.
 //
@@ -43,7 +48,7 @@
 // it throws "loop limit exceeded" or goes back in time across the Lord Howe
 // fall-back, skips a day across the Lord Howe 30-minute gap, fires an explicit
 // hour twice when asked from inside the repeated hour, picks the second pass
-// of a repeated midnight) and its next() costs about 8 ms for 0 0 29 2 *. So we
+// of a repeated midnight), and parse + next() took about 8 ms for 0 0 29 2 * here. So we
 // search the wall clock ourselves, on a calendar without DST (UTC arithmetic),
 // and map each matching wall time to real instants with Intl (the tz database
 // Node carries): none in a gap, two in a repeated hour, then apply the rules.
