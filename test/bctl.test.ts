@@ -239,6 +239,7 @@ test('orb-build writes a template schedule without body or platform', async () =
   assert.is(s.platform, undefined);
   assert.is(s.body, '');
   assert.is(s.schedule, '@daily');
+  assert.is(s.network, true, 'an orb build downloads its sources, also in a sandbox');
   await ok(['orb-build', 'weekly-orb', 'mirage.4.5.0', '--period', 'weekly', '--platform', 'freebsd-14']);
   const w = parseSchedule(fs.readFileSync(sp.schedule('weekly-orb')), 'x', 'weekly-orb');
   assert.is(w.platform, 'freebsd-14');

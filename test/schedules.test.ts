@@ -134,7 +134,7 @@ test('hand edits take effect within a second: a written schedule fires, a broken
   await until('hand-written schedule ran', () => doneIds('byhand').length === 1, 5_000);
   await drop(spool, 'schedules', 'byhand', 'platform: debian-12\nschedule: 0 25 * * *\n\n#!/bin/sh\necho by hand\n');
   const why = await until('bad edit rejected', () => fs.readdirSync(path.join(spool, 'bad')).find((f) => f.startsWith('schedules.byhand.') && f.endsWith('.why')), 5_000);
-  assert.match(fs.readFileSync(path.join(spool, 'bad', why), 'utf8'), /schedules\/byhand:2: bad hour field '25' in '0 25 \* \* \*'/);
+  assert.match(fs.readFileSync(path.join(spool, 'bad', why), 'utf8'), /schedules\/byhand:2: bad schedule '0 25 \* \* \*': hour field '25'/);
   await drop(spool, 'schedules', 'gone', 'platform: debian-12\nschedule: never\n\n#!/bin/sh\necho\n');
   await s.waitLog(/scheduled name=gone/, 5_000);
   await fsp.rm(path.join(spool, 'schedules', 'gone'));

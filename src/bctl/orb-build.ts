@@ -21,7 +21,7 @@ export async function orbBuild(ctx: Ctx): Promise<number> {
   const platform = p === undefined ? undefined : argPlatform(p);
   const when = whenOf(ctx, 'UTC');
   await writeNewSchedule(ctx.sp, {
-    name, platform, timeout: undefined, retries: undefined, priority: 0, network: false,
+    name, platform, timeout: undefined, retries: undefined, priority: 0, network: true,   // orb-build fetches opam, orb and sources: it needs the network under --sandbox
     template: ORB_TEMPLATE, vars: { OPAM_PACKAGE: pkg }, body: '', schedule: when, tz: 'UTC',
   });
   return EXIT_OK;
