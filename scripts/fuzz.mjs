@@ -70,7 +70,7 @@ const DIST = path.resolve(a.dist ?? path.join(ROOT, 'dist'));
 for (const f of ['bin/spoold.js', 'bin/workerd.js', 'spool/protocol.js']) {
   if (!fs.existsSync(path.join(DIST, f))) { process.stderr.write(`fuzz: ${path.join(DIST, f)} is missing; run npm run build first\n`); process.exit(2); }
 }
-const { encodeMsg, FrameReader, MAX_FRAME, MAX_CONTROL, T_CONTROL, T_CONSOLE, T_ARTIFACTS } = await import(path.join(DIST, 'spool/protocol.js'));
+const { FrameReader, MAX_FRAME, MAX_CONTROL, T_CONTROL, T_CONSOLE, T_ARTIFACTS } = await import(path.join(DIST, 'spool/protocol.js'));
 const { SpoolPaths } = await import(path.join(DIST, 'spool/paths.js'));
 const { makeJob } = await import(path.join(DIST, 'spool/job.js'));
 const { submit } = await import(path.join(DIST, 'spool/state.js'));
