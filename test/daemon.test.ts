@@ -183,8 +183,20 @@ test('job output that cannot be read is logged to the console, and the result is
   const id = await queue('unreadable', '#!/bin/sh\nmkfifo pipe\necho ok > fine.txt\n');
   const r = await result('unreadable', id);
   assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.match(fs.readFileSync(path.join(doneDir('unreadable', id), 'console.log'), 'utf8'), /^workerd: skipped pipe: not a regular file, directory or symlink$/m);
   assert.ok(fs.existsSync(path.join(doneDir('unreadable', id), 'artifacts', 'fine.txt')));
   assert.ok(!fs.existsSync(path.join(doneDir('unreadable', id), 'artifacts', 'pipe')));
+});
+
+test('a job leaving thousands of artifacts finishes: the manifest travels in parts', async () => {
+  spoold();
+  workerd('w1');
+  const id = await queue('many', '#!/bin/sh\nmkdir -p deep/er\ni=0; while [ $i -lt 3000 ]; do echo $i > deep/er/file-with-a-longish-name-$i.txt; i=$((i+1)); done\n');
+  const r = await result('many', id, 60_000);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  const sums = fs.readFileSync(path.join(doneDir('many', id), 'SHA256SUMS'), 'utf8').trim().split('\n');
+  assert.is(sums.length, 3000);
+  assert.is(fs.readFileSync(path.join(doneDir('many', id), 'artifacts', 'deep', 'er', 'file-with-a-longish-name-2999.txt'), 'utf8'), '2999\n');
 });
 
 test('a second spoold on the same spool exits 1 with a clear message', async () => {

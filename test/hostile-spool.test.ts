@@ -83,6 +83,20 @@ test('bad schedules go to bad/ with a .why; good ones fire; spoold goes on', asy
   assert.ok(s.child.exitCode === null);
 });
 
+test('a job file dropped under any name is queued under its own id: header when that id is free, refused when taken', async () => {
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  await s.waitLog(/started/);
+  const id = '01a21e3b-171c-7029-81fc-d19acecbf8cd';
+  await drop(spool, 'new', 'mine', `id: ${id}\n${good('withid')}`);
+  await until('adopted under its id', () => fs.existsSync(path.join(spool, 'new', id)));
+  assert.ok(!fs.existsSync(path.join(spool, 'new', 'mine')));
+  await drop(spool, 'new', 'again', `id: ${id}\n${good('withid')}`);
+  const why = await until('duplicate refused', () => whys().get([...whys().keys()].find((k) => k.startsWith('new.again.')) ?? ''));
+  assert.match(why, new RegExp(`new/again: id ${id} is taken by another job; remove the id: header`));
+  assert.ok(fs.existsSync(path.join(spool, 'new', id)), 'the first stays queued');
+});
+
 test('a file that appears and disappears during a scan is ignored', async () => {
   const s = daemon('spoold', ['-s', spool]);
   procs.push(s);

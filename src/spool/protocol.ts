@@ -10,7 +10,8 @@
 //   worker: hello {v, name, platform, token?, holding?}
 //   server: welcome {v, heartbeatMs} | bye {why}
 //   server: job {...} | resume {id, consoleOffset} | not-yours {id} | done {id} | idle {why}
-//   worker: CONSOLE* ... artifacts {id} ARTIFACTS* manifest {id, files} finished {id, status}
+//   worker: CONSOLE* ... artifacts {id} ARTIFACTS* manifest {id, files, more}+ finished {id, status}
+//           (the manifest comes in parts, each a control message under MAX_CONTROL; a part without more: true ends it)
 //   server: done {id}          (the result is in done/; the worker may forget the job)
 //   either: ping, at least every heartbeatMs; silence for DEAD_AFTER heartbeats closes the connection
 //   server: cancel {id}        (kill the job; report `canceled`)
@@ -18,7 +19,9 @@
 export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME = 4 << 20;        // 4 MiB payload: the per-frame memory bound (a 1 MiB script, JSON-escaped, fits)
 export const MAX_CONTROL = 64 << 10;     // 64 KiB: what spoold accepts for one worker message (workers never send scripts)
-export const DEAD_AFTER = 3;             // heartbeats of silence before a peer is taken for dead
+export const DEAD_AFTER = 3;
+export const MAX_MANIFEST_PART = 1000;  // entries in one manifest message (a worker also keeps each under MAX_CONTROL)
+export const MAX_ARTIFACT_FILES = 100_000;  // entries in one job's artifacts: bounds both manifests in spoold's memory             // heartbeats of silence before a peer is taken for dead
 
 export const T_CONTROL = 1;
 export const T_CONSOLE = 2;
@@ -37,7 +40,7 @@ export type Msg =
   | { t: 'cancel'; id: string }
   | { t: 'idle'; why: string }
   | { t: 'artifacts'; id: string }
-  | { t: 'manifest'; id: string; files: ArtifactEntry[] }
+  | { t: 'manifest'; id: string; files: ArtifactEntry[]; more?: boolean }
   | { t: 'finished'; id: string; status: string; started: string; finished: string }
   | { t: 'done'; id: string };
 
@@ -90,7 +93,7 @@ export function checkMsg(v: unknown): Msg {
       case 'not-yours': return STR(m.id, 64) && STR(m.why);
       case 'cancel': case 'artifacts': case 'done': return STR(m.id, 64);
       case 'idle': return STR(m.why);
-      case 'manifest': return STR(m.id, 64) && Array.isArray(m.files) && m.files.length <= 100_000 && m.files.every((f: unknown) => {
+      case 'manifest': return STR(m.id, 64) && (m.more === undefined || typeof m.more === 'boolean') && Array.isArray(m.files) && m.files.length <= MAX_MANIFEST_PART && m.files.every((f: unknown) => {
         const e = f as Record<string, unknown>;
         return typeof e === 'object' && e !== null && STR(e.name) && (e.type === 'file' || e.type === 'directory' || e.type === 'symlink')
           && INT(e.size) && (e.sha256 === undefined || (STR(e.sha256, 64) && /^[0-9a-f]{64}$/.test(e.sha256))) && (e.target === undefined || STR(e.target));
@@ -112,6 +115,8 @@ export class FrameReader {
   private buffered = 0;
   /** maxControl: the largest control frame accepted; spoold uses MAX_CONTROL, workerd MAX_FRAME (job scripts). */
   constructor(private readonly maxControl = MAX_CONTROL) {}
+  /** The largest data frame accepted; spoold sets 0 until the hello is done, so a stranger cannot make it hold 4 MiB. */
+  maxData = MAX_FRAME;
 
   push(chunk: Buffer): Frame[] {
     this.chunks.push(chunk);
@@ -125,6 +130,7 @@ export class FrameReader {
       if (len > MAX_FRAME) throw new ProtocolError(`frame length ${len} is over the limit of ${MAX_FRAME}`);
       if (type !== T_CONTROL && type !== T_CONSOLE && type !== T_ARTIFACTS) throw new ProtocolError(`unknown frame type ${type}`);
       if (type === T_CONTROL && len > this.maxControl) throw new ProtocolError(`control frame of ${len} bytes is over the limit of ${this.maxControl}`);
+      if (type !== T_CONTROL && len > this.maxData) throw new ProtocolError(this.maxData === 0 ? 'data frame before hello' : `data frame of ${len} bytes is over the limit of ${this.maxData}`);
       if (this.buffered < 5 + len) break;
       this.take(5);
       const payload = this.take(len);
@@ -149,6 +155,7 @@ export class FrameReader {
   }
 
   private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
     this.buffered -= n;
     const first = this.chunks[0]!;
     if (first.length > n) { this.chunks[0] = first.subarray(n); return first.subarray(0, n); }

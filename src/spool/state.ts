@@ -37,17 +37,29 @@ export async function submit(sp: SpoolPaths, job: ParsedJob & { id: string }): P
   await publish(sp, staged, target);
 }
 
-/** A file dropped into new/ under a name that is not an id: give it one. Returns the id, or undefined if it vanished. */
-export async function adopt(sp: SpoolPaths, fileName: string): Promise<string | undefined> {
-  const id = newId();
+/**
+ * A file dropped into new/ under a name that is not an id: give it one, the
+ * id its own `id:` header names if it has one (`wanted`, checked free by the
+ * caller), else a fresh one. Returns the id; undefined if the file vanished,
+ * or if `wanted` appeared in new/ meanwhile (link(2) never replaces a file).
+ */
+export async function adopt(sp: SpoolPaths, fileName: string, wanted?: string): Promise<string | undefined> {
+  const from = path.join(sp.new, fileName);
   try {
-    await fsp.rename(path.join(sp.new, fileName), sp.queued(id));
+    if (wanted === undefined) {
+      const id = newId();
+      await fsp.rename(from, sp.queued(id));   // a fresh id: nothing to replace
+      await fsyncDir(sp.new).catch(() => {});
+      return id;
+    }
+    await fsp.link(from, sp.queued(wanted));   // commit: the job is queued as new/WANTED
+    await fsp.unlink(from);                    // (a crash before this leaves new/FILE, whose id is now taken: rejected)
+    await fsyncDir(sp.new).catch(() => {});
+    return wanted;
   } catch (e) {
-    if (errno(e) === 'ENOENT') return undefined;
+    if (errno(e) === 'ENOENT' || errno(e) === 'EEXIST') return undefined;
     throw ioError(e, `new/${fileName}`, 'cannot adopt');
   }
-  await fsyncDir(sp.new).catch(() => {});
-  return id;
 }
 
 /** Claim new/ID for dispatch. False if it is gone (canceled, or claimed by another). */
@@ -57,10 +69,11 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
     await fsp.mkdir(dir, { mode: DIR_MODE });
   } catch (e) {
     if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create');
-    // A leftover of an earlier attempt (no job file) is ours to clear.
+    // A leftover of an earlier attempt (no job file) is ours to clear; the
+    // directory itself stays, so a concurrent cleanup's rmdir cannot take a claim with it.
     if (await exists(sp.runningFile(id, 'job'))) return false;
-    await clearLeftover(sp, id);
-    await fsp.mkdir(dir, { mode: DIR_MODE });
+    for (const f of await fsp.readdir(dir).catch(() => [] as string[])) await fsp.rm(`${dir}/${f}`, { recursive: true, force: true });
+    await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create'); });
   }
   try {
     // commit: after this rename the job is claimed; it is in running/ and nowhere else
@@ -74,14 +87,35 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
   return true;
 }
 
-/** Put a running job back into new/ with `attempt` attempts recorded. */
+/** The commit of a claim whose running/ID/ already exists (cancelQueued). */
+async function claimInto(sp: SpoolPaths, id: string): Promise<boolean> {
+  try {
+    // commit: after this rename the job is claimed
+    await fsp.rename(sp.queued(id), sp.runningFile(id, 'job'));
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return false;
+    throw ioError(e, `new/${id}`, 'cannot claim');
+  }
+  await fsyncDir(sp.new).catch(() => {});
+  return true;
+}
+
+/**
+ * Put a running job back into new/ with `attempt` attempts recorded.
+ * The attempt's leftovers are removed before the commit, and the directory
+ * after it only with rmdir: the moment the job is in new/ a waiting worker may
+ * claim it into a new running/ID/, which a recursive remove here would destroy.
+ */
 export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: number): Promise<void> {
   const jobFile = sp.runningFile(id, 'job');
   await writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
+  for (const f of await fsp.readdir(sp.runningDir(id)).catch(() => [] as string[])) {
+    if (f !== 'job') await fsp.rm(`${sp.runningDir(id)}/${f}`, { recursive: true, force: true });
+  }
   // commit: after this rename the job is queued again
   await fsp.rename(jobFile, sp.queued(id)).catch((e) => { throw ioError(e, `running/${id}/job`, 'cannot requeue'); });
   await fsyncDir(sp.new).catch(() => {});
-  await clearLeftover(sp, id);
+  await fsp.rmdir(sp.runningDir(id)).catch(() => {});   // ENOTEMPTY: claimed again already; that claim owns it
 }
 
 /**
@@ -115,9 +149,17 @@ export async function finalize(sp: SpoolPaths, result: Result): Promise<string> 
   return target;
 }
 
-/** Cancel a job that is still queued: claim it and finalize it as canceled. False if it was not queued. */
+/**
+ * Cancel a job that is still queued: claim it and finalize it as canceled.
+ * False if it was not queued. The cancel request is written into running/ID/
+ * before the claim: if we die between claim and finalize, spoold finds a
+ * claimed job with a cancel request and completes the cancel; if spoold
+ * claimed the job first, the request cancels its run.
+ */
 export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promise<boolean> {
-  if (!(await claim(sp, id))) return false;
+  await fsp.mkdir(sp.runningDir(id), { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, `running/${id}`, 'cannot create'); });
+  await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
+  if (!(await claimInto(sp, id))) return false;
   const now = new Date();
   await finalize(sp, { id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt, queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'canceled' } });
   return true;

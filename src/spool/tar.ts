@@ -21,7 +21,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ArtifactEntry } from './protocol.js';
+import { MAX_ARTIFACT_FILES, type ArtifactEntry } from './protocol.js';
 
 export const MAX_NAME = 1024;        // bytes in an artifact path
 export const MAX_DEPTH = 64;
@@ -38,11 +38,18 @@ class Hasher extends Transform {
   }
 }
 
-/** Pack every entry of dir (but `skip` names at its top) into a tar stream. */
-export function packArtifacts(dir: string, skip: string[], note: (line: string) => void): { stream: Readable; manifest: Promise<ArtifactEntry[]> } {
-  const pack = tar.pack();
-  const files: ArtifactEntry[] = [];
-  const walk = async (rel: string): Promise<void> => {
+type Found = { rel: string; abs: string; kind: 'directory' | 'symlink' | 'file'; st: fs.Stats };
+
+/**
+ * Every entry of dir (but `skip` names at its top) that can be an artifact,
+ * depth first in name order, never following a link. What cannot be one (a
+ * fifo, a socket, a device, an unreadable directory, a name with control
+ * characters, a path too long, entries past MAX_ARTIFACT_FILES) is reported
+ * through `note` and left out.
+ */
+async function* walkArtifacts(dir: string, skip: string[], note: (line: string) => void): AsyncGenerator<Found> {
+  let count = 0;
+  async function* walk(rel: string): AsyncGenerator<Found> {
     let names: string[];
     try {
       names = (await fsp.readdir(path.join(dir, rel))).sort();
@@ -58,15 +65,46 @@ export function packArtifacts(dir: string, skip: string[], note: (line: string) 
       try { st = await fsp.lstat(abs); } catch (e) { note(`workerd: cannot read job output ${r}: ${(e as Error).message}`); continue; }
       if (Buffer.byteLength(r) > MAX_NAME || r.split('/').length > MAX_DEPTH) { note(`workerd: skipped ${r.slice(0, 80)}...: path too long`); continue; }
       if (/[\x00-\x1f\x7f\\]/.test(r)) { note(`workerd: skipped ${JSON.stringify(r)}: control characters or backslashes in a file name`); continue; }
-      if (st.isDirectory()) {
+      const kind = st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : undefined;
+      if (!kind) { note(`workerd: skipped ${r}: not a regular file, directory or symlink`); continue; }
+      if (++count > MAX_ARTIFACT_FILES) { note(`workerd: skipped ${r} and everything after it: more than ${MAX_ARTIFACT_FILES} artifacts`); return; }
+      yield { rel: r, abs, kind, st };
+      if (kind === 'directory') yield* walk(r);
+    }
+  }
+  yield* walk('');
+}
+
+/**
+ * What will be left out of the artifacts, and why, as console lines: workerd
+ * appends them to the job's console when the job ends, so the reasons are in
+ * the result where people look (a file that cannot even be opened included).
+ */
+export async function artifactNotes(dir: string, skip: string[]): Promise<string[]> {
+  const notes: string[] = [];
+  for await (const f of walkArtifacts(dir, skip, (l) => notes.push(l))) {
+    if (f.kind !== 'file') continue;
+    try { await (await fsp.open(f.abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)).close(); } catch (e) {
+      notes.push(`workerd: cannot read job output ${f.rel}: ${(e as Error).message}`);
+    }
+  }
+  return notes;
+}
+
+/** Pack the artifacts of dir into a tar stream; the manifest resolves when the stream is complete. */
+export function packArtifacts(dir: string, skip: string[], note: (line: string) => void): { stream: Readable; manifest: Promise<ArtifactEntry[]> } {
+  const pack = tar.pack();
+  const files: ArtifactEntry[] = [];
+  const run = async (): Promise<void> => {
+    for await (const { rel: r, abs, kind, st } of walkArtifacts(dir, skip, note)) {
+      if (kind === 'directory') {
         await entry(pack, { name: r, type: 'directory', mode: 0o755 });
         files.push({ name: r, type: 'directory', size: 0 });
-        await walk(r);
-      } else if (st.isSymbolicLink()) {
+      } else if (kind === 'symlink') {
         const target = await fsp.readlink(abs);
         await entry(pack, { name: r, type: 'symlink', linkname: target, mode: 0o777 });
         files.push({ name: r, type: 'symlink', size: 0, target });
-      } else if (st.isFile()) {
+      } else {
         let fh: fsp.FileHandle;
         try { fh = await fsp.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW); } catch (e) {
           note(`workerd: cannot read job output ${r}: ${(e as Error).message}`); continue;
@@ -78,12 +116,10 @@ export function packArtifacts(dir: string, skip: string[], note: (line: string) 
           await pipeline(fh.createReadStream({ autoClose: false }), h, sink);
           files.push({ name: r, type: 'file', size, sha256: h.hash.digest('hex') });
         } finally { await fh.close(); }
-      } else {
-        note(`workerd: skipped ${r}: not a regular file, directory or symlink`);
       }
     }
   };
-  const manifest = walk('').then(() => { pack.finalize(); return files; }, (e) => { pack.destroy(e as Error); throw e; });
+  const manifest = run().then(() => { pack.finalize(); return files; }, (e) => { pack.destroy(e as Error); throw e; });
   return { stream: pack as unknown as Readable, manifest };
 }
 
@@ -128,9 +164,14 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
       dirs.add(rel);
     }
   };
+  let finished = false;
+  ex.once('finish', () => { finished = true; });
+  const closed = new Promise<never>((_, reject) => ex.once('close', () => { if (!finished) reject(new ArtifactError('artifact stream was cut off')); }));
+  closed.catch(() => {});
   const done = (async () => {
     for await (const e of ex) {
       const h = e.header;
+      if (got.length >= MAX_ARTIFACT_FILES) throw new ArtifactError(`artifacts rejected: more than ${MAX_ARTIFACT_FILES} entries`);
       const parts = safeParts(h.name);
       const rel = parts.join('/');
       await ensureParents(parts);
@@ -166,7 +207,10 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
         }
         const hasher = new Hasher(h.size, () => new ArtifactError(`artifact ${rel} has more bytes than its header says`));
         try {
-          await pipeline(e, hasher, fh.createWriteStream());
+          // If the stream was destroyed while we opened the file (the worker
+          // vanished), the entry never ends: settle on the extractor's close too.
+          // flush: fsync before close, so the file is durable before the rename into done/ publishes it.
+          await Promise.race([pipeline(e, hasher, fh.createWriteStream({ flush: true })), closed]);
         } finally { await fh.close().catch(() => {}); }
         if (hasher.bytes !== h.size) throw new ArtifactError(`artifact ${rel} is short: ${hasher.bytes} of ${h.size} bytes`);
         got.push({ name: rel, type: 'file', size: h.size, sha256: hasher.hash.digest('hex') });

@@ -9,7 +9,7 @@
 
 import type net from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import { FrameReader, encodeMsg, ProtocolError, PROTOCOL_VERSION, DEAD_AFTER, MAX_CONTROL, type Frame, type Msg } from '../spool/protocol.js';
+import { FrameReader, encodeMsg, ProtocolError, PROTOCOL_VERSION, DEAD_AFTER, MAX_CONTROL, MAX_FRAME, type Frame, type Msg } from '../spool/protocol.js';
 import { isName } from '../spool/paths.js';
 import { log } from './log.js';
 
@@ -35,9 +35,13 @@ export class Conn {
   private lastRx = Date.now();
   private heldPaused = 0;
   private timer: NodeJS.Timeout;
+  private helloTimer: NodeJS.Timeout;
 
   constructor(readonly sock: net.Socket, private readonly owner: ConnOwner, readonly peer: string) {
     sock.setNoDelay(true);
+    this.reader.maxData = 0;   // no data frame before the hello (a stranger makes us hold nothing)
+    // The hello must be complete within DEAD_AFTER heartbeats, however the bytes drip in.
+    this.helloTimer = setTimeout(() => { if (!this.hello) this.close('no hello in time'); }, DEAD_AFTER * owner.heartbeatMs);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (e) => this.close(`socket error: ${e.message}`));
     sock.on('close', () => this.close(this.reader.pending > 0 ? 'connection closed inside a frame (truncated)' : 'connection closed'));
@@ -68,6 +72,7 @@ export class Conn {
     if (bye) { try { this.sock.write(encodeMsg(bye)); } catch { /* closing anyway */ } }
     this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.helloTimer);
     this.sock.end();
     setTimeout(() => this.sock.destroy(), 1000).unref();
     this.owner.onClose(this, why);
@@ -146,6 +151,8 @@ export class Conn {
     this.name = h.name;
     this.platform = h.platform;
     this.hello = true;
+    clearTimeout(this.helloTimer);
+    this.reader.maxData = MAX_FRAME;
     this.owner.onHello(this, h);
   }
 }

@@ -25,11 +25,14 @@ import { writeAtomic, cleanTmp, DIR_MODE } from '../spool/stage.js';
 import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums } from '../spool/tar.js';
-import { T_CONSOLE, T_ARTIFACTS, ProtocolError, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
+import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { errno } from '../spool/errors.js';
 import { Queue, type Queued } from './queue.js';
 import { Conn, type ConnOwner } from './conn.js';
 import { log } from './log.js';
+
+/** How long a claimed job may sit in running/ unheld before spoold takes it over (adoptOrphans). */
+export const ORPHAN_MS = 30_000;
 
 /** workerd's longest reconnect backoff (workerd/main.ts BACKOFF_MAX): added to the lease after a restart. */
 export const RECONNECT_GRACE_MS = 5_000;
@@ -51,7 +54,9 @@ interface Running {
   deadline: number;                // when detached: re-attach before this, or lose the job
   phase: Phase;
   console: fs.WriteStream | undefined;
-  artifacts: { sink: ReturnType<typeof receiveArtifacts>['sink']; done: Promise<ArtifactEntry[]> } | undefined;
+  artifacts: { sink: ReturnType<typeof receiveArtifacts>['sink']; done: Promise<ArtifactEntry[]>; failed: boolean } | undefined;
+  manifest: ArtifactEntry[];         // the parts received so far
+  workerName: string | undefined;    // who holds this attempt: only that worker may re-attach
   artifactError: string | undefined;
   started: Date;
   cancelSent: boolean;
@@ -110,30 +115,50 @@ export class Daemon implements ConnOwner {
     for (const f of await fsp.readdir(this.sp.workers).catch(() => [] as string[])) {
       await fsp.rm(`${this.sp.workers}/${f}`, { force: true });              // nobody is connected yet
     }
-    for (const id of await fsp.readdir(this.sp.running)) {
-      if (!isId(id)) { log('warning', { file: `running/${id}`, why: 'not a job id; left alone (remove it by hand)' }); continue; }
-      const jobFile = this.sp.runningFile(id, 'job');
-      let job: ParsedJob;
+    for (const id of await fsp.readdir(this.sp.running)) await this.reconcileEntry(id, true);
+  }
+
+  /**
+   * One entry of running/ that this spoold does not hold: at start, every
+   * entry; later (adoptOrphans), one a bctl left when it died between its
+   * claim and its finalize (a cancel of a queued job, a failed template).
+   */
+  private async reconcileEntry(id: string, atStart: boolean): Promise<void> {
+    if (!isId(id)) { if (atStart) log('warning', { file: `running/${id}`, why: 'not a job id; left alone (remove it by hand)' }); return; }
+    const jobFile = this.sp.runningFile(id, 'job');
+    let job: ParsedJob;
+    try {
+      job = parseJob(await fsp.readFile(jobFile), `running/${id}/job`, id);
+    } catch (e) {
+      if (errno(e) === 'ENOENT') { if (atStart) { await clearLeftover(this.sp, id); log('cleaned', { dir: `running/${id}`, why: 'no job file (a finished move)' }); } return; }
+      log('error', { file: `running/${id}/job`, why: (e as Error).message });
+      return;
+    }
+    if (await exists(this.sp.runningFile(id, 'result'))) {
       try {
-        job = parseJob(await fsp.readFile(jobFile), `running/${id}/job`, id);
-      } catch (e) {
-        if (errno(e) === 'ENOENT') { await clearLeftover(this.sp, id); log('cleaned', { dir: `running/${id}`, why: 'no job file (a finished move)' }); continue; }
-        log('error', { file: `running/${id}/job`, why: (e as Error).message });
-        continue;
-      }
-      if (await exists(this.sp.runningFile(id, 'result'))) {
-        try {
-          const r = parseResult(await fsp.readFile(this.sp.runningFile(id, 'result')), `running/${id}/result`);
-          await finalize(this.sp, r);
-          log('finished', { id, name: r.name, status: formatStatus(r.status), why: 'finalize completed after restart' });
-          continue;
-        } catch (e) { log('error', { file: `running/${id}/result`, why: (e as Error).message }); }
-      }
-      // After a restart a worker needs its reconnect backoff on top of the lease.
-      const r = this.newRunning(id, job, undefined);
-      r.deadline += RECONNECT_GRACE_MS;
-      this.running.set(id, r);
-      log('waiting', { id, name: job.name, attempt: job.attempt + 1, why: `worker may re-attach within ${this.opts.leaseMs + RECONNECT_GRACE_MS} ms` });
+        const r = parseResult(await fsp.readFile(this.sp.runningFile(id, 'result')), `running/${id}/result`);
+        await finalize(this.sp, r);
+        log('finished', { id, name: r.name, status: formatStatus(r.status), why: 'finalize completed after restart' });
+        return;
+      } catch (e) { log('error', { file: `running/${id}/result`, why: (e as Error).message }); }
+    }
+    // After a restart a worker needs its reconnect backoff on top of the lease.
+    const r = this.newRunning(id, job, undefined);
+    r.workerName = await leaseWorker(this.sp, id);
+    r.deadline += RECONNECT_GRACE_MS;
+    this.running.set(id, r);
+    log('waiting', { id, name: job.name, attempt: job.attempt + 1, why: `worker may re-attach within ${this.opts.leaseMs + RECONNECT_GRACE_MS} ms` });
+  }
+
+  /** Entries of running/ nobody holds, older than ORPHAN_MS: a writer died mid-transition. */
+  async adoptOrphans(): Promise<void> {
+    if (this.stopping) return;
+    for (const id of await fsp.readdir(this.sp.running).catch(() => [] as string[])) {
+      if (!isId(id) || this.running.has(id)) continue;
+      const st = await fsp.stat(this.sp.runningFile(id, 'job')).catch(() => undefined);
+      if (!st || Date.now() - st.ctimeMs < ORPHAN_MS || this.running.has(id)) continue;   // ctime: the claim (a rename) sets it
+      log('orphan', { id, why: 'a claimed job nobody holds (its writer died); taking it over' });
+      await this.reconcileEntry(id, false);
     }
   }
 
@@ -141,6 +166,7 @@ export class Daemon implements ConnOwner {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
       console: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false, consoleFailed: false, storeError: undefined,
+      manifest: [], workerName: worker?.name,
     };
   }
 
@@ -168,7 +194,10 @@ export class Daemon implements ConnOwner {
     // A job still being finalized from the previous connection: wait for it, then answer done.
     for (let i = 0; i < 600 && isId(h.id) && this.running.get(h.id)?.phase === 'finishing'; i++) await sleep(50);
     const r = isId(h.id) ? this.running.get(h.id) : undefined;
-    if (r && !r.worker && r.attempt === h.attempt && !r.cancelRequested) {
+    // Only the worker that was given this attempt may take it back: same name (as
+    // dispatched, or as the lease on disk says after a restart), same platform.
+    if (r && !r.worker && r.attempt === h.attempt && !r.cancelRequested
+        && r.workerName === c.name && r.job.platform === c.platform) {
       r.worker = c;
       r.phase = 'console';
       r.storeError = undefined;        // a new delivery: earlier storage failures may be over
@@ -186,7 +215,10 @@ export class Daemon implements ConnOwner {
     if (isId(h.id) && isName(h.name) && await exists(this.sp.doneDir(h.name, h.id))) {
       c.send({ t: 'done', id: h.id });
     } else {
-      const why = r?.cancelRequested ? 'the job was canceled' : r?.worker ? 'another connection holds the job' : 'the job is no longer yours (its lease ran out, it was requeued or finished elsewhere)';
+      const why = r?.cancelRequested ? 'the job was canceled'
+        : r?.worker ? 'another connection holds the job'
+          : r && (r.workerName !== c.name || r.job.platform !== c.platform) ? 'the job was given to another worker'
+            : 'the job is no longer yours (its lease ran out, it was requeued or finished elsewhere)';
       c.send({ t: 'not-yours', id: h.id, why });
       log('refused', { id: h.id, worker: c.name, why });
     }
@@ -270,6 +302,7 @@ export class Daemon implements ConnOwner {
       return;
     }
     r.worker = c;
+    r.workerName = c.name;
     this.busy.set(c, q.id);
     c.send({ t: 'job', id: q.id, name: job.name, platform: job.platform, attempt: r.attempt, timeoutMs: timeoutOf(job), network: job.network, script: job.body });
     log('dispatched', { id: q.id, name: job.name, platform: job.platform, worker: c.name, attempt: r.attempt });
@@ -287,16 +320,14 @@ export class Daemon implements ConnOwner {
     const r = id && id !== 'claiming' ? this.running.get(id) : undefined;
     if (f.type === T_CONSOLE) {
       if (!r || r.worker !== c || r.phase !== 'console') throw new ProtocolError('console data without a job in its console phase');
-      this.writeConsole(c, r, f.data);
-      return;
+      return this.writeConsole(r, f.data);
     }
     if (f.type === T_ARTIFACTS) {
       if (!r || r.worker !== c || r.phase !== 'artifacts' || !r.artifacts) throw new ProtocolError('artifact data outside an artifact stream');
-      if (!r.artifacts.sink.write(f.data)) {
-        const release = c.hold();
-        r.artifacts.sink.once('drain', release);
-        r.artifacts.done.then(release, release);
-      }
+      if (r.artifacts.failed) return;            // refused already: the rest is dropped, the manifest settles it
+      // Backpressure: the returned promise holds the connection (conn.ts) until
+      // the disk has taken the bytes, with one listener at a time.
+      if (!r.artifacts.sink.write(f.data)) return drained(r.artifacts.sink, r.artifacts.done);
       return;
     }
     if (f.type !== 1) return;
@@ -307,8 +338,11 @@ export class Daemon implements ConnOwner {
         return this.beginArtifacts(r);
       case 'manifest':
         if (!r || m.id !== r.id || r.phase !== 'artifacts') throw new ProtocolError(`manifest for job ${m.id.slice(0, 40)} outside its artifact stream`);
+        if (r.manifest.length + m.files.length > MAX_ARTIFACT_FILES) throw new ProtocolError(`manifest of more than ${MAX_ARTIFACT_FILES} entries`);
+        for (const e of m.files) r.manifest.push(e);
+        if (m.more) return;
         r.phase = 'manifest';
-        return this.endArtifacts(c, r, m.files);
+        return this.endArtifacts(c, r, r.manifest);
       case 'finished':
         if (!r || m.id !== r.id) throw new ProtocolError(`finished for job ${m.id.slice(0, 40)}, which this worker does not hold`);
         if (r.phase !== 'manifest') throw new ProtocolError('finished before the artifact manifest');
@@ -318,7 +352,7 @@ export class Daemon implements ConnOwner {
     }
   }
 
-  private writeConsole(c: Conn, r: Running, data: Buffer): void {
+  private writeConsole(r: Running, data: Buffer): Promise<void> | undefined {
     if (r.consoleFailed) return;   // the rest of the console has nowhere to go; the result will say so
     if (!r.console) {
       const ws = fs.createWriteStream(this.sp.runningFile(r.id, 'console.log'), { flags: 'a', mode: 0o664 });
@@ -329,11 +363,8 @@ export class Daemon implements ConnOwner {
         if (isNoSpace(e)) r.artifactError ??= NO_SPACE; else r.storeError ??= e;
       });
     }
-    if (!r.console.write(data)) {
-      const release = c.hold();
-      r.console.once('drain', release);
-      r.console.once('close', release);
-    }
+    if (!r.console.write(data)) return drained(r.console);
+    return undefined;
   }
 
   private async closeConsole(r: Running): Promise<void> {
@@ -356,14 +387,17 @@ export class Daemon implements ConnOwner {
       await this.resetArtifacts(r);
       const dir = this.sp.runningFile(r.id, 'artifacts');
       await fsp.mkdir(dir, { mode: DIR_MODE });
-      r.artifacts = receiveArtifacts(dir, this.opts.maxArtifactBytes);
+      const rx = receiveArtifacts(dir, this.opts.maxArtifactBytes);
+      const a = { ...rx, failed: false };
+      a.done.catch(() => { a.failed = true; });
+      r.artifacts = a;
     } catch (e) {
-      // Nowhere to put them (read-only spool, disk full): drain the stream and
+      // Nowhere to put them (read-only spool, disk full): drop the stream and
       // decide at `finished` (storeError).
       r.storeError ??= e as Error;
-      r.artifacts = { sink: new Writable({ write: (_c, _e, cb) => cb() }) as never, done: Promise.resolve([]) };
+      r.artifacts = { sink: new Writable({ write: (_c, _e, cb) => cb() }) as never, done: Promise.resolve([]), failed: true };
     }
-    r.artifacts.done.catch(() => {});
+    r.manifest = [];
   }
 
   private async endArtifacts(c: Conn, r: Running, announced: ArtifactEntry[]): Promise<void> {
@@ -516,6 +550,26 @@ export class Daemon implements ConnOwner {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Resolve when `w` drains, closes or errors, or `settled` settles; one listener each, removed after. */
+function drained(w: NodeJS.EventEmitter, settled?: Promise<unknown>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => { w.off('drain', done); w.off('close', done); w.off('error', done); resolve(); };
+    w.on('drain', done);
+    w.on('close', done);
+    w.on('error', done);
+    settled?.then(done, done);
+  });
+}
+
+/** The worker named in running/ID/lease, if any (the lease is informational, so it may be missing). */
+async function leaseWorker(sp: SpoolPaths, id: string): Promise<string | undefined> {
+  try {
+    const text = await fsp.readFile(sp.runningFile(id, 'lease'), 'utf8');
+    const m = /^worker: (\S+)$/m.exec(text);
+    return m && isName(m[1]!) ? m[1] : undefined;
+  } catch { return undefined; }
+}
 
 async function fsyncFile(p: string): Promise<void> {
   let fh: fsp.FileHandle | undefined;

@@ -85,7 +85,8 @@ export async function main(argv: string[]): Promise<void> {
   if (leaseMs <= DEAD_AFTER * heartbeatMs) usage(`--lease must exceed ${DEAD_AFTER} heartbeats (${DEAD_AFTER * heartbeatMs} ms)`);
 
   const sp = new SpoolPaths(a.spool ?? process.env.BUILDER_SPOOL ?? '/var/spool/builder');
-  const templateDirs = [sp.templates, ...(a.templates ? [path.resolve(a.templates)] : [])];
+  const extraTemplates = a.templates ?? process.env.BUILDER_TEMPLATES;   // as bctl execute reads them
+  const templateDirs = [sp.templates, ...(extraTemplates ? [path.resolve(extraTemplates)] : [])];
   let token: Buffer | undefined;
   let release: () => Promise<void>;
   try {
@@ -145,6 +146,7 @@ export async function main(argv: string[]): Promise<void> {
       await d.queue.rescan();
       await timer.rescan();
       d.dispatchAll();
+      await d.adoptOrphans();
       for (const f of await cleanTmp(sp)) log('cleaned', { file: `tmp/${f}`, why: 'staged by a writer that is gone' });
     } finally { scanning = false; }
   };

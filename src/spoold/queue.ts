@@ -69,15 +69,21 @@ export class Queue {
     if (!st.isFile()) return void this.rejectFile(file, `new/${name} is not a regular file (a ${st.isSymbolicLink() ? 'symlink' : 'directory or special file'}); put job files into new/ as plain files`);
     if (st.size > MAX_FILE) return void this.rejectFile(file, `new/${name}: file is ${st.size} bytes, over the limit of ${MAX_FILE}; keep job files small`);
     let job: ParsedJob;
+    let wanted: string | undefined;
     try {
-      job = parseJob(await fsp.readFile(file), `new/${name}`, name);
+      const buf = await fsp.readFile(file);
+      job = parseJob(buf, `new/${name}`, name);
+      if (job.id === undefined) wanted = parseJob(buf, `new/${name}`).id;   // its own id: header, if any
     } catch (e) {
       if (errno(e) === 'ENOENT') return;  // claimed or removed meanwhile
       if (e instanceof SpoolError) return void this.rejectFile(file, e.message);
       throw e;
     }
     if (job.id === undefined) {
-      const id = await adopt(this.sp, name);
+      if (wanted !== undefined && await this.taken(wanted, job.name)) {
+        return void this.rejectFile(file, `new/${name}: id ${wanted} is taken by another job; remove the id: header to queue this as a new job`);
+      }
+      const id = await adopt(this.sp, name, wanted);
       if (id) { log('adopted', { file: `new/${name}`, id }); await this.consider(id); }
       return;
     }
@@ -86,6 +92,14 @@ export class Queue {
     this.insert(q, st.mtimeMs, st.size);
     if (isNew) log('queued', { id: q.id, name: q.name, platform: q.platform, origin: q.origin, priority: q.priority || undefined });
     this.onAdd(q);
+  }
+
+  /** Is id in use: queued, running, or finished under name? */
+  private async taken(id: string, name: string): Promise<boolean> {
+    for (const p of [this.sp.queued(id), this.sp.runningDir(id), this.sp.doneDir(name, id)]) {
+      try { await fsp.lstat(p); return true; } catch (e) { if (errno(e) !== 'ENOENT') return true; }
+    }
+    return false;
   }
 
   /** List new/ and make the cache match it. */

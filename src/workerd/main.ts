@@ -20,7 +20,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import mri from 'mri';
-import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg } from '../spool/protocol.js';
+import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, MAX_MANIFEST_PART, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { packArtifacts } from '../spool/tar.js';
 import { SpoolPaths, isName, isId } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
@@ -32,6 +32,7 @@ const USAGE = `usage: workerd [-s SPOOL | --connect SOCKET|HOST:PORT] [--name NA
 Connect to spoold, serve jobs of PLATFORM one at a time. See workerd(8).
 `;
 const CHUNK = 256 << 10;
+const MANIFEST_PART_BYTES = 48 << 10;   // JSON of one manifest part: room to spare under MAX_CONTROL (64 KiB)
 const BACKOFF_MIN = 100;
 const BACKOFF_MAX = 5_000;
 const ONCE_CONNECT_TRIES = 5;
@@ -212,7 +213,20 @@ class Worker {
       }
       const files = await manifest;
       if (!alive()) return;
-      this.send(sock, { t: 'manifest', id: j.spec.id, files });
+      // In parts, each under spoold's MAX_CONTROL.
+      let part: ArtifactEntry[] = [];
+      let bytes = 0;
+      for (const f of files) {
+        const n = JSON.stringify(f).length + 1;
+        if (part.length > 0 && (bytes + n > MANIFEST_PART_BYTES || part.length >= MAX_MANIFEST_PART)) {
+          this.send(sock, { t: 'manifest', id: j.spec.id, files: part, more: true });
+          part = [];
+          bytes = 0;
+        }
+        part.push(f);
+        bytes += n;
+      }
+      this.send(sock, { t: 'manifest', id: j.spec.id, files: part, more: false });
       this.send(sock, { t: 'finished', id: j.spec.id, status: j.status!, started: j.started.toISOString(), finished: (j.finished ?? new Date()).toISOString() });
     } catch (e) {
       say(`cannot send job ${j.spec.id}: ${(e as Error).message}`);

@@ -15,6 +15,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { formatStatus, type Status } from '../spool/result.js';
+import { artifactNotes } from '../spool/tar.js';
 
 export const KILL_GRACE_MS = 5_000;
 export const SCRIPT = 'script.sh';
@@ -93,9 +94,12 @@ export class LocalJob {
     });
     child.on('exit', (code, signal) => {
       this.killGroup('SIGKILL');   // stragglers the script left behind
-      if (this.killReason) this.end(this.killReason);
-      else if (signal) this.end({ kind: 'signalled', signal: os.constants.signals[signal] ?? 0 });
-      else this.end({ kind: 'exited', code: code ?? 0 });
+      const status: Status = this.killReason ?? (signal ? { kind: 'signalled', signal: os.constants.signals[signal] ?? 0 } : { kind: 'exited', code: code ?? 0 });
+      // Parity: job output that cannot be returned is said in the job's console.
+      void artifactNotes(this.jobDir, [SCRIPT])
+        .then((notes) => (notes.length > 0 ? fsp.appendFile(this.consolePath, notes.map((n) => `${n}\n`).join('')) : undefined))
+        .catch(() => {})
+        .finally(() => this.end(status));
     });
     this.timer = setTimeout(() => this.kill({ kind: 'timeout' }), this.spec.timeoutMs);
     this.timer.unref();
