@@ -24,10 +24,10 @@ import { formatResult, formatStatus, type Status } from '../src/spool/result.js'
 import { parseHeaders, MAX_FILE, MAX_LINE } from '../src/spool/headers.js';
 import { DIRS, NAME_MAX, SpoolPaths } from '../src/spool/paths.js';
 import { formatDuration, parseDuration } from '../src/spool/duration.js';
-import { MAX_FRAME, MAX_CONTROL, T_CONTROL, T_CONSOLE, T_ARTIFACTS, PROTOCOL_VERSION } from '../src/spool/protocol.js';
+import { MAX_FRAME, MAX_CONTROL, MAX_MANIFEST_PART, MAX_ARTIFACT_FILES, DEAD_AFTER, T_CONTROL, T_CONSOLE, T_ARTIFACTS, PROTOCOL_VERSION } from '../src/spool/protocol.js';
 import * as exits from '../src/spool/exit.js';
 import { KILL_GRACE_MS } from '../src/workerd/run.js';
-import { RECONNECT_GRACE_MS, NO_SPACE_RESERVE } from '../src/spoold/daemon.js';
+import { RECONNECT_GRACE_MS, NO_SPACE_RESERVE, ORPHAN_MS } from '../src/spoold/daemon.js';
 import { COMMANDS, GLOBAL_FLAGS } from '../src/bctl/main.js';
 
 const MAN = path.join(ROOT, 'man');
@@ -172,17 +172,17 @@ test("builder-spool.5's state table has every transition of state.ts", () => {
   assert.equal(missing(names, (n) => /commit/.test(table.slice(table.indexOf(`${n} `)))), [], 'a commit point for each');
 });
 
-// The rules block at the top of schedule.ts is what builder-spool.5 and spoold.8
-// copy: every word of it must be in their section, so an edit to the rules that
-// misses a page shows up here.
-test('builder-spool.5 and spoold.8 carry the schedule rules of schedule.ts', () => {
+// The rules block at the top of schedule.ts is what builder-spool.5, spoold.8
+// and bctl.1 copy: every word of it must be in their section, so an edit to the
+// rules that misses a page shows up here.
+test('builder-spool.5, spoold.8 and bctl.1 carry the schedule rules of schedule.ts', () => {
   const lines = code('src/spool/schedule.ts').split('\n');
   const from = lines.findIndex((l) => /WHEN A SCHEDULE FIRES/.test(l));
   const to = lines.findIndex((l, i) => i > from && /^\/\/ How:/.test(l));
   assert.ok(from > 0 && to > from, 'schedule.ts has its WHEN A SCHEDULE FIRES block');
   const words = (s: string) => new Set((s.toLowerCase().match(/[a-z0-9@#*/]+/g) ?? []).filter((w) => w.length > 1));
   const rules = words(lines.slice(from + 1, to).map((l) => l.replace(/^\/\/ ?/, '')).join(' '));
-  for (const [page, title] of [[PAGES.spool, 'WHEN A SCHEDULE FIRES'], [PAGES.spoold, 'SCHEDULES']] as const) {
+  for (const [page, title] of [[PAGES.spool, 'WHEN A SCHEDULE FIRES'], [PAGES.spoold, 'SCHEDULES'], [PAGES.bctl, 'WHEN A SCHEDULE FIRES']] as const) {
     const have = words(section(page, title));
     assert.equal(missing(rules, (w) => have.has(w)), [], `words of schedule.ts's rules missing from ${page} ${title}`);
   }
@@ -230,6 +230,8 @@ test('spoold.8 states the lease and heartbeat defaults of main.ts and daemon.ts'
   }
   const recovery = section(PAGES.spoold, 'RECOVERY RULES');
   assert.match(recovery, `the lease plus ${RECONNECT_GRACE_MS / 1000} seconds`, 'RECONNECT_GRACE_MS');
+  assert.match(recovery, `at least ${ORPHAN_MS / 1000} seconds old`, 'ORPHAN_MS');
+  assert.match(section(PAGES.spoold, 'DESCRIPTION'), `complete within ${['zero', 'one', 'two', 'three', 'four', 'five'][DEAD_AFTER]} heartbeats`, 'the hello deadline, DEAD_AFTER');
   assert.match(section(PAGES.spoold, 'DESCRIPTION'), `last ${NO_SPACE_RESERVE >> 10} KiB are cut`, 'NO_SPACE_RESERVE');
 });
 
@@ -253,12 +255,28 @@ test('workerd.8 documents every protocol message, frame type and limit of protoc
   // Each message is an item of the list of messages, not just a word somewhere.
   const items = sourceSection(PAGES.workerd, 'THE PROTOCOL');
   assert.equal(missing(msgs, (m) => new RegExp(`^\\.It Cm ${esc(m)} `, 'm').test(items)), [], 'messages missing from the lists of workerd.8 THE PROTOCOL');
+  // Each message's own fields (not those of an object nested in it) are in its item's braces.
+  const fieldProblems: string[] = [];
+  let fieldCount = 0;
+  for (const m of decl!.matchAll(/\{ t: '([a-z-]+)'(.*)\}\s*$/gm)) {
+    let rest = m[2]!;
+    while (/\{[^{}]*\}/.test(rest)) rest = rest.replace(/\{[^{}]*\}/g, '');
+    const fields = [...rest.matchAll(/;\s*(\w+)\??:/g)].map((f) => f[1]!);
+    fieldCount += fields.length;
+    const line = new RegExp(`^\\.It Cm ${esc(m[1]!)} Brq(.*)$`, 'm').exec(items)?.[1];
+    const documented = (line ?? '').split(/[\s,]+/).filter((w) => w !== '' && w !== 'Ic');
+    for (const f of missing(fields, (x) => documented.includes(x))) fieldProblems.push(`${m[1]}: ${f}`);
+  }
+  assert.ok(fieldCount >= 25, `found ${fieldCount} message fields in protocol.ts`);
+  assert.equal(fieldProblems, [], 'message fields missing from the .It Cm MESSAGE Brq Ic ... lines of workerd.8');
   assert.equal(missing(codes, (c) => proto.includes(`\`${c}'`)), [], 'bye codes missing from workerd.8 THE PROTOCOL');
   for (const [n, what] of [[T_CONTROL, 'control'], [T_CONSOLE, 'console'], [T_ARTIFACTS, 'artifacts']] as const) {
     assert.match(proto, `${n} ${what}`, `frame type ${n} ${what}`);
   }
   assert.match(proto, `(${MAX_FRAME} bytes)`, 'MAX_FRAME');
   assert.match(proto, `(${MAX_CONTROL} bytes)`, 'MAX_CONTROL');
+  assert.match(proto, `at most ${MAX_MANIFEST_PART} entries`, 'MAX_MANIFEST_PART');
+  assert.match(proto, `at most ${MAX_ARTIFACT_FILES} entries in all`, 'MAX_ARTIFACT_FILES');
   assert.match(proto, `the protocol version, ${PROTOCOL_VERSION}`, 'PROTOCOL_VERSION');
 });
 
