@@ -23,7 +23,7 @@ import { DEAD_AFTER } from '../spool/protocol.js';
 import { Daemon } from './daemon.js';
 import { Conn } from './conn.js';
 import { ScheduleTimer } from './timer.js';
-import { watchDir } from './watch.js';
+import { watchDir, watchNew } from './watch.js';
 import { log } from './log.js';
 
 const USAGE = `usage: spoold [-s SPOOL] [--listen HOST:PORT] [--templates DIR] [--token-file FILE]
@@ -131,7 +131,7 @@ export async function main(argv: string[]): Promise<void> {
 
   const wErr = (dir: string) => (e: unknown) => { log('warning', { dir, why: `watcher: ${(e as Error).message}; rescanning` }); void rescan(); };
   const watchers = [
-    watchDir(sp.new, (n) => void d.queue.consider(n).catch((e) => log('error', { file: `new/${n}`, why: (e as Error).message })), wErr('new/')),
+    watchNew(sp.new, (n) => void d.queue.consider(n).catch((e) => log('error', { file: `new/${n}`, why: (e as Error).message })), wErr('new/')),
     watchDir(sp.schedules, () => void timer.rescan(), wErr('schedules/')),
     watchDir(sp.platforms, () => void readDropped().then(() => timer.arm()), wErr('platforms/')),
     watchDir(sp.templates, () => void timer.arm(), wErr('templates/')),

@@ -191,6 +191,7 @@ class Worker {
       while (fh) {
         if (!alive()) return;
         const endedBefore = j.status !== undefined;
+        const seen = j.version;
         const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
         if (bytesRead > 0) {
           pos += bytesRead;
@@ -198,7 +199,7 @@ class Worker {
           continue;
         }
         if (endedBefore) break;          // the job had ended before this read found nothing: console complete
-        await j.changed(200);
+        await j.changed(seen, 200);
       }
       await fh?.close();
       fh = undefined;

@@ -46,15 +46,23 @@ export class LocalJob {
   /** Resolves when the job has ended and `status` is set. */
   get ended(): Promise<void> { return this.exited; }
 
-  /** Wait until there may be more console bytes, or the job ended, or ms passed. */
-  changed(ms: number): Promise<void> {
+  /** Bumped on every sign of news (console grew, job ended): see changed(). */
+  version = 0;
+
+  /**
+   * Wait until there may be more console bytes, or the job ended, or ms passed.
+   * `since` is the version the caller saw before it last looked: news that came
+   * while it looked resolves at once instead of being missed.
+   */
+  changed(since: number, ms: number): Promise<void> {
+    if (this.version !== since) return Promise.resolve();
     return new Promise((resolve) => {
       const t = setTimeout(resolve, ms);
       this.wake.push(() => { clearTimeout(t); resolve(); });
     });
   }
 
-  private poke(): void { const w = this.wake; this.wake = []; for (const f of w) f(); }
+  private poke(): void { this.version++; const w = this.wake; this.wake = []; for (const f of w) f(); }
 
   async start(sandbox: string | undefined, env: NodeJS.ProcessEnv): Promise<void> {
     let fd: number | undefined;
