@@ -72,7 +72,8 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
     // A leftover of an earlier attempt (no job file) is ours to clear; the
     // directory itself stays, so a concurrent cleanup's rmdir cannot take a claim with it.
     if (await exists(sp.runningFile(id, 'job'))) return false;
-    for (const f of await fsp.readdir(dir).catch(() => [] as string[])) await fsp.rm(`${dir}/${f}`, { recursive: true, force: true });
+    // A cancel request stays: a bctl cancel that died before its own claim left it for this job.
+    for (const f of await fsp.readdir(dir).catch(() => [] as string[])) if (f !== 'cancel') await fsp.rm(`${dir}/${f}`, { recursive: true, force: true });
     await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create'); });
   }
   try {
@@ -204,9 +205,13 @@ export { SpoolError };
 export async function recordFailed(sp: SpoolPaths, job: ParsedJob & { id: string }, why: string): Promise<string> {
   const dir = sp.runningDir(job.id);
   await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => { throw ioError(e, sp.rel(dir), 'cannot create'); });
+  const now = new Date();
+  const result: Result = { id: job.id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt,
+    queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'failed', why } };
+  // The result goes in before the job: a writer that dies after publishing the
+  // job leaves job + result, which reconcile finalizes (never runs).
+  await writeAtomic(sp, sp.runningFile(job.id, 'result'), formatResult(result));
   const staged = await writeStaged(sp, job.id, formatJob(job), sp.runningFile(job.id, 'job'));
   await publish(sp, staged, sp.runningFile(job.id, 'job'));
-  const now = new Date();
-  return finalize(sp, { id: job.id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt,
-    queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'failed', why } });
+  return finalize(sp, result);
 }

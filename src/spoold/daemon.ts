@@ -82,6 +82,7 @@ export class Daemon implements ConnOwner {
   stopping = false;
   private timers: NodeJS.Timeout[] = [];
   private workerWrites = new Map<string, Promise<void>>();
+  private unparsable = new Set<string>();   // running/ID/job files already reported
   /** Called when a job finishes, for schedule state (timer.ts). */
   onFinished: (r: Result, origin: string) => void = () => {};
   /** Whether anything could ever give work to a platform (a schedule or a template): set by main.ts. */
@@ -131,7 +132,8 @@ export class Daemon implements ConnOwner {
       job = parseJob(await fsp.readFile(jobFile), `running/${id}/job`, id);
     } catch (e) {
       if (errno(e) === 'ENOENT') { if (atStart) { await clearLeftover(this.sp, id); log('cleaned', { dir: `running/${id}`, why: 'no job file (a finished move)' }); } return; }
-      log('error', { file: `running/${id}/job`, why: (e as Error).message });
+      if (!this.unparsable.has(id)) log('error', { file: `running/${id}/job`, why: `${(e as Error).message}; fix or remove it by hand` });
+      this.unparsable.add(id);
       return;
     }
     if (await exists(this.sp.runningFile(id, 'result'))) {
@@ -154,7 +156,7 @@ export class Daemon implements ConnOwner {
   async adoptOrphans(): Promise<void> {
     if (this.stopping) return;
     for (const id of await fsp.readdir(this.sp.running).catch(() => [] as string[])) {
-      if (!isId(id) || this.running.has(id)) continue;
+      if (!isId(id) || this.running.has(id) || this.unparsable.has(id)) continue;
       const st = await fsp.stat(this.sp.runningFile(id, 'job')).catch(() => undefined);
       if (!st || Date.now() - st.ctimeMs < ORPHAN_MS || this.running.has(id)) continue;   // ctime: the claim (a rename) sets it
       log('orphan', { id, why: 'a claimed job nobody holds (its writer died); taking it over' });
@@ -296,6 +298,15 @@ export class Daemon implements ConnOwner {
     }
     const r = this.newRunning(q.id, job, undefined);
     this.running.set(q.id, r);
+    if (await exists(this.sp.runningFile(q.id, 'cancel')).catch(() => false)) {
+      // canceled as it was claimed (a bctl cancel that lost the race or died): never sent
+      r.phase = 'finishing';
+      r.cancelRequested = true;
+      this.busy.delete(c);
+      if (!(await this.finalizeJob(r, { kind: 'canceled' }, '', undefined))) { r.phase = 'console'; r.deadline = Date.now(); }   // checkLeases retries
+      this.dispatchFor(c.platform);
+      return;
+    }
     if (c.closed) {           // the worker left while we claimed: the job waits for its lease
       r.deadline = Date.now();
       this.busy.delete(c);
