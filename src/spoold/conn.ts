@@ -41,7 +41,7 @@ export class Conn {
     sock.setNoDelay(true);
     this.reader.maxData = 0;   // no data frame before the hello (a stranger makes us hold nothing)
     // The hello must be complete within DEAD_AFTER heartbeats, however the bytes drip in.
-    this.helloTimer = setTimeout(() => { if (!this.hello) this.close('no hello in time'); }, DEAD_AFTER * owner.heartbeatMs);
+    this.helloTimer = setTimeout(() => { if (!this.hello) this.close(`no hello within ${DEAD_AFTER * owner.heartbeatMs} ms`); }, DEAD_AFTER * owner.heartbeatMs);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (e) => this.close(`socket error: ${e.message}`));
     sock.on('close', () => this.close(this.reader.pending > 0 ? 'connection closed inside a frame (truncated)' : 'connection closed'));
