@@ -64,6 +64,22 @@ export async function writeAtomic(sp: SpoolPaths, target: string, data: string |
   await publish(sp, staged, target, durable);
 }
 
+/**
+ * Atomically replace a file in a directory no watcher looks at (running/ID/):
+ * write-file-atomic's temporary file beside it is invisible to everyone, so no
+ * staging in tmp/ and no directory fsync here; the caller fsyncs the directory
+ * once before it publishes the whole of it (finalize).
+ */
+export async function writePrivate(sp: SpoolPaths, target: string, data: string | Buffer): Promise<void> {
+  const buf = typeof data === 'string' ? Buffer.from(data) : data;
+  try {
+    await writeFileAtomic(target, buf, { mode: FILE_MODE });
+    if ((await fsp.stat(target)).size !== buf.length) throw Object.assign(new Error('short write: no space left on device'), { code: 'ENOSPC' });
+  } catch (e) {
+    throw ioError(e, sp.rel(target), 'cannot write');
+  }
+}
+
 /** Atomically point symlink `link` at `target` (a relative name), by renaming a new link over it. */
 export async function replaceSymlink(sp: SpoolPaths, target: string, link: string): Promise<void> {
   const staged = sp.staging(`${path.basename(link)}-link`);

@@ -24,7 +24,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
-import { writeAtomic, writeStaged, publish, fsyncDir, replaceSymlink, DIR_MODE } from './stage.js';
+import { writeAtomic, writeStaged, writePrivate, publish, fsyncDir, replaceSymlink, DIR_MODE } from './stage.js';
 import { errno, ioError, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import type { SpoolPaths } from './paths.js';
@@ -133,9 +133,13 @@ export async function finalize(sp: SpoolPaths, result: Result): Promise<string> 
     if (!(await exists(p))) await fsp.writeFile(p, '', { mode: 0o664 }).catch((e) => { throw ioError(e, sp.rel(p), 'cannot create'); });
   }
   await fsp.mkdir(sp.runningFile(id, 'artifacts'), { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create artifacts/'); });
-  await writeAtomic(sp, sp.runningFile(id, 'result'), formatResult(result));
+  // running/ is watched by no one: the result is written in place (atomic
+  // within the directory), and one fsync of the directory makes every entry
+  // of it durable before the rename publishes them all.
+  await writePrivate(sp, sp.runningFile(id, 'result'), formatResult(result));
   await fsp.rm(sp.runningFile(id, 'lease'), { force: true });
   await fsp.rm(sp.runningFile(id, 'cancel'), { force: true });
+  await fsyncDir(dir);
   const nameDir = sp.doneName(name);
   await fsp.mkdir(nameDir, { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(nameDir), 'cannot create'); });
   const target = sp.doneDir(name, id);
@@ -210,7 +214,7 @@ export async function recordFailed(sp: SpoolPaths, job: ParsedJob & { id: string
     queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'failed', why } };
   // The result goes in before the job: a writer that dies after publishing the
   // job leaves job + result, which reconcile finalizes (never runs).
-  await writeAtomic(sp, sp.runningFile(job.id, 'result'), formatResult(result));
+  await writePrivate(sp, sp.runningFile(job.id, 'result'), formatResult(result));
   const staged = await writeStaged(sp, job.id, formatJob(job), sp.runningFile(job.id, 'job'));
   await publish(sp, staged, sp.runningFile(job.id, 'job'));
   return finalize(sp, result);

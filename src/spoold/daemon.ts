@@ -21,7 +21,7 @@ import { Writable } from 'node:stream';
 import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeAtomic, cleanTmp, DIR_MODE } from '../spool/stage.js';
+import { writeAtomic, writePrivate, cleanTmp, DIR_MODE } from '../spool/stage.js';
 import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums } from '../spool/tar.js';
@@ -419,7 +419,7 @@ export class Daemon implements ConnOwner {
       const got = await a.done;
       const diff = compareManifest(announced, got);
       if (diff) r.artifactError ??= `artifacts do not match their manifest: ${diff}`;
-      else await writeAtomic(this.sp, this.sp.runningFile(r.id, 'SHA256SUMS'), formatSums(got));
+      else await writePrivate(this.sp, this.sp.runningFile(r.id, 'SHA256SUMS'), formatSums(got));
     } catch (e) {
       const why = (e as Error).message;
       if (isStorage(e)) { r.storeError ??= e as Error; log('error', { id: r.id, why: `cannot store artifacts: ${why}` }); return; }
