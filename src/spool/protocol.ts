@@ -30,7 +30,7 @@ export const T_ARTIFACTS = 3;
 export interface ArtifactEntry { name: string; type: 'file' | 'directory' | 'symlink'; size: number; sha256?: string; target?: string }
 
 export type Msg =
-  | { t: 'hello'; v: number; name: string; platform: string; token?: string; holding?: { id: string; name: string; attempt: number; finished: boolean } }
+  | { t: 'hello'; v: number; name: string; platform: string; token?: string; once?: boolean; holding?: { id: string; name: string; attempt: number; finished: boolean } }
   | { t: 'welcome'; v: number; heartbeatMs: number }
   | { t: 'bye'; why: string; code?: 'version' | 'token' | 'name' | 'platform' | 'protocol' }
   | { t: 'ping' }
@@ -82,7 +82,7 @@ export function checkMsg(v: unknown): Msg {
     switch (m.t) {
       case 'hello': {
         const h = m.holding as Record<string, unknown> | undefined;
-        return INT(m.v) && STR(m.name, 256) && STR(m.platform, 256) && (m.token === undefined || STR(m.token, 4096))
+        return INT(m.v) && STR(m.name, 256) && STR(m.platform, 256) && (m.token === undefined || STR(m.token, 4096)) && (m.once === undefined || typeof m.once === 'boolean')
           && (h === undefined || (typeof h === 'object' && h !== null && STR(h.id, 64) && STR(h.name, 256) && INT(h.attempt) && typeof h.finished === 'boolean'));
       }
       case 'welcome': return INT(m.v) && INT(m.heartbeatMs);

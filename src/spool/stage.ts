@@ -65,19 +65,14 @@ export async function writeAtomic(sp: SpoolPaths, target: string, data: string |
 }
 
 /**
- * Atomically replace a file in a directory no watcher looks at (running/ID/):
- * write-file-atomic's temporary file beside it is invisible to everyone, so no
- * staging in tmp/ and no directory fsync here; the caller fsyncs the directory
- * once before it publishes the whole of it (finalize).
+ * Atomically replace a file in running/ID/, which the caller publishes whole
+ * later (finalize): staged in tmp/ like every write (so a crash leaves no
+ * temporary file inside the job's directory), but without the directory
+ * fsync, which the caller does once for the whole directory before publishing.
  */
 export async function writePrivate(sp: SpoolPaths, target: string, data: string | Buffer): Promise<void> {
-  const buf = typeof data === 'string' ? Buffer.from(data) : data;
-  try {
-    await writeFileAtomic(target, buf, { mode: FILE_MODE });
-    if ((await fsp.stat(target)).size !== buf.length) throw Object.assign(new Error('short write: no space left on device'), { code: 'ENOSPC' });
-  } catch (e) {
-    throw ioError(e, sp.rel(target), 'cannot write');
-  }
+  const staged = await writeStaged(sp, path.basename(target), data, target);
+  await publish(sp, staged, target, false);
 }
 
 /** Atomically point symlink `link` at `target` (a relative name), by renaming a new link over it. */

@@ -31,6 +31,8 @@ export class Conn {
   platform = '';
   hello = false;
   closed = false;
+  /** workerd --once: one job, then no more (it is about to exit). */
+  once = false;
   private reader = new FrameReader(MAX_CONTROL);
   private lastRx = Date.now();
   private heldPaused = 0;
@@ -150,6 +152,7 @@ export class Conn {
     if (!isName(h.platform)) { this.close(`bad platform ${JSON.stringify(h.platform.slice(0, 64))}`, { t: 'bye', why: 'bad platform name: use A-Z a-z 0-9 . _ + -', code: 'platform' }); return; }
     this.name = h.name;
     this.platform = h.platform;
+    this.once = h.once === true;
     this.hello = true;
     clearTimeout(this.helloTimer);
     this.reader.maxData = MAX_FRAME;

@@ -77,7 +77,7 @@ export class Daemon implements ConnOwner {
   readonly queue: Queue;
   private running = new Map<string, Running>();
   private workers = new Set<Conn>();
-  private busy = new Map<Conn, string | 'claiming'>();
+  private busy = new Map<Conn, string | 'claiming' | 'spent'>();
   dropped = new Set<string>();
   stopping = false;
   private timers: NodeJS.Timeout[] = [];
@@ -239,12 +239,12 @@ export class Daemon implements ConnOwner {
     const id = this.busy.get(c);
     this.busy.delete(c);
     if (c.hello) {
-      log('worker left', { worker: c.name, why, job: id === 'claiming' ? undefined : id });
+      log('worker left', { worker: c.name, why, job: id && isId(id) ? id : undefined });
       this.removeWorkerFile(c);
     } else if (!/^connection closed$/.test(why)) {
       log('connection refused', { peer: c.peer, why });
     }
-    if (id && id !== 'claiming') {
+    if (id && isId(id)) {
       const r = this.running.get(id);
       if (r && r.worker === c && r.phase !== 'finishing') this.detach(r);
     }
@@ -254,7 +254,7 @@ export class Daemon implements ConnOwner {
     if (!c.hello || this.stopping) return;
     const job = this.busy.get(c);
     const text = formatHeaders([['name', c.name], ['platform', c.platform], ['peer', c.peer.replace(/\s/g, '_') || 'unix'], ['connected', c.since.toISOString()],
-      ['job', job && job !== 'claiming' ? job : ''], ['seen', new Date().toISOString()]]);
+      ['job', job && isId(job) ? job : ''], ['seen', new Date().toISOString()]]);
     const prev = this.workerWrites.get(c.name) ?? Promise.resolve();
     const next = prev.then(() => (c.closed ? undefined : writeAtomic(this.sp, this.sp.worker(c.name), text, false))).catch(() => {});
     this.workerWrites.set(c.name, next);
@@ -328,7 +328,7 @@ export class Daemon implements ConnOwner {
 
   onFrame(c: Conn, f: Frame): void | Promise<void> {
     const id = this.busy.get(c);
-    const r = id && id !== 'claiming' ? this.running.get(id) : undefined;
+    const r = id && isId(id) ? this.running.get(id) : undefined;
     if (f.type === T_CONSOLE) {
       if (!r || r.worker !== c || r.phase !== 'console') throw new ProtocolError('console data without a job in its console phase');
       return this.writeConsole(r, f.data);
@@ -447,7 +447,8 @@ export class Daemon implements ConnOwner {
     const ok = !(r.storeError && !isNoSpace(r.storeError))
       && await this.finalizeJob(r, final, c.name, Number.isNaN(started.getTime()) ? r.started : started);
     if (ok) {
-      if (this.busy.get(c) === r.id) this.busy.delete(c);
+      // A --once worker is spent: it exits after `done`, so it gets no second job.
+      if (this.busy.get(c) === r.id) { if (c.once) this.busy.set(c, 'spent'); else this.busy.delete(c); }
       c.send({ t: 'done', id: r.id });
       this.writeWorker(c);
       this.dispatchFor(c.platform);

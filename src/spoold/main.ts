@@ -65,8 +65,9 @@ export async function main(argv: string[]): Promise<void> {
     boolean: ['help'],
     unknown: (f) => { unknown = f; },
   });
-  if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
+  // mri returns what unknown() returned (undefined) when it fires: check that first (DEPENDENCIES.md 6).
   if (unknown) usage(`unknown option ${unknown}`);
+  if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
   if (a._.length > 0) usage(`unexpected argument ${String(a._[0])}`);
   for (const k of ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts']) {
     if (Array.isArray(a[k]) || a[k] === '') usage(`--${k} needs one value`);

@@ -72,6 +72,7 @@ class Worker {
       const j = this.job;
       const hello: Msg = { t: 'hello', v: PROTOCOL_VERSION, name: this.name, platform: this.platform,
         ...(this.opts.token ? { token: this.opts.token } : {}),
+        ...(this.opts.once ? { once: true } : {}),
         ...(j ? { holding: { id: j.spec.id, name: j.spec.name, attempt: j.spec.attempt, finished: j.status !== undefined } } : {}) };
       sock.write(encodeMsg(hello));
     });
@@ -266,8 +267,9 @@ export async function main(argv: string[]): Promise<void> {
     boolean: ['help', 'once'],
     unknown: (f) => { unknown = f; },
   });
-  if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
+  // mri returns what unknown() returned (undefined) when it fires: check that first (DEPENDENCIES.md 6).
   if (unknown) usage(`unknown option ${unknown}`);
+  if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
   for (const k of ['spool', 'connect', 'name', 'sandbox', 'token-file', 'workdir']) if (Array.isArray(a[k]) || a[k] === '') usage(`--${k} needs one value`);
   const pos = a._.map(String);
   if (pos.length !== 1) usage(pos.length === 0 ? 'missing PLATFORM' : `unexpected argument ${pos[1]}`);

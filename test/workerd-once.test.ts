@@ -1,0 +1,62 @@
+// workerd --once: one job, then an exit status a supervisor (load.sh, systemd) can act on.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { tmpdir, daemon, bctl, until, type Daemon } from './lib.js';
+
+let spool = '';
+let procs: Daemon[] = [];
+test.before.each(async () => { spool = await tmpdir('once'); procs = []; });
+test.after.each(async () => {
+  for (const p of procs) await p.stop('SIGKILL');
+  for (const d of [spool, `${spool}-wd`, `${spool}-token`]) await fsp.rm(d, { recursive: true, force: true });
+});
+const exitOf = (d: Daemon) => new Promise<number | null>((r) => { if (d.child.exitCode !== null) r(d.child.exitCode); else d.child.on('close', (c) => r(c)); });
+function once(extra: string[] = [], platform = 'debian-12'): Daemon {
+  const d = daemon('workerd', ['-s', spool, '--once', '--name', 'jail1', '--workdir', `${spool}-wd`, ...extra, platform]);
+  procs.push(d);
+  return d;
+}
+
+test('--once runs one job, delivers it and exits 0, whatever the job\'s own status', async () => {
+  procs.push(daemon('spoold', ['-s', spool, '--heartbeat', '400ms', '--lease', '2s']));
+  await procs[0]!.waitLog(/started/);
+  const a = (await bctl(spool, ['submit', 'debian-12', '-', '--name', 'first'], { input: '#!/bin/sh\nexit 3\n' })).stdout.trim();
+  const b = (await bctl(spool, ['submit', 'debian-12', '-', '--name', 'second'], { input: '#!/bin/sh\necho two\n' })).stdout.trim();
+  const w = once();
+  assert.is(await exitOf(w), 0);
+  assert.match(fs.readFileSync(path.join(spool, 'done', 'first', a, 'result'), 'utf8'), /status: exited 3/);
+  assert.ok(fs.existsSync(path.join(spool, 'new', b)), 'the second job waits for the next worker');
+});
+
+test('--once exits 75 when spoold cannot be reached', async () => {
+  const w = once();
+  assert.is(await exitOf(w), 75);
+  assert.match(w.log(), /cannot reach spoold .* giving up \(--once\)/);
+});
+
+test('--once exits 78 on a wrong token and on a dropped platform', async () => {
+  await fsp.writeFile(`${spool}-token`, 'right\n');
+  procs.push(daemon('spoold', ['-s', spool, '--token-file', `${spool}-token`]));
+  await procs[0]!.waitLog(/started/);
+  await fsp.writeFile(`${spool}-token`, 'wrong\n');
+  const bad = once(['--token-file', `${spool}-token`]);
+  assert.is(await exitOf(bad), 78);
+  assert.match(bad.log(), /wrong or missing token/);
+  await fsp.writeFile(`${spool}-token`, 'right\n');
+  assert.is((await bctl(spool, ['drop-platform', 'debian-12'])).code, 0);
+  const dropped = once(['--token-file', `${spool}-token`]);
+  assert.is(await exitOf(dropped), 78);
+  assert.match(dropped.log(), /no work: platform debian-12 is dropped/);
+});
+
+test('bad usage exits 2 with the reason', async () => {
+  const w = once(['--bogus']);
+  assert.is(await exitOf(w), 2);
+  assert.match(w.log(), /workerd: unknown option --bogus\nusage: workerd/);
+  await until('exited', () => w.child.exitCode !== null);
+});
+
+test.run();
