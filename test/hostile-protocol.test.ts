@@ -651,25 +651,32 @@ test('SPOOLD BUG: workers vanishing just as an artifact entry begins leave no fi
     f.destroy();
   }
   await waitLog(e, /worker left worker=vanish29/);
-  await sleep(1000);
   const pid = e.spoold.child.pid!;
-  const open = fs.readdirSync(`/proc/${pid}/fd`).map((n) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${n}`); } catch { return ''; } })
+  const openFiles = () => fs.readdirSync(`/proc/${pid}/fd`).map((n) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${n}`); } catch { return ''; } })
     .filter((l) => l.includes('/artifacts/'));
-  assert.equal(open, [], 'spoold still holds artifact files of workers that are gone');
+  await until('spoold to close the artifact files of workers that are gone', () => openFiles().length === 0, 5000).catch(() => {});
+  assert.equal(openFiles(), [], 'spoold still holds artifact files of workers that are gone');
   assert.not.match(logNow(e), /on garbage collection/, 'spoold left a FileHandle for the garbage collector to close');
   await survived(e, /worker left worker=vanish0/);
 });
 
-// SPOOLD BUG (reported): requeue() renames running/ID/job into new/ (the
-// commit) and only then removes running/ID with rm -rf. A worker waiting for
-// work claims the job at once: claim() finds running/ID without a job file,
-// clears it, makes it again and renames the job into it, and requeue's rm -rf
-// then deletes the claimed job: it is in none of new/, running/, done/
-// ("cannot claim: ENOENT ... running/ID/job", "cannot requeue: ENOTEMPTY").
-test('SPOOLD BUG: jobs requeued after their workers vanished and claimed again at once by waiting workers are never lost', async () => {
+// SPOOLD BUG (reported): a job requeued after its worker vanished is claimed
+// again at once by a waiting worker, and three races then lose it or strand it:
+// - requeue() removed running/ID recursively after the commit rename, deleting
+//   the job the new claim had just put there (fixed in 3312c82);
+// - checkLeases' own queue.consider() after the requeue can queue the id a
+//   second time while the watcher's claim of it is still under way; the second
+//   claim finds running/ID without a job file yet, clears it, and deletes the
+//   first claim's job ("cannot claim: ENOENT ... running/ID/job");
+// - checkLeases deletes running.get(id) after requeue() returns, which by then
+//   may be the new attempt's entry: that job stays in running/ for ever, never
+//   leased out or requeued.
+// Timing decides whether a run hits them; 24 waiting workers churning through
+// 24 jobs for four leases hit one in about half of the runs here.
+test('SPOOLD BUG: jobs requeued after their workers vanished and claimed again at once by waiting workers are never lost or stranded', async () => {
   const e = await setup({ fresh: true });
   const ids: string[] = [];
-  for (let i = 0; i < 10; i++) ids.push(await queue(e, 'churn', EVIL_PLATFORM, undefined, 50));
+  for (let i = 0; i < 24; i++) ids.push(await queue(e, 'churn', EVIL_PLATFORM, undefined, 50));
   let n = 0;
   let stop = false;
   const lane = async () => {
@@ -682,14 +689,17 @@ test('SPOOLD BUG: jobs requeued after their workers vanished and claimed again a
       e.fakes.splice(e.fakes.indexOf(f), 1);
     }
   };
-  const lanes = Array.from({ length: 12 }, lane);
-  await sleep(3 * 2000 + 1000);          // three leases: three rounds of requeue and claim
+  const lanes = Array.from({ length: 24 }, lane);
+  await sleep(4 * 2000 + 1000);          // four leases: four rounds of requeue and claim
   stop = true;
   await Promise.all(lanes);
-  await sleep(300);
   const where = (id: string) => ['new/' + id, `running/${id}/job`, `done/churn/${id}`].filter((p) => fs.existsSync(path.join(e.spool, p)));
+  // With no worker left, every job is back in new/ once its lease (2 s) has run out.
+  await until('every job back in new/', () => ids.every((id) => where(id).length === 1 && where(id)[0]!.startsWith('new/')), 6000).catch(() => {});
   const lost = ids.filter((id) => where(id).length === 0);
+  const stranded = ids.filter((id) => where(id).some((p) => p.startsWith('running/')));
   assert.equal(lost, [], `${lost.length} of ${ids.length} jobs are in none of new/, running/, done/`);
+  assert.equal(stranded, [], `${stranded.length} jobs are still in running/ long after their workers left: nobody tracks them`);
   await survived(e, /requeued id=\S+ name=churn /);
 });
 
