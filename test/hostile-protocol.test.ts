@@ -14,8 +14,8 @@
 // spoold and workerd is most of a test's time); a test that fails, that needs
 // other flags (--token-file) or a memory peak of its own, or that leaves jobs
 // behind, gets a fresh one, thrown away after it.
-// Tests named "SPOOLD BUG" show a defect that is reported with a proposed
-// patch; they fail until it is fixed.
+// Comments that start "Found here" name a defect these tests found, and the
+// commit that fixed it; a test named "SPOOLD BUG" shows one not fixed yet.
 // The last test runs scripts/fuzz.mjs with a short budget.
 
 import { test } from 'uvu';
@@ -483,11 +483,11 @@ test('another worker cannot speak about a job it was not given: artifacts, manif
   await survived(e, /worker left worker=thief0 why="protocol violation: artifacts for job/);
 });
 
-// SPOOLD BUG (reported): re-attach checks only the id and attempt, so while a
-// job waits for its worker to come back, any worker (another name, another
-// platform) that says `holding: {id}` gets it: DESIGN.md says a worker may
-// only speak about the job it was given.
-test('SPOOLD BUG: a worker of another name and platform cannot re-attach to a job whose worker dropped', async () => {
+// Found here, fixed in 3312c82: re-attach checked only the id and the
+// attempt, so while a job waited for its worker to come back, any worker
+// (another name, another platform) that said `holding: {id}` got it; DESIGN.md
+// says a worker may only speak about the job it was given.
+test('a worker of another name and platform cannot re-attach to a job whose worker dropped', async () => {
   const e = await setup();
   const id = await queue(e, 'orphan', EVIL_PLATFORM, undefined, 0);     // lost after its lease, never requeued for the next test
   const owner = await welcomed(e, 'owner2');
@@ -503,11 +503,11 @@ test('SPOOLD BUG: a worker of another name and platform cannot re-attach to a jo
 
 // ---- empty frames -------------------------------------------------------
 
-// SPOOLD BUG (reported): FrameReader.take(0) reads chunks[0] when a zero-length
-// frame's header ended exactly at the end of a chunk, and throws a TypeError:
-// an empty frame that arrives alone costs a worker its connection
+// Found here, fixed in 3312c82: FrameReader.take(0) read chunks[0] when a
+// zero-length frame's header ended exactly at the end of a chunk, and threw a
+// TypeError: an empty frame that arrived alone cost a worker its connection
 // ("protocol violation: internal error: TypeError ...").
-test('SPOOLD BUG: an empty console frame arriving alone is harmless, and the job then finishes normally', async () => {
+test('an empty console frame arriving alone is harmless, and the job then finishes normally', async () => {
   const e = await setup();
   const id = await queue(e, 'emptyframe', EVIL_PLATFORM);
   const f = await welcomed(e, 'empty');
@@ -587,12 +587,12 @@ test('artifacts: 64 MiB of one file stream to disk without being held in memory,
   await survived(e, /worker left worker=bigworker/);
 });
 
-// SPOOLD BUG (reported): once the tar receiver has refused a stream, every
-// further ARTIFACTS frame finds the sink unwritable and adds a 'drain'
-// listener that never fires (MaxListenersExceededWarning; about 2 KiB of heap
-// per 6-byte frame measured), until the manifest comes. A worker can inflate
+// Found here, fixed in 3312c82: once the tar receiver had refused a stream,
+// every further ARTIFACTS frame found the sink unwritable and added a 'drain'
+// listener that never fired (MaxListenersExceededWarning; about 2 KiB of heap
+// per 6-byte frame measured), until the manifest came: a worker could inflate
 // spoold by sending tiny frames after a bad header.
-test('SPOOLD BUG: artifact frames after the stream was refused are dropped without growing spoold (no listener per frame)', async () => {
+test('artifact frames after the stream was refused are dropped without growing spoold (no listener per frame)', async () => {
   const e = await setup({ fresh: true });
   const id = await queue(e, 'flood', EVIL_PLATFORM);
   const f = await welcomed(e, 'flooder');
@@ -611,11 +611,11 @@ test('SPOOLD BUG: artifact frames after the stream was refused are dropped witho
   await survived(e, /worker left worker=flooder why="hostile artifact stream: Invalid tar header/);
 });
 
-// SPOOLD BUG (reported): writeConsole adds a 'drain' and a 'close' listener
-// for every console frame written while the file is behind, and the frames of
-// one chunk are all written before 'drain' can fire; the 'close' listeners
-// stay until the job ends (MaxListenersExceededWarning on the first chunk).
-test('SPOOLD BUG: 18 MB of console in 1 KiB frames piles up no listeners, and every byte arrives', async () => {
+// Found here, fixed in 3312c82: writeConsole added a 'drain' and a 'close'
+// listener for every console frame written while the file was behind, and the
+// frames of one chunk are all written before 'drain' can fire; the 'close'
+// listeners stayed until the job ended (MaxListenersExceededWarning at once).
+test('18 MB of console in 1 KiB frames piles up no listeners, and every byte arrives', async () => {
   const e = await setup({ fresh: true });
   const id = await queue(e, 'chatty', EVIL_PLATFORM, undefined, 0);
   const f = await welcomed(e, 'chatty');
@@ -631,13 +631,13 @@ test('SPOOLD BUG: 18 MB of console in 1 KiB frames piles up no listeners, and ev
   await survived(e, new RegExp(`finished id=${id} name=chatty`));
 });
 
-// SPOOLD BUG (reported): receiveArtifacts awaits mkdir and open before it
-// pipes an entry; when the stream is destroyed meanwhile (the worker vanished
-// just as the entry began), pipeline() on the already destroyed entry never
-// settles, so the FileHandle is never closed: it stays open until the garbage
-// collector closes it with "Warning: Closing file descriptor N on garbage
+// Found here, fixed in 3312c82: receiveArtifacts awaits mkdir and open before
+// it pipes an entry; when the stream was destroyed meanwhile (the worker
+// vanished just as the entry began), pipeline() on the already destroyed
+// entry never settled, so the FileHandle stayed open until the garbage
+// collector closed it with "Warning: Closing file descriptor N on garbage
 // collection" (DEP0137: a future Node throws there instead).
-test('SPOOLD BUG: workers vanishing just as an artifact entry begins leave no file open in spoold', async () => {
+test('workers vanishing just as an artifact entry begins leave no file open in spoold', async () => {
   const e = await setup({ fresh: true });
   const deep = `${Array.from({ length: 20 }, (_, i) => `d${i}`).join('/')}/f`;    // mkdir after mkdir: a wide window
   const t = await packTar([{ header: { name: deep, type: 'file' }, body: Buffer.alloc(1000, 0x61) }], false);
@@ -660,8 +660,9 @@ test('SPOOLD BUG: workers vanishing just as an artifact entry begins leave no fi
   await survived(e, /worker left worker=vanish0/);
 });
 
-// SPOOLD BUG (reported): a job requeued after its worker vanished is claimed
-// again at once by a waiting worker, and three races then lose it or strand it:
+// SPOOLD BUG (reported, partly fixed): a job requeued after its worker
+// vanished is claimed again at once by a waiting worker, and three races then
+// lose it or strand it:
 // - requeue() removed running/ID recursively after the commit rename, deleting
 //   the job the new claim had just put there (fixed in 3312c82);
 // - checkLeases' own queue.consider() after the requeue can queue the id a
@@ -719,11 +720,11 @@ test('slowloris: a connection that says nothing at all is closed after the heart
   await survived(e, new RegExp(`connection refused peer=unix why="(no heartbeat for ${3 * HEARTBEAT_MS} ms|no hello within \\d+ ms)"`));
 });
 
-// SPOOLD BUG (reported): any byte counts as a heartbeat, so a peer that never
-// completes its hello keeps its connection for ever by dripping one byte at a
-// time. It needs no token to do so; spoold should close a connection that has
-// not said hello within DEAD_AFTER heartbeats.
-test('SPOOLD BUG: slowloris: a hello dripped one byte per half heartbeat, never completed, is closed (hello deadline)', async () => {
+// Found here, fixed in 3312c82: any byte counted as a heartbeat, so a peer
+// that never completed its hello kept its connection for ever by dripping one
+// byte at a time, without a token. A hello must now come within DEAD_AFTER
+// heartbeats.
+test('slowloris: a hello dripped one byte per half heartbeat, never completed, is closed (hello deadline)', async () => {
   const e = await setup();
   const f = await fake(e);
   const frame = f.controlFrame(hello(e, { name: 'dripper' }));
@@ -736,11 +737,11 @@ test('SPOOLD BUG: slowloris: a hello dripped one byte per half heartbeat, never 
   await survived(e, /connection refused peer=unix why="(no hello|protocol violation)/);
 });
 
-// SPOOLD BUG (reported): before hello, FrameReader accepts a data-frame
-// header of up to MAX_FRAME (4 MiB) and buffers it, so each unauthenticated
-// connection makes spoold hold 4 MiB. Before hello the only valid frame is a
-// control frame of at most MAX_CONTROL bytes.
-test('SPOOLD BUG: before hello, a frame over MAX_CONTROL is refused at its header: 40 connections sending 4 MiB frames keep spoold under the memory bound', async () => {
+// Found here, fixed in 3312c82: before hello, FrameReader accepted a
+// data-frame header of up to MAX_FRAME (4 MiB) and buffered the frame, so each
+// unauthenticated connection made spoold hold 4 MiB. Before hello the only
+// valid frame is a control frame of at most MAX_CONTROL bytes.
+test('before hello, a frame over MAX_CONTROL is refused at its header: 40 connections sending 4 MiB frames keep spoold under the memory bound', async () => {
   const e = await setup({ fresh: true });
   const conns = await Promise.all(Array.from({ length: 40 }, () => fake(e)));
   const payload = Buffer.alloc(MAX_FRAME - 1, 0x7b);
