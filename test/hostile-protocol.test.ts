@@ -15,7 +15,7 @@
 // other flags (--token-file) or a memory peak of its own, or that leaves jobs
 // behind, gets a fresh one, thrown away after it.
 // Comments that start "Found here" name a defect these tests found, and the
-// commit that fixed it; a test named "SPOOLD BUG" shows one not fixed yet.
+// commit that fixed it.
 // The last test runs scripts/fuzz.mjs with a short budget.
 
 import { test } from 'uvu';
@@ -660,7 +660,7 @@ test('workers vanishing just as an artifact entry begins leave no file open in s
   await survived(e, /worker left worker=vanish0/);
 });
 
-// SPOOLD BUG (reported, partly fixed): a job requeued after its worker
+// Found here (fixed in 3312c82 and in the commit after 8f1f60b): a job requeued after its worker
 // vanished is claimed again at once by a waiting worker, and three races then
 // lose it or strand it:
 // - requeue() removed running/ID recursively after the commit rename, deleting
@@ -674,7 +674,7 @@ test('workers vanishing just as an artifact entry begins leave no file open in s
 //   leased out or requeued.
 // Timing decides whether a run hits them; 24 waiting workers churning through
 // 24 jobs for four leases hit one in about half of the runs here.
-test('SPOOLD BUG: jobs requeued after their workers vanished and claimed again at once by waiting workers are never lost or stranded', async () => {
+test('jobs requeued after their workers vanished and claimed again at once by waiting workers are never lost or stranded', async () => {
   const e = await setup({ fresh: true });
   const ids: string[] = [];
   for (let i = 0; i < 24; i++) ids.push(await queue(e, 'churn', EVIL_PLATFORM, undefined, 50));

@@ -60,8 +60,18 @@
 // the years this runs in) are seen as one; a zone's rules are those of the
 // ICU data of the running Node.
 
-import { CronExpressionParser } from 'cron-parser';
+import { createRequire } from 'node:module';
+import type { CronExpressionParser as CronParser } from 'cron-parser';
 import { SpoolError } from './errors.js';
+
+// cron-parser and luxon take about 90 ms to load, most of what `bctl submit`
+// would spend beyond node's own start (scripts/bench.mjs W1). Load them on the
+// first schedule check, so that programs that never read a schedule start fast.
+let cronParser: typeof CronParser | undefined;
+function cron(): typeof CronParser {
+  cronParser ??= (createRequire(import.meta.url)('cron-parser') as typeof import('cron-parser')).CronExpressionParser;
+  return cronParser;
+}
 
 export const PERIODS = ['hourly', 'daily', 'weekly', 'never'] as const;
 export type Period = (typeof PERIODS)[number];
@@ -132,12 +142,12 @@ function compile(expr: string, where: Where = {}): Compiled {
   });
   let fc;
   try {
-    fc = CronExpressionParser.parse(fields.join(' '), { tz: 'UTC' }).fields;
+    fc = cron().parse(fields.join(' '), { tz: 'UTC' }).fields;
   } catch (e) {
     // Say which field: parse each alone (a parse costs about 0.3 ms, so only on error).
     fields.forEach((f, i) => {
       try {
-        CronExpressionParser.parse(fields.map((g, j) => (j === i ? g : '*')).join(' '), { tz: 'UTC' });
+        cron().parse(fields.map((g, j) => (j === i ? g : '*')).join(' '), { tz: 'UTC' });
       } catch (e2) {
         throw bad(expr, `${FIELDS[i]} field ${quote(f)}: ${(e2 as Error).message}`, where);
       }

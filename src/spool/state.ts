@@ -63,7 +63,7 @@ export async function adopt(sp: SpoolPaths, fileName: string, wanted?: string): 
 }
 
 /** Claim new/ID for dispatch. False if it is gone (canceled, or claimed by another). */
-export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
+export async function claim(sp: SpoolPaths, id: string, sync = true): Promise<boolean> {
   const dir = sp.runningDir(id);
   try {
     await fsp.mkdir(dir, { mode: DIR_MODE });
@@ -84,7 +84,10 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
     if (errno(e) === 'ENOENT') return false;
     throw ioError(e, `new/${id}`, 'cannot claim');
   }
-  await fsyncDir(sp.new).catch(() => {});
+  // sync=false (dispatch): the caller fsyncs new/ after handing the job out. A power
+  // loss before that may undo the rename (ext4 journals it whole: the job is in new/
+  // or in running/, never both), and the job then runs again, as after a lost lease.
+  if (sync) await fsyncDir(sp.new).catch(() => {});
   return true;
 }
 

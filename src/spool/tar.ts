@@ -25,6 +25,9 @@ import { MAX_ARTIFACT_FILES, type ArtifactEntry } from './protocol.js';
 
 export const MAX_NAME = 1024;        // bytes in an artifact path
 export const MAX_DEPTH = 64;
+// Artifact files are read and written 1 MiB at a time (the fs streams' defaults are 64 KiB
+// and 16 KiB): a frame, a disk call and a thread-pool hand-off per MiB, not per 64 KiB.
+export const IO_CHUNK = 1 << 20;
 
 class Hasher extends Transform {
   readonly hash = createHash('sha256');
@@ -113,7 +116,7 @@ export function packArtifacts(dir: string, skip: string[], note: (line: string) 
           const size = (await fh.stat()).size;
           const h = new Hasher(size, () => new Error(`${r} grew while it was being sent`));
           const sink = pack.entry({ name: r, type: 'file', size, mode: st.mode & 0o111 ? 0o755 : 0o644 });
-          await pipeline(fh.createReadStream({ autoClose: false }), h, sink);
+          await pipeline(fh.createReadStream({ autoClose: false, highWaterMark: IO_CHUNK }), h, sink);
           files.push({ name: r, type: 'file', size, sha256: h.hash.digest('hex') });
         } finally { await fh.close(); }
       }
@@ -210,7 +213,7 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
           // If the stream was destroyed while we opened the file (the worker
           // vanished), the entry never ends: settle on the extractor's close too.
           // flush: fsync before close, so the file is durable before the rename into done/ publishes it.
-          await Promise.race([pipeline(e, hasher, fh.createWriteStream({ flush: true })), closed]);
+          await Promise.race([pipeline(e, hasher, fh.createWriteStream({ flush: true, highWaterMark: IO_CHUNK })), closed]);
         } finally { await fh.close().catch(() => {}); }
         if (hasher.bytes !== h.size) throw new ArtifactError(`artifact ${rel} is short: ${hasher.bytes} of ${h.size} bytes`);
         got.push({ name: rel, type: 'file', size: h.size, sha256: hasher.hash.digest('hex') });

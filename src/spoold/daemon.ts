@@ -21,7 +21,7 @@ import { Writable } from 'node:stream';
 import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeAtomic, writePrivate, cleanTmp, DIR_MODE } from '../spool/stage.js';
+import { writeAtomic, writePrivate, cleanTmp, fsyncDir, DIR_MODE } from '../spool/stage.js';
 import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums } from '../spool/tar.js';
@@ -33,6 +33,9 @@ import { log } from './log.js';
 
 /** How long a claimed job may sit in running/ unheld before spoold takes it over (adoptOrphans). */
 export const ORPHAN_MS = 30_000;
+
+/** Console bytes spoold queues for disk before it stops reading the job's worker: part of the memory bound per job. */
+export const CONSOLE_WINDOW = 4 << 20;
 
 /** workerd's longest reconnect backoff (workerd/main.ts BACKOFF_MAX): added to the lease after a restart. */
 export const RECONNECT_GRACE_MS = 5_000;
@@ -76,6 +79,7 @@ export class Daemon implements ConnOwner {
   readonly token: Buffer | undefined;
   readonly queue: Queue;
   private running = new Map<string, Running>();
+  private claiming = new Set<string>();     // ids between dispatchFor and running.set
   private workers = new Set<Conn>();
   private busy = new Map<Conn, string | 'claiming' | 'spent'>();
   dropped = new Set<string>();
@@ -274,9 +278,14 @@ export class Daemon implements ConnOwner {
     if (this.stopping || this.dropped.has(platform)) return;
     for (const c of this.workers) {
       if (!c.hello || c.closed || c.platform !== platform || this.busy.has(c)) continue;
-      const q = this.queue.peek(platform);
+      let q = this.queue.peek(platform);
+      // A job being claimed or run already (its file seen twice, say by the
+      // watcher and by checkLeases after a requeue) is not claimed again: the
+      // second claim would clear the first one's running/ID, job and all.
+      while (q && (this.claiming.has(q.id) || this.running.has(q.id))) { this.queue.remove(q.id); q = this.queue.peek(platform); }
       if (!q) return;
       this.queue.remove(q.id);
+      this.claiming.add(q.id);
       this.busy.set(c, 'claiming');
       void this.dispatch(c, q);
     }
@@ -287,10 +296,11 @@ export class Daemon implements ConnOwner {
   private async dispatch(c: Conn, q: Queued): Promise<void> {
     let job: ParsedJob | undefined;
     try {
-      if (await claim(this.sp, q.id)) job = parseJob(await fsp.readFile(this.sp.runningFile(q.id, 'job')), `running/${q.id}/job`, q.id);
+      if (await claim(this.sp, q.id, false)) job = parseJob(await fsp.readFile(this.sp.runningFile(q.id, 'job')), `running/${q.id}/job`, q.id);
     } catch (e) {
       log('error', { id: q.id, why: `cannot claim: ${(e as Error).message}` });
     }
+    this.claiming.delete(q.id);      // from here running has it (or nobody does)
     if (!job) {
       this.busy.delete(c);
       this.dispatchFor(c.platform);
@@ -317,6 +327,8 @@ export class Daemon implements ConnOwner {
     this.busy.set(c, q.id);
     c.send({ t: 'job', id: q.id, name: job.name, platform: job.platform, attempt: r.attempt, timeoutMs: timeoutOf(job), network: job.network, script: job.body });
     log('dispatched', { id: q.id, name: job.name, platform: job.platform, worker: c.name, attempt: r.attempt });
+    // The claim's fsync of new/, off the path to the worker (claim(..., false) says why that is safe).
+    void fsyncDir(this.sp.new).catch(() => {});
     // The lease records who holds the job, for people and bctl info. It is not
     // needed for recovery: a claimed job without one is treated as possibly running.
     void writeAtomic(this.sp, this.sp.runningFile(q.id, 'lease'),
@@ -366,7 +378,9 @@ export class Daemon implements ConnOwner {
   private writeConsole(r: Running, data: Buffer): Promise<void> | undefined {
     if (r.consoleFailed) return;   // the rest of the console has nowhere to go; the result will say so
     if (!r.console) {
-      const ws = fs.createWriteStream(this.sp.runningFile(r.id, 'console.log'), { flags: 'a', mode: 0o664 });
+      // CONSOLE_WINDOW: the socket is read on while earlier bytes are on their way to disk.
+      // With the default 16 KiB every frame stopped the worker for a disk round trip.
+      const ws = fs.createWriteStream(this.sp.runningFile(r.id, 'console.log'), { flags: 'a', mode: 0o664, highWaterMark: CONSOLE_WINDOW });
       r.console = ws;
       ws.on('error', (e) => {
         r.consoleFailed = true;
@@ -482,10 +496,9 @@ export class Daemon implements ConnOwner {
       await finalize(this.sp, result);
     } catch (e) {
       log('error', { id: r.id, why: `cannot finalize: ${(e as Error).message}` });
-      if (status.kind !== 'failed') return false;
       return false;
     }
-    this.running.delete(r.id);
+    if (this.running.get(r.id) === r) this.running.delete(r.id);
     const dur = result.started ? Math.round((result.finished.getTime() - result.started.getTime()) / 1000) : 0;
     log('finished', { id: r.id, name: r.job.name, platform: r.job.platform, worker: worker || undefined, status: formatStatus(status), duration: `${dur}s` });
     this.onFinished(result, r.job.origin);
@@ -522,14 +535,17 @@ export class Daemon implements ConnOwner {
           await this.finalizeJob(r, { kind: 'lost' }, '', undefined);
           continue;
         }
+        // Forget it before the commit: the moment it is in new/ a waiting worker
+        // may claim it, and that claim's entry must not be the one deleted here.
+        this.running.delete(r.id);
         try {
           await this.closeConsole(r);
           await requeue(this.sp, r.id, r.job, r.attempt);
-          this.running.delete(r.id);
           log('requeued', { id: r.id, name: r.job.name, attempt: r.attempt, why: 'lease expired: the worker is gone' });
           await this.queue.consider(r.id);
         } catch (e) {
           r.phase = 'console';
+          if (!this.running.has(r.id)) this.running.set(r.id, r);
           log('error', { id: r.id, why: `cannot requeue: ${(e as Error).message}` });
         }
       }

@@ -31,7 +31,9 @@ const USAGE = `usage: workerd [-s SPOOL | --connect SOCKET|HOST:PORT] [--name NA
 
 Connect to spoold, serve jobs of PLATFORM one at a time. See workerd(8).
 `;
-const CHUNK = 256 << 10;
+const CHUNK = 1 << 20;
+// Bytes queued on the socket before the pump waits for it to drain, so the next read overlaps the send.
+const SEND_WINDOW = 4 << 20;
 const MANIFEST_PART_BYTES = 48 << 10;   // JSON of one manifest part: room to spare under MAX_CONTROL (64 KiB)
 const BACKOFF_MIN = 100;
 const BACKOFF_MAX = 5_000;
@@ -241,7 +243,7 @@ class Worker {
 
   private sendData(sock: net.Socket, type: typeof T_CONSOLE | typeof T_ARTIFACTS, data: Buffer): Promise<void> {
     sock.write(dataHeader(type, data.length));
-    if (sock.write(data)) return Promise.resolve();
+    if (sock.write(data) || sock.writableLength < SEND_WINDOW) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => { sock.off('drain', done); sock.off('close', done); resolve(); };
       sock.on('drain', done);
