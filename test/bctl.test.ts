@@ -432,7 +432,7 @@ test('info --json has schedules, queues, running, workers, dropped; unparsable f
   assert.equal(Object.keys(j).sort(), ['dropped', 'errors', 'queues', 'running', 'schedules', 'workers']);
   assert.equal(j.schedules.map((s: any) => s.name), ['a', 'orb']);
   const a = j.schedules[0];
-  assert.equal({ ...a }, { name: 'a', platform: 'debian-12', template: null, schedule: '0 3 * * *', tz: 'UTC', next: '1970-01-01T00:00:00Z', due: true, lastStatus: null, lastId: null });
+  assert.equal({ ...a }, { name: 'a', platform: 'debian-12', template: null, schedule: '0 3 * * *', tz: 'UTC', next: '1970-01-01T00:00:00Z', due: true, overdue: false, lastStatus: null, lastId: null });
   assert.is(j.schedules[1].platform, null);
   assert.is(j.schedules[1].next, null);
   assert.equal(Object.keys(j.queues).sort(), ['debian-12', 'freebsd-14']);
@@ -455,6 +455,20 @@ test('info --json has schedules, queues, running, workers, dropped; unparsable f
   assert.is(j.errors.length, 1);
   assert.is(j.errors[0].file, 'schedules/broken');
   assert.match(j.errors[0].error, /schedules\/broken:2: unknown header 'platfrom'/);
+});
+
+test('info marks a schedule overdue when its due time passed without a firing', async () => {
+  await ok(['schedule', 'late', 'debian-12', OK, '--period', 'hourly']);
+  // It fired three hours ago (state written as spoold would), and spoold has been down since.
+  fs.mkdirSync(sp.state, { recursive: true });
+  fs.writeFileSync(sp.scheduleState('late'), `fired: ${new Date(Date.now() - 3 * 3600_000).toISOString()}\n`);
+  await ok(['schedule', 'fresh', 'debian-12', OK, '--period', 'hourly']);
+  const j = await info();
+  const late = j.schedules.find((s: any) => s.name === 'late');
+  const fresh = j.schedules.find((s: any) => s.name === 'fresh');
+  assert.is(late.overdue, true);
+  assert.is(fresh.overdue, false, 'a schedule that never ran is due, not overdue');
+  assert.match(await ok(['info']), /^ {2}late +debian-12 +@hourly +\S+ \(overdue\)/m);
 });
 
 test('info prints aligned sections for people: now, never, (template), workers, dropped, errors', async () => {

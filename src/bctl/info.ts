@@ -18,13 +18,13 @@ import { SpoolError, errno } from '../spool/errors.js';
 import { decodeFile, parseHeaders } from '../spool/headers.js';
 import { parseJob, parseSchedule, type ParsedJob } from '../spool/job.js';
 import { isId, isName } from '../spool/paths.js';
-import { nextDue, readScheduleState } from '../spool/schedstate.js';
+import { isOverdue, nextDue, readScheduleState } from '../spool/schedstate.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { flag, fmtTime, list, readIf, table, type Ctx } from './cli.js';
 
 export interface ScheduleInfo {
   name: string; platform: string | null; template: string | null; schedule: string; tz: string;
-  next: string | null; due: boolean; lastStatus: string | null; lastId: string | null;
+  next: string | null; due: boolean; overdue: boolean; lastStatus: string | null; lastId: string | null;
 }
 export interface QueuedInfo { id: string | null; file: string; name: string; platform: string; priority: number; origin: string; attempt: number; queued: string | null }
 export interface RunningInfo { id: string; name: string; platform: string; worker: string | null; started: string | null; attempt: string | null; cancelRequested: boolean }
@@ -70,7 +70,7 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
       const next = nextDue(s, st);
       info.schedules.push({
         name: s.name, platform: s.platform ?? null, template: s.template ?? null, schedule: s.schedule, tz: s.tz,
-        next: iso(next), due: next !== undefined && next.getTime() <= now.getTime(),
+        next: iso(next), due: next !== undefined && next.getTime() <= now.getTime(), overdue: isOverdue(s, st, now),
         lastStatus: st.lastStatus ?? null, lastId: st.lastId ?? null,
       });
     } catch (e) { err(rel, e); }
@@ -151,7 +151,7 @@ export async function info(ctx: Ctx): Promise<number> {
   }
   section(ctx, 'schedules', ['NAME', 'PLATFORM', 'SCHEDULE', 'NEXT', 'LAST'], i.schedules.map((s) => [
     s.name, s.platform ?? '(template)', s.tz === 'UTC' ? s.schedule : `${s.schedule} ${s.tz}`,
-    s.next === null ? 'never' : s.due ? 'now' : s.next, dash(s.lastStatus),
+    s.next === null ? 'never' : s.overdue ? `${s.next} (overdue)` : s.due ? 'now' : s.next, dash(s.lastStatus),
   ]));
   const qrows: string[][] = [];
   for (const [platform, jobs] of Object.entries(i.queues).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
