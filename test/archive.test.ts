@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir, daemon, until, readIf, run, type Daemon } from './lib.js';
 import { binary, startNginx, get } from './realsrv.js';
 import { SpoolPaths, isId } from '../src/spool/paths.js';
-import { makeJob } from '../src/spool/job.js';
+import { submission } from '../src/spool/job.js';
 import { submit } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult } from '../src/spool/result.js';
@@ -50,7 +50,7 @@ async function queue(name: string, body: string): Promise<string> {
   const sp = new SpoolPaths(spool);
   await fsp.mkdir(sp.tmp, { recursive: true });
   await fsp.mkdir(sp.new, { recursive: true });
-  await submit(sp, makeJob({ name, platform: 'debian-12', timeout: undefined, retries: undefined, priority: 0, network: false, template: undefined, vars: {}, body, id, queued: new Date(), origin: 'submit', attempt: 0 }));
+  await submit(sp, submission({ name, platform: 'debian-12', body, id }));
   return id;
 }
 

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { bctl, tmpdir, FIXTURES } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { ensureSpool } from '../src/spool/layout.js';
-import { formatJob, makeJob } from '../src/spool/job.js';
+import { formatJob, submission } from '../src/spool/job.js';
 import { formatResult } from '../src/spool/result.js';
 import { newId } from '../src/spool/ids.js';
 import { claim } from '../src/spool/state.js';
@@ -39,7 +39,7 @@ const sum = (s: string) => createHash('sha256').update(s).digest('hex');
 async function doneJob(name = 'hello'): Promise<{ id: string; dir: string }> {
   const id = newId();
   const queued = new Date('2026-01-01T00:00:00Z');
-  const job = makeJob({ name, platform: 'debian-12', timeout: undefined, retries: undefined, priority: 0, network: false, template: undefined, vars: {}, body: '#!/bin/sh\ntrue\n', id, queued, origin: 'submit', attempt: 0 });
+  const job = submission({ name, platform: 'debian-12', body: '#!/bin/sh\ntrue\n', id, queued });
   const dir = sp.doneDir(name, id);
   await fsp.mkdir(path.join(dir, 'artifacts', 'sub'), { recursive: true });
   await fsp.writeFile(path.join(dir, 'job'), formatJob(job));
@@ -90,7 +90,7 @@ test('fsck reports each planted violation on its own line, naming the path and t
   p(/^bctl fsck: new\/junk: line 1: expected 'key: value'.*; fix it, or let spoold move it to bad\/$/, () => fsp.writeFile(path.join(sp.new, 'junk'), 'junk\n'));
   const mismatched = newId();
   p(new RegExp(`^bctl fsck: new/${mismatched}: line 1: id \\S+ differs from the file name`), async () => {
-    const job = makeJob({ name: 'm', platform: 'p', timeout: undefined, retries: undefined, priority: 0, network: false, template: undefined, vars: {}, body: 'true\n', id: newId(), queued: new Date(), origin: 'submit', attempt: 0 });
+    const job = submission({ name: 'm', platform: 'p', body: 'true\n', id: newId() });
     await fsp.writeFile(sp.queued(mismatched), formatJob(job));
   });
   // one owner per state

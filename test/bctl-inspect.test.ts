@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import { bctl, BIN, tmpdir } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { ensureSpool } from '../src/spool/layout.js';
-import { formatJob, makeJob } from '../src/spool/job.js';
+import { formatJob, submission } from '../src/spool/job.js';
 import { formatResult } from '../src/spool/result.js';
 import { newId } from '../src/spool/ids.js';
 import { submit } from '../src/spool/state.js';
@@ -39,7 +39,7 @@ const CONSOLE = Buffer.concat([Buffer.from('building\r\nprogress 50%\r'), Buffer
 async function doneJob(name = 'hello'): Promise<{ id: string; dir: string }> {
   const id = newId();
   const queued = new Date('2026-01-01T00:00:00Z');
-  const job = makeJob({ name, platform: 'debian-12', timeout: undefined, retries: undefined, priority: 0, network: false, template: undefined, vars: {}, body: SCRIPT, id, queued, origin: 'submit', attempt: 0 });
+  const job = submission({ name, platform: 'debian-12', body: SCRIPT, id, queued });
   const dir = sp.doneDir(name, id);
   await fsp.mkdir(path.join(dir, 'artifacts', 'sub'), { recursive: true });
   await fsp.writeFile(path.join(dir, 'job'), formatJob(job));
@@ -121,7 +121,7 @@ test('inspect of a missing, queued or malformed job fails with a message; two vi
   const r1 = await bctl(spool, ['inspect', missing]);
   assert.is(r1.code, 1);
   assert.match(r1.stderr, new RegExp(`^bctl: done: no finished job ${missing}; give an id from bctl info`));
-  const q = makeJob({ name: 'q', platform: 'debian-12', timeout: undefined, retries: undefined, priority: 0, network: false, template: undefined, vars: {}, body: SCRIPT, id: newId(), queued: new Date(), origin: 'submit', attempt: 0 });
+  const q = submission({ name: 'q', platform: 'debian-12', body: SCRIPT, id: newId() });
   await submit(sp, q as typeof q & { id: string });
   const r2 = await bctl(spool, ['inspect', q.id!]);
   assert.is(r2.code, 1);

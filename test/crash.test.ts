@@ -8,7 +8,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { tmpdir, daemon, sleep, bctl, type Daemon } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
-import { makeJob } from '../src/spool/job.js';
+import { submission } from '../src/spool/job.js';
 import { submit } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult } from '../src/spool/result.js';
@@ -50,7 +50,7 @@ test(`${JOBS} jobs survive ${SPOOLD_KILLS} SIGKILLs of spoold and random worker 
     const submitWave = async (n: number) => {
       for (let i = 0; i < n && ids.length < JOBS; i++) {
         const id = newId();
-        await submit(sp, makeJob({ name: 'crash', platform: 'debian-12', timeout: undefined, retries: 20, priority: 0, network: false, template: undefined, vars: {}, body: script, id, queued: new Date(), origin: 'submit', attempt: 0 }));
+        await submit(sp, submission({ name: 'crash', platform: 'debian-12', retries: 20, body: script, id }));
         ids.push(id);
       }
     };

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { tmpdir, daemon, until, readIf, sleep, type Daemon } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
-import { makeJob } from '../src/spool/job.js';
+import { submission } from '../src/spool/job.js';
 import { submit } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult } from '../src/spool/result.js';
@@ -35,7 +35,7 @@ async function queue(name: string, body: string, extra: Partial<{ timeout: numbe
   const sp = new SpoolPaths(spool);
   await fsp.mkdir(sp.tmp, { recursive: true });
   await fsp.mkdir(sp.new, { recursive: true });
-  await submit(sp, makeJob({ name, platform: extra.platform ?? 'debian-12', timeout: extra.timeout, retries: extra.retries, priority: 0, network: false, template: undefined, vars: {}, body, id, queued: new Date(), origin: 'submit', attempt: 0 }));
+  await submit(sp, submission({ name, platform: extra.platform ?? 'debian-12', timeout: extra.timeout, retries: extra.retries, body, id }));
   return id;
 }
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { tmpdir, daemon, until, readIf, bctl, sleep, type Daemon } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
-import { makeJob } from '../src/spool/job.js';
+import { submission } from '../src/spool/job.js';
 import { submit } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult } from '../src/spool/result.js';
@@ -40,7 +40,7 @@ function start(): Daemon {
 }
 async function queue(name: string, body: string): Promise<string> {
   const id = newId();
-  await submit(new SpoolPaths(spool), makeJob({ name, platform: 'debian-12', timeout: undefined, retries: undefined, priority: 0, network: false, template: undefined, vars: {}, body, id, queued: new Date(), origin: 'submit', attempt: 0 }));
+  await submit(new SpoolPaths(spool), submission({ name, platform: 'debian-12', body, id }));
   return id;
 }
 async function result(name: string, id: string) {

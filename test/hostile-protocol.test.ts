@@ -28,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { daemon, run, until, readIf, sleep, tmpdir, ROOT, type Daemon } from './lib.js';
 import { FakeWorker, hostileTars, packTar, patchSize, sha256 } from './fakeworker.js';
 import { SpoolPaths } from '../src/spool/paths.js';
-import { makeJob } from '../src/spool/job.js';
+import { submission } from '../src/spool/job.js';
 import { submit } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult, formatStatus } from '../src/spool/result.js';
@@ -114,7 +114,7 @@ async function fake(e: Env): Promise<FakeWorker> {
 
 async function queue(e: Env, name: string, platform: string, body = '#!/bin/sh\necho hello\n', retries?: number): Promise<string> {
   const id = newId();
-  await submit(new SpoolPaths(e.spool), makeJob({ name, platform, timeout: undefined, retries, priority: 0, network: false, template: undefined, vars: {}, body, id, queued: new Date(), origin: 'submit', attempt: 0 }));
+  await submit(new SpoolPaths(e.spool), submission({ name, platform, retries, body, id }));
   return id;
 }
 

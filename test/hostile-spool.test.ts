@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { tmpdir, daemon, until, readIf, drop, sleep, type Daemon } from './lib.js';
+import { tmpdir, daemon, until, drop, sleep, type Daemon } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { ensureSpool } from '../src/spool/layout.js';
 

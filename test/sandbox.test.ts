@@ -7,7 +7,7 @@ import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { tmpdir, daemon, until, readIf, ROOT, type Daemon } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
-import { makeJob } from '../src/spool/job.js';
+import { submission } from '../src/spool/job.js';
 import { submit } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult } from '../src/spool/result.js';
@@ -40,7 +40,7 @@ function start(): void {
 }
 async function run(name: string, body: string, extra: { timeout?: number; network?: boolean } = {}) {
   const id = newId();
-  await submit(new SpoolPaths(spool), makeJob({ name, platform: 'debian-12', timeout: extra.timeout, retries: undefined, priority: 0, network: extra.network ?? false, template: undefined, vars: {}, body, id, queued: new Date(), origin: 'submit', attempt: 0 }));
+  await submit(new SpoolPaths(spool), submission({ name, platform: 'debian-12', timeout: extra.timeout, network: extra.network ?? false, body, id }));
   const text = await until(`result of ${id}`, () => readIf(path.join(spool, 'done', name, id, 'result')), 30_000);
   return { id, r: parseResult(text, 'result'), dir: path.join(spool, 'done', name, id) };
 }

@@ -8,8 +8,7 @@
 // it needs no word with spoold, and waits as long as the jobs take.
 
 import path from 'node:path';
-import { makeJob, MAX_RETRIES, type ParsedJob } from '../spool/job.js';
-import { newId } from '../spool/ids.js';
+import { submission, MAX_RETRIES, type ParsedJob } from '../spool/job.js';
 import { ensureSpool } from '../spool/layout.js';
 import { submit } from '../spool/state.js';
 import { parseResult, isSuccess, formatStatus } from '../spool/result.js';
@@ -44,11 +43,7 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
   const jobs: Array<ParsedJob & { id: string }> = [];
   for (const script of scripts) {
     const { body } = await readScript(ctx, script);
-    const id = newId();
-    jobs.push(makeJob({
-      name: name ?? nameFromScript(script), platform, timeout, retries, priority, network: false,
-      template: undefined, vars: {}, body, id, queued: new Date(), origin: 'submit', attempt: 0,
-    }) as ParsedJob & { id: string });
+    jobs.push(submission({ name: name ?? nameFromScript(script), platform, timeout, retries, priority, body }));
   }
   await ensureSpool(sp);
   for (const job of jobs) {

@@ -11,7 +11,7 @@ import { SpoolError } from './errors.js';
 import { checkName, checkPlatform, isId } from './paths.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { checkSchedule } from './schedule.js';
-import { idTime } from './ids.js';
+import { idTime, newId } from './ids.js';
 
 export const DEFAULT_TIMEOUT_MS = 3_600_000;   // 1 h, as robur builder
 export const DEFAULT_RETRIES = 2;              // re-queued twice on worker loss, then `lost`
@@ -169,6 +169,14 @@ export function parseJob(buf: Uint8Array | string, source: string, fileName?: st
 export function makeJob(j: Job & { id: string; queued: Date }): ParsedJob & { id: string } {
   const text = formatJob(j);
   return parseJob(text, `new/${j.id}`, j.id) as ParsedJob & { id: string };
+}
+
+/** A one-off job (bctl submit, scripts, tests): defaults for everything not given, a fresh id. */
+export function submission(j: Pick<Job, 'name' | 'platform' | 'body'> & Partial<Job>): ParsedJob & { id: string } {
+  return makeJob({
+    timeout: undefined, retries: undefined, priority: 0, network: false, template: undefined, vars: {}, origin: 'submit', attempt: 0,
+    ...j, id: j.id ?? newId(), queued: j.queued ?? new Date(),
+  });
 }
 
 function specHeaders(s: Spec): Array<[string, string]> {

@@ -11,7 +11,6 @@ import type net from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { FrameReader, encodeMsg, ProtocolError, PROTOCOL_VERSION, DEAD_AFTER, MAX_CONTROL, MAX_FRAME, type Frame, type Msg } from '../spool/protocol.js';
 import { isName } from '../spool/paths.js';
-import { log } from './log.js';
 
 export interface ConnOwner {
   heartbeatMs: number;
