@@ -23,7 +23,12 @@ test.after.each(async () => {
 });
 
 const FAST = ['--lease', '2s', '--heartbeat', '400ms'];
-function spoold(extra: string[] = []): Daemon { const d = daemon('spoold', ['-s', spool, ...FAST, ...extra]); procs.push(d); return d; }
+function spoold(extra: string[] = []): Daemon {
+  const fast = extra.includes('--lease') ? FAST.slice(2) : FAST;
+  const d = daemon('spoold', ['-s', spool, ...fast, ...extra]);
+  procs.push(d);
+  return d;
+}
 function workerd(name: string, extra: string[] = [], platform = 'debian-12'): Daemon {
   const d = daemon('workerd', ['-s', spool, '--name', name, '--workdir', `${spool}-wd/${name}`, ...extra, platform]);
   procs.push(d);
@@ -133,6 +138,23 @@ test('a worker killed mid-job: its lease runs out, the job is requeued and finis
   assert.match(fs.readFileSync(path.join(doneDir('requeue', id), 'console.log'), 'utf8'), /second/);
   await until('latest', () => fs.existsSync(path.join(spool, 'done', 'requeue', 'latest')));
   assert.equal(fs.readdirSync(path.join(spool, 'done', 'requeue')).sort(), [id, 'latest'].sort());
+});
+
+test('a worker stopped with SIGTERM hands its running job back, and it is requeued at once, not after the lease', async () => {
+  spoold(['--lease', '20s']);   // a long lease: only the hand-back can requeue it in time
+  const w1 = workerd('w1');
+  const id = await queue('handback', '#!/bin/sh\nif [ -e "$BUILDER_JOB_DIR/../../../second-$BUILDER_JOB_ID" ]; then echo second; exit 0; fi\nsleep 600\n');
+  await until('running', () => fs.existsSync(path.join(spool, 'running', id, 'lease')));
+  await w1.stop('SIGTERM');
+  assert.is(w1.child.exitCode, 0);
+  assert.match(w1.log(), /killing job .* and handing it back/);
+  await until('requeued', () => fs.existsSync(path.join(spool, 'new', id)), 5_000);
+  fs.writeFileSync(`${spool}-wd/second-${id}`, '');
+  workerd('w2');
+  const r = await result('handback', id);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.is(r.attempt, 2);
+  assert.is(r.worker, 'w2');
 });
 
 test('a job whose worker is lost more often than its retries allow is recorded lost', async () => {

@@ -366,6 +366,15 @@ export class Daemon implements ConnOwner {
         if (m.more) return;
         r.phase = 'manifest';
         return this.endArtifacts(c, r, r.manifest);
+      case 'release':
+        // The worker is stopping and killed the job unfinished: requeue it now
+        // (the attempt counts) rather than when the lease runs out.
+        if (!r || m.id !== r.id || r.phase === 'finishing') throw new ProtocolError(`release of job ${m.id.slice(0, 40)}, which this worker does not hold`);
+        log('released', { id: r.id, name: r.job.name, worker: c.name, why: m.why });
+        this.busy.set(c, 'spent');   // it is stopping: no new job for it
+        this.detach(r);
+        r.deadline = 0;
+        return;
       case 'finished':
         if (!r || m.id !== r.id) throw new ProtocolError(`finished for job ${m.id.slice(0, 40)}, which this worker does not hold`);
         if (r.phase !== 'manifest') throw new ProtocolError('finished before the artifact manifest');

@@ -115,6 +115,20 @@ class Worker {
 
   private send(sock: net.Socket, m: Msg): void { if (!sock.destroyed) sock.write(encodeMsg(m)); }
 
+  /** Stopping: set when SIGTERM came after the job ended; exit once it is delivered. */
+  exitAfterDelivery = false;
+
+  /** Hand an unfinished job back (stopping); resolves once the message is flushed, or at once without a connection. */
+  release(j: LocalJob, why: string): Promise<void> {
+    const sock = this.sock;
+    this.job = undefined;
+    if (!sock || sock.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      sock.write(encodeMsg({ t: 'release', id: j.spec.id, why }), () => resolve());
+      setTimeout(resolve, 1000).unref();
+    });
+  }
+
   private onMsg(sock: net.Socket, m: Msg): void {
     switch (m.t) {
       case 'ping': return;
@@ -160,7 +174,7 @@ class Worker {
           const j = this.job;
           say(`delivered ${m.id}`);
           this.ranOne = true;
-          void this.forget(j).then(() => { if (this.opts.once) process.exit(EXIT_OK); });
+          void this.forget(j).then(() => { if (this.opts.once || this.exitAfterDelivery) process.exit(EXIT_OK); });
         }
         return;
       default:
@@ -299,12 +313,17 @@ export async function main(argv: string[]): Promise<void> {
   const w = new Worker(target, name, platform, { once: !!a.once, ...(a.sandbox ? { sandbox: a.sandbox } : {}), ...(token ? { token } : {}), workdir });
   let stopping = false;
   const stop = (sig: string) => {
-    // SIGTERM: hand back the job by leaving; spoold's lease requeues it. With no job, just exit.
+    // SIGTERM: a job that has ended is delivered first (its result is worth
+    // keeping); a running one is killed and handed back with `release`, so
+    // spoold requeues it at once instead of waiting out the lease.
     if (stopping) return;
     stopping = true;
     const j = w.job;
-    if (j && j.status === undefined) { say(`${sig}: killing job ${j.spec.id}; spoold will requeue it`); j.kill({ kind: 'canceled' }); }
-    void (j ? j.ended.then(() => j.discard()) : Promise.resolve()).then(() => process.exit(EXIT_OK));
+    if (!j) process.exit(EXIT_OK);
+    if (j.status !== undefined) { say(`${sig}: delivering job ${j.spec.id} first`); w.exitAfterDelivery = true; return; }
+    say(`${sig}: killing job ${j.spec.id} and handing it back to spoold`);
+    j.kill({ kind: 'canceled' });
+    void j.ended.then(() => w.release(j, `workerd stopped by ${sig}`)).then(() => j.discard()).then(() => process.exit(EXIT_OK));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
