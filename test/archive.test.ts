@@ -161,6 +161,7 @@ function problems(copy: string, name: string, id: string): string[] {
 test('rsync of done/ while jobs keep finishing copies only whole job directories', async () => {
   const rsync = binary('rsync');
   spoold();
+  await until('spoold made the spool', () => fs.existsSync(path.join(spool, 'done')));   // rsync #0 needs done/
   workerd('w1');
   workerd('w2');
   const names = ['alpha', 'beta', 'gamma', 'delta'];
