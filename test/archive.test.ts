@@ -12,12 +12,9 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { tmpdir, daemon, until, readIf, run, type Daemon } from './lib.js';
+import { tmpdir, daemon, until, readIf, run, queueJob, type Daemon } from './lib.js';
 import { binary, startNginx, get } from './realsrv.js';
-import { SpoolPaths, isId } from '../src/spool/paths.js';
-import { submission } from '../src/spool/job.js';
-import { submit } from '../src/spool/state.js';
-import { newId } from '../src/spool/ids.js';
+import { isId } from '../src/spool/paths.js';
 import { parseResult } from '../src/spool/result.js';
 
 let dir = '';
@@ -45,14 +42,7 @@ function start(name: 'spoold' | 'workerd', args: string[]): Daemon {
 const spoold = () => start('spoold', ['-s', spool, ...FAST]);
 const workerd = (name: string) => start('workerd', ['-s', spool, '--name', name, '--workdir', path.join(dir, `wd-${name}`), 'debian-12']);
 
-async function queue(name: string, body: string): Promise<string> {
-  const id = newId();
-  const sp = new SpoolPaths(spool);
-  await fsp.mkdir(sp.tmp, { recursive: true });
-  await fsp.mkdir(sp.new, { recursive: true });
-  await submit(sp, submission({ name, platform: 'debian-12', body, id }));
-  return id;
-}
+const queue = (name: string, body: string): Promise<string> => queueJob(spool, { name, body });
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

@@ -10,6 +10,10 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SpoolPaths } from '../src/spool/paths.js';
+import { ensureSpool } from '../src/spool/layout.js';
+import { submission, type Job } from '../src/spool/job.js';
+import { submit } from '../src/spool/state.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const BIN = (name: 'bctl' | 'spoold' | 'workerd'): string => path.join(ROOT, 'dist', 'bin', `${name}.js`);
@@ -102,4 +106,13 @@ export async function drop(spool: string, dir: string, name: string, text: strin
   await fsp.mkdir(path.dirname(target), { recursive: true });
   await fsp.rename(staged, target);
   return target;
+}
+
+/** Queue a one-off job into new/ as bctl submit would (platform debian-12 unless given); returns its id. */
+export async function queueJob(spool: string, j: Pick<Job, 'name' | 'body'> & Partial<Job>): Promise<string> {
+  const sp = new SpoolPaths(spool);
+  await ensureSpool(sp);
+  const job = submission({ ...j, platform: j.platform ?? 'debian-12' });
+  await submit(sp, job);
+  return job.id;
 }

@@ -18,12 +18,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { ROOT, tmpdir, daemon, until, readIf, run, type Daemon } from './lib.js';
+import { ROOT, tmpdir, daemon, until, readIf, run, queueJob, type Daemon } from './lib.js';
 import { binary, freePort, keygen, startSshd, sshBase, tunnel, bait, readAll, type Bait, type Sshd } from './realsrv.js';
-import { SpoolPaths } from '../src/spool/paths.js';
-import { submission } from '../src/spool/job.js';
-import { submit } from '../src/spool/state.js';
-import { newId } from '../src/spool/ids.js';
 import { parseResult } from '../src/spool/result.js';
 
 const DOC = path.join(ROOT, 'docs', 'ssh.md');
@@ -131,14 +127,7 @@ async function token(): Promise<string> {
   return f;
 }
 
-async function queue(name: string, body: string): Promise<string> {
-  const id = newId();
-  const sp = new SpoolPaths(spool);
-  await fsp.mkdir(sp.tmp, { recursive: true });
-  await fsp.mkdir(sp.new, { recursive: true });
-  await submit(sp, submission({ name, platform: 'debian-12', body, id }));
-  return id;
-}
+const queue = (name: string, body: string): Promise<string> => queueJob(spool, { name, body });
 
 const sha = (p: string) => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 
