@@ -20,7 +20,6 @@ const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{
 export function isName(s: string): boolean {
   return NAME_RE.test(s) && s !== 'latest';
 }
-export const isPlatform = isName;
 export function isId(s: string): boolean {
   return ID_RE.test(s);
 }

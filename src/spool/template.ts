@@ -41,15 +41,22 @@ export async function findTemplate(dirs: string[], template: string, platform: s
   return undefined;
 }
 
-/** Platforms that have TEMPLATE in any of dirs, sorted. */
-export async function templatePlatforms(dirs: string[], template: string): Promise<string[]> {
-  checkName(template, 'template name');
-  const prefix = `${template}.template.`;
+/** Platforms that have TEMPLATE (any template, when undefined) in any of dirs, sorted. */
+export async function templatePlatforms(dirs: string[], template?: string): Promise<string[]> {
+  if (template !== undefined) checkName(template, 'template name');
+  const platformOf = (n: string): string | undefined => {
+    if (template !== undefined) return n.startsWith(`${template}.template.`) ? n.slice(template.length + '.template.'.length) : undefined;
+    const i = n.indexOf('.template.');
+    return i > 0 ? n.slice(i + '.template.'.length) : undefined;
+  };
   const out = new Set<string>();
   for (const d of dirs) {
     let names: string[] = [];
     try { names = await fsp.readdir(d); } catch { continue; }
-    for (const n of names) if (n.startsWith(prefix) && isName(n.slice(prefix.length))) out.add(n.slice(prefix.length));
+    for (const n of names) {
+      const p = platformOf(n);
+      if (p !== undefined && isName(p)) out.add(p);
+    }
   }
   return [...out].sort();
 }

@@ -15,6 +15,7 @@ import mri from 'mri';
 import { SpoolPaths, isName } from '../spool/paths.js';
 import { ensureSpool } from '../spool/layout.js';
 import { cleanTmp } from '../spool/stage.js';
+import { templatePlatforms } from '../spool/template.js';
 import { takeLock } from '../spool/lock.js';
 import { parseDuration } from '../spool/duration.js';
 import { SpoolError } from '../spool/errors.js';
@@ -35,16 +36,6 @@ host is given). See spoold(8).
 `;
 
 const RESCAN_MS = 5_000;
-
-/** Platforms that have any template (NAME.template.PLATFORM) in dirs. */
-async function templatePlatformsAny(dirs: string[]): Promise<Set<string>> {
-  const out = new Set<string>();
-  for (const d of dirs) for (const n of await fsp.readdir(d).catch(() => [] as string[])) {
-    const m = /\.template\.(.+)$/.exec(n);
-    if (m && isName(m[1]!)) out.add(m[1]!);
-  }
-  return out;
-}
 
 function usage(msg: string): never {
   process.stderr.write(`spoold: ${msg}\n${USAGE}`);
@@ -102,7 +93,7 @@ export async function main(argv: string[]): Promise<void> {
   const d = new Daemon(sp, { heartbeatMs, leaseMs, token, maxArtifactBytes });
   const timer = new ScheduleTimer(sp, d, templateDirs);
   d.onFinished = (r) => void timer.finished(r);
-  d.hasWorkFor = async (p) => (await templatePlatformsAny(templateDirs)).has(p) || timer.serves(p);
+  d.hasWorkFor = async (p) => (await templatePlatforms(templateDirs)).includes(p) || timer.serves(p);
   await d.reconcile();
 
   const readDropped = async () => {

@@ -222,8 +222,8 @@ class Worker {
       fh = undefined;
       if (!alive()) return;
       this.send(sock, { t: 'artifacts', id: j.spec.id });
-      const notes: string[] = [];
-      const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], (line) => { notes.push(line); say(line); });
+      // Notes were already appended to the console when the job ended (run.ts); here they only go to stderr.
+      const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], say);
       manifest.catch(() => {});
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         if (!alive()) { stream.destroy(); return; }
