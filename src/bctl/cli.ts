@@ -14,7 +14,7 @@ import { checkName, checkPlatform, type SpoolPaths } from '../spool/paths.js';
 import { decodeFile, MAX_FILE } from '../spool/headers.js';
 import { parseDuration } from '../spool/duration.js';
 import { checkSchedule, PERIODS, type Period } from '../spool/schedule.js';
-import { fsyncDir } from '../spool/stage.js';
+import { fsyncDirQuiet } from '../spool/stage.js';
 
 export { UsageError, usage, type Ctx } from './usage.js';
 import { UsageError, usage, type Ctx } from './usage.js';
@@ -122,7 +122,7 @@ export async function publishNew(sp: SpoolPaths, staged: string, target: string,
     throw ioError(e, sp.rel(target), 'cannot publish');
   }
   await fsp.rm(staged, { force: true }).catch(() => {});
-  await fsyncDir(path.dirname(target)).catch(() => {});
+  fsyncDirQuiet(path.dirname(target));
 }
 
 /** RFC 3339 in UTC, to the second: what people read and scripts parse. */

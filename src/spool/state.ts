@@ -20,11 +20,12 @@
 // BUGS: a job file dropped into new/ with `attempt:` already at the limit is
 // run once more before it is recorded lost; the count is advisory for hand edits.
 
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
-import { writeAtomic, writeStaged, writePrivate, publish, fsyncDir, replaceSymlink, DIR_MODE } from './stage.js';
+import { writeAtomic, writeStaged, writePrivate, publish, fsyncDirQuiet, fsyncDir, replaceSymlink, DIR_MODE } from './stage.js';
 import { errno, ioError, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import type { SpoolPaths } from './paths.js';
@@ -32,9 +33,9 @@ import type { SpoolPaths } from './paths.js';
 /** Queue a job: stage it in tmp/, then rename into new/ID. */
 export async function submit(sp: SpoolPaths, job: ParsedJob & { id: string }): Promise<void> {
   const target = sp.queued(job.id);
-  const staged = await writeStaged(sp, job.id, formatJob(job), target);
+  const staged = writeStaged(sp, job.id, formatJob(job), target);
   // commit: after this rename the job is queued
-  await publish(sp, staged, target);
+  publish(sp, staged, target);
 }
 
 /**
@@ -49,12 +50,12 @@ export async function adopt(sp: SpoolPaths, fileName: string, wanted?: string): 
     if (wanted === undefined) {
       const id = newId();
       await fsp.rename(from, sp.queued(id));   // a fresh id: nothing to replace
-      await fsyncDir(sp.new).catch(() => {});
+      fsyncDirQuiet(sp.new);
       return id;
     }
     await fsp.link(from, sp.queued(wanted));   // commit: the job is queued as new/WANTED
     await fsp.unlink(from);                    // (a crash before this leaves new/FILE, whose id is now taken: rejected)
-    await fsyncDir(sp.new).catch(() => {});
+    fsyncDirQuiet(sp.new);
     return wanted;
   } catch (e) {
     if (errno(e) === 'ENOENT' || errno(e) === 'EEXIST') return undefined;
@@ -62,32 +63,35 @@ export async function adopt(sp: SpoolPaths, fileName: string, wanted?: string): 
   }
 }
 
-/** Claim new/ID for dispatch. False if it is gone (canceled, or claimed by another). */
+/**
+ * Claim new/ID for dispatch. False if it is gone (canceled, or claimed by another).
+ * Synchronous inside, like stage.ts and for the same reason: it is on the dispatch path.
+ */
 export async function claim(sp: SpoolPaths, id: string, sync = true): Promise<boolean> {
   const dir = sp.runningDir(id);
   try {
-    await fsp.mkdir(dir, { mode: DIR_MODE });
+    fs.mkdirSync(dir, { mode: DIR_MODE });
   } catch (e) {
     if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create');
     // A leftover of an earlier attempt (no job file) is ours to clear; the
     // directory itself stays, so a concurrent cleanup's rmdir cannot take a claim with it.
-    if (await exists(sp.runningFile(id, 'job'))) return false;
+    if (existsSync(sp.runningFile(id, 'job'))) return false;
     // A cancel request stays: a bctl cancel that died before its own claim left it for this job.
     for (const f of await fsp.readdir(dir).catch(() => [] as string[])) if (f !== 'cancel') await fsp.rm(`${dir}/${f}`, { recursive: true, force: true });
     await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create'); });
   }
   try {
     // commit: after this rename the job is claimed; it is in running/ and nowhere else
-    await fsp.rename(sp.queued(id), sp.runningFile(id, 'job'));
+    fs.renameSync(sp.queued(id), sp.runningFile(id, 'job'));
   } catch (e) {
-    await fsp.rmdir(dir).catch(() => {});
+    try { fs.rmdirSync(dir); } catch { /* not empty or gone: whoever else is there owns it */ }
     if (errno(e) === 'ENOENT') return false;
     throw ioError(e, `new/${id}`, 'cannot claim');
   }
   // sync=false (dispatch): the caller fsyncs new/ after handing the job out. A power
   // loss before that may undo the rename (ext4 journals it whole: the job is in new/
   // or in running/, never both), and the job then runs again, as after a lost lease.
-  if (sync) await fsyncDir(sp.new).catch(() => {});
+  if (sync) fsyncDirQuiet(sp.new);
   return true;
 }
 
@@ -100,7 +104,7 @@ async function claimInto(sp: SpoolPaths, id: string): Promise<boolean> {
     if (errno(e) === 'ENOENT') return false;
     throw ioError(e, `new/${id}`, 'cannot claim');
   }
-  await fsyncDir(sp.new).catch(() => {});
+  fsyncDirQuiet(sp.new);
   return true;
 }
 
@@ -112,13 +116,13 @@ async function claimInto(sp: SpoolPaths, id: string): Promise<boolean> {
  */
 export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: number): Promise<void> {
   const jobFile = sp.runningFile(id, 'job');
-  await writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
+  writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
   for (const f of await fsp.readdir(sp.runningDir(id)).catch(() => [] as string[])) {
     if (f !== 'job') await fsp.rm(`${sp.runningDir(id)}/${f}`, { recursive: true, force: true });
   }
   // commit: after this rename the job is queued again
   await fsp.rename(jobFile, sp.queued(id)).catch((e) => { throw ioError(e, `running/${id}/job`, 'cannot requeue'); });
-  await fsyncDir(sp.new).catch(() => {});
+  fsyncDirQuiet(sp.new);
   await fsp.rmdir(sp.runningDir(id)).catch(() => {});   // ENOTEMPTY: claimed again already; that claim owns it
 }
 
@@ -131,29 +135,34 @@ export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: num
 export async function finalize(sp: SpoolPaths, result: Result): Promise<string> {
   const { id, name } = result;
   const dir = sp.runningDir(id);
-  for (const f of ['console.log', 'SHA256SUMS'] as const) {
-    const p = sp.runningFile(id, f);
-    if (!(await exists(p))) await fsp.writeFile(p, '', { mode: 0o664 }).catch((e) => { throw ioError(e, sp.rel(p), 'cannot create'); });
-  }
-  await fsp.mkdir(sp.runningFile(id, 'artifacts'), { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create artifacts/'); });
+  const made = (what: string, f: () => void) => { try { f(); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, what, 'cannot create'); } };
+  // 'wx': created only when missing; an existing console or SHA256SUMS is kept.
+  for (const f of ['console.log', 'SHA256SUMS'] as const) made(`running/${id}/${f}`, () => fs.writeFileSync(sp.runningFile(id, f), '', { mode: 0o664, flag: 'wx' }));
+  made(`running/${id}/artifacts/`, () => fs.mkdirSync(sp.runningFile(id, 'artifacts'), { mode: DIR_MODE }));
   // running/ is watched by no one: the result is written in place (atomic
   // within the directory), and one fsync of the directory makes every entry
   // of it durable before the rename publishes them all.
-  await writePrivate(sp, sp.runningFile(id, 'result'), formatResult(result));
-  await fsp.rm(sp.runningFile(id, 'lease'), { force: true });
-  await fsp.rm(sp.runningFile(id, 'cancel'), { force: true });
-  await fsyncDir(dir);
+  writePrivate(sp, sp.runningFile(id, 'result'), formatResult(result));
+  fs.rmSync(sp.runningFile(id, 'lease'), { force: true });
+  fs.rmSync(sp.runningFile(id, 'cancel'), { force: true });
+  fsyncDir(dir);
   const nameDir = sp.doneName(name);
-  await fsp.mkdir(nameDir, { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(nameDir), 'cannot create'); });
+  made(sp.rel(nameDir), () => fs.mkdirSync(nameDir, { mode: DIR_MODE }));
   const target = sp.doneDir(name, id);
   try {
     // commit: after this rename the job is finished, whole, in done/
-    await fsp.rename(dir, target);
+    fs.renameSync(dir, target);
   } catch (e) {
     throw ioError(e, sp.rel(target), 'cannot finalize');
   }
-  await fsyncDir(nameDir).catch(() => {});
-  await replaceSymlink(sp, id, sp.latest(name));
+  // The rename and the new latest link share done/NAME: replaceSymlink's fsync of it covers both.
+  try {
+    replaceSymlink(sp, id, sp.latest(name));
+  } catch {
+    // The job is finished all the same (committed above); only done/NAME/latest
+    // is stale (a full disk), and the next finish of NAME mends it.
+    fsyncDirQuiet(nameDir);
+  }
   return target;
 }
 
@@ -166,7 +175,7 @@ export async function finalize(sp: SpoolPaths, result: Result): Promise<string> 
  */
 export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promise<boolean> {
   await fsp.mkdir(sp.runningDir(id), { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, `running/${id}`, 'cannot create'); });
-  await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
+  writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
   if (!(await claimInto(sp, id))) return false;
   const now = new Date();
   await finalize(sp, { id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt, queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'canceled' } });
@@ -176,7 +185,7 @@ export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promis
 /** Ask spoold to cancel a running job: the request is the file running/ID/cancel. */
 export async function requestCancel(sp: SpoolPaths, id: string): Promise<boolean> {
   if (!(await exists(sp.runningFile(id, 'job')))) return false;
-  await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
+  writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
   return true;
 }
 
@@ -190,7 +199,7 @@ export async function reject(sp: SpoolPaths, file: string, why: string): Promise
     if (errno(e) === 'ENOENT') return undefined; // gone meanwhile: nothing to reject
     throw ioError(e, sp.rel(file), 'cannot move to bad/');
   }
-  await writeAtomic(sp, `${target}.why`, `${why}\n`);
+  writeAtomic(sp, `${target}.why`, `${why}\n`);
   return base;
 }
 
@@ -199,8 +208,10 @@ export async function clearLeftover(sp: SpoolPaths, id: string): Promise<void> {
   await fsp.rm(sp.runningDir(id), { recursive: true, force: true });
 }
 
-export async function exists(p: string): Promise<boolean> {
-  try { await fsp.lstat(p); return true; } catch (e) {
+export async function exists(p: string): Promise<boolean> { return existsSync(p); }
+
+export function existsSync(p: string): boolean {
+  try { fs.lstatSync(p); return true; } catch (e) {
     if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return false;
     throw e;
   }
@@ -217,8 +228,8 @@ export async function recordFailed(sp: SpoolPaths, job: ParsedJob & { id: string
     queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'failed', why } };
   // The result goes in before the job: a writer that dies after publishing the
   // job leaves job + result, which reconcile finalizes (never runs).
-  await writePrivate(sp, sp.runningFile(job.id, 'result'), formatResult(result));
-  const staged = await writeStaged(sp, job.id, formatJob(job), sp.runningFile(job.id, 'job'));
-  await publish(sp, staged, sp.runningFile(job.id, 'job'));
+  writePrivate(sp, sp.runningFile(job.id, 'result'), formatResult(result));
+  const staged = writeStaged(sp, job.id, formatJob(job), sp.runningFile(job.id, 'job'));
+  publish(sp, staged, sp.runningFile(job.id, 'job'));
   return finalize(sp, result);
 }

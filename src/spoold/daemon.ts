@@ -18,10 +18,10 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.js';
+import { claim, finalize, requeue, clearLeftover, exists, existsSync } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeAtomic, writePrivate, cleanTmp, fsyncDir, DIR_MODE } from '../spool/stage.js';
+import { writeAtomic, writePrivate, cleanTmp, fsyncDirQuiet, DIR_MODE } from '../spool/stage.js';
 import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums } from '../spool/tar.js';
@@ -36,6 +36,9 @@ export const ORPHAN_MS = 30_000;
 
 /** Console bytes spoold queues for disk before it stops reading the job's worker: part of the memory bound per job. */
 export const CONSOLE_WINDOW = 4 << 20;
+
+/** workers/NAME is rewritten at most this often per worker (writeWorker). */
+export const WORKER_FILE_MS = 1_000;
 
 /** workerd's longest reconnect backoff (workerd/main.ts BACKOFF_MAX): added to the lease after a restart. */
 export const RECONNECT_GRACE_MS = 5_000;
@@ -85,7 +88,9 @@ export class Daemon implements ConnOwner {
   dropped = new Set<string>();
   stopping = false;
   private timers: NodeJS.Timeout[] = [];
-  private workerWrites = new Map<string, Promise<void>>();
+  private workerFileAt = new Map<string, number>();              // when workers/NAME was last written
+  private workerFileTimers = new Map<string, NodeJS.Timeout>();   // a rewrite waiting for WORKER_FILE_MS
+  private newSyncPending = false;
   private unparsable = new Set<string>();   // running/ID/job files already reported
   /** Called when a job finishes, for schedule state (timer.ts). */
   onFinished: (r: Result, origin: string) => void = () => {};
@@ -108,8 +113,8 @@ export class Daemon implements ConnOwner {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     for (const c of this.workers) c.close('spoold stopping', { t: 'bye', why: 'spoold is stopping; reconnect later' });
+    for (const t of this.workerFileTimers.values()) clearTimeout(t);
     for (const r of this.running.values()) await this.closeConsole(r);
-    await Promise.all(this.workerWrites.values());
   }
 
   // ---- startup ----------------------------------------------------------
@@ -254,21 +259,46 @@ export class Daemon implements ConnOwner {
     }
   }
 
+  /**
+   * workers/NAME, the status file bctl info reads: rewritten at most once per
+   * WORKER_FILE_MS per worker (a busy worker changes jobs many times a second),
+   * with the state at the time of writing, so it may lag that long.
+   */
   private writeWorker(c: Conn): void {
-    if (!c.hello || this.stopping) return;
+    if (!c.hello || this.stopping || this.workerFileTimers.has(c.name)) return;
+    const wait = (this.workerFileAt.get(c.name) ?? 0) + WORKER_FILE_MS - Date.now();
+    if (wait <= 0) { this.writeWorkerNow(c.name); return; }
+    const t = setTimeout(() => { this.workerFileTimers.delete(c.name); this.writeWorkerNow(c.name); }, wait);
+    t.unref();
+    this.workerFileTimers.set(c.name, t);
+  }
+
+  private writeWorkerNow(name: string): void {
+    const c = [...this.workers].find((w) => w.hello && !w.closed && w.name === name);
+    if (!c || this.stopping) return;
+    this.workerFileAt.set(name, Date.now());
     const job = this.busy.get(c);
     const text = formatHeaders([['name', c.name], ['platform', c.platform], ['peer', c.peer.replace(/\s/g, '_') || 'unix'], ['connected', c.since.toISOString()],
       ['job', job && isId(job) ? job : ''], ['seen', new Date().toISOString()]]);
-    const prev = this.workerWrites.get(c.name) ?? Promise.resolve();
-    const next = prev.then(() => (c.closed ? undefined : writeAtomic(this.sp, this.sp.worker(c.name), text, false))).catch(() => {});
-    this.workerWrites.set(c.name, next);
+    try { writeAtomic(this.sp, this.sp.worker(c.name), text, false); } catch { /* a status file: the next change tries again */ }
   }
 
   private removeWorkerFile(c: Conn): void {
-    const prev = this.workerWrites.get(c.name) ?? Promise.resolve();
-    const stillConnected = [...this.workers].some((w) => w.hello && w.name === c.name);
-    if (stillConnected) return;
-    this.workerWrites.set(c.name, prev.then(() => fsp.rm(this.sp.worker(c.name), { force: true })).catch(() => {}));
+    if ([...this.workers].some((w) => w.hello && w.name === c.name)) return;   // reconnected meanwhile
+    clearTimeout(this.workerFileTimers.get(c.name));
+    this.workerFileTimers.delete(c.name);
+    this.workerFileAt.delete(c.name);
+    fs.rmSync(this.sp.worker(c.name), { force: true });
+  }
+
+  /**
+   * fsync new/ once for every claim made in this turn of the event loop: a
+   * burst of dispatches shares one (claim(..., false) says why it may wait).
+   */
+  private syncNewSoon(): void {
+    if (this.newSyncPending) return;
+    this.newSyncPending = true;
+    setImmediate(() => { this.newSyncPending = false; fsyncDirQuiet(this.sp.new); });
   }
 
   // ---- dispatch ---------------------------------------------------------
@@ -296,7 +326,7 @@ export class Daemon implements ConnOwner {
   private async dispatch(c: Conn, q: Queued): Promise<void> {
     let job: ParsedJob | undefined;
     try {
-      if (await claim(this.sp, q.id, false)) job = parseJob(await fsp.readFile(this.sp.runningFile(q.id, 'job')), `running/${q.id}/job`, q.id);
+      if (await claim(this.sp, q.id, false)) job = parseJob(fs.readFileSync(this.sp.runningFile(q.id, 'job')), `running/${q.id}/job`, q.id);
     } catch (e) {
       log('error', { id: q.id, why: `cannot claim: ${(e as Error).message}` });
     }
@@ -308,7 +338,7 @@ export class Daemon implements ConnOwner {
     }
     const r = this.newRunning(q.id, job, undefined);
     this.running.set(q.id, r);
-    if (await exists(this.sp.runningFile(q.id, 'cancel')).catch(() => false)) {
+    if (existsOr(this.sp.runningFile(q.id, 'cancel'), false)) {
       // canceled as it was claimed (a bctl cancel that lost the race or died): never sent
       r.phase = 'finishing';
       r.cancelRequested = true;
@@ -328,11 +358,13 @@ export class Daemon implements ConnOwner {
     c.send({ t: 'job', id: q.id, name: job.name, platform: job.platform, attempt: r.attempt, timeoutMs: timeoutOf(job), network: job.network, script: job.body });
     log('dispatched', { id: q.id, name: job.name, platform: job.platform, worker: c.name, attempt: r.attempt });
     // The claim's fsync of new/, off the path to the worker (claim(..., false) says why that is safe).
-    void fsyncDir(this.sp.new).catch(() => {});
+    this.syncNewSoon();
     // The lease records who holds the job, for people and bctl info. It is not
     // needed for recovery: a claimed job without one is treated as possibly running.
-    void writeAtomic(this.sp, this.sp.runningFile(q.id, 'lease'),
-      formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)]]), false).catch(() => {});
+    try {
+      writeAtomic(this.sp, this.sp.runningFile(q.id, 'lease'),
+        formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)]]), false);
+    } catch { /* informational: see above */ }
     this.writeWorker(c);
   }
 
@@ -501,7 +533,8 @@ export class Daemon implements ConnOwner {
     };
     try {
       if (status.kind === 'failed' && status.why === NO_SPACE) await this.makeRoom(r);
-      await fsyncFile(this.sp.runningFile(r.id, 'console.log'));
+      const consolePath = this.sp.runningFile(r.id, 'console.log');
+      if (existsOr(consolePath, true)) await fsyncFile(consolePath);   // a job that printed nothing has none yet
       await finalize(this.sp, result);
     } catch (e) {
       log('error', { id: r.id, why: `cannot finalize: ${(e as Error).message}` });
@@ -606,6 +639,11 @@ async function leaseWorker(sp: SpoolPaths, id: string): Promise<string | undefin
     const m = /^worker: (\S+)$/m.exec(text);
     return m && isName(m[1]!) ? m[1] : undefined;
   } catch { return undefined; }
+}
+
+/** existsSync, with `otherwise` when the answer is not known (EACCES, EIO). */
+function existsOr(p: string, otherwise: boolean): boolean {
+  try { return existsSync(p); } catch { return otherwise; }
 }
 
 async function fsyncFile(p: string): Promise<void> {

@@ -8,6 +8,7 @@
 // not a regular file, is moved to bad/ with a .why; a file under a name that is
 // not an id is adopted (renamed to a fresh id).
 
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { parseJob, type ParsedJob } from '../spool/job.js';
@@ -55,15 +56,17 @@ export class Queue {
     list.splice(lo, 0, q);
   }
 
-  /** Read new/NAME and queue, adopt or reject it. */
+  /**
+   * Read new/NAME and queue, adopt or reject it. The reads are synchronous:
+   * this runs once or twice per job on the dispatch path (the rename in, the
+   * claim out), where a thread-pool round trip per call cost more than the
+   * call (stage.ts says by how much).
+   */
   async consider(name: string): Promise<void> {
     if (name.startsWith('.')) return;
     const file = path.join(this.sp.new, name);
-    let st;
-    try { st = await fsp.lstat(file); } catch (e) {
-      if (errno(e) === 'ENOENT') { if (isId(name)) this.remove(name); return; }
-      throw e;
-    }
+    const st = fs.lstatSync(file, { throwIfNoEntry: false });
+    if (!st) { if (isId(name)) this.remove(name); return; }
     const known = isId(name) ? this.byId.get(name) : undefined;
     if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) return;
     if (!st.isFile()) return void this.rejectFile(file, `new/${name} is not a regular file (a ${st.isSymbolicLink() ? 'symlink' : 'directory or special file'}); put job files into new/ as plain files`);
@@ -71,7 +74,7 @@ export class Queue {
     let job: ParsedJob;
     let wanted: string | undefined;
     try {
-      const buf = await fsp.readFile(file);
+      const buf = fs.readFileSync(file);
       job = parseJob(buf, `new/${name}`, name);
       if (job.id === undefined) wanted = parseJob(buf, `new/${name}`).id;   // its own id: header, if any
     } catch (e) {
