@@ -24,7 +24,7 @@ import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, MAX_MA
 import { packArtifacts } from '../spool/tar.js';
 import { SpoolPaths, isName, isId } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
-import { LocalJob, SCRIPT } from './run.js';
+import { LocalJob, Standby, SCRIPT } from './run.js';
 
 const USAGE = `usage: workerd [-s SPOOL | --connect SOCKET|HOST:PORT] [--name NAME] [--once]
                [--sandbox CMD] [--token-file FILE] [--workdir DIR] PLATFORM
@@ -57,8 +57,11 @@ class Worker {
   private watcher: fs.FSWatcher | undefined;
   private connectFailures = 0;
   ranOne = false;
+  private readonly standby: Standby;
 
-  constructor(readonly target: Target, readonly name: string, readonly platform: string, readonly opts: { once: boolean; sandbox?: string; token?: string; workdir: string }) {}
+  constructor(readonly target: Target, readonly name: string, readonly platform: string, readonly opts: { once: boolean; sandbox?: string; token?: string; workdir: string }) {
+    this.standby = new Standby(opts.sandbox);
+  }
 
   run(): void { this.connect(); }
 
@@ -90,6 +93,7 @@ class Worker {
           this.connectFailures = 0;
           this.heartbeatMs = m.heartbeatMs > 0 ? m.heartbeatMs : 5_000;
           say(`connected to ${describe(this.target)} as ${this.name} for ${this.platform}`);
+          if (!this.job) this.standby.prepare();
           hb = setInterval(() => {
             if (Date.now() - this.lastRx > DEAD_AFTER * this.heartbeatMs) { say('spoold is silent; reconnecting'); sock.destroy(); return; }
             this.send(sock, { t: 'ping' });
@@ -146,11 +150,10 @@ class Worker {
         const j = new LocalJob(m, this.opts.workdir);
         this.job = j;
         say(`running ${m.id} name=${m.name} attempt=${m.attempt}`);
-        void j.start(this.opts.sandbox, process.env).then(() => {
-          this.watch(j);
-          void j.ended.then(() => say(`finished ${m.id} status=${j.status}`));
-          void this.pump(sock, j, 0);
-        });
+        j.start(this.standby);
+        this.watch(j);
+        void j.ended.then(() => { say(`finished ${m.id} status=${j.status}`); if (!this.opts.once) this.standby.prepare(); });
+        void this.pump(sock, j, 0);
         return;
       }
       case 'resume':
@@ -306,6 +309,7 @@ export async function main(argv: string[]): Promise<void> {
     }
   }
   const workdir = path.resolve(a.workdir ?? path.join(os.tmpdir(), `workerd-${name}`));
+  if (workdir.includes('\n')) usage('--workdir must not contain a newline (the job\'s shell reads it as one line)');
   try { await fsp.mkdir(workdir, { recursive: true, mode: 0o700 }); } catch (e) {
     say(`cannot create --workdir ${workdir}: ${(e as Error).message}`);
     process.exit(EXIT_CONFIG);

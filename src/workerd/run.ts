@@ -18,6 +18,56 @@ import { formatStatus, type Status } from '../spool/result.js';
 import { artifactNotes } from '../spool/tar.js';
 
 export const KILL_GRACE_MS = 5_000;
+
+/**
+ * The shell a standby runs: it waits for two lines (the job's id, name,
+ * platform and network, all checked names; then the directory, whole), exports the job's environment
+ * and execs the job's script in its directory, with stdout and stderr
+ * appended to the console file. exec keeps the pid, so the standby's process
+ * group is the job's. $1 is the sandbox command (workerd --sandbox), or empty.
+ * A script that cannot be executed gets the shell's message in its console and
+ * `exited 126` or `exited 127`, as when run by hand.
+ */
+const STANDBY_SH = [
+  'read -r id name platform network || exit 0',
+  'IFS= read -r dir || exit 0',
+  'export BUILDER_JOB_ID="$id" BUILDER_JOB_NAME="$name" BUILDER_PLATFORM="$platform" BUILDER_NETWORK="$network" BUILDER_JOB_DIR="$dir/job"',
+  'cd "$dir/job" || exit 127',
+  'if [ -n "$1" ]; then eval "exec $1 \"\$dir/job/script.sh\"" </dev/null >>"$dir/console.log" 2>&1; fi',
+  'exec ./script.sh </dev/null >>"$dir/console.log" 2>&1',
+].join('\n');
+
+/**
+ * A job process started before its job arrives: `sh` waiting on a pipe, in
+ * its own process group. Forking a 50-80 MB node process costs several ms on
+ * the project's VMs (npm run bench, W2 floor), so workerd does it while idle,
+ * after a job ends, instead of between receiving a job and starting it.
+ * One standby at a time; it exits when workerd goes away (its pipe closes).
+ */
+export class Standby {
+  private ready: ChildProcess | undefined;
+
+  constructor(private readonly sandbox: string | undefined) {}
+
+  /** Start one now, if none is waiting. */
+  prepare(): void {
+    if (this.ready && this.ready.exitCode === null && this.ready.signalCode === null) return;
+    this.ready = undefined;
+    const c = spawn('/bin/sh', ['-c', STANDBY_SH, 'standby', this.sandbox ?? ''], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+    c.on('error', () => {});           // a standby that cannot start: take() tries again, and the job says why
+    c.once('exit', () => { if (this.ready === c) this.ready = undefined; });   // killed while idle: take() makes another
+    c.stdin!.on('error', () => {});    // EPIPE from one that died: its exit is the job's result
+    this.ready = c;
+  }
+
+  /** The waiting process, for one job; a fresh one when none is ready. */
+  take(): ChildProcess {
+    this.prepare();
+    const c = this.ready!;
+    this.ready = undefined;
+    return c;
+  }
+}
 export const SCRIPT = 'script.sh';
 
 export interface JobSpec { id: string; name: string; platform: string; attempt: number; timeoutMs: number; network: boolean; script: string }
@@ -64,43 +114,41 @@ export class LocalJob {
 
   private poke(): void { this.version++; const w = this.wake; this.wake = []; for (const f of w) f(); }
 
-  async start(sandbox: string | undefined, env: NodeJS.ProcessEnv): Promise<void> {
-    let fd: number | undefined;
+  /**
+   * Write the job's files and hand them to a standby process (below). The
+   * files are written synchronously: a few small calls, each of which would
+   * otherwise be a thread-pool round trip on the path to the job's start.
+   */
+  start(standby: Standby): void {
+    const script = path.join(this.jobDir, SCRIPT);
     try {
-      await fsp.rm(this.dir, { recursive: true, force: true });
-      await fsp.mkdir(this.jobDir, { recursive: true, mode: 0o755 });
-      fd = fs.openSync(this.consolePath, 'a', 0o644);
-      await fsp.writeFile(path.join(this.jobDir, SCRIPT), this.spec.script, { mode: 0o500 });
+      fs.rmSync(this.dir, { recursive: true, force: true });
+      fs.mkdirSync(this.jobDir, { recursive: true, mode: 0o755 });
+      // Created here so the connection can tail it at once; the job's shell appends to it.
+      fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'a' });
+      fs.writeFileSync(script, this.spec.script, { mode: 0o500 });
     } catch (e) {
-      if (fd !== undefined) fs.closeSync(fd);
       // Parity: the worker can't write the job's files: the failure is the job's result.
       const why = `cannot write job files in ${this.dir}: ${(e as Error).message}`;
-      try { await fsp.mkdir(this.dir, { recursive: true }); await fsp.appendFile(this.consolePath, `workerd: ${why}\n`); } catch { /* nowhere to log it but the status */ }
+      try { fs.mkdirSync(this.dir, { recursive: true }); fs.appendFileSync(this.consolePath, `workerd: ${why}\n`); } catch { /* nowhere to log it but the status */ }
       this.end({ kind: 'failed', why });
       return;
     }
-    const script = path.join(this.jobDir, SCRIPT);
-    const jobEnv = {
-      ...env, BUILDER_JOB_ID: this.spec.id, BUILDER_JOB_NAME: this.spec.name, BUILDER_PLATFORM: this.spec.platform,
-      BUILDER_JOB_DIR: this.jobDir, BUILDER_NETWORK: this.spec.network ? 'yes' : 'no',
-    };
-    const [cmd, args] = sandbox
-      ? ['/bin/sh', ['-c', `${sandbox} "$@"`, 'sandbox', script]]
-      : [script, [] as string[]];
+    let child: ChildProcess;
     try {
-      this.child = spawn(cmd, args, { cwd: this.jobDir, env: jobEnv, detached: true, stdio: ['ignore', fd, fd] });
+      child = standby.take();
+      child.stdin!.end(`${this.spec.id} ${this.spec.name} ${this.spec.platform} ${this.spec.network ? 'yes' : 'no'}\n${this.dir}\n`);
     } catch (e) {
-      fs.closeSync(fd);
       this.end({ kind: 'failed', why: `cannot start the job: ${(e as Error).message}` });
       return;
     }
-    fs.closeSync(fd);
+    this.child = child;
     this.started = new Date();
-    const child = this.child;
     child.on('error', (e) => {
-      void fsp.appendFile(this.consolePath, `workerd: cannot start the job: ${e.message}\n`).finally(() => this.end({ kind: 'failed', why: `cannot start the job: ${e.message}` }));
+      try { fs.appendFileSync(this.consolePath, `workerd: cannot start the job: ${e.message}\n`); } catch { /* the status says it */ }
+      this.end({ kind: 'failed', why: `cannot start the job: ${e.message}` });
     });
-    child.on('exit', (code, signal) => {
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
       this.killGroup('SIGKILL');   // stragglers the script left behind
       const status: Status = this.killReason ?? (signal ? { kind: 'signalled', signal: os.constants.signals[signal] ?? 0 } : { kind: 'exited', code: code ?? 0 });
       // Parity: job output that cannot be returned is said in the job's console.
@@ -108,7 +156,10 @@ export class LocalJob {
         .then((notes) => (notes.length > 0 ? fsp.appendFile(this.consolePath, notes.map((n) => `${n}\n`).join('')) : undefined))
         .catch(() => {})
         .finally(() => this.end(status));
-    });
+    };
+    // A standby that died before it got the job (killed by someone) has exited already.
+    if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode);
+    else child.on('exit', onExit);
     this.timer = setTimeout(() => this.kill({ kind: 'timeout' }), this.spec.timeoutMs);
     this.timer.unref();
   }
