@@ -122,7 +122,7 @@ export async function publishNew(sp: SpoolPaths, staged: string, target: string,
     throw ioError(e, sp.rel(target), 'cannot publish');
   }
   await fsp.rm(staged, { force: true }).catch(() => {});
-  fsyncDirQuiet(path.dirname(target));
+  await fsyncDirQuiet(path.dirname(target));
 }
 
 /** RFC 3339 in UTC, to the second: what people read and scripts parse. */

@@ -12,18 +12,19 @@
 // thrown as a SpoolError naming the target; the previous content of the target,
 // if any, is untouched.
 //
-// The functions are synchronous. Every file
-// written here is a small header file, and spoold's dispatch and finalize are
-// made of them: an fs promise is a thread-pool round trip that cost ~45 µs of
-// CPU per call on the project's VMs against ~5 µs for the same call made
-// synchronously (profiled: futex and eventfd calls were most of spoold's
-// system time in W1 of npm run bench). The fsyncs block the event loop for
-// their duration (~0.1-0.3 ms on the project's disks), which spoold accepts:
-// console and artifact bytes, the large writes, stay asynchronous elsewhere.
+// Every call but the fsyncs is synchronous. The files written here are small
+// header files, and spoold's dispatch and finalize are made of them: an fs
+// promise is a thread-pool round trip that cost ~45 µs of CPU per call on the
+// project's VMs against ~5 µs for the same call made synchronously (profiled:
+// futex and eventfd calls were most of spoold's system time in W1 of npm run
+// bench). The fsyncs wait on the disk, for milliseconds when it is busy, so
+// they go to the thread pool and spoold's event loop never stalls on them
+// (several in flight share the file system's journal commits).
 
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import writeFileAtomic from 'write-file-atomic';
 import { ioError } from './errors.js';
 import { stagingPid, type SpoolPaths } from './paths.js';
@@ -31,25 +32,32 @@ import { stagingPid, type SpoolPaths } from './paths.js';
 export const FILE_MODE = 0o664;   // group-writable for the builder group, never world-writable
 export const DIR_MODE = 0o2775;   // setgid: files inherit the spool's group
 
-export function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+const fsyncFd = promisify(fs.fsync);
+
+/** fsync a file or directory by path (any fd of it flushes its inode). */
+export async function fsyncPath(p: string): Promise<void> {
+  const fd = fs.openSync(p, 'r');
+  try { await fsyncFd(fd); } finally { fs.closeSync(fd); }
 }
 
+export const fsyncDir = fsyncPath;
+
 /** fsyncDir after a rename that has already happened: a failure cannot undo it, so it is not the operation's failure. */
-export function fsyncDirQuiet(dir: string): void {
-  try { fsyncDir(dir); } catch { /* durability is best effort here; the rename stands */ }
+export async function fsyncDirQuiet(dir: string): Promise<void> {
+  try { await fsyncDir(dir); } catch { /* durability is best effort here; the rename stands */ }
 }
 
 /** Write data to a new file in tmp/; returns its path. The caller publishes or removes it. */
-export function writeStaged(sp: SpoolPaths, tag: string, data: string | Buffer, target: string, durable = true): string {
+export async function writeStaged(sp: SpoolPaths, tag: string, data: string | Buffer, target: string, durable = true): Promise<string> {
   const staged = sp.staging(tag);
   const buf = typeof data === 'string' ? Buffer.from(data) : data;
   try {
-    writeFileAtomic.sync(staged, buf, { mode: FILE_MODE, fsync: durable });
+    // write-file-atomic writes and renames; the fsync is ours, off the event loop.
+    writeFileAtomic.sync(staged, buf, { mode: FILE_MODE, fsync: false });
     if (fs.statSync(staged).size !== buf.length) {
       throw Object.assign(new Error('short write: no space left on device'), { code: 'ENOSPC' });
     }
+    if (durable) await fsyncPath(staged);
   } catch (e) {
     try { fs.rmSync(staged, { force: true }); } catch { /* the error below says what matters */ }
     throw ioError(e, sp.rel(target), 'cannot write');
@@ -58,25 +66,43 @@ export function writeStaged(sp: SpoolPaths, tag: string, data: string | Buffer, 
 }
 
 /** Rename a staged file (or directory) into place and make the rename durable. */
-export function publish(sp: SpoolPaths, staged: string, target: string, durable = true): void {
+export async function publish(sp: SpoolPaths, staged: string, target: string, durable = true): Promise<void> {
+  renameInto(sp, staged, target);
+  if (durable) await fsyncDirQuiet(path.dirname(target));
+}
+
+function renameInto(sp: SpoolPaths, staged: string, target: string): void {
   try {
     fs.renameSync(staged, target);
   } catch (e) {
     try { fs.rmSync(staged, { force: true, recursive: true }); } catch { /* the error below says what matters */ }
     throw ioError(e, sp.rel(target), 'cannot publish');
   }
-  if (durable) fsyncDirQuiet(path.dirname(target));
+}
+
+/** writeStaged + publish: atomically and durably replace `target` with `data`. */
+export async function writeAtomic(sp: SpoolPaths, target: string, data: string | Buffer): Promise<void> {
+  const staged = await writeStaged(sp, path.basename(target), data, target);
+  await publish(sp, staged, target);
 }
 
 /**
- * writeStaged + publish: atomically replace `target` with `data`.
- * durable=false skips the fsyncs: still atomic for readers, but may be lost
- * in a power failure. Only for status files that nothing recovers from
- * (workers/NAME, running/ID/lease), which sit on the dispatch hot path.
+ * Atomically replace a status file that nothing recovers from (workers/NAME,
+ * running/ID/lease), which sit on the dispatch hot path: synchronous and
+ * without fsyncs, so a reader never sees it half-written but a power failure
+ * may lose it.
  */
-export function writeAtomic(sp: SpoolPaths, target: string, data: string | Buffer, durable = true): void {
-  const staged = writeStaged(sp, path.basename(target), data, target, durable);
-  publish(sp, staged, target, durable);
+export function writeStatus(sp: SpoolPaths, target: string, data: string | Buffer): void {
+  const staged = sp.staging(path.basename(target));
+  const buf = typeof data === 'string' ? Buffer.from(data) : data;
+  try {
+    writeFileAtomic.sync(staged, buf, { mode: FILE_MODE, fsync: false });
+    if (fs.statSync(staged).size !== buf.length) throw Object.assign(new Error('short write: no space left on device'), { code: 'ENOSPC' });
+  } catch (e) {
+    try { fs.rmSync(staged, { force: true }); } catch { /* the error below says what matters */ }
+    throw ioError(e, sp.rel(target), 'cannot write');
+  }
+  renameInto(sp, staged, target);
 }
 
 /**
@@ -85,20 +111,20 @@ export function writeAtomic(sp: SpoolPaths, target: string, data: string | Buffe
  * temporary file inside the job's directory), but without the directory
  * fsync, which the caller does once for the whole directory before publishing.
  */
-export function writePrivate(sp: SpoolPaths, target: string, data: string | Buffer): void {
-  const staged = writeStaged(sp, path.basename(target), data, target);
-  publish(sp, staged, target, false);
+export async function writePrivate(sp: SpoolPaths, target: string, data: string | Buffer): Promise<void> {
+  const staged = await writeStaged(sp, path.basename(target), data, target);
+  await publish(sp, staged, target, false);
 }
 
 /** Atomically point symlink `link` at `target` (a relative name), by renaming a new link over it. */
-export function replaceSymlink(sp: SpoolPaths, target: string, link: string): void {
+export async function replaceSymlink(sp: SpoolPaths, target: string, link: string): Promise<void> {
   const staged = sp.staging(`${path.basename(link)}-link`);
   try {
     fs.symlinkSync(target, staged);
   } catch (e) {
     throw ioError(e, sp.rel(link), 'cannot create symlink');
   }
-  publish(sp, staged, link);
+  await publish(sp, staged, link);
 }
 
 export const TMP_MAX_AGE_MS = 3_600_000;

@@ -33,9 +33,9 @@ import type { SpoolPaths } from './paths.js';
 /** Queue a job: stage it in tmp/, then rename into new/ID. */
 export async function submit(sp: SpoolPaths, job: ParsedJob & { id: string }): Promise<void> {
   const target = sp.queued(job.id);
-  const staged = writeStaged(sp, job.id, formatJob(job), target);
+  const staged = await writeStaged(sp, job.id, formatJob(job), target);
   // commit: after this rename the job is queued
-  publish(sp, staged, target);
+  await publish(sp, staged, target);
 }
 
 /**
@@ -50,12 +50,12 @@ export async function adopt(sp: SpoolPaths, fileName: string, wanted?: string): 
     if (wanted === undefined) {
       const id = newId();
       await fsp.rename(from, sp.queued(id));   // a fresh id: nothing to replace
-      fsyncDirQuiet(sp.new);
+      await fsyncDirQuiet(sp.new);
       return id;
     }
     await fsp.link(from, sp.queued(wanted));   // commit: the job is queued as new/WANTED
     await fsp.unlink(from);                    // (a crash before this leaves new/FILE, whose id is now taken: rejected)
-    fsyncDirQuiet(sp.new);
+    await fsyncDirQuiet(sp.new);
     return wanted;
   } catch (e) {
     if (errno(e) === 'ENOENT' || errno(e) === 'EEXIST') return undefined;
@@ -91,7 +91,7 @@ export async function claim(sp: SpoolPaths, id: string, sync = true): Promise<bo
   // sync=false (dispatch): the caller fsyncs new/ after handing the job out. A power
   // loss before that may undo the rename (ext4 journals it whole: the job is in new/
   // or in running/, never both), and the job then runs again, as after a lost lease.
-  if (sync) fsyncDirQuiet(sp.new);
+  if (sync) await fsyncDirQuiet(sp.new);
   return true;
 }
 
@@ -104,7 +104,7 @@ async function claimInto(sp: SpoolPaths, id: string): Promise<boolean> {
     if (errno(e) === 'ENOENT') return false;
     throw ioError(e, `new/${id}`, 'cannot claim');
   }
-  fsyncDirQuiet(sp.new);
+  await fsyncDirQuiet(sp.new);
   return true;
 }
 
@@ -116,13 +116,13 @@ async function claimInto(sp: SpoolPaths, id: string): Promise<boolean> {
  */
 export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: number): Promise<void> {
   const jobFile = sp.runningFile(id, 'job');
-  writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
+  await writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
   for (const f of await fsp.readdir(sp.runningDir(id)).catch(() => [] as string[])) {
     if (f !== 'job') await fsp.rm(`${sp.runningDir(id)}/${f}`, { recursive: true, force: true });
   }
   // commit: after this rename the job is queued again
   await fsp.rename(jobFile, sp.queued(id)).catch((e) => { throw ioError(e, `running/${id}/job`, 'cannot requeue'); });
-  fsyncDirQuiet(sp.new);
+  await fsyncDirQuiet(sp.new);
   await fsp.rmdir(sp.runningDir(id)).catch(() => {});   // ENOTEMPTY: claimed again already; that claim owns it
 }
 
@@ -142,10 +142,10 @@ export async function finalize(sp: SpoolPaths, result: Result): Promise<string> 
   // running/ is watched by no one: the result is written in place (atomic
   // within the directory), and one fsync of the directory makes every entry
   // of it durable before the rename publishes them all.
-  writePrivate(sp, sp.runningFile(id, 'result'), formatResult(result));
+  await writePrivate(sp, sp.runningFile(id, 'result'), formatResult(result));
   fs.rmSync(sp.runningFile(id, 'lease'), { force: true });
   fs.rmSync(sp.runningFile(id, 'cancel'), { force: true });
-  fsyncDir(dir);
+  await fsyncDir(dir);
   const nameDir = sp.doneName(name);
   made(sp.rel(nameDir), () => fs.mkdirSync(nameDir, { mode: DIR_MODE }));
   const target = sp.doneDir(name, id);
@@ -157,11 +157,11 @@ export async function finalize(sp: SpoolPaths, result: Result): Promise<string> 
   }
   // The rename and the new latest link share done/NAME: replaceSymlink's fsync of it covers both.
   try {
-    replaceSymlink(sp, id, sp.latest(name));
+    await replaceSymlink(sp, id, sp.latest(name));
   } catch {
     // The job is finished all the same (committed above); only done/NAME/latest
     // is stale (a full disk), and the next finish of NAME mends it.
-    fsyncDirQuiet(nameDir);
+    await fsyncDirQuiet(nameDir);
   }
   return target;
 }
@@ -175,7 +175,7 @@ export async function finalize(sp: SpoolPaths, result: Result): Promise<string> 
  */
 export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promise<boolean> {
   await fsp.mkdir(sp.runningDir(id), { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, `running/${id}`, 'cannot create'); });
-  writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
+  await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
   if (!(await claimInto(sp, id))) return false;
   const now = new Date();
   await finalize(sp, { id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt, queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'canceled' } });
@@ -185,7 +185,7 @@ export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promis
 /** Ask spoold to cancel a running job: the request is the file running/ID/cancel. */
 export async function requestCancel(sp: SpoolPaths, id: string): Promise<boolean> {
   if (!(await exists(sp.runningFile(id, 'job')))) return false;
-  writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
+  await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
   return true;
 }
 
@@ -199,7 +199,7 @@ export async function reject(sp: SpoolPaths, file: string, why: string): Promise
     if (errno(e) === 'ENOENT') return undefined; // gone meanwhile: nothing to reject
     throw ioError(e, sp.rel(file), 'cannot move to bad/');
   }
-  writeAtomic(sp, `${target}.why`, `${why}\n`);
+  await writeAtomic(sp, `${target}.why`, `${why}\n`);
   return base;
 }
 
@@ -228,8 +228,8 @@ export async function recordFailed(sp: SpoolPaths, job: ParsedJob & { id: string
     queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'failed', why } };
   // The result goes in before the job: a writer that dies after publishing the
   // job leaves job + result, which reconcile finalizes (never runs).
-  writePrivate(sp, sp.runningFile(job.id, 'result'), formatResult(result));
-  const staged = writeStaged(sp, job.id, formatJob(job), sp.runningFile(job.id, 'job'));
-  publish(sp, staged, sp.runningFile(job.id, 'job'));
+  await writePrivate(sp, sp.runningFile(job.id, 'result'), formatResult(result));
+  const staged = await writeStaged(sp, job.id, formatJob(job), sp.runningFile(job.id, 'job'));
+  await publish(sp, staged, sp.runningFile(job.id, 'job'));
   return finalize(sp, result);
 }

@@ -21,7 +21,7 @@ import { Writable } from 'node:stream';
 import { claim, finalize, requeue, clearLeftover, exists, existsSync } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeAtomic, writePrivate, cleanTmp, fsyncDirQuiet, DIR_MODE } from '../spool/stage.js';
+import { writeStatus, writePrivate, cleanTmp, fsyncDirQuiet, fsyncPath, DIR_MODE } from '../spool/stage.js';
 import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums } from '../spool/tar.js';
@@ -280,7 +280,7 @@ export class Daemon implements ConnOwner {
     const job = this.busy.get(c);
     const text = formatHeaders([['name', c.name], ['platform', c.platform], ['peer', c.peer.replace(/\s/g, '_') || 'unix'], ['connected', c.since.toISOString()],
       ['job', job && isId(job) ? job : ''], ['seen', new Date().toISOString()]]);
-    try { writeAtomic(this.sp, this.sp.worker(c.name), text, false); } catch { /* a status file: the next change tries again */ }
+    try { writeStatus(this.sp, this.sp.worker(c.name), text); } catch { /* a status file: the next change tries again */ }
   }
 
   private removeWorkerFile(c: Conn): void {
@@ -298,7 +298,7 @@ export class Daemon implements ConnOwner {
   private syncNewSoon(): void {
     if (this.newSyncPending) return;
     this.newSyncPending = true;
-    setImmediate(() => { this.newSyncPending = false; fsyncDirQuiet(this.sp.new); });
+    setImmediate(() => { this.newSyncPending = false; void fsyncDirQuiet(this.sp.new); });
   }
 
   // ---- dispatch ---------------------------------------------------------
@@ -362,8 +362,8 @@ export class Daemon implements ConnOwner {
     // The lease records who holds the job, for people and bctl info. It is not
     // needed for recovery: a claimed job without one is treated as possibly running.
     try {
-      writeAtomic(this.sp, this.sp.runningFile(q.id, 'lease'),
-        formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)]]), false);
+      writeStatus(this.sp, this.sp.runningFile(q.id, 'lease'),
+        formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)]]));
     } catch { /* informational: see above */ }
     this.writeWorker(c);
   }
@@ -534,7 +534,7 @@ export class Daemon implements ConnOwner {
     try {
       if (status.kind === 'failed' && status.why === NO_SPACE) await this.makeRoom(r);
       const consolePath = this.sp.runningFile(r.id, 'console.log');
-      if (existsOr(consolePath, true)) await fsyncFile(consolePath);   // a job that printed nothing has none yet
+      if (existsOr(consolePath, true)) await fsyncPath(consolePath);   // a job that printed nothing has none yet
       await finalize(this.sp, result);
     } catch (e) {
       log('error', { id: r.id, why: `cannot finalize: ${(e as Error).message}` });
@@ -644,9 +644,4 @@ async function leaseWorker(sp: SpoolPaths, id: string): Promise<string | undefin
 /** existsSync, with `otherwise` when the answer is not known (EACCES, EIO). */
 function existsOr(p: string, otherwise: boolean): boolean {
   try { return existsSync(p); } catch { return otherwise; }
-}
-
-async function fsyncFile(p: string): Promise<void> {
-  let fh: fsp.FileHandle | undefined;
-  try { fh = await fsp.open(p, 'r'); await fh.sync(); } catch (e) { if (errno(e) !== 'ENOENT') throw e; } finally { await fh?.close(); }
 }
