@@ -110,9 +110,11 @@ export function writeStatus(sp: SpoolPaths, target: string, data: string | Buffe
  * later (finalize): staged in tmp/ like every write (so a crash leaves no
  * temporary file inside the job's directory), but without the directory
  * fsync, which the caller does once for the whole directory before publishing.
+ * durable=false leaves the file's own fsync to the caller too (finalize
+ * flushes SHA256SUMS with the result).
  */
-export async function writePrivate(sp: SpoolPaths, target: string, data: string | Buffer): Promise<void> {
-  const staged = await writeStaged(sp, path.basename(target), data, target);
+export async function writePrivate(sp: SpoolPaths, target: string, data: string | Buffer, durable = true): Promise<void> {
+  const staged = await writeStaged(sp, path.basename(target), data, target, durable);
   await publish(sp, staged, target, false);
 }
 

@@ -21,7 +21,7 @@ import { Writable } from 'node:stream';
 import { claim, finalize, requeue, clearLeftover, exists, existsSync } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeStatus, writePrivate, cleanTmp, fsyncDirQuiet, fsyncPath, DIR_MODE } from '../spool/stage.js';
+import { writeStatus, writePrivate, cleanTmp, fsyncDirQuiet, DIR_MODE } from '../spool/stage.js';
 import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums } from '../spool/tar.js';
@@ -474,7 +474,7 @@ export class Daemon implements ConnOwner {
       const got = await a.done;
       const diff = compareManifest(announced, got);
       if (diff) r.artifactError ??= `artifacts do not match their manifest: ${diff}`;
-      else await writePrivate(this.sp, this.sp.runningFile(r.id, 'SHA256SUMS'), formatSums(got));
+      else await writePrivate(this.sp, this.sp.runningFile(r.id, 'SHA256SUMS'), formatSums(got), false);   // finalize flushes it
     } catch (e) {
       const why = (e as Error).message;
       if (isStorage(e)) { r.storeError ??= e as Error; log('error', { id: r.id, why: `cannot store artifacts: ${why}` }); return; }
@@ -533,8 +533,6 @@ export class Daemon implements ConnOwner {
     };
     try {
       if (status.kind === 'failed' && status.why === NO_SPACE) await this.makeRoom(r);
-      const consolePath = this.sp.runningFile(r.id, 'console.log');
-      if (existsOr(consolePath, true)) await fsyncPath(consolePath);   // a job that printed nothing has none yet
       await finalize(this.sp, result);
     } catch (e) {
       log('error', { id: r.id, why: `cannot finalize: ${(e as Error).message}` });
