@@ -16,7 +16,8 @@
 //
 //   W1  N jobs (default 1000) of `true` through 2 workers, jobs/s: once with
 //       job files written in tmp/ and renamed into new/ (the clock starts at
-//       the first rename), once with one `bctl submit` process per job, in
+//       the first rename; floor: a fresh node process spawning the same
+//       script N times, 2 at a time), once with one `bctl submit` process per job, in
 //       sequence (stopped at 90 s on a slow machine; the rate is then over the
 //       jobs submitted). Also bctl submit's process time against a bare
 //       `node -e 0` (median of 20 each, interleaved, on a spool no daemon
@@ -409,8 +410,30 @@ async function w1Drop() {
   const rate = n / ((t1 - t0) / 1000);
   notes.push(`W1 drop: ${n} renames took ${fmt(tRenamed - t0, 0)} ms; ${cycle()}`);
   await rig.remove();
+  const floor = await spawnFloor(n);
   row(`W1 jobs/s, files renamed into new/ (${n} jobs, 2 workers)`, fmt(rate), '>= 200', rate >= 200);
   row('W1 spoold peak RSS (VmHWM), after the renamed jobs', mib(mem.hwm), '', undefined);
+  row(`W1 floor: one node process spawning the script, 2 at a time, jobs/s`, fmt(floor), '', undefined);
+}
+
+/**
+ * The most any worker written in node could do here: a fresh node process
+ * spawning the job's script n times, two at a time, with no spool, no socket
+ * and no files. Each spawn forks the node process, which is what a job's start
+ * costs a worker written in node.
+ */
+async function spawnFloor(n) {
+  const dir = await fsp.mkdtemp(path.join(opts.dir, 'builder-bench-floor-'));
+  const script = path.join(dir, 'true.sh');
+  await fsp.writeFile(script, TRUE_SCRIPT, { mode: 0o755 });
+  const prog = `const { spawn } = require('node:child_process');
+    let left = ${n}; const t0 = performance.now();
+    const one = () => new Promise((r) => spawn(${JSON.stringify(script)}, [], { stdio: 'ignore' }).on('exit', r));
+    const loop = async () => { while (left-- > 0) await one(); };
+    Promise.all([loop(), loop()]).then(() => console.log(${n} / ((performance.now() - t0) / 1000)));`;
+  const r = await runProc(process.execPath, ['-e', prog]);
+  await fsp.rm(dir, { recursive: true, force: true });
+  return Number(r.out.trim());
 }
 
 // ---- W2 -------------------------------------------------------------------------
