@@ -146,7 +146,7 @@ class Worker {
         return;
       case 'job': {
         if (this.job) { say(`spoold sent job ${m.id} while we hold ${this.job.spec.id}; dropping the connection`); sock.destroy(); return; }
-        if (!isId(m.id) || !isName(m.name)) { say('spoold sent a malformed job'); sock.destroy(); return; }
+        if (!isId(m.id) || !isName(m.name) || !isName(m.platform)) { say('spoold sent a malformed job'); sock.destroy(); return; }
         const j = new LocalJob(m, this.opts.workdir);
         this.job = j;
         say(`running ${m.id} name=${m.name} attempt=${m.attempt}`);
