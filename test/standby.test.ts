@@ -19,11 +19,11 @@ test.after.each(async () => {
   for (const d of [spool, wd]) await fsp.rm(d, { recursive: true, force: true });
 });
 
-async function start(): Promise<Daemon> {
+async function start(extra: string[] = []): Promise<Daemon> {
   const s = daemon('spoold', ['-s', spool]);
   procs.push(s);
   await s.waitLog(/started/);
-  const w = daemon('workerd', ['-s', spool, '--name', 'w1', '--workdir', wd, 'debian-12']);
+  const w = daemon('workerd', ['-s', spool, '--name', 'w1', '--workdir', wd, ...extra, 'debian-12']);
   procs.push(w);
   await s.waitLog(/worker joined worker=w1/);
   return w;
@@ -75,6 +75,13 @@ test('a standby killed while idle is replaced; the next job runs, and its exit i
   assert.match(console, /^after$/m);
   // And a new one waits for the next job.
   assert.not.equal(await standbyPid(w), first);
+});
+
+test('--sandbox gets the script\'s path as one argument, whatever the workdir is called', async () => {
+  await start(['--sandbox', 'env SANDBOXED=yes']);
+  const { id, result, console } = await submit('#!/bin/sh\necho "sandboxed=$SANDBOXED script=$0"\n', 'sandboxed');
+  assert.match(result, /^status: exited 0$/m);
+  assert.ok(console.includes(`sandboxed=yes script=${path.join(wd, id, 'job', 'script.sh')}\n`), console);
 });
 
 test.run();

@@ -33,7 +33,7 @@ const STANDBY_SH = [
   'IFS= read -r dir || exit 0',
   'export BUILDER_JOB_ID="$id" BUILDER_JOB_NAME="$name" BUILDER_PLATFORM="$platform" BUILDER_NETWORK="$network" BUILDER_JOB_DIR="$dir/job"',
   'cd "$dir/job" || exit 127',
-  'if [ -n "$1" ]; then eval "exec $1 \"\$dir/job/script.sh\"" </dev/null >>"$dir/console.log" 2>&1; fi',
+  String.raw`if [ -n "$1" ]; then eval "exec $1 \"\$dir/job/script.sh\"" </dev/null >>"$dir/console.log" 2>&1; fi`,
   'exec ./script.sh </dev/null >>"$dir/console.log" 2>&1',
 ].join('\n');
 
