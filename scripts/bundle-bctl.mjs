@@ -14,20 +14,71 @@
 //
 // The verbs stay lazy inside the bundle: main.ts imports each verb with
 // import(), which esbuild turns into a function run on first use, and a
-// bundled CommonJS package runs only when first required. cron-parser is
-// loaded at run time by schedule.ts (createRequire), from node_modules.
+// bundled CommonJS package runs only when first required.
 //
-// The banner gives the bundled CommonJS code what Node gives a CommonJS
-// module: require (for node: builtins and cron-parser), __filename and
-// __dirname (write-file-atomic hashes __filename into its temporary names).
+// In an ESM bundle esbuild keeps every `import ... from 'node:x'` as a static
+// import at the top of the file, so all builtins any verb uses (crypto,
+// stream/promises, os ...) would load at start, for every verb. The lazyRequire
+// plugin turns each such import (but fs/promises and path) into a bundled CommonJS shim around require(),
+// which runs where the importing module runs: at start for main.ts and its
+// static imports, on first use for a verb. proper-lockfile (fsck only, with
+// graceful-fs and retry a quarter of the bundle) is loaded the same way from
+// node_modules instead of being bundled.
+//
+// write-file-atomic requires worker_threads only to read threadId, which it
+// hashes into its temporary names so that two threads of one process never
+// pick the same name. This bundle is a program, run as a process's main
+// script, where threadId is always 0; loading worker_threads to learn that
+// costs ~2-4 ms (it brings the whole stream implementation), so the bundled
+// write-file-atomic gets { threadId: 0 } instead. Nothing else in the bundle
+// is changed. Never load dist/bin/bctl.js in a Worker.
+//
+// The banner gives the bundled CommonJS code the __filename and __dirname a
+// CommonJS module has (write-file-atomic hashes __filename into its temporary
+// names); its require() calls of builtins become the shims above, so no
+// require() is made at start. cron-parser is still found by schedule.ts's own
+// createRequire(import.meta.url), which in the bundle is dist/bin/bctl.js.
 
 import { build } from 'esbuild';
+import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
+const LAZY_PACKAGES = new Set(['proper-lockfile']);
+// Left as static imports: bctl needs them at start anyway, and a shim costs a
+// copy of the module's exports (esbuild's __toESM) in every importing module.
+// Not node:fs: Node's ESM facade of a builtin reads every export, and fs's
+// ReadStream/WriteStream getters then load the whole stream implementation.
+const EAGER_BUILTINS = new Set(['node:fs/promises', 'node:path', 'fs/promises', 'path']);
+const isBuiltin = (p) => p.startsWith('node:') || builtinModules.includes(p);
+
+/**
+ * A builtin -> `module.exports = process.getBuiltinModule(...)` (Node >= 20.16;
+ * no require() to make, so no node:module at start); a LAZY_PACKAGES package ->
+ * require() from dist/bin/. Each shim runs where its importer runs.
+ */
+const lazyRequire = {
+  name: 'lazy-require',
+  setup(b) {
+    b.onResolve({ filter: /.*/ }, (args) => {
+      const req = args.kind === 'require-call';   // from bundled CommonJS code (write-file-atomic ...)
+      if (!req && args.kind !== 'import-statement') return undefined;
+      if (req && /^(node:)?worker_threads$/.test(args.path) && /[\\/]write-file-atomic[\\/]/.test(args.importer)) return { path: 'worker_threads', namespace: 'main-thread' };
+      if (isBuiltin(args.path) && (req || !EAGER_BUILTINS.has(args.path))) return { path: args.path, namespace: 'builtin' };
+      if (!req && LAZY_PACKAGES.has(args.path)) return { path: args.path, namespace: 'package' };
+      return undefined;
+    });
+    const shim = (contents) => ({ contents, loader: 'js' });
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => shim(`module.exports = process.getBuiltinModule(${JSON.stringify(args.path)});`));
+    b.onLoad({ filter: /.*/, namespace: 'package' }, (args) => shim(`module.exports = process.getBuiltinModule('node:module').createRequire(__bctlUrl)(${JSON.stringify(args.path)});`));
+    b.onLoad({ filter: /.*/, namespace: 'main-thread' }, () => shim('module.exports = { threadId: 0, isMainThread: true };'));
+  },
+};
+
 await build({
+  plugins: [lazyRequire],
   absWorkingDir: ROOT,
   entryPoints: ['src/bin/bctl.ts'],
   outfile: 'dist/bin/bctl.js',
@@ -41,10 +92,8 @@ await build({
   logLevel: 'warning',
   banner: {
     js: [
-      "import { createRequire as __bctlCreateRequire } from 'node:module';",
-      "import { fileURLToPath as __bctlFileURLToPath } from 'node:url';",
-      'const require = __bctlCreateRequire(import.meta.url);',
-      'const __filename = __bctlFileURLToPath(import.meta.url);',
+      'const __bctlUrl = import.meta.url;',
+      "const __filename = process.getBuiltinModule('node:url').fileURLToPath(__bctlUrl);",
       "const __dirname = __filename.slice(0, __filename.lastIndexOf('/'));",
     ].join('\n'),
   },
