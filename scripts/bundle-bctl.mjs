@@ -19,19 +19,20 @@
 // In an ESM bundle esbuild keeps every `import ... from 'node:x'` as a static
 // import at the top of the file, so all builtins any verb uses (crypto,
 // stream/promises, os ...) would load at start, for every verb. The lazyRequire
-// plugin turns each such import (but fs/promises and path) into a bundled CommonJS shim around require(),
-// which runs where the importing module runs: at start for main.ts and its
-// static imports, on first use for a verb. proper-lockfile (fsck only, with
-// graceful-fs and retry a quarter of the bundle) is loaded the same way from
-// node_modules instead of being bundled.
+// plugin turns each such import (but fs/promises and path) into a bundled
+// CommonJS shim over process.getBuiltinModule(), which runs where the importing
+// module runs: at start for main.ts and its static imports, on first use for a
+// verb. proper-lockfile (fsck only; with graceful-fs and retry a quarter of
+// the bundle) is required from node_modules the same way instead of bundled.
 //
 // write-file-atomic requires worker_threads only to read threadId, which it
 // hashes into its temporary names so that two threads of one process never
 // pick the same name. This bundle is a program, run as a process's main
 // script, where threadId is always 0; loading worker_threads to learn that
-// costs ~2-4 ms (it brings the whole stream implementation), so the bundled
-// write-file-atomic gets { threadId: 0 } instead. Nothing else in the bundle
-// is changed. Never load dist/bin/bctl.js in a Worker.
+// cost ~1.2 ms of bctl submit (2-4 ms on its own; here node:crypto has
+// already loaded the stream code it needs), so the bundled write-file-atomic
+// gets { threadId: 0 } instead. Nothing else of it is changed. Never load
+// dist/bin/bctl.js in a Worker. (To drop this, delete the main-thread lines.)
 //
 // The banner gives the bundled CommonJS code the __filename and __dirname a
 // CommonJS module has (write-file-atomic hashes __filename into its temporary
