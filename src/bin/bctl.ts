@@ -6,7 +6,8 @@
 // when a verb uses them (process.stdin and process.stdout are getters that
 // load the net and stream modules for a pipe), and lines (ids, listings, help)
 // go to fd 1 with write(2) while no stdout stream exists: the same bytes, in
-// the same order, each line written before the verb goes on.
+// the same order, each line written before the verb goes on. When no stream
+// was made, nothing can be left unwritten, so bctl exits as soon as the verb returns.
 
 import { writeSync } from 'node:fs';
 import { main } from '../bctl/main.js';
@@ -15,7 +16,9 @@ import { main } from '../bctl/main.js';
 const onStdoutError = (e: NodeJS.ErrnoException): void => { if (e.code === 'EPIPE') process.exit(0); else throw e; };
 
 let stdout: NodeJS.WriteStream | undefined;
+let streams = false;   // a verb asked for process.stdin, stdout or stderr
 function stdoutStream(): NodeJS.WriteStream {
+  streams = true;
   if (stdout === undefined) {
     stdout = process.stdout;
     stdout.on('error', onStdoutError);
@@ -41,14 +44,20 @@ function writeOut(s: string): void {
 
 const io = {
   env: process.env,
-  get stdin() { return process.stdin; },
+  get stdin() { streams = true; return process.stdin; },
   get stdout() { return stdoutStream(); },
-  get stderr() { return process.stderr; },
+  get stderr() { streams = true; return process.stderr; },
   writeOut,
 };
 
 main(process.argv.slice(2), io)
-  .then((status) => { process.exitCode = status; })
+  .then((status) => {
+    process.exitCode = status;
+    // The verb has finished (it awaits all it starts), and with no stream made
+    // every byte it printed went out with write(2): nothing is left to flush, so
+    // exit now instead of at the end of the event loop, which saved ~2 ms.
+    if (!streams) process.exit();
+  })
   .catch((e: unknown) => {
     process.stderr.write(`bctl: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
     process.exitCode = 1;
