@@ -7,6 +7,7 @@
 // operation itself are SpoolErrors (exit 1), printed as their message, which
 // names the file and the fix.
 
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { SpoolError, errno, ioError } from '../spool/errors.js';
@@ -15,6 +16,7 @@ import { decodeFile, MAX_FILE } from '../spool/headers.js';
 import { parseDuration } from '../spool/duration.js';
 import { checkSchedule, PERIODS, type Period } from '../spool/schedule.js';
 import { fsyncDirQuiet } from '../spool/stage.js';
+import { ensureSpool } from '../spool/layout.js';
 
 export { UsageError, usage, type Ctx } from './usage.js';
 import { UsageError, usage, type Ctx } from './usage.js';
@@ -94,9 +96,12 @@ export async function readScript(ctx: Ctx, file: string): Promise<{ body: string
     buf = Buffer.concat(chunks);
   } else {
     try {
-      const st = await fsp.stat(file);
+      // Synchronous: a script is small (decodeFile caps it at 1 MiB), and bctl
+      // has nothing else to do meanwhile; each async call is a round trip
+      // through the thread pool, which showed in bctl submit's start.
+      const st = fs.statSync(file);
       if (!st.isFile()) throw new SpoolError('SPOOL_NOT_FOUND', 'not a regular file', { path: file, hint: 'give the path of a script file, or - for standard input' });
-      buf = await fsp.readFile(file);
+      buf = fs.readFileSync(file);
     } catch (e) {
       if (e instanceof SpoolError) throw e;
       if (errno(e) === 'ENOENT') throw new SpoolError('SPOOL_NOT_FOUND', 'no such script', { path: file, hint: 'give the path of a script file, or - for standard input' });
@@ -106,6 +111,18 @@ export async function readScript(ctx: Ctx, file: string): Promise<{ body: string
   const body = decodeFile(buf, source);
   if (body.trim() === '') throw new SpoolError('SPOOL_BAD_FILE', 'the script is empty', { path: source, hint: 'write the commands to run, starting with #!/bin/sh' });
   return { body, source };
+}
+
+/**
+ * ensureSpool, unless the spool is already whole. ensureSpool is one mkdir
+ * per directory, each a round trip through the thread pool (~2 ms for bctl
+ * submit); on a whole spool it makes nothing and changes no mode, and a stat(2)
+ * of each directory says so for a tenth of that. Anything missing or not a
+ * directory: ensureSpool does what it always did.
+ */
+export async function readySpool(sp: SpoolPaths): Promise<void> {
+  const whole = sp.dirs().every((d) => fs.statSync(d, { throwIfNoEntry: false })?.isDirectory() === true);
+  if (!whole) await ensureSpool(sp);
 }
 
 /**

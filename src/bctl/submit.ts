@@ -9,12 +9,11 @@
 
 import path from 'node:path';
 import { submission, MAX_RETRIES, type ParsedJob } from '../spool/job.js';
-import { ensureSpool } from '../spool/layout.js';
 import { submit } from '../spool/state.js';
 import { parseResult, isSuccess, formatStatus } from '../spool/result.js';
 import { NAME_MAX, isName } from '../spool/paths.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
-import { argDuration, argInt, argName, argPlatform, flag, readIf, readScript, str, usage, type Ctx } from './cli.js';
+import { argDuration, argInt, argName, argPlatform, flag, readIf, readScript, readySpool, str, usage, type Ctx } from './cli.js';
 import { doneFile } from './find.js';
 
 export const WAIT_POLL_MS = 100;
@@ -45,7 +44,7 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
     const { body } = await readScript(ctx, script);
     jobs.push(submission({ name: name ?? nameFromScript(script), platform, timeout, retries, priority, body }));
   }
-  await ensureSpool(sp);
+  await readySpool(sp);
   for (const job of jobs) {
     await submit(sp, job);
     ctx.out(job.id);

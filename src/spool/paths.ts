@@ -91,6 +91,11 @@ export class SpoolPaths {
     this.pid = path.join(this.root, 'spoold.pid');
   }
 
+  /** The root and every directory of DIRS in it: what ensureSpool (layout.ts) makes. */
+  dirs(): string[] {
+    return [this.root, ...DIRS.map((d) => path.join(this.root, d))];
+  }
+
   /** A path relative to the spool root, for messages: "new/0190...". */
   rel(p: string): string {
     const r = path.relative(this.root, p);

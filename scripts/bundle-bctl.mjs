@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// bundle-bctl.mjs: `npm run build` runs this after tsc. It replaces
+// dist/bin/bctl.js (tsc's one-line entry) with one ESM file that holds bctl,
+// the spool library it uses and its CommonJS dependencies (mri,
+// write-file-atomic, signal-exit ...), built from src/bin/bctl.ts.
+//
+// Why: bctl is a short-lived command, so its start is its cost. As separate
+// files, `bctl submit` spent ~25 ms of a ~170 ms run (node -e 0: ~100 ms) on
+// the module loader: resolving and reading some 20 ESM files and their
+// package.json scopes, and running cjs-module-lexer over each CommonJS
+// package to find its named exports. One file has none of that. spoold and
+// workerd stay as tsc emits them (they start once), and so does the rest of
+// dist/ (the tests and scripts/bench.mjs import dist/spool/*.js).
+//
+// The verbs stay lazy inside the bundle: main.ts imports each verb with
+// import(), which esbuild turns into a function run on first use, and a
+// bundled CommonJS package runs only when first required.
+//
+// In an ESM bundle esbuild keeps every `import ... from 'node:x'` as a static
+// import at the top of the file, so all builtins any verb uses (crypto,
+// stream/promises, os ...) would load at start, for every verb. The lazyRequire
+// plugin turns each such import (but fs/promises and path) into a bundled
+// CommonJS shim over process.getBuiltinModule(), which runs where the importing
+// module runs: at start for main.ts and its static imports, on first use for a
+// verb. proper-lockfile (fsck only; with graceful-fs and retry a quarter of
+// the bundle) is required from node_modules the same way instead of bundled.
+//
+// write-file-atomic requires worker_threads only to read threadId, which it
+// hashes into its temporary names so that two threads of one process never
+// pick the same name. This bundle is a program, run as a process's main
+// script, where threadId is always 0; loading worker_threads to learn that
+// cost ~1.2 ms of bctl submit (2-4 ms on its own; here node:crypto has
+// already loaded the stream code it needs), so the bundled write-file-atomic
+// gets { threadId: 0 } instead. Nothing else of it is changed. Never load
+// dist/bin/bctl.js in a Worker. (To drop this, delete the main-thread lines.)
+//
+// The banner gives the bundled CommonJS code the __filename and __dirname a
+// CommonJS module has (write-file-atomic hashes __filename into its temporary
+// names); its require() calls of builtins become the shims above, so no
+// require() is made at start. cron-parser is still found by schedule.ts's own
+// createRequire(import.meta.url), which in the bundle is dist/bin/bctl.js.
+
+import { build } from 'esbuild';
+import { builtinModules } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const LAZY_PACKAGES = new Set(['proper-lockfile']);
+// Left as static imports: bctl needs them at start anyway, and a shim costs a
+// copy of the module's exports (esbuild's __toESM) in every importing module.
+// Not node:fs: Node's ESM facade of a builtin reads every export, and fs's
+// ReadStream/WriteStream getters then load the whole stream implementation.
+const EAGER_BUILTINS = new Set(['node:fs/promises', 'node:path', 'fs/promises', 'path']);
+const isBuiltin = (p) => p.startsWith('node:') || builtinModules.includes(p);
+
+/**
+ * A builtin -> `module.exports = process.getBuiltinModule(...)` (Node >= 20.16;
+ * no require() to make, so no node:module at start); a LAZY_PACKAGES package ->
+ * require() from dist/bin/. Each shim runs where its importer runs.
+ */
+const lazyRequire = {
+  name: 'lazy-require',
+  setup(b) {
+    b.onResolve({ filter: /.*/ }, (args) => {
+      const req = args.kind === 'require-call';   // from bundled CommonJS code (write-file-atomic ...)
+      if (!req && args.kind !== 'import-statement') return undefined;
+      if (req && /^(node:)?worker_threads$/.test(args.path) && /[\\/]write-file-atomic[\\/]/.test(args.importer)) return { path: 'worker_threads', namespace: 'main-thread' };
+      if (isBuiltin(args.path) && (req || !EAGER_BUILTINS.has(args.path))) return { path: args.path, namespace: 'builtin' };
+      if (!req && LAZY_PACKAGES.has(args.path)) return { path: args.path, namespace: 'package' };
+      return undefined;
+    });
+    const shim = (contents) => ({ contents, loader: 'js' });
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => shim(`module.exports = process.getBuiltinModule(${JSON.stringify(args.path)});`));
+    b.onLoad({ filter: /.*/, namespace: 'package' }, (args) => shim(`module.exports = process.getBuiltinModule('node:module').createRequire(__bctlUrl)(${JSON.stringify(args.path)});`));
+    b.onLoad({ filter: /.*/, namespace: 'main-thread' }, () => shim('module.exports = { threadId: 0, isMainThread: true };'));
+  },
+};
+
+await build({
+  plugins: [lazyRequire],
+  absWorkingDir: ROOT,
+  entryPoints: ['src/bin/bctl.ts'],
+  outfile: 'dist/bin/bctl.js',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  tsconfig: 'tsconfig.build.json',
+  sourcemap: true,          // replaces tsc's bctl.js.map; used with node --enable-source-maps
+  legalComments: 'none',
+  logLevel: 'warning',
+  banner: {
+    js: [
+      'const __bctlUrl = import.meta.url;',
+      "const __filename = process.getBuiltinModule('node:url').fileURLToPath(__bctlUrl);",
+      "const __dirname = __filename.slice(0, __filename.lastIndexOf('/'));",
+    ].join('\n'),
+  },
+});
