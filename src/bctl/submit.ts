@@ -46,7 +46,7 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
   }
   await readySpool(sp);
   for (const job of jobs) {
-    await submit(sp, job);
+    submit(sp, job);
     ctx.out(job.id);
   }
   if (!flag(ctx, 'wait')) return EXIT_OK;

@@ -40,6 +40,12 @@ export async function fsyncPath(p: string): Promise<void> {
   try { await fsyncFd(fd); } finally { fs.closeSync(fd); }
 }
 
+/** fsyncPath without the thread pool, for one-shot processes (bctl), where waiting for it buys nothing. */
+export function fsyncPathSync(p: string): void {
+  const fd = fs.openSync(p, 'r');
+  try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+}
+
 export const fsyncDir = fsyncPath;
 
 /** fsyncDir after a rename that has already happened: a failure cannot undo it, so it is not the operation's failure. */
@@ -47,21 +53,42 @@ export async function fsyncDirQuiet(dir: string): Promise<void> {
   try { await fsyncDir(dir); } catch { /* durability is best effort here; the rename stands */ }
 }
 
-/** Write data to a new file in tmp/; returns its path. The caller publishes or removes it. */
-export async function writeStaged(sp: SpoolPaths, tag: string, data: string | Buffer, target: string, durable = true): Promise<string> {
+/**
+ * The part of every staged write before its fsync: write-file-atomic writes
+ * and renames within tmp/ (its own fsync is off: ours follows, in the thread
+ * pool or not, as the caller needs), then every byte is checked to be there.
+ */
+function stage(sp: SpoolPaths, tag: string, data: string | Buffer, target: string): string {
   const staged = sp.staging(tag);
   const buf = typeof data === 'string' ? Buffer.from(data) : data;
   try {
-    // write-file-atomic writes and renames; the fsync is ours, off the event loop.
     writeFileAtomic.sync(staged, buf, { mode: FILE_MODE, fsync: false });
     if (fs.statSync(staged).size !== buf.length) {
       throw Object.assign(new Error('short write: no space left on device'), { code: 'ENOSPC' });
     }
-    if (durable) await fsyncPath(staged);
   } catch (e) {
-    try { fs.rmSync(staged, { force: true }); } catch { /* the error below says what matters */ }
-    throw ioError(e, sp.rel(target), 'cannot write');
+    throw unstage(sp, staged, target, e);
   }
+  return staged;
+}
+
+/** Remove a staged file that will not be published; the error to throw, naming the target. */
+function unstage(sp: SpoolPaths, staged: string, target: string, e: unknown): Error {
+  try { fs.rmSync(staged, { force: true }); } catch { /* the error says what matters */ }
+  return ioError(e, sp.rel(target), 'cannot write');
+}
+
+/** Write data to a new file in tmp/; returns its path. The caller publishes or removes it. */
+export async function writeStaged(sp: SpoolPaths, tag: string, data: string | Buffer, target: string, durable = true): Promise<string> {
+  const staged = stage(sp, tag, data, target);
+  if (durable) { try { await fsyncPath(staged); } catch (e) { throw unstage(sp, staged, target, e); } }
+  return staged;
+}
+
+/** writeStaged without the thread pool (fsyncPathSync says when). */
+export function writeStagedSync(sp: SpoolPaths, tag: string, data: string | Buffer, target: string): string {
+  const staged = stage(sp, tag, data, target);
+  try { fsyncPathSync(staged); } catch (e) { throw unstage(sp, staged, target, e); }
   return staged;
 }
 
@@ -69,6 +96,12 @@ export async function writeStaged(sp: SpoolPaths, tag: string, data: string | Bu
 export async function publish(sp: SpoolPaths, staged: string, target: string, durable = true): Promise<void> {
   renameInto(sp, staged, target);
   if (durable) await fsyncDirQuiet(path.dirname(target));
+}
+
+/** publish without the thread pool (fsyncPathSync says when). */
+export function publishSync(sp: SpoolPaths, staged: string, target: string): void {
+  renameInto(sp, staged, target);
+  try { fsyncPathSync(path.dirname(target)); } catch { /* durability is best effort here; the rename stands */ }
 }
 
 function renameInto(sp: SpoolPaths, staged: string, target: string): void {
@@ -93,16 +126,7 @@ export async function writeAtomic(sp: SpoolPaths, target: string, data: string |
  * may lose it.
  */
 export function writeStatus(sp: SpoolPaths, target: string, data: string | Buffer): void {
-  const staged = sp.staging(path.basename(target));
-  const buf = typeof data === 'string' ? Buffer.from(data) : data;
-  try {
-    writeFileAtomic.sync(staged, buf, { mode: FILE_MODE, fsync: false });
-    if (fs.statSync(staged).size !== buf.length) throw Object.assign(new Error('short write: no space left on device'), { code: 'ENOSPC' });
-  } catch (e) {
-    try { fs.rmSync(staged, { force: true }); } catch { /* the error below says what matters */ }
-    throw ioError(e, sp.rel(target), 'cannot write');
-  }
-  renameInto(sp, staged, target);
+  renameInto(sp, stage(sp, path.basename(target), data, target), target);
 }
 
 /**

@@ -25,17 +25,22 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
-import { writeAtomic, writeStaged, writePrivate, publish, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, DIR_MODE } from './stage.js';
+import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, DIR_MODE } from './stage.js';
 import { errno, ioError, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import type { SpoolPaths } from './paths.js';
 
-/** Queue a job: stage it in tmp/, then rename into new/ID. */
-export async function submit(sp: SpoolPaths, job: ParsedJob & { id: string }): Promise<void> {
+/**
+ * Queue a job: stage it in tmp/, then rename into new/ID. Synchronous, fsyncs
+ * too: bctl submit is a one-shot process whose start is its cost (a thread-pool
+ * hop per fsync cost it milliseconds), and spoold calls this only when a
+ * schedule fires.
+ */
+export function submit(sp: SpoolPaths, job: ParsedJob & { id: string }): void {
   const target = sp.queued(job.id);
-  const staged = await writeStaged(sp, job.id, formatJob(job), target);
+  const staged = writeStagedSync(sp, job.id, formatJob(job), target);
   // commit: after this rename the job is queued
-  await publish(sp, staged, target);
+  publishSync(sp, staged, target);
 }
 
 /**
