@@ -34,6 +34,8 @@ Connect to spoold, serve jobs of PLATFORM one at a time. See workerd(8).
 const CHUNK = 1 << 20;
 // Bytes queued on the socket before the pump waits for it to drain, so the next read overlaps the send.
 const SEND_WINDOW = 4 << 20;
+// The console pump's read buffers (CHUNK each): its send window, SEND_WINDOW as well.
+const SEND_BUFFERS = SEND_WINDOW / CHUNK;
 const MANIFEST_PART_BYTES = 48 << 10;   // JSON of one manifest part: room to spare under MAX_CONTROL (64 KiB)
 const BACKOFF_MIN = 100;
 const BACKOFF_MAX = 5_000;
@@ -199,22 +201,26 @@ class Worker {
     if (this.pumping) return;
     this.pumping = true;
     const alive = () => !sock.destroyed && this.sock === sock && this.job === j;
-    const buf = Buffer.allocUnsafe(CHUNK);
+    // Console bytes are read into a few reused buffers: see ReadBuffers.
+    const bufs = new ReadBuffers(SEND_BUFFERS, CHUNK, sock);
     let fh: fsp.FileHandle | undefined;
     try {
       // No console file: the job's files could not be written (run.ts); its status says so.
       fh = await fsp.open(j.consolePath, 'r').catch(() => undefined);
       let pos = offset;
       while (fh) {
-        if (!alive()) return;
+        const buf = await bufs.take();
+        if (!buf || !alive()) return;
         const endedBefore = j.status !== undefined;
         const seen = j.version;
         const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
         if (bytesRead > 0) {
           pos += bytesRead;
-          await this.sendData(sock, T_CONSOLE, Buffer.from(buf.subarray(0, bytesRead)));
+          // The buffer is the socket's until written; the callback gives it back.
+          this.sendData(sock, T_CONSOLE, buf.subarray(0, bytesRead), () => bufs.give(buf));
           continue;
         }
+        bufs.give(buf);
         if (endedBefore) break;          // the job had ended before this read found nothing: console complete
         await j.changed(seen, 200);
       }
@@ -255,14 +261,53 @@ class Worker {
     }
   }
 
-  private sendData(sock: net.Socket, type: typeof T_CONSOLE | typeof T_ARTIFACTS, data: Buffer): Promise<void> {
+  /**
+   * Send one data frame. With `written`, the caller waits through that callback
+   * (called once the payload is handed to the kernel, or the socket is gone)
+   * and no promise is made; without, the promise resolves at once unless
+   * SEND_WINDOW bytes are queued, then once they drain.
+   */
+  private sendData(sock: net.Socket, type: typeof T_CONSOLE | typeof T_ARTIFACTS, data: Buffer, written?: () => void): Promise<void> {
+    // Corked, the header and the payload leave in one writev, not two writes.
+    sock.cork();
     sock.write(dataHeader(type, data.length));
-    if (sock.write(data) || sock.writableLength < SEND_WINDOW) return Promise.resolve();
+    const ok = written ? sock.write(data, () => written()) : sock.write(data);
+    sock.uncork();
+    if (written || ok || sock.writableLength < SEND_WINDOW) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => { sock.off('drain', done); sock.off('close', done); resolve(); };
       sock.on('drain', done);
       sock.on('close', done);
     });
+  }
+}
+
+/**
+ * A fixed set of read buffers for the console pump. A buffer handed to the
+ * socket stays the socket's until its write callback; take() waits for one to
+ * come back. Reusing them is the point: a fresh 1 MiB buffer per read cost a
+ * page fault per 4 KiB touched, and on a VM where faults are expensive that was
+ * most of workerd's CPU time for a chatty job (a copy per read, as before, was
+ * worse). Their number is also the send window: at most count x size bytes
+ * queued on the socket, so a slow spoold slows the pump, not our memory.
+ */
+class ReadBuffers {
+  private free: Buffer[] = [];
+  private waiting: Array<() => void> = [];
+  private closed = false;
+  constructor(count: number, size: number, sock: net.Socket) {
+    for (let i = 0; i < count; i++) this.free.push(Buffer.allocUnsafe(size));
+    // A socket that closes may not call back every queued write: wake the taker, who checks alive().
+    sock.once('close', () => { this.closed = true; for (const w of this.waiting.splice(0)) w(); });
+  }
+  /** A free buffer; undefined once the socket is closed. */
+  async take(): Promise<Buffer | undefined> {
+    while (this.free.length === 0 && !this.closed) await new Promise<void>((r) => this.waiting.push(r));
+    return this.closed ? undefined : this.free.pop();
+  }
+  give(b: Buffer): void {
+    this.free.push(b);
+    this.waiting.shift()?.();
   }
 }
 
