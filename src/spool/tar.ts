@@ -39,7 +39,8 @@ export const SYNC_EVERY = 32 << 20;
 class Hasher extends Transform {
   readonly hash = createHash('sha256');
   bytes = 0;
-  constructor(private readonly limit: number, private readonly onOver: () => Error, private readonly onBytes?: (n: number) => void) { super(); }
+  // IO_CHUNK, not the 16 KiB default: the pieces are 64 KiB to 1 MiB, and a window under one piece makes every piece a backpressure round trip.
+  constructor(private readonly limit: number, private readonly onOver: () => Error, private readonly onBytes?: (n: number) => void) { super({ highWaterMark: IO_CHUNK }); }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
     this.bytes += chunk.length;
     if (this.bytes > this.limit) { cb(this.onOver()); return; }
@@ -126,8 +127,35 @@ export async function artifactNotes(dir: string, skip: string[]): Promise<string
   return notes;
 }
 
-/** Pack the artifacts of dir into a tar stream; the manifest resolves when the stream is complete. */
-export function packArtifacts(dir: string, skip: string[], note: (line: string) => void): { stream: Readable; manifest: Promise<ArtifactEntry[]> } {
+/**
+ * Reusable read buffers lent by the consumer of a pack stream: take() waits
+ * for a free one (undefined: the consumer is gone); the consumer gives each
+ * back once it has sent the bytes.
+ */
+export interface LentBuffers { take(): Promise<Buffer | undefined>; give(b: Buffer): void }
+
+/** A file's bytes, read into lent buffers: each chunk is a view of one, handed on without a copy. */
+async function* readLent(fh: fsp.FileHandle, bufs: LentBuffers): AsyncGenerator<Buffer> {
+  for (let pos = 0; ;) {
+    const b = await bufs.take();
+    if (!b) throw new Error('the connection is gone');
+    let n: number;
+    try { n = (await fh.read(b, 0, b.length, pos)).bytesRead; } catch (e) { bufs.give(b); throw e; }
+    if (n === 0) { bufs.give(b); return; }
+    pos += n;
+    yield b.subarray(0, n);
+  }
+}
+
+/**
+ * Pack the artifacts of dir into a tar stream; the manifest resolves when the
+ * stream is complete. With `bufs`, file bytes are read into those buffers, and
+ * the stream's chunks that are views of them must be given back once sent:
+ * fresh 1 MiB buffers per read (the fs stream's way) cost a page fault per
+ * 4 KiB touched, which on a VM with expensive faults was a large part of
+ * workerd's time for a big artifact.
+ */
+export function packArtifacts(dir: string, skip: string[], note: (line: string) => void, bufs?: LentBuffers): { stream: Readable; manifest: Promise<ArtifactEntry[]> } {
   const pack = tar.pack();
   const files: ArtifactEntry[] = [];
   const run = async (): Promise<void> => {
@@ -148,7 +176,7 @@ export function packArtifacts(dir: string, skip: string[], note: (line: string) 
           const size = (await fh.stat()).size;
           const h = new Hasher(size, () => new Error(`${r} grew while it was being sent`));
           const sink = pack.entry({ name: r, type: 'file', size, mode: st.mode & 0o111 ? 0o755 : 0o644 });
-          await pipeline(fh.createReadStream({ autoClose: false, highWaterMark: IO_CHUNK }), h, sink);
+          await pipeline(bufs ? readLent(fh, bufs) : fh.createReadStream({ autoClose: false, highWaterMark: IO_CHUNK }), h, sink);
           files.push({ name: r, type: 'file', size, sha256: h.hash.digest('hex') });
         } finally { await fh.close(); }
       }
@@ -182,7 +210,9 @@ export function safeParts(name: string): string[] {
  * `done` resolves with what was written, or rejects with the reason.
  */
 export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.WritableStream & { write(b: Buffer): boolean; end(): void; destroy(e?: Error): void; once(ev: 'drain', f: () => void): unknown }; done: Promise<ArtifactEntry[]> } {
-  const ex = tar.extract();
+  // A window of IO_CHUNK: with the default 16 KiB every 64 KiB piece spoold
+  // wrote was refused, and each refusal paused and resumed the socket (conn.ts hold).
+  const ex = tar.extract({ highWaterMark: IO_CHUNK });
   const dirs = new Set<string>(['']);   // directories we made: the only ones we descend into
   const got: ArtifactEntry[] = [];
   let total = 0;

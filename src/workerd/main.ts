@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import mri from 'mri';
 import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, MAX_MANIFEST_PART, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg, type ArtifactEntry } from '../spool/protocol.js';
-import { packArtifacts } from '../spool/tar.js';
+import { packArtifacts, type LentBuffers } from '../spool/tar.js';
 import { SpoolPaths, isName, isId } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
 import { LocalJob, SCRIPT } from './run.js';
@@ -229,11 +229,14 @@ class Worker {
       if (!alive()) return;
       this.send(sock, { t: 'artifacts', id: j.spec.id });
       // Notes were already appended to the console when the job ended (run.ts); here they only go to stderr.
-      const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], say);
+      // File bytes come in the same reused buffers as the console; each goes back once sent.
+      const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], say, bufs);
       manifest.catch(() => {});
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         if (!alive()) { stream.destroy(); return; }
-        for (let o = 0; o < chunk.length; o += MAX_FRAME) await this.sendData(sock, T_ARTIFACTS, chunk.subarray(o, o + MAX_FRAME));
+        const lent = bufs.owner(chunk);
+        if (lent) this.sendData(sock, T_ARTIFACTS, chunk, () => bufs.give(lent));   // lent buffers are CHUNK <= MAX_FRAME
+        else for (let o = 0; o < chunk.length; o += MAX_FRAME) await this.sendData(sock, T_ARTIFACTS, chunk.subarray(o, o + MAX_FRAME));
       }
       const files = await manifest;
       if (!alive()) return;
@@ -291,12 +294,14 @@ class Worker {
  * worse). Their number is also the send window: at most count x size bytes
  * queued on the socket, so a slow spoold slows the pump, not our memory.
  */
-class ReadBuffers {
+class ReadBuffers implements LentBuffers {
   private free: Buffer[] = [];
+  private all = new Map<ArrayBufferLike, Buffer>();
   private waiting: Array<() => void> = [];
   private closed = false;
   constructor(count: number, size: number, sock: net.Socket) {
-    for (let i = 0; i < count; i++) this.free.push(Buffer.allocUnsafe(size));
+    // size is far above Buffer.poolSize, so each buffer has an ArrayBuffer of its own: owner() relies on it.
+    for (let i = 0; i < count; i++) { const b = Buffer.allocUnsafe(size); this.free.push(b); this.all.set(b.buffer, b); }
     // A socket that closes may not call back every queued write: wake the taker, who checks alive().
     sock.once('close', () => { this.closed = true; for (const w of this.waiting.splice(0)) w(); });
   }
@@ -305,6 +310,8 @@ class ReadBuffers {
     while (this.free.length === 0 && !this.closed) await new Promise<void>((r) => this.waiting.push(r));
     return this.closed ? undefined : this.free.pop();
   }
+  /** The buffer `chunk` is a view of, if it is one of ours. */
+  owner(chunk: Buffer): Buffer | undefined { return this.all.get(chunk.buffer); }
   give(b: Buffer): void {
     this.free.push(b);
     this.waiting.shift()?.();
