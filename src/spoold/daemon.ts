@@ -398,6 +398,7 @@ export class Daemon implements ConnOwner {
       });
     }
     syncAsItGrows(r.console, data.length);
+    batchWrites(r.console);
     if (!r.console.write(data)) return drained(r.console);
     return undefined;
   }
@@ -599,6 +600,17 @@ function drained(w: NodeJS.EventEmitter, settled?: Promise<unknown>): Promise<vo
     w.on('error', done);
     settled?.then(done, done);
   });
+}
+
+/**
+ * Hold a stream's writes until the socket reads of this turn of the event loop
+ * are in: they then go to disk in one writev instead of one write per 64 KiB
+ * read, each a hand-off to the thread pool (~100 ms of spoold's CPU per 100 MB).
+ */
+function batchWrites(w: Writable): void {
+  if (w.writableCorked) return;
+  w.cork();
+  setImmediate(() => w.uncork());
 }
 
 // console.log is fdatasync'ed every SYNC_EVERY bytes while it grows, one at a
