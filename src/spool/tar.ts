@@ -37,6 +37,20 @@ export const IO_CHUNK = 1 << 20;
 // instead of all at once at its end (a 512 MiB artifact: ~0.4 s saved).
 export const SYNC_EVERY = 32 << 20;
 
+// Early flushes in flight in this process (artifacts and consoles together):
+// at most one, so that with many jobs streaming to a slow disk they do not
+// take the thread pool that every other file operation of spoold needs. One
+// that is skipped is tried again at the next write; the fsync at the end does
+// whatever is left.
+let earlyFlushes = 0;
+
+/** Run `sync` now unless another early flush is running; the promise, or undefined if skipped. */
+export function earlyFlush(sync: () => Promise<void>): Promise<void> | undefined {
+  if (earlyFlushes > 0) return undefined;
+  earlyFlushes++;
+  return sync().finally(() => { earlyFlushes--; });
+}
+
 class Hasher extends Transform {
   readonly hash = createHash('sha256');
   bytes = 0;
@@ -52,10 +66,11 @@ class Hasher extends Transform {
 }
 
 /**
- * fdatasync of a file being written, every SYNC_EVERY bytes, never two at
- * once. An error is kept and thrown by settle(): the fsync at close on the
- * same file description would not report a writeback error again once
- * fdatasync has (Linux reports it once per open file), so it must not be lost.
+ * fdatasync of a file being written, every SYNC_EVERY bytes, never beside
+ * another early flush (earlyFlush). An error is kept and thrown by settle():
+ * the fsync at close on the same file description would not report a
+ * writeback error again once fdatasync has (Linux reports it once per open
+ * file), so it must not be lost.
  */
 class Flusher {
   private since = 0;
@@ -65,8 +80,10 @@ class Flusher {
   wrote(n: number): void {
     this.since += n;
     if (this.since < SYNC_EVERY || this.running) return;
+    const p = earlyFlush(() => this.fh.datasync());
+    if (!p) return;
     this.since = 0;
-    this.running = this.fh.datasync().catch((e: Error) => { this.error ??= e; }).finally(() => { this.running = undefined; });
+    this.running = p.catch((e: Error) => { this.error ??= e; }).finally(() => { this.running = undefined; });
   }
   /** Wait for a running fdatasync; throw the error one of them met. */
   async settle(): Promise<void> {

@@ -24,7 +24,7 @@ import { formatStatus, parseResult, parseStatus, type Result, type Status } from
 import { writeAtomic, writePrivate, cleanTmp, fsyncDir, DIR_MODE } from '../spool/stage.js';
 import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
-import { receiveArtifacts, compareManifest, formatSums, SYNC_EVERY } from '../spool/tar.js';
+import { receiveArtifacts, compareManifest, formatSums, earlyFlush, SYNC_EVERY } from '../spool/tar.js';
 import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { errno } from '../spool/errors.js';
 import { Queue, type Queued } from './queue.js';
@@ -613,9 +613,9 @@ function batchWrites(w: Writable): void {
   setImmediate(() => w.uncork());
 }
 
-// console.log is fdatasync'ed every SYNC_EVERY bytes while it grows, one at a
-// time, beside the writes: the fsync before the rename into done/ then finds
-// little left (for 100 MB it took ~70 ms at the end). A failed fdatasync fails
+// console.log is fdatasync'ed every SYNC_EVERY bytes while it grows, beside the
+// writes and one at a time (tar.ts earlyFlush): the fsync before the rename
+// into done/ then finds little left (for 100 MB it took ~70 ms at the end). A failed fdatasync fails
 // the stream like a failed write (its 'error' handler): the later fsync, on
 // another open file, might not report a writeback error this one saw.
 const consoleSyncs = new WeakMap<fs.WriteStream, { since: number; running?: Promise<void> }>();
@@ -625,11 +625,13 @@ function syncAsItGrows(ws: fs.WriteStream, n: number): void {
   s.since += n;
   const fd = (ws as unknown as { fd: number | null }).fd;   // null until the stream has opened the file
   if (s.since < SYNC_EVERY || s.running || typeof fd !== 'number' || ws.destroyed) return;
-  s.since = 0;
   const st = s;
-  st.running = new Promise<void>((resolve) => {
-    fs.fdatasync(fd, (e) => { if (e && !ws.destroyed) ws.destroy(e); st.running = undefined; resolve(); });
-  });
+  const p = earlyFlush(() => new Promise<void>((resolve) => {
+    fs.fdatasync(fd, (e) => { if (e && !ws.destroyed) ws.destroy(e); resolve(); });
+  }));
+  if (!p) return;   // another early flush is running: try again at the next write
+  st.since = 0;
+  st.running = p.finally(() => { st.running = undefined; });
 }
 
 /** The worker named in running/ID/lease, if any (the lease is informational, so it may be missing). */
