@@ -389,7 +389,8 @@ export class Daemon implements ConnOwner {
     if (!r.console) {
       // CONSOLE_WINDOW: the socket is read on while earlier bytes are on their way to disk.
       // With the default 16 KiB every frame stopped the worker for a disk round trip.
-      const ws = fs.createWriteStream(this.sp.runningFile(r.id, 'console.log'), { flags: 'a', mode: 0o664, highWaterMark: CONSOLE_WINDOW });
+      // flush: closing it fsyncs it, on this file's own fd, so a write-back error comes to the 'error' handler below.
+      const ws = fs.createWriteStream(this.sp.runningFile(r.id, 'console.log'), { flags: 'a', mode: 0o664, highWaterMark: CONSOLE_WINDOW, flush: true });
       r.console = ws;
       ws.on('error', (e) => {
         r.consoleFailed = true;
@@ -403,13 +404,19 @@ export class Daemon implements ConnOwner {
     return undefined;
   }
 
+  /** End the console stream: written, fsynced (flush) and closed when this resolves, also if another caller began it. */
   private async closeConsole(r: Running): Promise<void> {
     const ws = r.console;
-    if (!ws) return;
+    if (!ws) { await consoleClosing.get(r); return; }
     r.console = undefined;
-    await consoleSyncs.get(ws)?.running;   // the fd must not close under a running fdatasync
-    if (ws.destroyed) return;
-    await new Promise<void>((resolve) => { ws.end(() => resolve()); ws.once('error', () => resolve()); });
+    const closing = (async () => {
+      await consoleSyncs.get(ws)?.running;   // the fd must not close under a running fdatasync
+      if (ws.destroyed) return;
+      // 'close', not end's callback ('finish'): the fsync comes between them.
+      await new Promise<void>((resolve) => { ws.once('close', () => resolve()); ws.end(); });
+    })();
+    consoleClosing.set(r, closing);
+    await closing;
   }
 
   private async resetArtifacts(r: Running): Promise<void> {
@@ -420,6 +427,10 @@ export class Daemon implements ConnOwner {
 
   private async beginArtifacts(r: Running): Promise<void> {
     r.phase = 'artifacts';
+    // The console is complete (the worker sends it all before `artifacts`):
+    // close and fsync it now, while the artifacts stream in, rather than
+    // after them on the way to done/ (finalizeJob waits for this close).
+    void this.closeConsole(r);
     try {
       await this.resetArtifacts(r);
       const dir = this.sp.runningFile(r.id, 'artifacts');
@@ -619,6 +630,8 @@ function batchWrites(w: Writable): void {
 // the stream like a failed write (its 'error' handler): the later fsync, on
 // another open file, might not report a writeback error this one saw.
 const consoleSyncs = new WeakMap<fs.WriteStream, { since: number; running?: Promise<void> }>();
+/** A console close in progress, per job: a later closeConsole waits for it. */
+const consoleClosing = new WeakMap<Running, Promise<void>>();
 function syncAsItGrows(ws: fs.WriteStream, n: number): void {
   let s = consoleSyncs.get(ws);
   if (!s) consoleSyncs.set(ws, s = { since: 0 });
