@@ -112,6 +112,14 @@ export function checkMsg(v: unknown): Msg {
 /**
  * Splits a byte stream into frames. push() takes a chunk and returns the frames
  * it completes; at most one partial frame (<= MAX_FRAME + 5 bytes) is held.
+ * Every check on a frame (type, length, data before hello) is made at its
+ * header, before its bytes are buffered. A data frame is returned once it is
+ * complete, as one or more frames of the same type whose payloads together are
+ * the frame's: each a view into the chunk its bytes came in (no copy). Console
+ * and artifact bytes are a stream, so the split does not matter to the reader,
+ * and assembling 1-4 MiB frames from 64 KiB socket reads cost spoold a fresh
+ * buffer and a copy of every byte. An empty data frame is returned as one
+ * empty payload, so it is checked like any other.
  */
 export class FrameReader {
   private chunks: Buffer[] = [];
@@ -136,13 +144,19 @@ export class FrameReader {
       if (type !== T_CONTROL && len > this.maxData) throw new ProtocolError(this.maxData === 0 ? 'data frame before hello' : `data frame of ${len} bytes is over the limit of ${this.maxData}`);
       if (this.buffered < 5 + len) break;
       this.take(5);
-      const payload = this.take(len);
       if (type === T_CONTROL) {
+        const payload = this.take(len);
         let v: unknown;
         try { v = JSON.parse(payload.toString('utf8')); } catch { throw new ProtocolError('control frame is not valid JSON'); }
         out.push({ type: T_CONTROL, msg: checkMsg(v) });
-      } else {
-        out.push({ type: type as typeof T_CONSOLE | typeof T_ARTIFACTS, data: payload });
+        continue;
+      }
+      const dtype = type as typeof T_CONSOLE | typeof T_ARTIFACTS;
+      if (len === 0) { out.push({ type: dtype, data: Buffer.alloc(0) }); continue; }
+      for (let left = len; left > 0;) {
+        const piece = this.takeSome(left);
+        left -= piece.length;
+        out.push({ type: dtype, data: piece });
       }
     }
     return out;
@@ -154,7 +168,24 @@ export class FrameReader {
   private peek(n: number): Buffer {
     const first = this.chunks[0]!;
     if (first.length >= n) return first.subarray(0, n);
-    return Buffer.concat(this.chunks).subarray(0, n);
+    // A header split across chunks: copy only its own bytes.
+    const out = Buffer.allocUnsafe(n);
+    let off = 0;
+    for (const c of this.chunks) {
+      const k = c.copy(out, off, 0, Math.min(c.length, n - off));
+      off += k;
+      if (off === n) break;
+    }
+    return out;
+  }
+
+  /** Up to n bytes from the first buffered chunk, without copying. */
+  private takeSome(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length > n) { this.chunks[0] = first.subarray(n); this.buffered -= n; return first.subarray(0, n); }
+    this.chunks.shift();
+    this.buffered -= first.length;
+    return first;
   }
 
   private take(n: number): Buffer {

@@ -12,7 +12,8 @@
 // '..', entries below a symlink, hard links, devices, fifos, over-long names,
 // more bytes than the limit. Files are created O_EXCL|O_NOFOLLOW, mode 0644
 // (the archive's mode bits, setuid included, are ignored). Memory stays bounded:
-// entries stream through, one at a time.
+// entries stream through, one at a time. A file is on disk (fsync) before
+// `done` resolves; a large one is flushed in steps while it arrives.
 
 import tar from 'tar-stream';
 import fs from 'node:fs';
@@ -29,15 +30,65 @@ export const MAX_DEPTH = 64;
 // and 16 KiB): a frame, a disk call and a thread-pool hand-off per MiB, not per 64 KiB.
 export const IO_CHUNK = 1 << 20;
 
+// While an artifact is received, its written bytes are flushed to disk every
+// SYNC_EVERY bytes (one fdatasync at a time, beside the writes), so the fsync
+// before close, which must come before the rename into done/ publishes the
+// file, finds little left to write: the disk works while the stream goes on
+// instead of all at once at its end (a 512 MiB artifact: ~0.4 s saved).
+export const SYNC_EVERY = 32 << 20;
+
+// Early flushes in flight in this process (artifacts and consoles together):
+// at most one, so that with many jobs streaming to a slow disk they do not
+// take the thread pool that every other file operation of spoold needs. One
+// that is skipped is tried again at the next write; the fsync at the end does
+// whatever is left.
+let earlyFlushes = 0;
+
+/** Run `sync` now unless another early flush is running; the promise, or undefined if skipped. */
+export function earlyFlush(sync: () => Promise<void>): Promise<void> | undefined {
+  if (earlyFlushes > 0) return undefined;
+  earlyFlushes++;
+  return sync().finally(() => { earlyFlushes--; });
+}
+
 class Hasher extends Transform {
   readonly hash = createHash('sha256');
   bytes = 0;
-  constructor(private readonly limit: number, private readonly onOver: () => Error) { super(); }
+  // IO_CHUNK, not the 16 KiB default: the pieces are 64 KiB to 1 MiB, and a window under one piece makes every piece a backpressure round trip.
+  constructor(private readonly limit: number, private readonly onOver: () => Error, private readonly onBytes?: (n: number) => void) { super({ highWaterMark: IO_CHUNK }); }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
     this.bytes += chunk.length;
     if (this.bytes > this.limit) { cb(this.onOver()); return; }
     this.hash.update(chunk);
+    this.onBytes?.(chunk.length);
     cb(null, chunk);
+  }
+}
+
+/**
+ * fdatasync of a file being written, every SYNC_EVERY bytes, never beside
+ * another early flush (earlyFlush). An error is kept and thrown by settle():
+ * the fsync at close on the same file description would not report a
+ * writeback error again once fdatasync has (Linux reports it once per open
+ * file), so it must not be lost.
+ */
+class Flusher {
+  private since = 0;
+  private running: Promise<void> | undefined;
+  private error: Error | undefined;
+  constructor(private readonly fh: fsp.FileHandle) {}
+  wrote(n: number): void {
+    this.since += n;
+    if (this.since < SYNC_EVERY || this.running) return;
+    const p = earlyFlush(() => this.fh.datasync());
+    if (!p) return;
+    this.since = 0;
+    this.running = p.catch((e: Error) => { this.error ??= e; }).finally(() => { this.running = undefined; });
+  }
+  /** Wait for a running fdatasync; throw the error one of them met. */
+  async settle(): Promise<void> {
+    await this.running;
+    if (this.error) throw this.error;
   }
 }
 
@@ -94,8 +145,35 @@ export async function artifactNotes(dir: string, skip: string[]): Promise<string
   return notes;
 }
 
-/** Pack the artifacts of dir into a tar stream; the manifest resolves when the stream is complete. */
-export function packArtifacts(dir: string, skip: string[], note: (line: string) => void): { stream: Readable; manifest: Promise<ArtifactEntry[]> } {
+/**
+ * Reusable read buffers lent by the consumer of a pack stream: take() waits
+ * for a free one (undefined: the consumer is gone); the consumer gives each
+ * back once it has sent the bytes.
+ */
+export interface LentBuffers { take(): Promise<Buffer | undefined>; give(b: Buffer): void }
+
+/** A file's bytes, read into lent buffers: each chunk is a view of one, handed on without a copy. */
+async function* readLent(fh: fsp.FileHandle, bufs: LentBuffers): AsyncGenerator<Buffer> {
+  for (let pos = 0; ;) {
+    const b = await bufs.take();
+    if (!b) throw new Error('the connection is gone');
+    let n: number;
+    try { n = (await fh.read(b, 0, b.length, pos)).bytesRead; } catch (e) { bufs.give(b); throw e; }
+    if (n === 0) { bufs.give(b); return; }
+    pos += n;
+    yield b.subarray(0, n);
+  }
+}
+
+/**
+ * Pack the artifacts of dir into a tar stream; the manifest resolves when the
+ * stream is complete. With `bufs`, file bytes are read into those buffers, and
+ * the stream's chunks that are views of them must be given back once sent:
+ * fresh 1 MiB buffers per read (the fs stream's way) cost a page fault per
+ * 4 KiB touched, which on a VM with expensive faults was a large part of
+ * workerd's time for a big artifact.
+ */
+export function packArtifacts(dir: string, skip: string[], note: (line: string) => void, bufs?: LentBuffers): { stream: Readable; manifest: Promise<ArtifactEntry[]> } {
   const pack = tar.pack();
   const files: ArtifactEntry[] = [];
   const run = async (): Promise<void> => {
@@ -116,7 +194,7 @@ export function packArtifacts(dir: string, skip: string[], note: (line: string) 
           const size = (await fh.stat()).size;
           const h = new Hasher(size, () => new Error(`${r} grew while it was being sent`));
           const sink = pack.entry({ name: r, type: 'file', size, mode: st.mode & 0o111 ? 0o755 : 0o644 });
-          await pipeline(fh.createReadStream({ autoClose: false, highWaterMark: IO_CHUNK }), h, sink);
+          await pipeline(bufs ? readLent(fh, bufs) : fh.createReadStream({ autoClose: false, highWaterMark: IO_CHUNK }), h, sink);
           files.push({ name: r, type: 'file', size, sha256: h.hash.digest('hex') });
         } finally { await fh.close(); }
       }
@@ -150,7 +228,9 @@ export function safeParts(name: string): string[] {
  * `done` resolves with what was written, or rejects with the reason.
  */
 export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.WritableStream & { write(b: Buffer): boolean; end(): void; destroy(e?: Error): void; once(ev: 'drain', f: () => void): unknown }; done: Promise<ArtifactEntry[]> } {
-  const ex = tar.extract();
+  // A window of IO_CHUNK: with the default 16 KiB every 64 KiB piece spoold
+  // wrote was refused, and each refusal paused and resumed the socket (conn.ts hold).
+  const ex = tar.extract({ highWaterMark: IO_CHUNK });
   const dirs = new Set<string>(['']);   // directories we made: the only ones we descend into
   const got: ArtifactEntry[] = [];
   let total = 0;
@@ -208,13 +288,20 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST' && (err as NodeJS.ErrnoException).code !== 'ELOOP') throw err;
           throw new ArtifactError(`artifact ${rel} rejected: it exists already (a duplicate name)`);
         }
-        const hasher = new Hasher(h.size, () => new ArtifactError(`artifact ${rel} has more bytes than its header says`));
+        const flusher = new Flusher(fh);
+        // flush: fsync before close, so the file is durable before the rename into done/ publishes it.
+        const out = fh.createWriteStream({ flush: true, highWaterMark: IO_CHUNK });
+        const hasher = new Hasher(h.size, () => new ArtifactError(`artifact ${rel} has more bytes than its header says`), (n) => {
+          flusher.wrote(n);
+          // The pieces of this turn of the event loop (64 KiB socket reads) go to disk in one writev, not a write each.
+          if (!out.writableCorked) { out.cork(); setImmediate(() => out.uncork()); }
+        });
         try {
           // If the stream was destroyed while we opened the file (the worker
           // vanished), the entry never ends: settle on the extractor's close too.
-          // flush: fsync before close, so the file is durable before the rename into done/ publishes it.
-          await Promise.race([pipeline(e, hasher, fh.createWriteStream({ flush: true, highWaterMark: IO_CHUNK })), closed]);
-        } finally { await fh.close().catch(() => {}); }
+          await Promise.race([pipeline(e, hasher, out), closed]);
+          await flusher.settle();
+        } finally { await flusher.settle().catch(() => {}); await fh.close().catch(() => {}); }
         if (hasher.bytes !== h.size) throw new ArtifactError(`artifact ${rel} is short: ${hasher.bytes} of ${h.size} bytes`);
         got.push({ name: rel, type: 'file', size: h.size, sha256: hasher.hash.digest('hex') });
       } else {

@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import mri from 'mri';
 import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, MAX_MANIFEST_PART, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg, type ArtifactEntry } from '../spool/protocol.js';
-import { packArtifacts } from '../spool/tar.js';
+import { packArtifacts, type LentBuffers } from '../spool/tar.js';
 import { SpoolPaths, isName, isId } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
 import { LocalJob, Standby, SCRIPT } from './run.js';
@@ -34,6 +34,8 @@ Connect to spoold, serve jobs of PLATFORM one at a time. See workerd(8).
 const CHUNK = 1 << 20;
 // Bytes queued on the socket before the pump waits for it to drain, so the next read overlaps the send.
 const SEND_WINDOW = 4 << 20;
+// The console pump's read buffers (CHUNK each): its send window, SEND_WINDOW as well.
+const SEND_BUFFERS = SEND_WINDOW / CHUNK;
 const MANIFEST_PART_BYTES = 48 << 10;   // JSON of one manifest part: room to spare under MAX_CONTROL (64 KiB)
 const BACKOFF_MIN = 100;
 const BACKOFF_MAX = 5_000;
@@ -186,13 +188,19 @@ class Worker {
     }
   }
 
-  private watch(j: LocalJob): void {
-    try { this.watcher = fs.watch(j.consolePath, () => j.notify()); this.watcher.on('error', () => {}); } catch { /* polling covers it */ }
+  /** Watch the console file for growth; false if it cannot be watched (the pump then polls). */
+  private watch(j: LocalJob): boolean {
+    if (this.watcher) return true;
+    try { this.watcher = fs.watch(j.consolePath, () => j.notify()); this.watcher.on('error', () => {}); return true; } catch { return false; /* polling covers it */ }
+  }
+
+  private unwatch(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
   }
 
   private async forget(j: LocalJob): Promise<void> {
-    this.watcher?.close();
-    this.watcher = undefined;
+    this.unwatch();
     if (this.job === j) this.job = undefined;
     await j.discard();
   }
@@ -202,23 +210,35 @@ class Worker {
     if (this.pumping) return;
     this.pumping = true;
     const alive = () => !sock.destroyed && this.sock === sock && this.job === j;
-    const buf = Buffer.allocUnsafe(CHUNK);
+    // Console bytes are read into a few reused buffers: see ReadBuffers.
+    const bufs = new ReadBuffers(SEND_BUFFERS, CHUNK, sock);
     let fh: fsp.FileHandle | undefined;
     try {
       // No console file: the job's files could not be written (run.ts); its status says so.
       fh = await fsp.open(j.consolePath, 'r').catch(() => undefined);
       let pos = offset;
+      let unwatchable = false;
       while (fh) {
-        if (!alive()) return;
+        const buf = await bufs.take();
+        if (!buf || !alive()) return;
         const endedBefore = j.status !== undefined;
         const seen = j.version;
         const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
         if (bytesRead > 0) {
           pos += bytesRead;
-          await this.sendData(sock, T_CONSOLE, Buffer.from(buf.subarray(0, bytesRead)));
+          // A full read: the job writes faster than we send, and the next read
+          // finds bytes without being woken. The watcher would only cost: a job
+          // printing 100 MB made 7,600 fs.watch events, ~150 ms of CPU.
+          if (bytesRead === CHUNK) this.unwatch();
+          // The buffer is the socket's until written; the callback gives it back.
+          this.sendData(sock, T_CONSOLE, buf.subarray(0, bytesRead), () => bufs.give(buf));
           continue;
         }
+        bufs.give(buf);
         if (endedBefore) break;          // the job had ended before this read found nothing: console complete
+        // Caught up: watch again. A watcher started after the read would miss
+        // a write made in between, so read once more before waiting on it.
+        if (!this.watcher && !unwatchable) { unwatchable = !this.watch(j); continue; }
         await j.changed(seen, 200);
       }
       await fh?.close();
@@ -226,11 +246,14 @@ class Worker {
       if (!alive()) return;
       this.send(sock, { t: 'artifacts', id: j.spec.id });
       // Notes were already appended to the console when the job ended (run.ts); here they only go to stderr.
-      const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], say);
+      // File bytes come in the same reused buffers as the console; each goes back once sent.
+      const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], say, bufs);
       manifest.catch(() => {});
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         if (!alive()) { stream.destroy(); return; }
-        for (let o = 0; o < chunk.length; o += MAX_FRAME) await this.sendData(sock, T_ARTIFACTS, chunk.subarray(o, o + MAX_FRAME));
+        const lent = bufs.owner(chunk);
+        if (lent) this.sendData(sock, T_ARTIFACTS, chunk, () => bufs.give(lent));   // lent buffers are CHUNK <= MAX_FRAME
+        else for (let o = 0; o < chunk.length; o += MAX_FRAME) await this.sendData(sock, T_ARTIFACTS, chunk.subarray(o, o + MAX_FRAME));
       }
       const files = await manifest;
       if (!alive()) return;
@@ -258,14 +281,58 @@ class Worker {
     }
   }
 
-  private sendData(sock: net.Socket, type: typeof T_CONSOLE | typeof T_ARTIFACTS, data: Buffer): Promise<void> {
+  /**
+   * Send one data frame. With `written`, the caller waits through that callback
+   * (called once the payload is handed to the kernel, or the socket is gone)
+   * and no promise is made; without, the promise resolves at once unless
+   * SEND_WINDOW bytes are queued, then once they drain.
+   */
+  private sendData(sock: net.Socket, type: typeof T_CONSOLE | typeof T_ARTIFACTS, data: Buffer, written?: () => void): Promise<void> {
+    // Corked, the header and the payload leave in one writev, not two writes.
+    sock.cork();
     sock.write(dataHeader(type, data.length));
-    if (sock.write(data) || sock.writableLength < SEND_WINDOW) return Promise.resolve();
+    const ok = written ? sock.write(data, () => written()) : sock.write(data);
+    sock.uncork();
+    if (written || ok || sock.writableLength < SEND_WINDOW) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => { sock.off('drain', done); sock.off('close', done); resolve(); };
       sock.on('drain', done);
       sock.on('close', done);
     });
+  }
+}
+
+/**
+ * A fixed set of read buffers for the pump: console reads, and artifact reads
+ * lent to packArtifacts. A buffer handed to the socket stays the socket's until
+ * its write callback; take() waits for one to come back. Reusing them is the point: a fresh 1 MiB buffer per read cost a
+ * page fault per 4 KiB touched, and on a VM where faults are expensive that was
+ * most of workerd's CPU time for a chatty job (a copy per read, as before, was
+ * worse). Their number is also the send window: at most count x size bytes
+ * queued on the socket, so a slow spoold slows the pump, not our memory.
+ */
+class ReadBuffers implements LentBuffers {
+  private free: Buffer[] = [];
+  private all = new Map<ArrayBufferLike, Buffer>();
+  private waiting: Array<() => void> = [];
+  private closed = false;
+  constructor(count: number, size: number, sock: net.Socket) {
+    // size is far above Buffer.poolSize, so each buffer has an ArrayBuffer of its own: owner() relies on it.
+    for (let i = 0; i < count; i++) { const b = Buffer.allocUnsafe(size); this.free.push(b); this.all.set(b.buffer, b); }
+    // A socket that closes may not call back every queued write: wake the taker, who checks alive().
+    this.closed = sock.destroyed;
+    sock.once('close', () => { this.closed = true; for (const w of this.waiting.splice(0)) w(); });
+  }
+  /** A free buffer; undefined once the socket is closed. */
+  async take(): Promise<Buffer | undefined> {
+    while (this.free.length === 0 && !this.closed) await new Promise<void>((r) => this.waiting.push(r));
+    return this.closed ? undefined : this.free.pop();
+  }
+  /** The buffer `chunk` is a view of, if it is one of ours. */
+  owner(chunk: Buffer): Buffer | undefined { return this.all.get(chunk.buffer); }
+  give(b: Buffer): void {
+    this.free.push(b);
+    this.waiting.shift()?.();
   }
 }
 
