@@ -501,6 +501,33 @@ test('a worker of another name and platform cannot re-attach to a job whose work
   await survived(e, /refused id=\S+ worker=hijack2/);
 });
 
+// Found in review: reattach took the resume offset from console.log's size
+// while the dropped connection's console bytes were still on their way to
+// disk (detach starts the close, it does not wait for it), so the worker sent
+// those bytes again and the console held them twice.
+test('a worker that drops in a burst of console and re-attaches: the console holds every byte once', async () => {
+  const e = await setup();
+  const id = await queue(e, 'burst', EVIL_PLATFORM);
+  const f = await welcomed(e, 'burster');
+  assert.is((await f.expect('job')).id, id);
+  const big = Buffer.alloc(24 << 20);
+  for (let i = 0; i < big.length; i += 64) big.write(`${String(i).padStart(12, '0')} console line of the burst test ..................\n`.slice(0, 64), i, 'latin1');
+  f.data(T_CONSOLE, big);
+  f.sock.end();                       // all of it sent, then gone
+  await waitLog(e, /worker left worker=burster/);
+  const back = await fake(e);
+  back.control(hello(e, { name: 'burster', holding: { id, name: 'burst', attempt: 1, finished: true } }));
+  const { consoleOffset } = await back.expect('resume');
+  assert.ok(consoleOffset <= big.length, `resume offset ${consoleOffset} past the ${big.length} bytes sent`);
+  back.data(T_CONSOLE, big.subarray(consoleOffset));
+  await finishJob(back, id, '', {});
+  await back.expect('done');
+  const got = fs.readFileSync(path.join(e.spool, 'done', 'burst', id, 'console.log'));
+  assert.is(got.length, big.length, `console.log has ${got.length} bytes, the job printed ${big.length}`);
+  assert.ok(got.equals(big), 'console.log differs from what the job printed');
+  await survived(e, /worker left worker=burster/);
+});
+
 // ---- empty frames -------------------------------------------------------
 
 // Found here, fixed in 3312c82: FrameReader.take(0) read chunks[0] when a

@@ -216,6 +216,9 @@ export class Daemon implements ConnOwner {
       r.artifactError = undefined;
       this.busy.set(c, r.id);
       await this.resetArtifacts(r);
+      // The dropped connection's console bytes may still be on their way to
+      // disk (detach starts the close): the offset is taken once they are all there.
+      await this.closeConsole(r);
       let offset = 0;
       try { offset = (await fsp.stat(this.sp.runningFile(r.id, 'console.log'))).size; } catch { /* none yet */ }
       c.send({ t: 'resume', id: r.id, consoleOffset: offset });
