@@ -454,10 +454,16 @@ export class Daemon implements ConnOwner {
     await closing;
   }
 
+  /**
+   * Remove what an earlier delivery of this attempt left. Usually there is
+   * nothing (a first delivery): that is found with one synchronous lstat; a
+   * tree that is there may be large, and goes in the thread pool.
+   */
   private async resetArtifacts(r: Running): Promise<void> {
     if (r.artifacts) { r.artifacts.sink.destroy(); r.artifacts.done.catch(() => {}); r.artifacts = undefined; }
-    await fsp.rm(this.sp.runningFile(r.id, 'artifacts'), { recursive: true, force: true }).catch(() => {});
-    await fsp.rm(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }).catch(() => {});
+    const dir = this.sp.runningFile(r.id, 'artifacts');
+    if (existsOr(dir, true)) await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
+    try { fs.rmSync(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }); } catch { /* finalize or the next delivery replaces it */ }
   }
 
   private async beginArtifacts(r: Running): Promise<void> {
@@ -469,7 +475,7 @@ export class Daemon implements ConnOwner {
     try {
       await this.resetArtifacts(r);
       const dir = this.sp.runningFile(r.id, 'artifacts');
-      await fsp.mkdir(dir, { mode: DIR_MODE });
+      fs.mkdirSync(dir, { mode: DIR_MODE });
       const rx = receiveArtifacts(dir, this.opts.maxArtifactBytes);
       const a = { ...rx, failed: false };
       a.done.catch(() => { a.failed = true; });

@@ -154,7 +154,7 @@ class Worker {
         say(`running ${m.id} name=${m.name} attempt=${m.attempt}`);
         j.start(this.standby);
         this.watch(j);
-        void j.ended.then(() => { say(`finished ${m.id} status=${j.status}`); if (!this.opts.once) this.standby.prepare(); });
+        void j.ended.then(() => say(`finished ${m.id} status=${j.status}`));
         void this.pump(sock, j, 0);
         return;
       }
@@ -272,6 +272,10 @@ class Worker {
       }
       this.send(sock, { t: 'manifest', id: j.spec.id, files: part, more: false });
       this.send(sock, { t: 'finished', id: j.spec.id, status: j.status!, started: j.started.toISOString(), finished: (j.finished ?? new Date()).toISOString() });
+      // The next job's process is forked now, while spoold stores this result:
+      // the fork holds our event loop for milliseconds, which must not delay
+      // this job's delivery nor the next job's start.
+      if (!this.opts.once) this.standby.prepare();
     } catch (e) {
       say(`cannot send job ${j.spec.id}: ${(e as Error).message}`);
       sock.destroy();
