@@ -142,15 +142,18 @@ export async function writePrivate(sp: SpoolPaths, target: string, data: string 
   await publish(sp, staged, target, false);
 }
 
-/** Atomically point symlink `link` at `target` (a relative name), by renaming a new link over it. */
-export async function replaceSymlink(sp: SpoolPaths, target: string, link: string): Promise<void> {
+/**
+ * Atomically point symlink `link` at `target` (a relative name), by renaming a
+ * new link over it. Not flushed: the caller flushes the directory.
+ */
+export function replaceSymlink(sp: SpoolPaths, target: string, link: string): void {
   const staged = sp.staging(`${path.basename(link)}-link`);
   try {
     fs.symlinkSync(target, staged);
   } catch (e) {
     throw ioError(e, sp.rel(link), 'cannot create symlink');
   }
-  await publish(sp, staged, link);
+  renameInto(sp, staged, link);
 }
 
 export const TMP_MAX_AGE_MS = 3_600_000;

@@ -136,8 +136,14 @@ export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: num
  * rename, then point done/NAME/latest at it. console.log, artifacts/ and
  * SHA256SUMS are created empty when the job left none, so every done
  * directory has the same shape.
+ *
+ * Before the rename, running/ID is whole and flushed; the flush of done/NAME
+ * after it makes the move itself durable. `background` returns without waiting
+ * for that last flush (spoold, which tells the worker at once): if a power
+ * loss undoes the move, running/ID is still whole, result and all, and
+ * reconcile finishes it again.
  */
-export async function finalize(sp: SpoolPaths, result: Result): Promise<string> {
+export async function finalize(sp: SpoolPaths, result: Result, background = false): Promise<string> {
   const { id, name } = result;
   const dir = sp.runningDir(id);
   const made = (what: string, f: () => void) => { try { f(); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, what, 'cannot create'); } };
@@ -170,14 +176,15 @@ export async function finalize(sp: SpoolPaths, result: Result): Promise<string> 
   } catch (e) {
     throw ioError(e, sp.rel(target), 'cannot finalize');
   }
-  // The rename and the new latest link share done/NAME: replaceSymlink's fsync of it covers both.
+  // The rename and the new latest link share done/NAME: one flush covers both.
   try {
-    await replaceSymlink(sp, id, sp.latest(name));
+    replaceSymlink(sp, id, sp.latest(name));
   } catch {
     // The job is finished all the same (committed above); only done/NAME/latest
     // is stale (a full disk), and the next finish of NAME mends it.
-    await fsyncDirQuiet(nameDir);
   }
+  const flushed = fsyncDirQuiet(nameDir);
+  if (!background) await flushed;
   return target;
 }
 

@@ -556,7 +556,7 @@ export class Daemon implements ConnOwner {
     };
     try {
       if (status.kind === 'failed' && status.why === NO_SPACE) await this.makeRoom(r);
-      await finalize(this.sp, result);
+      await finalize(this.sp, result, true);   // `done` need not wait for done/NAME's flush (finalize says why)
     } catch (e) {
       log('error', { id: r.id, why: `cannot finalize: ${(e as Error).message}` });
       return false;
