@@ -71,8 +71,14 @@ export async function adopt(sp: SpoolPaths, fileName: string, wanted?: string): 
 /**
  * Claim new/ID for dispatch. False if it is gone (canceled, or claimed by another).
  * Synchronous inside, like stage.ts and for the same reason: it is on the dispatch path.
+ *
+ * Not flushed: a power loss may undo the claim (the rename is journaled
+ * whole: the job is in new/ or in running/, never both), and the job then
+ * runs again, as after a lost lease. The next flush on the file system
+ * (finalize's, or the journal's own commit within seconds) makes it durable;
+ * a flush of new/ per claim cost every dispatch a journal commit.
  */
-export async function claim(sp: SpoolPaths, id: string, sync = true): Promise<boolean> {
+export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
   const dir = sp.runningDir(id);
   try {
     fs.mkdirSync(dir, { mode: DIR_MODE });
@@ -93,10 +99,6 @@ export async function claim(sp: SpoolPaths, id: string, sync = true): Promise<bo
     if (errno(e) === 'ENOENT') return false;
     throw ioError(e, `new/${id}`, 'cannot claim');
   }
-  // sync=false (dispatch): the caller fsyncs new/ after handing the job out. A power
-  // loss before that may undo the rename (ext4 journals it whole: the job is in new/
-  // or in running/, never both), and the job then runs again, as after a lost lease.
-  if (sync) await fsyncDirQuiet(sp.new);
   return true;
 }
 

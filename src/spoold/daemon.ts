@@ -21,7 +21,7 @@ import { Writable } from 'node:stream';
 import { claim, finalize, requeue, clearLeftover, exists, existsSync } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeStatus, writePrivate, cleanTmp, fsyncDirQuiet, DIR_MODE } from '../spool/stage.js';
+import { writeStatus, writePrivate, cleanTmp, DIR_MODE } from '../spool/stage.js';
 import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, earlyFlush, SYNC_EVERY } from '../spool/tar.js';
@@ -90,7 +90,6 @@ export class Daemon implements ConnOwner {
   private timers: NodeJS.Timeout[] = [];
   private workerFileAt = new Map<string, number>();              // when workers/NAME was last written
   private workerFileTimers = new Map<string, NodeJS.Timeout>();   // a rewrite waiting for WORKER_FILE_MS
-  private newSyncPending = false;
   private unparsable = new Set<string>();   // running/ID/job files already reported
   /** Called when a job finishes, for schedule state (timer.ts). */
   onFinished: (r: Result, origin: string) => void = () => {};
@@ -294,16 +293,6 @@ export class Daemon implements ConnOwner {
     fs.rmSync(this.sp.worker(c.name), { force: true });
   }
 
-  /**
-   * fsync new/ once for every claim made in this turn of the event loop: a
-   * burst of dispatches shares one (claim(..., false) says why it may wait).
-   */
-  private syncNewSoon(): void {
-    if (this.newSyncPending) return;
-    this.newSyncPending = true;
-    setImmediate(() => { this.newSyncPending = false; void fsyncDirQuiet(this.sp.new); });
-  }
-
   // ---- dispatch ---------------------------------------------------------
 
   /** Hand queued jobs of `platform` to its idle workers. */
@@ -329,7 +318,7 @@ export class Daemon implements ConnOwner {
   private async dispatch(c: Conn, q: Queued): Promise<void> {
     let job: ParsedJob | undefined;
     try {
-      if (await claim(this.sp, q.id, false)) job = parseJob(fs.readFileSync(this.sp.runningFile(q.id, 'job')), `running/${q.id}/job`, q.id);
+      if (await claim(this.sp, q.id)) job = parseJob(fs.readFileSync(this.sp.runningFile(q.id, 'job')), `running/${q.id}/job`, q.id);
     } catch (e) {
       log('error', { id: q.id, why: `cannot claim: ${(e as Error).message}` });
     }
@@ -360,8 +349,6 @@ export class Daemon implements ConnOwner {
     this.busy.set(c, q.id);
     c.send({ t: 'job', id: q.id, name: job.name, platform: job.platform, attempt: r.attempt, timeoutMs: timeoutOf(job), network: job.network, script: job.body });
     log('dispatched', { id: q.id, name: job.name, platform: job.platform, worker: c.name, attempt: r.attempt });
-    // The claim's fsync of new/, off the path to the worker (claim(..., false) says why that is safe).
-    this.syncNewSoon();
     // The lease records who holds the job, for people and bctl info. It is not
     // needed for recovery: a claimed job without one is treated as possibly running.
     try {
@@ -497,7 +484,11 @@ export class Daemon implements ConnOwner {
       const got = await a.done;
       const diff = compareManifest(announced, got);
       if (diff) r.artifactError ??= `artifacts do not match their manifest: ${diff}`;
-      else await writePrivate(this.sp, this.sp.runningFile(r.id, 'SHA256SUMS'), formatSums(got), false);   // finalize flushes it
+      else {
+        const sums = formatSums(got);
+        // finalize flushes it, and makes an empty one when there is nothing to sum.
+        if (sums) await writePrivate(this.sp, this.sp.runningFile(r.id, 'SHA256SUMS'), sums, false);
+      }
     } catch (e) {
       const why = (e as Error).message;
       if (isStorage(e)) { r.storeError ??= e as Error; log('error', { id: r.id, why: `cannot store artifacts: ${why}` }); return; }
