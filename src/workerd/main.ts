@@ -202,6 +202,9 @@ class Worker {
   private async forget(j: LocalJob): Promise<void> {
     this.unwatch();
     if (this.job === j) this.job = undefined;
+    // After what else has arrived: spoold sends the next job right behind `done`,
+    // and its start should not wait for this removal.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     await j.discard();
   }
 
@@ -256,6 +259,7 @@ class Worker {
         else for (let o = 0; o < chunk.length; o += MAX_FRAME) await this.sendData(sock, T_ARTIFACTS, chunk.subarray(o, o + MAX_FRAME));
       }
       const files = await manifest;
+      j.leftEntries = files.length;
       if (!alive()) return;
       // In parts, each under spoold's MAX_CONTROL.
       let part: ArtifactEntry[] = [];
