@@ -111,4 +111,25 @@ test('a spool that becomes read-only: nothing is lost, and work resumes when it 
   await fsckClean();
 });
 
+// Found in review: with the spool read-only, a worker's connection that
+// dropped made onClose throw (removing workers/NAME: EROFS) before it let go
+// of the job, so the worker, back again, was refused its own job for good.
+test('a worker that loses its connection while the spool is read-only gets its job back, which then finishes', async () => {
+  const s = start();
+  const w = procs[1]!;
+  const id = await queue('dropped', '#!/bin/sh\nsleep 3\necho ended > out.txt\n');
+  await until('running', () => fs.existsSync(path.join(spool, 'running', id, 'lease')));
+  await sleep(200);
+  execFileSync('mount', ['-o', 'remount,ro', mnt]);
+  const mark = s.log().length;
+  w.child.kill('SIGSTOP');            // silent past the heartbeat: spoold drops the connection
+  await until('spoold drops the stopped worker', () => /worker left worker=w\b/.test(s.log().slice(mark)));
+  w.child.kill('SIGCONT');
+  await until('the worker re-attached', () => /reattached id=\S+ name=dropped worker=w\b/.test(s.log().slice(mark)));
+  execFileSync('mount', ['-o', 'remount,rw', mnt]);
+  assert.equal((await result('dropped', id)).status, { kind: 'exited', code: 0 });
+  assert.is(fs.readFileSync(path.join(spool, 'done', 'dropped', id, 'artifacts', 'out.txt'), 'utf8'), 'ended\n');
+  await fsckClean();
+});
+
 test.run();

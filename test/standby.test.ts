@@ -77,11 +77,18 @@ test('a standby killed while idle is replaced; the next job runs, and its exit i
   assert.not.equal(await standbyPid(w), first);
 });
 
-test('--sandbox gets the script\'s path as one argument, whatever the workdir is called', async () => {
-  await start(['--sandbox', 'env SANDBOXED=yes']);
-  const { id, result, console } = await submit('#!/bin/sh\necho "sandboxed=$SANDBOXED script=$0"\n', 'sandboxed');
+test('--sandbox is a shell command line given the script\'s path as one argument, whatever the workdir is called', async () => {
+  // As workerd.8 says: /bin/sh -c 'COMMAND "$@"' sandbox SCRIPT, so assignments and lists work.
+  await start(['--sandbox', 'FOO=bar; export FOO; ulimit -n 256; env SANDBOXED=yes']);
+  const { id, result, console } = await submit('#!/bin/sh\necho "sandboxed=$SANDBOXED foo=$FOO script=$0"\n', 'sandboxed');
   assert.match(result, /^status: exited 0$/m);
-  assert.ok(console.includes(`sandboxed=yes script=${path.join(wd, id, 'job', 'script.sh')}\n`), console);
+  assert.ok(console.includes(`sandboxed=yes foo=bar script=${path.join(wd, id, 'job', 'script.sh')}\n`), console);
+});
+
+test('the script is run by its absolute path ($0), as before the standby', async () => {
+  await start();
+  const { id, console } = await submit('#!/bin/sh\necho "script=$0"\n', 'dollar0');
+  assert.ok(console.includes(`script=${path.join(wd, id, 'job', 'script.sh')}\n`), console);
 });
 
 test.run();

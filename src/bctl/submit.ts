@@ -9,7 +9,7 @@
 
 import path from 'node:path';
 import { submission, MAX_RETRIES, type ParsedJob } from '../spool/job.js';
-import { submit } from '../spool/state.js';
+import { submitSync } from '../spool/state.js';
 import { parseResult, isSuccess, formatStatus } from '../spool/result.js';
 import { NAME_MAX, isName } from '../spool/paths.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
@@ -46,7 +46,7 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
   }
   await readySpool(sp);
   for (const job of jobs) {
-    submit(sp, job);
+    submitSync(sp, job);
     ctx.out(job.id);
   }
   if (!flag(ctx, 'wait')) return EXIT_OK;

@@ -59,7 +59,7 @@ export async function instances(s: Schedule, o: InstanceOpts): Promise<Instance[
 export async function queueInstances(sp: SpoolPaths, s: Schedule, o: InstanceOpts): Promise<Instance[]> {
   const list = await instances(s, o);
   for (const i of list) {
-    if (i.error === undefined) submit(sp, i.job as ParsedJob & { id: string });
+    if (i.error === undefined) await submit(sp, i.job as ParsedJob & { id: string });
     else await recordFailed(sp, i.job as ParsedJob & { id: string }, i.error);
   }
   return list;

@@ -30,13 +30,20 @@ import { errno, ioError, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import type { SpoolPaths } from './paths.js';
 
+/** Queue a job: stage it in tmp/, then rename into new/ID. */
+export async function submit(sp: SpoolPaths, job: ParsedJob & { id: string }): Promise<void> {
+  const target = sp.queued(job.id);
+  const staged = await writeStaged(sp, job.id, formatJob(job), target);
+  // commit: after this rename the job is queued
+  await publish(sp, staged, target);
+}
+
 /**
- * Queue a job: stage it in tmp/, then rename into new/ID. Synchronous, fsyncs
- * too: bctl submit is a one-shot process whose start is its cost (a thread-pool
- * hop per fsync cost it milliseconds), and spoold calls this only when a
- * schedule fires.
+ * submit, with its fsyncs made on the spot rather than in the thread pool:
+ * for bctl submit, a one-shot process whose start is its cost (a thread-pool
+ * hop per fsync cost it milliseconds). spoold uses submit.
  */
-export function submit(sp: SpoolPaths, job: ParsedJob & { id: string }): void {
+export function submitSync(sp: SpoolPaths, job: ParsedJob & { id: string }): void {
   const target = sp.queued(job.id);
   const staged = writeStagedSync(sp, job.id, formatJob(job), target);
   // commit: after this rename the job is queued

@@ -210,14 +210,15 @@ export class Daemon implements ConnOwner {
         && r.workerName === c.name && r.job.platform === c.platform) {
       r.worker = c;
       r.phase = 'console';
+      this.busy.set(c, r.id);
+      // The dropped connection's console bytes may still be on their way to
+      // disk (detach starts the close): the offset is taken once they are all
+      // there, and an error of that close belongs to the old delivery.
+      await this.closeConsole(r);
       r.storeError = undefined;        // a new delivery: earlier storage failures may be over
       r.consoleFailed = false;
       r.artifactError = undefined;
-      this.busy.set(c, r.id);
       await this.resetArtifacts(r);
-      // The dropped connection's console bytes may still be on their way to
-      // disk (detach starts the close): the offset is taken once they are all there.
-      await this.closeConsole(r);
       let offset = 0;
       try { offset = (await fsp.stat(this.sp.runningFile(r.id, 'console.log'))).size; } catch { /* none yet */ }
       c.send({ t: 'resume', id: r.id, consoleOffset: offset });
@@ -290,7 +291,7 @@ export class Daemon implements ConnOwner {
     clearTimeout(this.workerFileTimers.get(c.name));
     this.workerFileTimers.delete(c.name);
     this.workerFileAt.delete(c.name);
-    fs.rmSync(this.sp.worker(c.name), { force: true });
+    try { fs.rmSync(this.sp.worker(c.name), { force: true }); } catch { /* a status file; reconcile empties workers/ on start */ }
   }
 
   // ---- dispatch ---------------------------------------------------------
@@ -491,6 +492,9 @@ export class Daemon implements ConnOwner {
       }
     } catch (e) {
       const why = (e as Error).message;
+      // The worker went away meanwhile (detach destroyed the receiver): not a
+      // hostile stream, just an unfinished delivery, which it makes again.
+      if (r.worker !== c) return;
       if (isStorage(e)) { r.storeError ??= e as Error; log('error', { id: r.id, why: `cannot store artifacts: ${why}` }); return; }
       // A hostile stream: record the job failed and drop the connection.
       r.artifactError ??= `artifacts rejected: ${why}`;
@@ -507,6 +511,9 @@ export class Daemon implements ConnOwner {
     // From here the job's data is all in: the connection may close without
     // changing its fate (onClose leaves a finishing job alone).
     r.phase = 'finishing';
+    // The console's close (begun with the artifacts) flushes it: its failure
+    // decides the result as any other storage failure does, so it is awaited first.
+    await this.closeConsole(r);
     const started = new Date(m.started);
     // A full disk is the job's result (`failed: no space left on device`); any
     // other storage failure (read-only spool, EIO) is ours, not the job's: the

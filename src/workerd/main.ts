@@ -327,10 +327,11 @@ class ReadBuffers implements LentBuffers {
   private waiting: Array<() => void> = [];
   private closed = false;
   private released = false;
-  constructor(private readonly count: number, private readonly size: number, sock: net.Socket) {
+  private readonly onClose = () => { this.closed = true; for (const w of this.waiting.splice(0)) w(); };
+  constructor(private readonly count: number, private readonly size: number, private readonly sock: net.Socket) {
     // A socket that closes may not call back every queued write: wake the taker, who checks alive().
     this.closed = sock.destroyed;
-    sock.once('close', () => { this.closed = true; for (const w of this.waiting.splice(0)) w(); });
+    sock.once('close', this.onClose);
   }
   /** A free buffer; undefined once the socket is closed. */
   async take(): Promise<Buffer | undefined> {
@@ -363,6 +364,7 @@ class ReadBuffers implements LentBuffers {
   /** The pump is done: its buffers, now and as the socket gives them back, wait for the next job's. */
   release(): void {
     this.released = true;
+    this.sock.off('close', this.onClose);   // one pump a job on a connection that lives for many
     for (const b of this.free.splice(0)) this.give(b);
   }
 }

@@ -24,20 +24,24 @@ const SMALL_TREE = 100;
 
 /**
  * The shell a standby runs: it waits for two lines (the job's id, name,
- * platform and network, all checked names; then the directory, whole), exports the job's environment
- * and execs the job's script in its directory, with stdout and stderr
- * appended to the console file. exec keeps the pid, so the standby's process
- * group is the job's. $1 is the sandbox command (workerd --sandbox), or empty.
- * A script that cannot be executed gets the shell's message in its console and
- * `exited 126` or `exited 127`, as when run by hand.
+ * platform and network, all checked names; then the directory, whole), sends
+ * its own output to the console file, exports the job's environment and
+ * execs the job's script (its absolute path, so $0 is that) in its
+ * directory. exec keeps the pid, so the standby's process group is the job's.
+ * $1 is the sandbox command line (workerd --sandbox), or empty; it is run as
+ * it always was, `/bin/sh -c 'COMMAND "$@"' sandbox SCRIPT`. A script that
+ * cannot be executed gets the shell's message in its console and `exited 126`
+ * or `exited 127`, as when run by hand; a standby that never got its job
+ * exits 125.
  */
 const STANDBY_SH = [
-  'read -r id name platform network || exit 0',
-  'IFS= read -r dir || exit 0',
+  'read -r id name platform network || exit 125',
+  'IFS= read -r dir || exit 125',
+  'exec </dev/null >>"$dir/console.log" 2>&1',
   'export BUILDER_JOB_ID="$id" BUILDER_JOB_NAME="$name" BUILDER_PLATFORM="$platform" BUILDER_NETWORK="$network" BUILDER_JOB_DIR="$dir/job"',
   'cd "$dir/job" || exit 127',
-  String.raw`if [ -n "$1" ]; then eval "exec $1 \"\$dir/job/script.sh\"" </dev/null >>"$dir/console.log" 2>&1; fi`,
-  'exec ./script.sh </dev/null >>"$dir/console.log" 2>&1',
+  String.raw`if [ -n "$1" ]; then exec /bin/sh -c "$1 \"\$@\"" sandbox "$dir/job/script.sh"; fi`,
+  'exec "$dir/job/script.sh"',
 ].join('\n');
 
 /**
@@ -56,17 +60,22 @@ export class Standby {
   prepare(): void {
     if (this.ready && this.ready.exitCode === null && this.ready.signalCode === null) return;
     this.ready = undefined;
-    const c = spawn('/bin/sh', ['-c', STANDBY_SH, 'standby', this.sandbox ?? ''], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
-    c.on('error', () => {});           // a standby that cannot start: take() tries again, and the job says why
+    let c: ChildProcess;
+    try {
+      c = spawn('/bin/sh', ['-c', STANDBY_SH, 'standby', this.sandbox ?? ''], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+    } catch { return; }               // out of processes or descriptors: take() says so, for the job
+    c.on('error', () => {});           // one that could not start has no stdin or pid: not kept
+    if (!c.stdin || c.pid === undefined) return;
     c.once('exit', () => { if (this.ready === c) this.ready = undefined; });   // killed while idle: take() makes another
-    c.stdin!.on('error', () => {});    // EPIPE from one that died: its exit is the job's result
+    c.stdin.on('error', () => {});     // EPIPE from one that died: its exit is the job's result
     this.ready = c;
   }
 
   /** The waiting process, for one job; a fresh one when none is ready. */
   take(): ChildProcess {
     this.prepare();
-    const c = this.ready!;
+    const c = this.ready;
+    if (!c) throw new Error('cannot start /bin/sh for it (out of processes or file descriptors?)');
     this.ready = undefined;
     return c;
   }
@@ -125,7 +134,13 @@ export class LocalJob {
   start(standby: Standby): void {
     const script = path.join(this.jobDir, SCRIPT);
     try {
-      fs.rmSync(this.dir, { recursive: true, force: true });
+      // A leftover of this job (workerd died, the job came back) is moved aside
+      // and removed in the thread pool: it may be a large tree.
+      if (fs.lstatSync(this.dir, { throwIfNoEntry: false })) {
+        const old = `${this.dir}.old.${Date.now()}`;
+        fs.renameSync(this.dir, old);
+        void fsp.rm(old, { recursive: true, force: true }).catch(() => {});
+      }
       fs.mkdirSync(this.jobDir, { recursive: true, mode: 0o755 });
       // Created here so the connection can tail it at once; the job's shell appends to it.
       fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'a' });
@@ -156,6 +171,7 @@ export class LocalJob {
       const status: Status = this.killReason ?? (signal ? { kind: 'signalled', signal: os.constants.signals[signal] ?? 0 } : { kind: 'exited', code: code ?? 0 });
       // Parity: job output that cannot be returned is said in the job's console.
       void artifactNotes(this.jobDir, [SCRIPT])
+        .then((notes) => { this.skipped = notes.length; return notes; })
         .then((notes) => (notes.length > 0 ? fsp.appendFile(this.consolePath, notes.map((n) => `${n}\n`).join('')) : undefined))
         .catch(() => {})
         .finally(() => this.end(status));
@@ -196,6 +212,8 @@ export class LocalJob {
 
   /** How many entries the job left in its directory, once its manifest is made (undefined before). */
   leftEntries: number | undefined;
+  /** How many it left that are not returned (artifactNotes), each maybe a tree the count above misses. */
+  private skipped: number | undefined;
 
   /**
    * Remove the job's directory. A few entries go at once, synchronously (the
@@ -204,7 +222,7 @@ export class LocalJob {
    * event loop never stalls on it.
    */
   async discard(): Promise<void> {
-    if (this.leftEntries !== undefined && this.leftEntries <= SMALL_TREE) {
+    if (this.leftEntries !== undefined && this.leftEntries <= SMALL_TREE && this.skipped === 0) {
       try { fs.rmSync(this.dir, { recursive: true, force: true }); return; } catch { /* try once more below */ }
     }
     await fsp.rm(this.dir, { recursive: true, force: true }).catch(() => {});
