@@ -58,7 +58,7 @@ import { performance } from 'node:perf_hooks';
 
 const started = performance.now();
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = (name) => path.join(ROOT, 'dist', 'bin', `${name}.js`);
+const BIN = (name) => path.join(ROOT, 'dist', 'bin', name === 'bctl' ? 'bctl.cjs' : `${name}.js`);   // bctl is one bundle (scripts/bundle-bctl.mjs)
 
 const PLATFORM = 'bench';
 const MiB = 2 ** 20;

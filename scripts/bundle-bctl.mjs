@@ -1,16 +1,19 @@
 #!/usr/bin/env node
-// bundle-bctl.mjs: `npm run build` runs this after tsc. It replaces
-// dist/bin/bctl.js (tsc's one-line entry) with one ESM file that holds bctl,
-// the spool library it uses and its CommonJS dependencies (mri,
-// write-file-atomic, signal-exit ...), built from src/bin/bctl.ts.
+// bundle-bctl.mjs: `npm run build` runs this after tsc. It writes
+// dist/bin/bctl.cjs, one CommonJS file that holds bctl, the spoold library it
+// uses and its dependencies (mri, write-file-atomic, signal-exit ...), built
+// from src/bin/bctl.ts, and removes tsc's dist/bin/bctl.js, so there is one bctl.
 //
 // Why: bctl is a short-lived command, so its start is its cost. As separate
 // files, `bctl submit` spent ~25 ms of a ~170 ms run (node -e 0: ~100 ms) on
 // the module loader: resolving and reading some 20 ESM files and their
 // package.json scopes, and running cjs-module-lexer over each CommonJS
-// package to find its named exports. One file has none of that. spoold and
-// workerd stay as tsc emits them (they start once), and so does the rest of
-// dist/ (the tests and scripts/bench.mjs import dist/spool/*.js).
+// package to find its named exports. One file has none of that. CommonJS,
+// not ESM: node 20 starts a CommonJS main file ~7 ms sooner (141 -> 134 ms
+// for bctl submit, against 104 ms for node -e 0), which is why the file is
+// .cjs (package.json says "type": "module"). spoold and workerd stay as tsc
+// emits them (they start once), and so does the rest of dist/ (the tests and
+// scripts/bench.mjs import dist/spool/*.js).
 //
 // The verbs stay lazy inside the bundle: main.ts imports each verb with
 // import(), which esbuild turns into a function run on first use, and a
@@ -32,15 +35,13 @@
 // cost ~1.2 ms of bctl submit (2-4 ms on its own; here node:crypto has
 // already loaded the stream code it needs), so the bundled write-file-atomic
 // gets { threadId: 0 } instead. Nothing else of it is changed. Never load
-// dist/bin/bctl.js in a Worker. (To drop this, delete the main-thread lines.)
+// dist/bin/bctl.cjs in a Worker. (To drop this, delete the main-thread lines.)
 //
-// The banner gives the bundled CommonJS code the __filename and __dirname a
-// CommonJS module has (write-file-atomic hashes __filename into its temporary
-// names); its require() calls of builtins become the shims above, so no
-// require() is made at start. cron-parser is still found by schedule.ts's own
-// createRequire(import.meta.url), which in the bundle is dist/bin/bctl.js.
+// import.meta.url (schedule.ts finds cron-parser with createRequire(import.meta.url))
+// becomes the bundle's own URL, made once at start by the banner.
 
 import { build } from 'esbuild';
+import fs from 'node:fs';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,7 +74,7 @@ const lazyRequire = {
     });
     const shim = (contents) => ({ contents, loader: 'js' });
     b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => shim(`module.exports = process.getBuiltinModule(${JSON.stringify(args.path)});`));
-    b.onLoad({ filter: /.*/, namespace: 'package' }, (args) => shim(`module.exports = process.getBuiltinModule('node:module').createRequire(__bctlUrl)(${JSON.stringify(args.path)});`));
+    b.onLoad({ filter: /.*/, namespace: 'package' }, (args) => shim(`module.exports = process.getBuiltinModule('node:module').createRequire(__filename)(${JSON.stringify(args.path)});`));
     b.onLoad({ filter: /.*/, namespace: 'main-thread' }, () => shim('module.exports = { threadId: 0, isMainThread: true };'));
   },
 };
@@ -82,20 +83,16 @@ await build({
   plugins: [lazyRequire],
   absWorkingDir: ROOT,
   entryPoints: ['src/bin/bctl.ts'],
-  outfile: 'dist/bin/bctl.js',
+  outfile: 'dist/bin/bctl.cjs',
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
   tsconfig: 'tsconfig.build.json',
-  sourcemap: true,          // replaces tsc's bctl.js.map; used with node --enable-source-maps
+  sourcemap: true,          // used with node --enable-source-maps
   legalComments: 'none',
   logLevel: 'warning',
-  banner: {
-    js: [
-      'const __bctlUrl = import.meta.url;',
-      "const __filename = process.getBuiltinModule('node:url').fileURLToPath(__bctlUrl);",
-      "const __dirname = __filename.slice(0, __filename.lastIndexOf('/'));",
-    ].join('\n'),
-  },
+  define: { 'import.meta.url': '__bctlUrl' },
+  banner: { js: "const __bctlUrl = process.getBuiltinModule('node:url').pathToFileURL(__filename).href;" },
 });
+for (const f of ['bctl.js', 'bctl.js.map', 'bctl.d.ts']) fs.rmSync(path.join(ROOT, 'dist', 'bin', f), { force: true });

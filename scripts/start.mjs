@@ -52,9 +52,9 @@ const poll = setInterval(() => {
     console.log(fs.readFileSync(result, 'utf8'));
     console.log(`Look at:
   ls -R spool/done/hello/latest/                the whole result: job, result, console.log, artifacts/, SHA256SUMS
-  node dist/bin/bctl.js -s spool info           schedules, queues, running jobs, workers
-  node dist/bin/bctl.js -s spool inspect ${id} --console
-  echo 'echo more' | node dist/bin/bctl.js -s spool submit ${p} - --wait
+  node dist/bin/bctl.cjs -s spool info           schedules, queues, running jobs, workers
+  node dist/bin/bctl.cjs -s spool inspect ${id} --console
+  echo 'echo more' | node dist/bin/bctl.cjs -s spool submit ${p} - --wait
 
 spoold and workerd keep running; Ctrl-C stops them.`);
   } else if (Date.now() - t0 > 60_000) {

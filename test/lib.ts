@@ -1,6 +1,6 @@
 // test/lib.ts: helpers for end-to-end tests. Not a suite (no .test.ts suffix).
 //
-// Every end-to-end test runs the programs as built (dist/bin/*.js, made by
+// Every end-to-end test runs the programs as built (dist/bin/, made by
 // `npm run build`, which `npm test` runs first) against a fresh spool made
 // with mkdtemp, as separate processes.
 
@@ -16,7 +16,8 @@ import { submission, type Job } from '../src/spool/job.js';
 import { submit } from '../src/spool/state.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const BIN = (name: 'bctl' | 'spoold' | 'workerd'): string => path.join(ROOT, 'dist', 'bin', `${name}.js`);
+/** A program as built: bctl is one bundled CommonJS file (scripts/bundle-bctl.mjs), the daemons tsc's output. */
+export const BIN = (name: 'bctl' | 'spoold' | 'workerd'): string => path.join(ROOT, 'dist', 'bin', name === 'bctl' ? 'bctl.cjs' : `${name}.js`);
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 
 export async function tmpdir(tag = 'builder'): Promise<string> {
