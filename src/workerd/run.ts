@@ -1,6 +1,8 @@
 // run.ts: run one job: a fresh directory, script.sh (mode 0500), its own process group.
 //
-// The job's stdout and stderr both go straight into the local console.log file
+// The job's process is a standby shell, forked before the job arrives
+// (Standby, below), which execs the script once told where it is. The job's
+// stdout and stderr both go straight into the local console.log file
 // (one fd, O_APPEND), so their bytes keep the order the job wrote them in and
 // nothing passes through our event loop; the connection tails that file. The
 // console and the exit status stay on local disk until spoold confirms the
