@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const spool = path.join(root, 'spool');
-const bin = (n) => path.join(root, 'dist', 'bin', `${n}.js`);
+const bin = (n) => path.join(root, 'dist', 'bin', n === 'bctl' ? 'bctl.cjs' : `${n}.js`);   // bctl is one bundle (scripts/bundle-bctl.mjs)
 if (!fs.existsSync(bin('spoold'))) {
   console.error('start: dist/ is missing; run `npm ci` (or `npm run build`) first');
   process.exit(1);

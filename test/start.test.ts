@@ -1,0 +1,45 @@
+// `npm start` (scripts/start.mjs), the README's first command: spoold, one
+// local workerd and the sample job, end to end, and the bctl command it tells
+// people to run next. Run from a copy of the script in a temporary checkout
+// (dist/, examples/ and node_modules/ linked to ours), so its ./spool is not ours.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { ROOT, tmpdir, until, run } from './lib.js';
+
+let dir = '';
+test.after(async () => { if (dir) await fsp.rm(dir, { recursive: true, force: true }); });
+
+test('npm start runs the sample job through spoold and a local workerd, and its hints work', async () => {
+  dir = await tmpdir('start');
+  await fsp.mkdir(path.join(dir, 'scripts'));
+  await fsp.copyFile(path.join(ROOT, 'scripts', 'start.mjs'), path.join(dir, 'scripts', 'start.mjs'));
+  for (const d of ['dist', 'examples', 'node_modules']) await fsp.symlink(path.join(ROOT, d), path.join(dir, d));
+  // Its own process group, so that the daemons it starts go with it whatever happens.
+  const child = spawn(process.execPath, [path.join(dir, 'scripts', 'start.mjs')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  child.stdout.on('data', (b) => { out += b; });
+  child.stderr.on('data', (b) => { out += b; });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  try {
+    await until(`the sample job's result in start's output:\n${out}`, () => /the sample job finished/.test(out) || child.exitCode !== null, 60_000);
+    assert.match(out, /^status: exited 0$/m, out);
+    const id = /submitted examples\/hello\.sh as job (\S+)/.exec(out)?.[1];
+    assert.ok(id, out);
+    assert.ok(fs.existsSync(path.join(dir, 'spool', 'done', 'hello', 'latest', 'console.log')), 'spool/done/hello/latest/ holds the result');
+    // The hints it prints, run as printed (from the checkout's directory).
+    for (const hint of out.split('\n').filter((l) => /^\s+node dist\/bin\//.test(l)).map((l) => l.trim().split(/\s{2,}/)[0]!)) {
+      const r = await run('/bin/sh', ['-c', hint], { cwd: dir });
+      assert.is(r.code, 0, `${hint}: ${r.stderr}`);
+    }
+    child.kill('SIGINT');
+    assert.is(await exited, 0, `npm start did not stop cleanly on Ctrl-C:\n${out.slice(-2000)}`);
+  } finally {
+    try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* all gone */ }
+  }
+});
+
+test.run();
