@@ -42,6 +42,8 @@ const BACKOFF_MAX = 5_000;
 const ONCE_CONNECT_TRIES = 5;
 
 function say(line: string): void { process.stderr.write(`workerd: ${line}\n`); }
+// A log reader that goes away costs the log, not the worker (spoold's log.ts says why).
+process.stderr.on('error', () => {});
 
 function usage(msg: string): never {
   process.stderr.write(`workerd: ${msg}\n${USAGE}`);
