@@ -40,12 +40,12 @@ export async function findDone(sp: SpoolPaths, id: string): Promise<Array<{ name
 
 /** The state of job id, checked in the order a job moves (new, running, done). */
 export async function where(sp: SpoolPaths, id: string): Promise<Where> {
-  if (await exists(sp.queued(id))) return { state: 'queued', file: sp.queued(id) };
-  if (await exists(sp.runningFile(id, 'job'))) return { state: 'running', dir: sp.runningDir(id) };
+  if (exists(sp.queued(id))) return { state: 'queued', file: sp.queued(id) };
+  if (exists(sp.runningFile(id, 'job'))) return { state: 'running', dir: sp.runningDir(id) };
   const done = await findDone(sp, id);
   if (done.length > 0) return { state: 'done', dir: done[0]!.dir, name: done[0]!.name };
   // It may have moved from new/ to running/ or on to done/ while we looked.
-  if (await exists(sp.runningFile(id, 'job'))) return { state: 'running', dir: sp.runningDir(id) };
+  if (exists(sp.runningFile(id, 'job'))) return { state: 'running', dir: sp.runningDir(id) };
   return { state: 'none' };
 }
 

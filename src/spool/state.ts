@@ -93,7 +93,7 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
     if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create');
     // A leftover of an earlier attempt (no job file) is ours to clear; the
     // directory itself stays, so a concurrent cleanup's rmdir cannot take a claim with it.
-    if (existsSync(sp.runningFile(id, 'job'))) return false;
+    if (exists(sp.runningFile(id, 'job'))) return false;
     // A cancel request stays: a bctl cancel that died before its own claim left it for this job.
     for (const f of await fsp.readdir(dir).catch(() => [] as string[])) if (f !== 'cancel') await fsp.rm(`${dir}/${f}`, { recursive: true, force: true });
     await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create'); });
@@ -215,7 +215,7 @@ export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promis
 
 /** Ask spoold to cancel a running job: the request is the file running/ID/cancel. */
 export async function requestCancel(sp: SpoolPaths, id: string): Promise<boolean> {
-  if (!(await exists(sp.runningFile(id, 'job')))) return false;
+  if (!exists(sp.runningFile(id, 'job'))) return false;
   await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
   return true;
 }
@@ -239,9 +239,8 @@ export async function clearLeftover(sp: SpoolPaths, id: string): Promise<void> {
   await fsp.rm(sp.runningDir(id), { recursive: true, force: true });
 }
 
-export async function exists(p: string): Promise<boolean> { return existsSync(p); }
-
-export function existsSync(p: string): boolean {
+/** Whether p exists (lstat: a dangling symlink counts); other errors than ENOENT/ENOTDIR are thrown. */
+export function exists(p: string): boolean {
   try { fs.lstatSync(p); return true; } catch (e) {
     if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return false;
     throw e;

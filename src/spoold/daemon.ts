@@ -18,7 +18,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { claim, finalize, requeue, clearLeftover, exists, existsSync } from '../spool/state.js';
+import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
 import { writeStatus, writePrivate, cleanTmp, DIR_MODE } from '../spool/stage.js';
@@ -60,6 +60,7 @@ interface Running {
   deadline: number;                // when detached: re-attach before this, or lose the job
   phase: Phase;
   console: fs.WriteStream | undefined;
+  consoleClosing: Promise<void> | undefined;   // a close in progress (closeConsole): a later one waits for it
   artifacts: { sink: ReturnType<typeof receiveArtifacts>['sink']; done: Promise<ArtifactEntry[]>; failed: boolean } | undefined;
   manifest: ArtifactEntry[];         // the parts received so far
   workerName: string | undefined;    // who holds this attempt: only that worker may re-attach
@@ -144,7 +145,7 @@ export class Daemon implements ConnOwner {
       this.unparsable.add(id);
       return;
     }
-    if (await exists(this.sp.runningFile(id, 'result'))) {
+    if (exists(this.sp.runningFile(id, 'result'))) {
       try {
         const r = parseResult(await fsp.readFile(this.sp.runningFile(id, 'result')), `running/${id}/result`);
         await finalize(this.sp, r);
@@ -175,7 +176,7 @@ export class Daemon implements ConnOwner {
   private newRunning(id: string, job: ParsedJob, worker: Conn | undefined): Running {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
-      console: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false, consoleFailed: false, storeError: undefined,
+      console: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false, consoleFailed: false, storeError: undefined,
       manifest: [], workerName: worker?.name,
     };
   }
@@ -226,7 +227,7 @@ export class Daemon implements ConnOwner {
       this.writeWorker(c);
       return;
     }
-    if (isId(h.id) && isName(h.name) && await exists(this.sp.doneDir(h.name, h.id))) {
+    if (isId(h.id) && isName(h.name) && exists(this.sp.doneDir(h.name, h.id))) {
       c.send({ t: 'done', id: h.id });
     } else {
       const why = r?.cancelRequested ? 'the job was canceled'
@@ -430,7 +431,7 @@ export class Daemon implements ConnOwner {
   /** End the console stream: written, fsynced (flush) and closed when this resolves, also if another caller began it. */
   private async closeConsole(r: Running): Promise<void> {
     const ws = r.console;
-    if (!ws) { await consoleClosing.get(r); return; }
+    if (!ws) { await r.consoleClosing; return; }
     r.console = undefined;
     const closing = (async () => {
       await consoleSyncs.get(ws)?.running;   // the fd must not close under a running fdatasync
@@ -438,7 +439,7 @@ export class Daemon implements ConnOwner {
       // 'close', not end's callback ('finish'): the fsync comes between them.
       await new Promise<void>((resolve) => { ws.once('close', () => resolve()); ws.end(); });
     })();
-    consoleClosing.set(r, closing);
+    r.consoleClosing = closing;
     await closing;
   }
 
@@ -616,7 +617,7 @@ export class Daemon implements ConnOwner {
   private async checkCancels(): Promise<void> {
     for (const r of [...this.running.values()]) {
       if (r.cancelSent || r.phase === 'finishing') continue;
-      if (!(await exists(this.sp.runningFile(r.id, 'cancel')).catch(() => false))) continue;
+      if (!existsOr(this.sp.runningFile(r.id, 'cancel'), false)) continue;
       r.cancelRequested = true;
       if (r.worker) {
         r.cancelSent = true;
@@ -668,8 +669,6 @@ function batchWrites(w: Writable): void {
 // the stream like a failed write (its 'error' handler): the later fsync, on
 // another open file, might not report a writeback error this one saw.
 const consoleSyncs = new WeakMap<fs.WriteStream, { since: number; running?: Promise<void> }>();
-/** A console close in progress, per job: a later closeConsole waits for it. */
-const consoleClosing = new WeakMap<Running, Promise<void>>();
 function syncAsItGrows(ws: fs.WriteStream, n: number): void {
   let s = consoleSyncs.get(ws);
   if (!s) consoleSyncs.set(ws, s = { since: 0 });
@@ -694,7 +693,7 @@ async function leaseWorker(sp: SpoolPaths, id: string): Promise<string | undefin
   } catch { return undefined; }
 }
 
-/** existsSync, with `otherwise` when the answer is not known (EACCES, EIO). */
+/** exists, with `otherwise` when the answer is not known (EACCES, EIO). */
 function existsOr(p: string, otherwise: boolean): boolean {
-  try { return existsSync(p); } catch { return otherwise; }
+  try { return exists(p); } catch { return otherwise; }
 }
