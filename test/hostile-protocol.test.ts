@@ -658,6 +658,39 @@ test('18 MB of console in 1 KiB frames piles up no listeners, and every byte arr
   await survived(e, new RegExp(`finished id=${id} name=chatty`));
 });
 
+// spoold reads a connection into slabs it reuses once the console bytes in
+// them are written (src/spoold/slabs.ts): a slab reused too soon would put
+// later bytes where earlier ones were still waiting for the disk. Every byte
+// here is numbered, the frames are of every size from 1 byte to 256 KiB, and
+// pings come between them, so a byte out of place shows in the comparison.
+test('a 40 MB console of frames of every size, pings between them, arrives byte for byte', async () => {
+  const e = await setup({ fresh: true });
+  const id = await queue(e, 'numbered', EVIL_PLATFORM, undefined, 0);
+  const f = await welcomed(e, 'numbered');
+  await f.expect('job');
+  const total = 40 << 20;
+  const all = Buffer.allocUnsafe(total);
+  for (let i = 0; i < total; i += 4) all.writeUInt32LE(i, i);
+  const rnd = prng(0xc0de);
+  const ping = f.controlFrame({ t: 'ping' });
+  for (let o = 0; o < total;) {
+    const parts: Buffer[] = [];
+    for (let k = 0; k < 16 && o < total; k++) {
+      const n = Math.min(total - o, 1 + Math.floor(rnd() ** 3 * (256 << 10)));
+      parts.push(f.dataFrames(T_CONSOLE, all.subarray(o, o + n)));
+      if (rnd() < 0.3) parts.push(ping);
+      o += n;
+    }
+    if (!f.sock.write(Buffer.concat(parts))) await new Promise((r) => f.sock.once('drain', r));
+  }
+  await finishJob(f, id, '', {});
+  await f.expect('done');
+  const got = fs.readFileSync(path.join(e.spool, 'done', 'numbered', id, 'console.log'));
+  assert.is(got.length, total);
+  assert.ok(got.equals(all), `console.log differs from what was sent, first at byte ${got.findIndex((b, i) => b !== all[i])}`);
+  await survived(e, new RegExp(`finished id=${id} name=numbered`));
+});
+
 // Found here, fixed in 3312c82: receiveArtifacts awaits mkdir and open before
 // it pipes an entry; when the stream was destroyed meanwhile (the worker
 // vanished just as the entry began), pipeline() on the already destroyed

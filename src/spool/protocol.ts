@@ -162,6 +162,9 @@ export class FrameReader {
     return out;
   }
 
+  /** The buffers this reader holds bytes of: those of its unfinished frame. */
+  held(): ArrayBufferLike[] { return this.chunks.map((c) => c.buffer); }
+
   /** Bytes of an unfinished frame: at end of stream, a truncated frame. */
   get pending(): number { return this.buffered; }
 

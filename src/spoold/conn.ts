@@ -7,10 +7,11 @@
 // DEAD_AFTER heartbeats closes it too; while we hold the socket paused for
 // backpressure, the silence is ours and does not count.
 
-import type net from 'node:net';
+import net from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import { FrameReader, encodeMsg, ProtocolError, PROTOCOL_VERSION, DEAD_AFTER, MAX_CONTROL, MAX_FRAME, type Frame, type Msg } from '../spool/protocol.js';
+import { FrameReader, encodeMsg, ProtocolError, PROTOCOL_VERSION, DEAD_AFTER, MAX_CONTROL, MAX_FRAME, T_CONSOLE, T_ARTIFACTS, type Frame, type Msg } from '../spool/protocol.js';
 import { isName } from '../spool/paths.js';
+import { Slabs } from './slabs.js';
 
 export interface ConnOwner {
   heartbeatMs: number;
@@ -33,17 +34,20 @@ export class Conn {
   /** workerd --once: one job, then no more (it is about to exit). */
   once = false;
   private reader = new FrameReader(MAX_CONTROL);
+  private slabs = new Slabs();
+  readonly sock: net.Socket;
   private lastRx = Date.now();
   private heldPaused = 0;
   private timer: NodeJS.Timeout;
   private helloTimer: NodeJS.Timeout;
 
-  constructor(readonly sock: net.Socket, private readonly owner: ConnOwner, readonly peer: string) {
+  /** `accepted`: a socket as the server accepted it, not yet reading (pauseOnConnect). */
+  constructor(accepted: net.Socket, private readonly owner: ConnOwner, readonly peer: string) {
+    const sock = this.sock = readIntoSlabs(accepted, this.slabs, (chunk) => this.onData(chunk));
     sock.setNoDelay(true);
     this.reader.maxData = 0;   // no data frame before the hello (a stranger makes us hold nothing)
     // The hello must be complete within DEAD_AFTER heartbeats, however the bytes drip in.
     this.helloTimer = setTimeout(() => { if (!this.hello) this.close(`no hello within ${DEAD_AFTER * owner.heartbeatMs} ms`); }, DEAD_AFTER * owner.heartbeatMs);
-    sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (e) => this.close(`socket error: ${e.message}`));
     sock.on('close', () => this.close(this.reader.pending > 0 ? 'connection closed inside a frame (truncated)' : 'connection closed'));
     this.timer = setInterval(() => this.tick(), owner.heartbeatMs);
@@ -72,6 +76,7 @@ export class Conn {
     if (this.closed) return;
     if (bye) { try { this.sock.write(encodeMsg(bye)); } catch { /* closing anyway */ } }
     this.closed = true;
+    this.slabs.close();
     clearInterval(this.timer);
     clearTimeout(this.helloTimer);
     this.sock.end();
@@ -92,13 +97,26 @@ export class Conn {
     if (this.closed) return;
     this.lastRx = Date.now();
     try {
-      for (const f of this.reader.push(chunk)) this.pending.push(f);
+      for (const f of this.reader.push(chunk)) {
+        if (f.type === T_CONSOLE) this.slabs.hold(f.data);
+        else if (f.type === T_ARTIFACTS) this.slabs.lend(f.data);
+        this.pending.push(f);
+      }
     } catch (e) {
       this.protocolError(e as Error);
       return;
     }
+    this.slabs.pin(this.reader.held());
     void this.drain();
   }
+
+  /**
+   * A console frame's payload is done with: written, or dropped. Every console
+   * frame handed to onFrame must be given back here, once: until then, the
+   * memory it was read into is not reused (slabs.ts). Artifact frames are the
+   * receiver's to keep.
+   */
+  release(data: Buffer): void { this.slabs.release(data); }
 
   // Frames are handled strictly in order. A handler that returns a promise
   // (setting up the artifact directory, checking artifacts, finalizing) holds
@@ -157,4 +175,24 @@ export class Conn {
     this.reader.maxData = MAX_FRAME;
     this.owner.onHello(this, h);
   }
+}
+
+/**
+ * The accepted socket's handle, in a socket that reads into `slabs` (slabs.ts
+ * says why). Node offers onread (a caller's buffer for each read) only when a
+ * socket is made, so the accepted one gives up its handle before it reads a
+ * byte (the server accepted it paused), and is destroyed without it, which
+ * closes nothing but tells the server it is gone.
+ */
+function readIntoSlabs(accepted: net.Socket, slabs: Slabs, onData: (chunk: Buffer) => void): net.Socket {
+  const a = accepted as unknown as { _handle: unknown };
+  const handle = a._handle;
+  a._handle = null;
+  accepted.destroy();
+  return new net.Socket({
+    handle,
+    readable: true,
+    writable: true,
+    onread: { buffer: () => slabs.next(), callback: (n: number, buf: Uint8Array) => { onData(slabs.got(n, buf as Buffer)); } },
+  } as net.SocketConstructorOpts);
 }

@@ -365,9 +365,10 @@ export class Daemon implements ConnOwner {
   onFrame(c: Conn, f: Frame): void | Promise<void> {
     const id = this.busy.get(c);
     const r = id && isId(id) ? this.running.get(id) : undefined;
+    // Each console frame is given back to the connection (c.release) once written or dropped: see conn.ts.
     if (f.type === T_CONSOLE) {
       if (!r || r.worker !== c || r.phase !== 'console') throw new ProtocolError('console data without a job in its console phase');
-      return this.writeConsole(r, f.data);
+      return this.writeConsole(r, f.data, () => c.release(f.data));
     }
     if (f.type === T_ARTIFACTS) {
       if (!r || r.worker !== c || r.phase !== 'artifacts' || !r.artifacts) throw new ProtocolError('artifact data outside an artifact stream');
@@ -408,8 +409,9 @@ export class Daemon implements ConnOwner {
     }
   }
 
-  private writeConsole(r: Running, data: Buffer): Promise<void> | undefined {
-    if (r.consoleFailed) return;   // the rest of the console has nowhere to go; the result will say so
+  /** Append to the job's console.log; `written` is called once, when the bytes are written or dropped. */
+  private writeConsole(r: Running, data: Buffer, written: () => void): Promise<void> | undefined {
+    if (r.consoleFailed) { written(); return; }   // the rest of the console has nowhere to go; the result will say so
     if (!r.console) {
       // CONSOLE_WINDOW: the socket is read on while earlier bytes are on their way to disk.
       // With the default 16 KiB every frame stopped the worker for a disk round trip.
@@ -424,7 +426,7 @@ export class Daemon implements ConnOwner {
     }
     syncAsItGrows(r.console, data.length);
     batchWrites(r.console);
-    if (!r.console.write(data)) return drained(r.console);
+    if (!r.console.write(data, () => written())) return drained(r.console);
     return undefined;
   }
 

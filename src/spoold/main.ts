@@ -106,12 +106,13 @@ export async function main(argv: string[]): Promise<void> {
   const onConn = (sock: net.Socket, peer: string) => d.addConnection(new Conn(sock, d, peer));
   const servers: net.Server[] = [];
   await fsp.rm(sp.socket, { force: true });     // stale from a crash; we hold the lock, so it is ours
-  const unix = net.createServer((s) => onConn(s, 'unix'));
+  // pauseOnConnect: a connection's socket is remade to read into slabs (conn.ts), before it reads.
+  const unix = net.createServer({ pauseOnConnect: true }, (s) => onConn(s, 'unix'));
   await new Promise<void>((res, rej) => { unix.once('error', rej); unix.listen(sp.socket, () => res()); });
   await fsp.chmod(sp.socket, 0o660);
   servers.push(unix);
   if (listen) {
-    const tcp = net.createServer((s) => onConn(s, `${s.remoteAddress}:${s.remotePort}`));
+    const tcp = net.createServer({ pauseOnConnect: true }, (s) => onConn(s, `${s.remoteAddress}:${s.remotePort}`));
     try {
       await new Promise<void>((res, rej) => { tcp.once('error', rej); tcp.listen(listen!.port, listen!.host, () => res()); });
     } catch (e) {
