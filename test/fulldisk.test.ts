@@ -114,6 +114,9 @@ test('a spool that becomes read-only: nothing is lost, and work resumes when it 
 // Found in review: with the spool read-only, a worker's connection that
 // dropped made onClose throw (removing workers/NAME: EROFS) before it let go
 // of the job, so the worker, back again, was refused its own job for good.
+// Found again here (3 runs in 4): the worker reconnected while the pump of
+// its dropped connection was still waking up, and dropped the new
+// connection's pump as a duplicate, so the result was never sent.
 test('a worker that loses its connection while the spool is read-only gets its job back, which then finishes', async () => {
   const s = start();
   const w = procs[1]!;

@@ -57,7 +57,8 @@ class Worker {
   private sock: net.Socket | undefined;
   private heartbeatMs = 5_000;
   private lastRx = 0;
-  private pumping = false;
+  private pumps: Promise<void> = Promise.resolve();
+  private pumpFor: { sock: net.Socket; j: LocalJob } | undefined;   // the pump running or queued last
   private watcher: fs.FSWatcher | undefined;
   private connectFailures = 0;
   ranOne = false;
@@ -157,13 +158,13 @@ class Worker {
         j.start(this.standby);
         this.watch(j);
         void j.ended.then(() => say(`finished ${m.id} status=${j.status}`));
-        void this.pump(sock, j, 0);
+        this.pump(sock, j, 0);
         return;
       }
       case 'resume':
         if (this.job?.spec.id !== m.id) { sock.destroy(); return; }
         say(`re-attached to ${m.id}; sending the console from byte ${m.consoleOffset}`);
-        void this.pump(sock, this.job, m.consoleOffset);
+        this.pump(sock, this.job, m.consoleOffset);
         return;
       case 'cancel':
         if (this.job?.spec.id === m.id) { say(`canceling ${m.id}`); this.job.kill({ kind: 'canceled' }); }
@@ -210,10 +211,24 @@ class Worker {
     await j.discard();
   }
 
-  /** Send the console from `offset`, then (once the job ended) artifacts, manifest and status. */
-  private async pump(sock: net.Socket, j: LocalJob, offset: number): Promise<void> {
-    if (this.pumping) return;
-    this.pumping = true;
+  /**
+   * Send the console from `offset`, then (once the job ended) artifacts,
+   * manifest and status: one pump per connection and job. Pumps run one
+   * after the other: the pump of a connection that just dropped notices
+   * within 200 ms, and a reconnect with its resume can come sooner. (Found
+   * in the read-only spool test: the new connection's pump was dropped as a
+   * duplicate while the old one was still waking up, and the job's result
+   * was never sent.)
+   */
+  private pump(sock: net.Socket, j: LocalJob, offset: number): void {
+    if (this.pumpFor?.sock === sock && this.pumpFor.j === j) return;
+    const mine = this.pumpFor = { sock, j };
+    this.pumps = this.pumps.then(() => this.pumpNow(sock, j, offset))
+      .catch((e: Error) => { say(`cannot send job ${j.spec.id}: ${e.message}`); sock.destroy(); })
+      .finally(() => { if (this.pumpFor === mine) this.pumpFor = undefined; });
+  }
+
+  private async pumpNow(sock: net.Socket, j: LocalJob, offset: number): Promise<void> {
     const alive = () => !sock.destroyed && this.sock === sock && this.job === j;
     // Console bytes are read into a few reused buffers: see ReadBuffers.
     const bufs = new ReadBuffers(SEND_BUFFERS, CHUNK, sock);
@@ -288,7 +303,6 @@ class Worker {
     } finally {
       bufs.release();
       await fh?.close().catch(() => {});
-      this.pumping = false;
     }
   }
 
