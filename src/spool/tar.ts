@@ -22,6 +22,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { MAX_ARTIFACT_FILES, type ArtifactEntry } from './protocol.js';
 
 export const MAX_NAME = 1024;        // bytes in an artifact path
@@ -89,6 +90,34 @@ class Flusher {
   /** Wait for a running fdatasync; throw the error one of them met. */
   async settle(): Promise<void> {
     await this.running;
+    if (this.error) throw this.error;
+  }
+}
+
+/**
+ * The fsyncs of received files, run side by side rather than one after the
+ * other: fsyncs in flight together share the file system's journal commits.
+ * A job leaving 3,000 small files spent 6 s in spoold when each was fsynced
+ * before the next was opened. Each file's second descriptor (receiveArtifacts)
+ * is closed once its fsync is done; at most MAX_SYNCS are open and waiting.
+ * The first error is thrown by settle().
+ */
+const MAX_SYNCS = 16;
+const fsyncFd = promisify(fs.fsync);
+class Syncs {
+  private running = new Set<Promise<void>>();
+  private error: Error | undefined;
+  /** fsync `fd`, then close it; waits only while MAX_SYNCS are in flight. */
+  async add(fd: number): Promise<void> {
+    while (this.running.size >= MAX_SYNCS) await Promise.race(this.running);
+    const p: Promise<void> = fsyncFd(fd)
+      .catch((e: Error) => { this.error ??= e; })
+      .finally(() => { try { fs.closeSync(fd); } catch { /* closed is closed */ } })
+      .then(() => { this.running.delete(p); });
+    this.running.add(p);
+  }
+  async settle(): Promise<void> {
+    await Promise.all(this.running);
     if (this.error) throw this.error;
   }
 }
@@ -248,6 +277,7 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
       dirs.add(rel);
     }
   };
+  const syncs = new Syncs();
   let finished = false;
   ex.once('finish', () => { finished = true; });
   const closed = new Promise<never>((_, reject) => ex.once('close', () => { if (!finished) reject(new ArtifactError('artifact stream was cut off')); }));
@@ -289,9 +319,13 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST' && (err as NodeJS.ErrnoException).code !== 'ELOOP') throw err;
           throw new ArtifactError(`artifact ${rel} rejected: it exists already (a duplicate name)`);
         }
+        // The fsync comes later, beside the next entries (Syncs), on a second
+        // descriptor opened now, before any byte is written, so that a
+        // write-back error of this file is reported to it.
+        let syncFd: number;
+        try { syncFd = fs.openSync(target, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW); } catch (err) { await fh.close().catch(() => {}); throw err; }
         const flusher = new Flusher(fh);
-        // flush: fsync before close, so the file is durable before the rename into done/ publishes it.
-        const out = fh.createWriteStream({ flush: true, highWaterMark: IO_CHUNK });
+        const out = fh.createWriteStream({ highWaterMark: IO_CHUNK });
         const hasher = new Hasher(h.size, () => new ArtifactError(`artifact ${rel} has more bytes than its header says`), (n) => {
           flusher.wrote(n);
           // The pieces of this turn of the event loop (64 KiB socket reads) go to disk in one writev, not a write each.
@@ -302,13 +336,19 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
           // vanished), the entry never ends: settle on the extractor's close too.
           await Promise.race([pipeline(e, hasher, out), closed]);
           await flusher.settle();
+        } catch (err) {
+          fs.closeSync(syncFd);
+          throw err;
         } finally { await flusher.settle().catch(() => {}); await fh.close().catch(() => {}); }
+        await syncs.add(syncFd);
         if (hasher.bytes !== h.size) throw new ArtifactError(`artifact ${rel} is short: ${hasher.bytes} of ${h.size} bytes`);
         got.push({ name: rel, type: 'file', size: h.size, sha256: hasher.hash.digest('hex') });
       } else {
         throw new ArtifactError(`artifact ${rel} rejected: type ${h.type} (only files, directories and symlinks are accepted)`);
       }
     }
+    // Every file on disk before `done` resolves: the rename into done/ publishes them.
+    await syncs.settle();
     return got;
   })();
   done.catch(() => ex.destroy());
