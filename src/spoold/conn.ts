@@ -187,6 +187,13 @@ export class Conn {
 function readIntoSlabs(accepted: net.Socket, slabs: Slabs, onData: (chunk: Buffer) => void): net.Socket {
   const a = accepted as unknown as { _handle: unknown };
   const handle = a._handle;
+  if (!handle) {
+    // A node without the private field (this is written for node 20): read as
+    // node does, a fresh buffer per read, which the slabs do not know and leave alone.
+    accepted.on('data', onData);
+    accepted.resume();
+    return accepted;
+  }
   a._handle = null;
   accepted.destroy();
   return new net.Socket({
