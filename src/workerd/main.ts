@@ -36,6 +36,8 @@ const CHUNK = 1 << 20;
 const SEND_WINDOW = 4 << 20;
 // The console pump's read buffers (CHUNK each): its send window, SEND_WINDOW as well.
 const SEND_BUFFERS = SEND_WINDOW / CHUNK;
+// Empty reads, a millisecond apart, before the console pump waits on fs.watch again.
+const POLL_READS = 5;
 const MANIFEST_PART_BYTES = 48 << 10;   // JSON of one manifest part: room to spare under MAX_CONTROL (64 KiB)
 const BACKOFF_MIN = 100;
 const BACKOFF_MAX = 5_000;
@@ -238,6 +240,7 @@ class Worker {
       fh = await fsp.open(j.consolePath, 'r').catch(() => undefined);
       let pos = offset;
       let unwatchable = false;
+      let idleReads = 0;      // empty reads in a row
       while (fh) {
         const buf = await bufs.take();
         if (!buf || !alive()) return;
@@ -246,17 +249,21 @@ class Worker {
         const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
         if (bytesRead > 0) {
           pos += bytesRead;
-          // A full read: the job writes faster than we send, and the next read
-          // finds bytes without being woken. The watcher would only cost: a job
-          // printing 100 MB made 7,600 fs.watch events, ~150 ms of CPU.
-          if (bytesRead === CHUNK) this.unwatch();
+          idleReads = 0;
+          // The job is writing: the next reads find bytes without being woken,
+          // and the watcher would only cost, an event for each of the job's
+          // writes (a job printing 100 MB made up to 7,600, ~150 ms of CPU).
+          this.unwatch();
           // The buffer is the socket's until written; the callback gives it back.
           this.sendData(sock, T_CONSOLE, buf.subarray(0, bytesRead), () => bufs.give(buf));
           continue;
         }
         bufs.give(buf);
         if (endedBefore) break;          // the job had ended before this read found nothing: console complete
-        // Caught up: watch again. A watcher started after the read would miss
+        // Caught up with a job that was just writing: look again in a
+        // millisecond, a few times, before going back to the watcher.
+        if (++idleReads <= POLL_READS && !this.watcher) { await j.changed(seen, 1); continue; }
+        // Quiet: watch again. A watcher started after the read would miss
         // a write made in between, so read once more before waiting on it.
         if (!this.watcher && !unwatchable) { unwatchable = !this.watch(j); continue; }
         await j.changed(seen, 200);
