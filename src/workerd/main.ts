@@ -240,7 +240,7 @@ class Worker {
       fh = await fsp.open(j.consolePath, 'r').catch(() => undefined);
       let pos = offset;
       let unwatchable = false;
-      let idleReads = 0;      // empty reads in a row
+      let idleReads = POLL_READS;   // empty reads in a row since the last bytes (none yet: no polling)
       while (fh) {
         const buf = await bufs.take();
         if (!buf || !alive()) return;
@@ -262,7 +262,7 @@ class Worker {
         if (endedBefore) break;          // the job had ended before this read found nothing: console complete
         // Caught up with a job that was just writing: look again in a
         // millisecond, a few times, before going back to the watcher.
-        if (++idleReads <= POLL_READS && !this.watcher) { await j.changed(seen, 1); continue; }
+        if (idleReads++ < POLL_READS && !this.watcher) { await j.changed(seen, 1); continue; }
         // Quiet: watch again. A watcher started after the read would miss
         // a write made in between, so read once more before waiting on it.
         if (!this.watcher && !unwatchable) { unwatchable = !this.watch(j); continue; }
