@@ -5,6 +5,15 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Slabs, SLAB } from '../src/spoold/slabs.js';
 
+/** A connection begins in fresh buffers; console bytes put it on slabs. */
+function onSlabs(): Slabs {
+  const s = new Slabs();
+  const first = read(s, 10, 0);
+  s.hold(first);
+  s.release(first);
+  return s;
+}
+
 /** Do two views share a byte? */
 function overlap(a: Buffer, b: Buffer): boolean {
   if (a.buffer !== b.buffer) return false;
@@ -46,7 +55,7 @@ test('a read never lands on a console view that is held, however the reads and r
 });
 
 test('bytes the frame reader holds (an unfinished frame) are not read over', () => {
-  const s = new Slabs();
+  const s = onSlabs();
   const partial = read(s, 1000, 1);
   s.pin([partial.buffer]);
   const next = read(s, 1000, 2);
@@ -59,8 +68,8 @@ test('bytes the frame reader holds (an unfinished frame) are not read over', () 
   assert.is(again.byteOffset, partial.byteOffset);
 });
 
-test('control traffic keeps reading into the start of one slab', () => {
-  const s = new Slabs();
+test('between console frames, control traffic keeps reading into the start of one slab', () => {
+  const s = onSlabs();
   const first = read(s, 60, 1);
   for (let i = 0; i < 1000; i++) {
     const v = read(s, 60, 1);
@@ -69,8 +78,16 @@ test('control traffic keeps reading into the start of one slab', () => {
   }
 });
 
-test('a slab with artifact bytes is never reused, and reads go to fresh buffers until console bytes come again', () => {
+test('a new connection holds no slab until console bytes come', () => {
   const s = new Slabs();
+  const a = read(s, 100, 1);
+  const b = read(s, 100, 2);
+  assert.is.not(a.buffer, b.buffer, 'control reads of a new connection share a buffer');
+  assert.ok(a.buffer.byteLength < SLAB);
+});
+
+test('a slab with artifact bytes is never reused, and reads go to fresh buffers until console bytes come again', () => {
+  const s = onSlabs();
   const art = read(s, 5000, 9);
   s.lend(art);
   const seen = new Set<ArrayBufferLike>();
@@ -90,8 +107,28 @@ test('a slab with artifact bytes is never reused, and reads go to fresh buffers 
   assert.not.ok(overlap(back, con));
 });
 
+test('when artifacts begin, the connection gives up its slab, and the one with artifact bytes is never reused', () => {
+  const s = onSlabs();
+  const con = read(s, 1000, 1);
+  s.hold(con);
+  const art = read(s, 1000, 2);
+  assert.is(art.buffer, con.buffer);
+  s.lend(art);
+  s.release(con);
+  // From here the connection reads into fresh buffers, none of them that slab.
+  for (let i = 0; i < 5; i++) assert.is.not(read(s, 100, 3).buffer, con.buffer);
+  // Nor does any other connection get it, however many slabs they go through.
+  const others = Array.from({ length: 12 }, () => onSlabs());
+  for (const o of others) {
+    const v = read(o, 100, 4);
+    assert.is.not(v.buffer, con.buffer, 'a slab with artifact bytes was reused');
+    o.hold(v);
+  }
+  assert.ok(con.every((b) => b === 1) && art.every((b) => b === 2));
+});
+
 test('release after the connection closed is harmless', () => {
-  const s = new Slabs();
+  const s = onSlabs();
   const v = read(s, 100, 1);
   s.hold(v);
   s.close();

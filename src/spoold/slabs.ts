@@ -18,8 +18,10 @@
 // is never reused (lend()), and once artifacts flow the connection reads into
 // fresh buffers, as node would, until console bytes come again. Copying them
 // out instead, or lending whole slabs, cost more memory (W4 of npm run bench).
-// A connection that only exchanges small control messages keeps reading into
-// the start of its one slab, so an idle worker costs a page, not a slab.
+// Slabs are for consoles only: a connection reads into fresh buffers until
+// console bytes come, and again from its first artifact bytes on, when it
+// gives up its current slab. So a connected worker that is idle, or between
+// jobs, holds no slab, however many consoles it streamed before.
 
 /** A slab's size. A read needs MIN_READ of room; what is left under that is not used. */
 export const SLAB = 1 << 20;
@@ -48,7 +50,7 @@ interface Slab {
 export class Slabs {
   private cur: Slab | undefined;
   private live = new Map<ArrayBufferLike, Slab>();
-  private fresh = false;      // artifact bytes flow: read into fresh buffers
+  private fresh = true;       // no console bytes flow (yet, or since artifacts began): read into fresh buffers
   private inSlab = false;     // the last next() was a slab's tail
 
   /** The buffer for the next socket read: the free tail of the current slab, or a fresh one. */
@@ -56,7 +58,7 @@ export class Slabs {
     this.inSlab = !this.fresh;
     if (this.fresh) return Buffer.allocUnsafeSlow(FRESH);
     let s = this.cur;
-    // Nothing of it is held: read into its start again (the usual case for control messages).
+    // Nothing of it is held: read into its start again.
     if (s && s.refs === 0 && !s.pinned && !s.lent) s.fill = 0;
     if (!s || s.buf.length - s.fill < MIN_READ) {
       if (s) this.retire(s);
@@ -86,13 +88,16 @@ export class Slabs {
     if (s !== this.cur) this.maybeFree(s);
   }
 
-  /** An artifact frame's payload, given away for good: its slab is never reused, and reads go to fresh buffers. */
+  /**
+   * An artifact frame's payload, given away for good: its slab is never
+   * reused. Reads go to fresh buffers from now on, and the current slab is
+   * given up: freed now, or when its last console write is done.
+   */
   lend(view: Buffer): void {
     this.fresh = true;
     const s = this.live.get(view.buffer);
-    if (!s) return;
-    s.lent = true;
-    if (s !== this.cur) this.live.delete(s.buf.buffer);
+    if (s) { s.lent = true; if (s !== this.cur) this.live.delete(s.buf.buffer); }
+    if (this.cur) { const c = this.cur; this.cur = undefined; this.retire(c); }
   }
 
   /** The frame reader now holds bytes of exactly these buffers. */
