@@ -16,7 +16,6 @@ import { decodeFile, MAX_FILE } from '../spool/headers.js';
 import { parseDuration } from '../spool/duration.js';
 import { checkSchedule, PERIODS, type Period } from '../spool/schedule.js';
 import { fsyncDirQuiet } from '../spool/stage.js';
-import { ensureSpool } from '../spool/layout.js';
 
 export { UsageError, usage, type Ctx } from './usage.js';
 import { UsageError, usage, type Ctx } from './usage.js';
@@ -111,18 +110,6 @@ export async function readScript(ctx: Ctx, file: string): Promise<{ body: string
   const body = decodeFile(buf, source);
   if (body.trim() === '') throw new SpoolError('SPOOL_BAD_FILE', 'the script is empty', { path: source, hint: 'write the commands to run, starting with #!/bin/sh' });
   return { body, source };
-}
-
-/**
- * ensureSpool, unless the spool is already whole. ensureSpool is one mkdir
- * per directory, each a round trip through the thread pool (~2 ms for bctl
- * submit); on a whole spool it makes nothing and changes no mode, and a stat(2)
- * of each directory says so for a tenth of that. Anything missing or not a
- * directory: ensureSpool does what it always did.
- */
-export async function readySpool(sp: SpoolPaths): Promise<void> {
-  const whole = sp.dirs().every((d) => fs.statSync(d, { throwIfNoEntry: false })?.isDirectory() === true);
-  if (!whole) await ensureSpool(sp);
 }
 
 /**

@@ -13,8 +13,9 @@ import { submitSync } from '../spool/state.js';
 import { parseResult, isSuccess, formatStatus } from '../spool/result.js';
 import { NAME_MAX, isName } from '../spool/paths.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
-import { argDuration, argInt, argName, argPlatform, flag, readIf, readScript, readySpool, str, usage, type Ctx } from './cli.js';
+import { argDuration, argInt, argName, argPlatform, flag, readIf, readScript, str, usage, type Ctx } from './cli.js';
 import { doneFile } from './find.js';
+import { ensureSpool } from '../spool/layout.js';
 
 export const WAIT_POLL_MS = 100;
 
@@ -44,7 +45,7 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
     const { body } = await readScript(ctx, script);
     jobs.push(submission({ name: name ?? nameFromScript(script), platform, timeout, retries, priority, body }));
   }
-  await readySpool(sp);
+  await ensureSpool(sp);
   for (const job of jobs) {
     submitSync(sp, job);
     ctx.out(job.id);

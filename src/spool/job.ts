@@ -204,7 +204,7 @@ export function formatSchedule(s: Schedule): string {
  * answer is UTC, ~1 ms of every bctl submit. Other years (the +YYYYYY form)
  * and invalid dates (RangeError) still go to toISOString.
  */
-export function isoTime(d: Date): string {
+function isoTime(d: Date): string {
   const y = d.getUTCFullYear();
   if (!(y >= 0 && y <= 9999)) return d.toISOString();
   const p = (n: number, w = 2): string => String(n).padStart(w, '0');

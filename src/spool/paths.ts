@@ -91,7 +91,7 @@ export class SpoolPaths {
     this.pid = path.join(this.root, 'spoold.pid');
   }
 
-  /** The root and every directory of DIRS in it: what ensureSpool (layout.ts) makes. */
+  /** The root and every directory of DIRS in it, root first: what ensureSpool (layout.ts) makes. */
   dirs(): string[] {
     return [this.root, ...DIRS.map((d) => path.join(this.root, d))];
   }

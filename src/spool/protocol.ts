@@ -162,8 +162,8 @@ export class FrameReader {
     return out;
   }
 
-  /** The buffers this reader holds bytes of: those of its unfinished frame. */
-  held(): ArrayBufferLike[] { return this.chunks.map((c) => c.buffer); }
+  /** Does this reader hold bytes of `buffer` (those of its unfinished frame)? */
+  holds(buffer: ArrayBufferLike): boolean { return this.chunks.some((c) => c.buffer === buffer); }
 
   /** Bytes of an unfinished frame: at end of stream, a truncated frame. */
   get pending(): number { return this.buffered; }

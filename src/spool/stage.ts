@@ -41,7 +41,7 @@ export async function fsyncPath(p: string): Promise<void> {
 }
 
 /** fsyncPath without the thread pool, for one-shot processes (bctl), where waiting for it buys nothing. */
-export function fsyncPathSync(p: string): void {
+function fsyncPathSync(p: string): void {
   const fd = fs.openSync(p, 'r');
   try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
 }

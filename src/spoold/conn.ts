@@ -35,6 +35,7 @@ export class Conn {
   once = false;
   private reader = new FrameReader(MAX_CONTROL);
   private slabs = new Slabs();
+  private readonly readerHolds = (buffer: ArrayBufferLike) => this.reader.holds(buffer);
   readonly sock: net.Socket;
   private lastRx = Date.now();
   private heldPaused = 0;
@@ -106,7 +107,7 @@ export class Conn {
       this.protocolError(e as Error);
       return;
     }
-    this.slabs.pin(this.reader.held());
+    this.slabs.pin(this.readerHolds);
     void this.drain();
   }
 

@@ -18,13 +18,14 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
 import { writeStatus, writePrivate, cleanTmp, DIR_MODE } from '../spool/stage.js';
 import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
-import { receiveArtifacts, compareManifest, formatSums, earlyFlush, SYNC_EVERY } from '../spool/tar.js';
+import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
 import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { errno } from '../spool/errors.js';
 import { Queue, type Queued } from './queue.js';
@@ -60,6 +61,7 @@ interface Running {
   deadline: number;                // when detached: re-attach before this, or lose the job
   phase: Phase;
   console: fs.WriteStream | undefined;
+  consoleFlush: Flusher | undefined;           // console's early fdatasyncs, once the file is open
   consoleClosing: Promise<void> | undefined;   // a close in progress (closeConsole): a later one waits for it
   artifacts: { sink: ReturnType<typeof receiveArtifacts>['sink']; done: Promise<ArtifactEntry[]>; failed: boolean } | undefined;
   manifest: ArtifactEntry[];         // the parts received so far
@@ -176,7 +178,7 @@ export class Daemon implements ConnOwner {
   private newRunning(id: string, job: ParsedJob, worker: Conn | undefined): Running {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
-      console: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false, consoleFailed: false, storeError: undefined,
+      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false, consoleFailed: false, storeError: undefined,
       manifest: [], workerName: worker?.name,
     };
   }
@@ -423,8 +425,17 @@ export class Daemon implements ConnOwner {
         log('error', { id: r.id, file: `running/${r.id}/console.log`, why: e.message });
         if (isNoSpace(e)) r.artifactError ??= NO_SPACE; else r.storeError ??= e;
       });
+      // Flushed as it grows (tar.ts Flusher): the fsync before the rename into
+      // done/ then finds little left. A failed fdatasync fails the stream like
+      // a failed write, through the 'error' handler above.
+      ws.once('open', (fd: number) => {
+        if (r.console !== ws) return;
+        r.consoleFlush = new Flusher(
+          () => (ws.destroyed ? Promise.resolve() : fdatasync(fd)),
+          (e) => { if (!ws.destroyed) ws.destroy(e); });
+      });
     }
-    syncAsItGrows(r.console, data.length);
+    r.consoleFlush?.wrote(data.length);
     batchWrites(r.console);
     if (!r.console.write(data, () => written())) return drained(r.console);
     return undefined;
@@ -434,9 +445,11 @@ export class Daemon implements ConnOwner {
   private async closeConsole(r: Running): Promise<void> {
     const ws = r.console;
     if (!ws) { await r.consoleClosing; return; }
+    const flush = r.consoleFlush;
     r.console = undefined;
+    r.consoleFlush = undefined;
     const closing = (async () => {
-      await consoleSyncs.get(ws)?.running;   // the fd must not close under a running fdatasync
+      await flush?.settle().catch(() => {});   // the fd must not close under a running fdatasync (its error went to 'error')
       if (ws.destroyed) return;
       // 'close', not end's callback ('finish'): the fsync comes between them.
       await new Promise<void>((resolve) => { ws.once('close', () => resolve()); ws.end(); });
@@ -461,7 +474,7 @@ export class Daemon implements ConnOwner {
     r.phase = 'artifacts';
     // The console is complete (the worker sends it all before `artifacts`):
     // close and fsync it now, while the artifacts stream in, rather than
-    // after them on the way to done/ (finalizeJob waits for this close).
+    // after them on the way to done/ (finish waits for this close).
     void this.closeConsole(r);
     try {
       await this.resetArtifacts(r);
@@ -654,37 +667,7 @@ function drained(w: NodeJS.EventEmitter, settled?: Promise<unknown>): Promise<vo
   });
 }
 
-/**
- * Hold a stream's writes until the socket reads of this turn of the event loop
- * are in: they then go to disk in one writev instead of one write per 64 KiB
- * read, each a hand-off to the thread pool (~100 ms of spoold's CPU per 100 MB).
- */
-function batchWrites(w: Writable): void {
-  if (w.writableCorked) return;
-  w.cork();
-  setImmediate(() => w.uncork());
-}
-
-// console.log is fdatasync'ed every SYNC_EVERY bytes while it grows, beside the
-// writes and one at a time (tar.ts earlyFlush): the fsync before the rename
-// into done/ then finds little left (for 100 MB it took ~70 ms at the end). A failed fdatasync fails
-// the stream like a failed write (its 'error' handler): the later fsync, on
-// another open file, might not report a writeback error this one saw.
-const consoleSyncs = new WeakMap<fs.WriteStream, { since: number; running?: Promise<void> }>();
-function syncAsItGrows(ws: fs.WriteStream, n: number): void {
-  let s = consoleSyncs.get(ws);
-  if (!s) consoleSyncs.set(ws, s = { since: 0 });
-  s.since += n;
-  const fd = (ws as unknown as { fd: number | null }).fd;   // null until the stream has opened the file
-  if (s.since < SYNC_EVERY || s.running || typeof fd !== 'number' || ws.destroyed) return;
-  const st = s;
-  const p = earlyFlush(() => new Promise<void>((resolve) => {
-    fs.fdatasync(fd, (e) => { if (e && !ws.destroyed) ws.destroy(e); resolve(); });
-  }));
-  if (!p) return;   // another early flush is running: try again at the next write
-  st.since = 0;
-  st.running = p.finally(() => { st.running = undefined; });
-}
+const fdatasync = promisify(fs.fdatasync);
 
 /** The worker named in running/ID/lease, if any (the lease is informational, so it may be missing). */
 async function leaseWorker(sp: SpoolPaths, id: string): Promise<string | undefined> {

@@ -100,12 +100,11 @@ export class Slabs {
     if (this.cur) { const c = this.cur; this.cur = undefined; this.retire(c); }
   }
 
-  /** The frame reader now holds bytes of exactly these buffers. */
-  pin(held: Iterable<ArrayBufferLike>): void {
-    const now = new Set(held);
+  /** The frame reader has read on: `holds` says which buffers it now holds bytes of. */
+  pin(holds: (buffer: ArrayBufferLike) => boolean): void {
     for (const s of this.live.values()) {
       const was = s.pinned;
-      s.pinned = now.has(s.buf.buffer);
+      s.pinned = holds(s.buf.buffer);
       if (was && !s.pinned && s !== this.cur) this.maybeFree(s);
     }
   }
