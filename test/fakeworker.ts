@@ -95,12 +95,17 @@ export class FakeWorker {
 
   /** The first message of type t received (now or within ms); throws naming what did arrive. */
   async expect<T extends Msg['t']>(t: T, ms = 10_000): Promise<Extract<Msg, { t: T }>> {
+    return await this.expectOneOf([t], ms) as Extract<Msg, { t: T }>;
+  }
+
+  /** The first message of any of the types ts received (now or within ms); throws naming what did arrive. */
+  async expectOneOf(ts: Msg['t'][], ms = 10_000): Promise<Msg> {
     const end = Date.now() + ms;
     for (;;) {
-      const m = this.received.find((x) => x.t === t);
-      if (m) return m as Extract<Msg, { t: T }>;
+      const m = this.received.find((x) => ts.includes(x.t));
+      if (m) return m;
       if (this.closed || Date.now() > end) {
-        throw new Error(`no '${t}' from spoold (${this.closed ? 'connection closed' : 'timed out'}); got: ${this.received.map((x) => x.t).join(', ') || 'nothing'}`);
+        throw new Error(`no '${ts.join("' or '")}' from spoold (${this.closed ? 'connection closed' : 'timed out'}); got: ${this.received.map((x) => x.t).join(', ') || 'nothing'}`);
       }
       await this.waitEvent(end - Date.now());
     }

@@ -266,8 +266,10 @@ export function safeParts(name: string): string[] {
 
 /**
  * Receive a tar stream into `dir` (which must exist and be empty). Write the
- * stream's bytes into `sink`; end it when the sender says the stream is done.
- * `done` resolves with what was written, or rejects with the reason.
+ * stream's bytes into `sink`; end it when the sender says the stream is done,
+ * or destroy it to give up. `done` resolves with what was written, or rejects
+ * with the reason; once it has settled, dir changes no more and no file in it
+ * is open here.
  */
 export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.WritableStream & { write(b: Buffer): boolean; end(): void; destroy(e?: Error): void; once(ev: 'drain', f: () => void): unknown }; done: Promise<ArtifactEntry[]> } {
   // A window of IO_CHUNK: with the default 16 KiB every 64 KiB piece spoold
@@ -276,10 +278,20 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
   const dirs = new Set<string>(['']);   // directories we made: the only ones we descend into
   const got: ArtifactEntry[] = [];
   let total = 0;
+  let finished = false;
+  ex.once('finish', () => { finished = true; });
+  // Once the sink is destroyed (the worker went away), nothing more is made on
+  // disk: each step checks before it acts, so that once `done` has settled the
+  // directory changes no more, and whoever destroyed the sink may remove it.
+  // Before, a receiver destroyed in the middle of an entry went on making its
+  // directories and opening its file for a few milliseconds, beside spoold's
+  // removal of the directory and into the next delivery's.
+  const live = (): void => { if (ex.destroying && !finished) throw new ArtifactError('artifact stream was cut off'); };
   const ensureParents = async (parts: string[]): Promise<void> => {
     for (let i = 1; i < parts.length; i++) {
       const rel = parts.slice(0, i).join('/');
       if (dirs.has(rel)) continue;
+      live();
       try {
         await fsp.mkdir(path.join(dir, rel), { mode: 0o755 });
       } catch (e) {
@@ -290,17 +302,30 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
     }
   };
   const syncs = new Syncs();
-  let finished = false;
-  ex.once('finish', () => { finished = true; });
   const closed = new Promise<never>((_, reject) => ex.once('close', () => { if (!finished) reject(new ArtifactError('artifact stream was cut off')); }));
   closed.catch(() => {});
   const done = (async () => {
+    try {
+      await receive();
+    } catch (e) {
+      await syncs.settle().catch(() => {});   // once `done` has settled, no descriptor of ours is open
+      throw e;
+    }
+    // Every file on disk before `done` resolves: the rename into done/ publishes them.
+    await syncs.settle();
+    return got;
+  })();
+  done.catch(() => ex.destroy());
+  return { sink: ex as never, done };
+
+  async function receive(): Promise<void> {
     for await (const e of ex) {
       const h = e.header;
       if (got.length >= MAX_ARTIFACT_FILES) throw new ArtifactError(`artifacts rejected: more than ${MAX_ARTIFACT_FILES} entries`);
       const parts = safeParts(h.name);
       const rel = parts.join('/');
       await ensureParents(parts);
+      live();
       const target = path.join(dir, rel);
       if (h.type === 'directory') {
         e.resume();
@@ -358,12 +383,7 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
         throw new ArtifactError(`artifact ${rel} rejected: type ${h.type} (only files, directories and symlinks are accepted)`);
       }
     }
-    // Every file on disk before `done` resolves: the rename into done/ publishes them.
-    await syncs.settle();
-    return got;
-  })();
-  done.catch(() => ex.destroy());
-  return { sink: ex as never, done };
+  }
 }
 
 /** Compare what arrived with what the sender announced; the first difference, or undefined. */

@@ -385,7 +385,7 @@ export class Daemon implements ConnOwner {
     switch (m.t) {
       case 'artifacts':
         if (!r || m.id !== r.id || r.phase !== 'console') throw new ProtocolError(`artifacts for job ${m.id.slice(0, 40)}, which this worker does not hold`);
-        return this.beginArtifacts(r);
+        return this.beginArtifacts(c, r);
       case 'manifest':
         if (!r || m.id !== r.id || r.phase !== 'artifacts') throw new ProtocolError(`manifest for job ${m.id.slice(0, 40)} outside its artifact stream`);
         if (r.manifest.length + m.files.length > MAX_ARTIFACT_FILES) throw new ProtocolError(`manifest of more than ${MAX_ARTIFACT_FILES} entries`);
@@ -459,18 +459,21 @@ export class Daemon implements ConnOwner {
   }
 
   /**
-   * Remove what an earlier delivery of this attempt left. Usually there is
-   * nothing (a first delivery): that is found with one synchronous lstat; a
-   * tree that is there may be large, and goes in the thread pool.
+   * Remove what an earlier delivery of this attempt left, once its receiver
+   * has stopped writing there. Usually there is nothing (a first delivery):
+   * that is found with one synchronous lstat; a tree that is there may be
+   * large, and goes in the thread pool.
    */
   private async resetArtifacts(r: Running): Promise<void> {
-    if (r.artifacts) { r.artifacts.sink.destroy(); r.artifacts.done.catch(() => {}); r.artifacts = undefined; }
+    const a = r.artifacts;
+    r.artifacts = undefined;
+    if (a) { a.sink.destroy(); await a.done.catch(() => {}); }
     const dir = this.sp.runningFile(r.id, 'artifacts');
     if (existsOr(dir, true)) await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
     try { fs.rmSync(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }); } catch { /* finalize or the next delivery replaces it */ }
   }
 
-  private async beginArtifacts(r: Running): Promise<void> {
+  private async beginArtifacts(c: Conn, r: Running): Promise<void> {
     r.phase = 'artifacts';
     // The console is complete (the worker sends it all before `artifacts`):
     // close and fsync it now, while the artifacts stream in, rather than
@@ -478,6 +481,8 @@ export class Daemon implements ConnOwner {
     void this.closeConsole(r);
     try {
       await this.resetArtifacts(r);
+      // The worker left meanwhile (detach): a receiver made now would wait for ever.
+      if (r.worker !== c) return;
       const dir = this.sp.runningFile(r.id, 'artifacts');
       fs.mkdirSync(dir, { mode: DIR_MODE });
       const rx = receiveArtifacts(dir, this.opts.maxArtifactBytes);
