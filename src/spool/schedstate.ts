@@ -18,9 +18,8 @@
 //     firing, so a run missed during downtime fires once, not once per period.
 // Nothing here reads the clock: callers pass `now`.
 
-import fsp from 'node:fs/promises';
-import { constants } from 'node:fs';
-import { MAX_FILE, decodeFile, formatHeaders, parseHeaders } from './headers.js';
+import { decodeFile, formatHeaders, parseHeaders } from './headers.js';
+import { readSpoolFile } from './read.js';
 import { SpoolError, errno } from './errors.js';
 import { writeAtomic } from './stage.js';
 import { nextRun } from './schedule.js';
@@ -105,22 +104,12 @@ export function formatScheduleState(st: ScheduleState): string {
  */
 export async function readScheduleState(sp: SpoolPaths, name: string): Promise<ScheduleState> {
   const p = sp.scheduleState(name);
-  let fh;
   try {
-    fh = await fsp.open(p, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const buf = readSpoolFile(p);
+    return buf ? parseScheduleState(buf, sp.rel(p)) : emptyState();
   } catch (e) {
-    if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EISDIR'].includes(errno(e) ?? '')) return emptyState();
+    if (e instanceof SpoolError || ['ENOENT', 'ENOTDIR'].includes(errno(e) ?? '')) return emptyState();
     throw e;
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile() || st.size > MAX_FILE) return emptyState();
-    return parseScheduleState(await fh.readFile(), sp.rel(p));
-  } catch (e) {
-    if (e instanceof SpoolError || errno(e) === 'EISDIR') return emptyState();
-    throw e;
-  } finally {
-    await fh.close();
   }
 }
 

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { parseJob, type ParsedJob } from '../spool/job.js';
 import { adopt, reject } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
+import { readSpoolFile } from '../spool/read.js';
 import { isId, type SpoolPaths } from '../spool/paths.js';
 import { SpoolError, errno } from '../spool/errors.js';
 import { log } from './log.js';
@@ -74,7 +75,7 @@ export class Queue {
     let job: ParsedJob;
     let wanted: string | undefined;
     try {
-      const buf = readRegular(file);
+      const buf = readSpoolFile(file);
       if (!buf) return;   // swapped for something else since the lstat: its own event, or the rescan, sees it
       job = parseJob(buf, `new/${name}`, name);
       if (job.id === undefined) wanted = parseJob(buf, `new/${name}`).id;   // its own id: header, if any
@@ -126,27 +127,5 @@ export class Queue {
     } catch (e) {
       log('error', { file: this.sp.rel(file), why: `cannot move to bad/: ${(e as Error).message}` });
     }
-  }
-}
-
-/**
- * The bytes of a file of new/, if it is still a regular file of at most
- * MAX_FILE bytes: opened without following a link and without blocking, so a
- * fifo or a link to a device swapped in after the lstat cannot hang spoold's
- * event loop (the read is synchronous).
- */
-function readRegular(file: string): Buffer | undefined {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-  } catch (e) {
-    if (errno(e) === 'ELOOP') return undefined;   // now a symlink
-    throw e;
-  }
-  try {
-    const st = fs.fstatSync(fd);
-    return st.isFile() && st.size <= MAX_FILE ? fs.readFileSync(fd) : undefined;
-  } finally {
-    fs.closeSync(fd);
   }
 }

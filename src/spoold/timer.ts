@@ -17,6 +17,7 @@ import { findTemplate } from '../spool/template.js';
 import { readScheduleState, writeScheduleState, nextDue, stateAfterFire } from '../spool/schedstate.js';
 import { reject } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
+import { readSpoolFile } from '../spool/read.js';
 import { isName, type SpoolPaths } from '../spool/paths.js';
 import { SpoolError, errno } from '../spool/errors.js';
 import { isSuccess, formatStatus, type Result } from '../spool/result.js';
@@ -57,7 +58,11 @@ export class ScheduleTimer {
     else if (st.size > MAX_FILE) why = `schedules/${n}: file is ${st.size} bytes, over the limit of ${MAX_FILE}`;
     let s: Schedule | undefined;
     if (!why) {
-      try { s = parseSchedule(await fsp.readFile(file), `schedules/${n}`, n); } catch (e) {
+      try {
+        const buf = readSpoolFile(file);   // it may have changed since the lstat
+        if (buf) s = parseSchedule(buf, `schedules/${n}`, n);
+        else why = `schedules/${n} is not a regular file of at most ${MAX_FILE} bytes; write schedules as plain files`;
+      } catch (e) {
         if (errno(e) === 'ENOENT') return;
         if (!(e instanceof SpoolError)) throw e;
         why = e.message;
