@@ -186,6 +186,13 @@ test('spoold killed with SIGKILL mid-job and restarted: the worker re-attaches, 
   assert.match(w.log(), /re-attached/);
 });
 
+/** The worker removed its job directories (run.ts discard), whatever their size. */
+async function jobDirsGone(worker: string): Promise<void> {
+  const wd = `${spool}-wd/${worker}`;
+  await until(`${wd} to be empty`, () => fs.readdirSync(wd).length === 0, 10_000)
+    .catch(() => assert.unreachable(`left in ${wd}: ${fs.readdirSync(wd).join(' ')}`));
+}
+
 test('a worker that cannot write its job files reports that as the job result', async () => {
   spoold();
   const wd = `${spool}-wd/w1`;
@@ -208,6 +215,7 @@ test('job output that cannot be read is logged to the console, and the result is
   assert.match(fs.readFileSync(path.join(doneDir('unreadable', id), 'console.log'), 'utf8'), /^workerd: skipped pipe: not a regular file, directory or symlink$/m);
   assert.ok(fs.existsSync(path.join(doneDir('unreadable', id), 'artifacts', 'fine.txt')));
   assert.ok(!fs.existsSync(path.join(doneDir('unreadable', id), 'artifacts', 'pipe')));
+  await jobDirsGone('w1');
 });
 
 test('a job leaving thousands of artifacts finishes: the manifest travels in parts', async () => {
@@ -219,6 +227,7 @@ test('a job leaving thousands of artifacts finishes: the manifest travels in par
   const sums = fs.readFileSync(path.join(doneDir('many', id), 'SHA256SUMS'), 'utf8').trim().split('\n');
   assert.is(sums.length, 3000);
   assert.is(fs.readFileSync(path.join(doneDir('many', id), 'artifacts', 'deep', 'er', 'file-with-a-longish-name-2999.txt'), 'utf8'), '2999\n');
+  await jobDirsGone('w1');
 });
 
 test('a second spoold on the same spool exits 1 with a clear message', async () => {

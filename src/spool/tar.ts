@@ -175,16 +175,19 @@ async function* walkArtifacts(dir: string, skip: string[], note: (line: string) 
  * What will be left out of the artifacts, and why, as console lines: workerd
  * appends them to the job's console when the job ends, so the reasons are in
  * the result where people look (a file that cannot even be opened included).
+ * `entries` counts what will be sent.
  */
-export async function artifactNotes(dir: string, skip: string[]): Promise<string[]> {
+export async function artifactNotes(dir: string, skip: string[]): Promise<{ notes: string[]; entries: number }> {
   const notes: string[] = [];
+  let entries = 0;
   for await (const f of walkArtifacts(dir, skip, (l) => notes.push(l))) {
+    entries++;
     if (f.kind !== 'file') continue;
     try { await (await fsp.open(f.abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)).close(); } catch (e) {
       notes.push(`workerd: cannot read job output ${f.rel}: ${(e as Error).message}`);
     }
   }
-  return notes;
+  return { notes, entries };
 }
 
 /**

@@ -283,7 +283,6 @@ class Worker {
         else for (let o = 0; o < chunk.length; o += MAX_FRAME) await this.sendData(sock, T_ARTIFACTS, chunk.subarray(o, o + MAX_FRAME));
       }
       const files = await manifest;
-      j.leftEntries = files.length;
       if (!alive()) return;
       // In parts, each under spoold's MAX_CONTROL.
       let part: ArtifactEntry[] = [];

@@ -173,8 +173,10 @@ export class LocalJob {
       const status: Status = this.killReason ?? (signal ? { kind: 'signalled', signal: os.constants.signals[signal] ?? 0 } : { kind: 'exited', code: code ?? 0 });
       // Parity: job output that cannot be returned is said in the job's console.
       void artifactNotes(this.jobDir, [SCRIPT])
-        .then((notes) => { this.skipped = notes.length; return notes; })
-        .then((notes) => (notes.length > 0 ? fsp.appendFile(this.consolePath, notes.map((n) => `${n}\n`).join('')) : undefined))
+        .then(({ notes, entries }) => {
+          if (notes.length === 0) this.smallTree = entries <= SMALL_TREE;
+          return notes.length > 0 ? fsp.appendFile(this.consolePath, notes.map((n) => `${n}\n`).join('')) : undefined;
+        })
         .catch(() => {})
         .finally(() => this.end(status));
     };
@@ -212,10 +214,11 @@ export class LocalJob {
   /** The console file grew (fs.watch) or may have. */
   notify(): void { this.poke(); }
 
-  /** How many entries the job left in its directory, once its manifest is made (undefined before). */
-  leftEntries: number | undefined;
-  /** How many it left that are not returned (artifactNotes), each maybe a tree the count above misses. */
-  private skipped: number | undefined;
+  /**
+   * The job left at most SMALL_TREE entries, all of them returned (a skipped
+   * one, such as an unreadable directory, may hide a tree the count misses).
+   */
+  private smallTree = false;
 
   /**
    * Remove the job's directory. A few entries go at once, synchronously (the
@@ -224,7 +227,7 @@ export class LocalJob {
    * event loop never stalls on it.
    */
   async discard(): Promise<void> {
-    if (this.leftEntries !== undefined && this.leftEntries <= SMALL_TREE && this.skipped === 0) {
+    if (this.smallTree) {
       try { fs.rmSync(this.dir, { recursive: true, force: true }); return; } catch { /* try once more below */ }
     }
     await fsp.rm(this.dir, { recursive: true, force: true }).catch(() => {});
