@@ -526,15 +526,23 @@ async function w3Once(k) {
   return { secs, rate: bytes / MB / secs, hwm: mem.hwm, size, floor };
 }
 
+/**
+ * Run `once` RUNS times, settling between runs: the median run by rate, the
+ * highest peak RSS of each key in `peaks`, the median floor, and a note
+ * listing every run's rate under `label`.
+ */
+async function repeat(label, once, peaks) {
+  const runs = [];
+  for (let k = 1; k <= RUNS; k++) { if (k > 1) await settle(); runs.push(await once(k)); }
+  notes.push(`${label} runs, MB/s: ${runs.map((r) => fmt(r.rate, 0)).join(' ')} (the table gives the median run)`);
+  const peak = Object.fromEntries(peaks.map((p) => [p, Math.max(...runs.map((r) => r[p]))]));
+  return { ...medianBy(runs, 'rate'), ...peak, floor: median(runs.map((r) => r.floor)) };
+}
+
 /** W3 RUNS times: a run lasts 0.3 s, and a busy moment of the machine moves it by a third. */
 async function w3() {
   const bytes = 100_000_000;
-  const runs = [];
-  for (let k = 1; k <= RUNS; k++) { if (k > 1) await settle(); runs.push(await w3Once(k)); }
-  const { secs, rate, size } = medianBy(runs, 'rate');
-  const hwm = Math.max(...runs.map((r) => r.hwm));
-  const floor = median(runs.map((r) => r.floor));
-  notes.push(`W3 runs, MB/s: ${runs.map((r) => fmt(r.rate, 0)).join(' ')} (the table gives the median run)`);
+  const { secs, rate, size, hwm, floor } = await repeat('W3', w3Once, ['hwm']);
   row(`W3 100 MB console: job start to result in done/, median of ${RUNS}`, `${fmt(secs, 2)} s`, '', undefined);
   row(`W3 console throughput (console.log ${size} bytes, checked)`, `${fmt(rate, 0)} MB/s`, '>= 300 MB/s', rate >= 300);
   row(`W3 spoold peak RSS (VmHWM), highest of ${RUNS}`, mib(hwm), '< 100 MiB', hwm < 100 * MiB);
@@ -587,13 +595,7 @@ async function w4Once(k) {
 /** W4 RUNS times, as W3. */
 async function w4() {
   const bytes = 512 * MiB;
-  const runs = [];
-  for (let k = 1; k <= RUNS; k++) { if (k > 1) await settle(); runs.push(await w4Once(k)); }
-  const { secs, stored, rate } = medianBy(runs, 'rate');
-  const hwm = Math.max(...runs.map((r) => r.hwm));
-  const workerHwm = Math.max(...runs.map((r) => r.workerHwm));
-  const floor = median(runs.map((r) => r.floor));
-  notes.push(`W4 runs, MB/s: ${runs.map((r) => fmt(r.rate, 0)).join(' ')} (the table gives the median run)`);
+  const { secs, stored, rate, hwm, workerHwm, floor } = await repeat('W4', w4Once, ['hwm', 'workerHwm']);
   row(`W4 512 MiB artifact: end of writing to result in done/, median of ${RUNS}`, `${fmt(stored, 2)} s`, '', undefined);
   row('W4 ... and its sha256 verified here', `${fmt(secs, 2)} s`, '', undefined);
   row('W4 artifact throughput (to verified)', `${fmt(rate, 0)} MB/s`, '>= 200 MB/s', rate >= 200);
