@@ -240,6 +240,17 @@ export async function hostileTars(escapeDir: string, tag: string): Promise<Recor
     'a manifest that does not match what was sent': async () => {
       return { tar: await packTar([file('fine.txt', ok)]), manifest: [{ ...fine, sha256: sha256(evil) }], expect: /artifacts do not match their manifest/ };
     },
+    // Small files are received whole and large ones streamed (src/spool/tar.ts SMALL_FILE): both cut.
+    'a stream cut inside a small file': async () => {
+      const body = Buffer.alloc(5000, 0x41);
+      const t = await packTar([file('cut.bin', body)]);
+      return { tar: t.subarray(0, 512 + 2000), manifest: [{ name: 'cut.bin', type: 'file', size: body.length, sha256: sha256(body) }], expect: /artifact cut\.bin is incomplete: (2000 of 5000 bytes \()?the artifact stream was cut off/ };
+    },
+    'a stream cut inside a large file': async () => {
+      const body = Buffer.alloc(300_000, 0x41);
+      const t = await packTar([file('cut.bin', body)]);
+      return { tar: t.subarray(0, 512 + 200_000), manifest: [{ name: 'cut.bin', type: 'file', size: body.length, sha256: sha256(body) }], expect: /artifact cut\.bin is incomplete: (\d+ of 300000 bytes \()?the artifact stream was cut off/ };
+    },
     'a stream cut at an entry boundary (no end blocks)': async () => {
       const t = await packTar([file('fine.txt', ok), file('two.txt', ok)]);
       const cut = t.subarray(0, 1024);   // the first entry only

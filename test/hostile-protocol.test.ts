@@ -577,7 +577,7 @@ for (const kind of Object.keys(await hostileTars('/unused', TAG))) {
     const { f, id } = await sendArtifacts(e, name, h.tar, h.manifest);
     const r = await resultOf(e, name, id);
     assert.is(r.status.kind, 'failed', `status is ${formatStatus(r.status)}`);
-    assert.match(formatStatus(r.status), h.expect);
+    assert.match(formatStatus(r.status), h.expect, `status is ${formatStatus(r.status)}`);
     assert.is(r.worker, 'tarworker');
     assert.is(fs.readFileSync(path.join(e.spool, 'done', name, id, 'console.log'), 'utf8'), 'building...\n');
     if (mismatch) {
