@@ -345,7 +345,8 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
     }
   };
   const syncs = new Syncs();
-  const closed = new Promise<never>((_, reject) => ex.once('close', () => { if (!finished) reject(new ArtifactError('artifact stream was cut off')); }));
+  // Rejects when the stream ends unfinished; cutShort() names the entry it ended in.
+  const closed = new Promise<never>((_, reject) => ex.once('close', () => { if (!finished) reject(new Error('the artifact stream was cut off')); }));
   closed.catch(() => {});
   const done = (async () => {
     try {
@@ -361,9 +362,14 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
   done.catch(() => ex.destroy());
   return { sink: ex as never, done };
 
-  /** The error of an entry that failed: a stream that ended inside it names the entry. */
+  /**
+   * The error of an entry that failed: a stream that ended inside it names the
+   * entry. A system error (ENOSPC, EIO ...) is the spool's and stays as it is;
+   * it destroys the stream too.
+   */
   function cutShort(err: unknown, rel: string, bytes: number, size: number): unknown {
-    if (finished || !ex.destroying) return err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (finished || !ex.destroying || err instanceof ArtifactError || (typeof code === 'string' && !code.startsWith('ERR_'))) return err;
     return new ArtifactError(`artifact ${rel} is incomplete: ${bytes} of ${size} bytes (the artifact stream was cut off)`);
   }
 
