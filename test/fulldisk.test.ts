@@ -80,6 +80,18 @@ test('artifacts that do not fit end failed: no space left; the spool stays consi
   assert.equal((await result('after', ok)).status, { kind: 'exited', code: 0 });
 });
 
+// Small artifacts are received whole and written with one call (src/spool/tar.ts SMALL_FILE), not streamed.
+test('many small artifacts that do not fit end failed: no space left; the spool stays consistent', async () => {
+  start();
+  const id = await queue('many', '#!/bin/sh\ni=0; while [ $i -lt 200 ]; do head -c 50000 /dev/zero > f$i; i=$((i+1)); done\n');
+  const r = await result('many', id);
+  assert.equal(r.status, { kind: 'failed', why: 'no space left on device' });
+  assert.equal(fs.readdirSync(path.join(spool, 'done', 'many', id, 'artifacts')), []);
+  await fsckClean();
+  const ok = await queue('after', '#!/bin/sh\necho fine > out.txt\n');
+  assert.equal((await result('after', ok)).status, { kind: 'exited', code: 0 });
+});
+
 test('a spool that becomes read-only: nothing is lost, and work resumes when it is writable again', async () => {
   const s = start();
   // A job that prints nothing, so spoold holds no file open for writing and the
