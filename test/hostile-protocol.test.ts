@@ -747,6 +747,7 @@ test('a worker that vanishes inside an artifact entry and delivers again at once
     let back: FakeWorker;
     let conns = 1;
     for (;; conns++) {
+      assert.ok(conns < 200, `spoold never took ${name} back`);
       back = await fake(e);
       back.control(hello(e, { name, holding: { id, name: 'again', attempt: 1, finished: true } }));
       if ((await back.expectOneOf(['resume', 'not-yours'])).t === 'resume') break;

@@ -25,7 +25,8 @@ test('npm start runs the sample job through spoold and a local workerd, and its 
   child.stderr.on('data', (b) => { out += b; });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   try {
-    await until(`the sample job's result in start's output:\n${out}`, () => /the sample job finished/.test(out) || child.exitCode !== null, 60_000);
+    // Up to the hints that follow the result: the result comes in a later write than the line before it.
+    await until(`the sample job's result in start's output:\n${out}`, () => /the sample job finished[\s\S]*Look at:/.test(out) || child.exitCode !== null, 60_000);
     assert.match(out, /^status: exited 0$/m, out);
     const id = /submitted examples\/hello\.sh as job (\S+)/.exec(out)?.[1];
     assert.ok(id, out);

@@ -12,8 +12,9 @@
 // '..', entries below a symlink, hard links, devices, fifos, over-long names,
 // more bytes than the limit. Files are created O_EXCL|O_NOFOLLOW, mode 0644
 // (the archive's mode bits, setuid included, are ignored). Memory stays bounded:
-// entries stream through, one at a time. A file is on disk (fsync) before
-// `done` resolves; a large one is flushed in steps while it arrives.
+// entries are taken one at a time, a large file streams through, a small one
+// (SMALL_FILE) is held whole. A file is on disk (fsync) before `done`
+// resolves; a large one is flushed in steps while it arrives.
 
 import tar from 'tar-stream';
 import fs from 'node:fs';
@@ -110,8 +111,9 @@ export class Flusher {
  * The fsyncs of received files, run side by side rather than one after the
  * other: fsyncs in flight together share the file system's journal commits.
  * A job leaving 3,000 small files spent 6 s in spoold when each was fsynced
- * before the next was opened. Each file's second descriptor (receiveArtifacts)
- * is closed once its fsync is done; at most MAX_SYNCS are open and waiting.
+ * before the next was opened. Each descriptor given (a small file's own, a
+ * large file's second one: receiveArtifacts) is closed once its fsync is
+ * done; at most MAX_SYNCS are open and waiting.
  * The first error is thrown by settle().
  */
 const MAX_SYNCS = 16;
@@ -240,9 +242,10 @@ export function packArtifacts(dir: string, skip: string[], note: (line: string) 
           const header = { name: r, type: 'file' as const, size, mode: st.mode & 0o111 ? 0o755 : 0o644 };
           if (size <= SMALL_FILE) {
             // One read and no stream for a small file (see receiveArtifacts).
-            const body = Buffer.allocUnsafe(size);
-            const n = size === 0 ? 0 : (await fh.read(body, 0, size, 0)).bytesRead;
-            if (n !== size) throw new Error(`${r} changed while it was being sent`);
+            const buf = Buffer.allocUnsafe(size + 1);   // one byte more: a file that grew is refused, as below
+            const n = (await fh.read(buf, 0, size + 1, 0)).bytesRead;
+            if (n !== size) throw new Error(`${r} ${n > size ? 'grew' : 'shrank'} while it was being sent`);
+            const body = buf.subarray(0, size);
             await entry(pack, header, body);
             files.push({ name: r, type: 'file', size, sha256: createHash('sha256').update(body).digest('hex') });
             continue;
@@ -345,8 +348,11 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
     }
   };
   const syncs = new Syncs();
-  // Rejects when the stream ends unfinished; cutShort() names the entry it ended in.
-  const closed = new Promise<never>((_, reject) => ex.once('close', () => { if (!finished) reject(new Error('the artifact stream was cut off')); }));
+  // Rejects when the stream ends unfinished, with the error it was destroyed
+  // with (a write's ENOSPC, say), if any; cutShort() names the entry it ended in.
+  let exError: Error | undefined;
+  ex.on('error', (err) => { exError ??= err; });
+  const closed = new Promise<never>((_, reject) => ex.once('close', () => { if (!finished) reject(exError ?? new Error('the artifact stream was cut off')); }));
   closed.catch(() => {});
   const done = (async () => {
     try {
@@ -364,12 +370,11 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
 
   /**
    * The error of an entry that failed: a stream that ended inside it names the
-   * entry. A system error (ENOSPC, EIO ...) is the spool's and stays as it is;
-   * it destroys the stream too.
+   * entry. A system error (ENOSPC, EIO ...: it has a syscall) is the spool's
+   * and stays as it is; it destroys the stream too.
    */
   function cutShort(err: unknown, rel: string, bytes: number, size: number): unknown {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (finished || !ex.destroying || err instanceof ArtifactError || (typeof code === 'string' && !code.startsWith('ERR_'))) return err;
+    if (finished || !ex.destroying || err instanceof ArtifactError || typeof (err as NodeJS.ErrnoException).syscall === 'string') return err;
     return new ArtifactError(`artifact ${rel} is incomplete: ${bytes} of ${size} bytes (the artifact stream was cut off)`);
   }
 
@@ -379,7 +384,14 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
   }
 
   async function receive(): Promise<void> {
-    for await (const e of ex) {
+    // Each next entry is raced against the end of the stream: destroyed
+    // without an error while an entry was being written, the extractor
+    // never settles a later next() (tar-stream 3, streamx).
+    const entries = ex[Symbol.asyncIterator]();
+    for (;;) {
+      const it = await Promise.race([entries.next(), closed]);
+      if (it.done) break;
+      const e = it.value;
       const h = e.header;
       if (got.length >= MAX_ARTIFACT_FILES) throw new ArtifactError(`artifacts rejected: more than ${MAX_ARTIFACT_FILES} entries`);
       const parts = safeParts(h.name);
@@ -444,7 +456,14 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
         } catch (err) {
           fs.closeSync(syncFd);
           throw cutShort(err, rel, hasher.bytes, h.size);
-        } finally { await flusher.settle().catch(() => {}); await fh.close().catch(() => {}); }
+        } finally {
+          await flusher.settle().catch(() => {});
+          // The write stream holds the descriptor until it has closed (it may
+          // still be writing when the stream was cut): wait for that, so that
+          // nothing is open once `done` has settled.
+          if (!out.closed) await new Promise<void>((resolve) => { out.once('close', () => resolve()); out.destroy(); });
+          await fh.close().catch(() => {});
+        }
         await syncs.add(syncFd);
         if (hasher.bytes !== h.size) throw new ArtifactError(`artifact ${rel} is short: ${hasher.bytes} of ${h.size} bytes`);
         got.push({ name: rel, type: 'file', size: h.size, sha256: hasher.hash.digest('hex') });

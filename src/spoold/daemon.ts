@@ -72,6 +72,7 @@ interface Running {
   cancelRequested: boolean;
   consoleFailed: boolean;
   storeError: Error | undefined;   // the spool would not take the artifacts (read-only, EIO, full)
+  resetting: Promise<void> | undefined;   // the last removal of an earlier delivery's artifacts (resetArtifacts)
 }
 
 const NO_SPACE = 'no space left on device';
@@ -178,7 +179,7 @@ export class Daemon implements ConnOwner {
   private newRunning(id: string, job: ParsedJob, worker: Conn | undefined): Running {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
-      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false, consoleFailed: false, storeError: undefined,
+      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false, consoleFailed: false, storeError: undefined, resetting: undefined,
       manifest: [], workerName: worker?.name,
     };
   }
@@ -464,13 +465,23 @@ export class Daemon implements ConnOwner {
    * that is found with one synchronous lstat; a tree that is there may be
    * large, and goes in the thread pool.
    */
-  private async resetArtifacts(r: Running): Promise<void> {
+  private resetArtifacts(r: Running): Promise<void> {
     const a = r.artifacts;
     r.artifacts = undefined;
-    if (a) { a.sink.destroy(); await a.done.catch(() => {}); }
-    const dir = this.sp.runningFile(r.id, 'artifacts');
-    if (existsOr(dir, true)) await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
-    try { fs.rmSync(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }); } catch { /* finalize or the next delivery replaces it */ }
+    a?.sink.destroy();
+    // Resets run one after the other: a reset begun when the worker left may
+    // still wait for its receiver when the worker is back and delivers again,
+    // and its removal must not land in the new delivery's directory.
+    const before = r.resetting;
+    const reset = (async () => {
+      await before;
+      await a?.done.catch(() => {});
+      const dir = this.sp.runningFile(r.id, 'artifacts');
+      if (existsOr(dir, true)) await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
+      try { fs.rmSync(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }); } catch { /* finalize or the next delivery replaces it */ }
+    })();
+    r.resetting = reset;
+    return reset;
   }
 
   private async beginArtifacts(c: Conn, r: Running): Promise<void> {
@@ -568,6 +579,7 @@ export class Daemon implements ConnOwner {
   /** Write the result and move the job to done/. False when the spool would not take it. */
   private async finalizeJob(r: Running, status: Status, worker: string, started: Date | undefined): Promise<boolean> {
     await this.closeConsole(r);
+    await r.resetting;   // a removal still under way must not reach into done/ nor a new attempt
     if (r.artifacts && status.kind === 'failed') { r.artifacts.sink.destroy(); }
     const result: Result = {
       id: r.id, name: r.job.name, platform: r.job.platform, worker, attempt: r.attempt,
@@ -622,6 +634,7 @@ export class Daemon implements ConnOwner {
         this.running.delete(r.id);
         try {
           await this.closeConsole(r);
+          await r.resetting;
           await requeue(this.sp, r.id, r.job, r.attempt);
           log('requeued', { id: r.id, name: r.job.name, attempt: r.attempt, why: 'lease expired: the worker is gone' });
           await this.queue.consider(r.id);
