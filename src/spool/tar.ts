@@ -138,6 +138,9 @@ class Syncs {
 
 type Found = { rel: string; abs: string; kind: 'directory' | 'symlink' | 'file'; st: fs.Stats };
 
+/** Entries of the job's directory are looked at this many at a time: one after the other, a job's thousands of files took a thread-pool round trip each. */
+const BATCH = 32;
+
 /**
  * Every entry of dir (but `skip` names at its top) that can be an artifact,
  * depth first in name order, never following a link. What cannot be one (a
@@ -155,19 +158,21 @@ async function* walkArtifacts(dir: string, skip: string[], note: (line: string) 
       note(`workerd: cannot read job output ${rel || '.'}: ${(e as Error).message}; its files are not returned`);
       return;
     }
-    for (const n of names) {
-      if (rel === '' && skip.includes(n)) continue;
-      const r = rel === '' ? n : `${rel}/${n}`;
-      const abs = path.join(dir, r);
-      let st: fs.Stats;
-      try { st = await fsp.lstat(abs); } catch (e) { note(`workerd: cannot read job output ${r}: ${(e as Error).message}`); continue; }
-      if (Buffer.byteLength(r) > MAX_NAME || r.split('/').length > MAX_DEPTH) { note(`workerd: skipped ${r.slice(0, 80)}...: path too long`); continue; }
-      if (/[\x00-\x1f\x7f\\]/.test(r)) { note(`workerd: skipped ${JSON.stringify(r)}: control characters or backslashes in a file name`); continue; }
-      const kind = st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : undefined;
-      if (!kind) { note(`workerd: skipped ${r}: not a regular file, directory or symlink`); continue; }
-      if (++count > MAX_ARTIFACT_FILES) { note(`workerd: skipped ${r} and everything after it: more than ${MAX_ARTIFACT_FILES} artifacts`); return; }
-      yield { rel: r, abs, kind, st };
-      if (kind === 'directory') yield* walk(r);
+    const rels = names.filter((n) => !(rel === '' && skip.includes(n))).map((n) => (rel === '' ? n : `${rel}/${n}`));
+    for (let i = 0; i < rels.length; i += BATCH) {
+      const part = rels.slice(i, i + BATCH);
+      const stats = await Promise.all(part.map((r) => fsp.lstat(path.join(dir, r)).catch((e: Error) => e)));
+      for (const [k, r] of part.entries()) {
+        const st = stats[k]!;
+        if (st instanceof Error) { note(`workerd: cannot read job output ${r}: ${st.message}`); continue; }
+        if (Buffer.byteLength(r) > MAX_NAME || r.split('/').length > MAX_DEPTH) { note(`workerd: skipped ${r.slice(0, 80)}...: path too long`); continue; }
+        if (/[\x00-\x1f\x7f\\]/.test(r)) { note(`workerd: skipped ${JSON.stringify(r)}: control characters or backslashes in a file name`); continue; }
+        const kind = st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : undefined;
+        if (!kind) { note(`workerd: skipped ${r}: not a regular file, directory or symlink`); continue; }
+        if (++count > MAX_ARTIFACT_FILES) { note(`workerd: skipped ${r} and everything after it: more than ${MAX_ARTIFACT_FILES} artifacts`); return; }
+        yield { rel: r, abs: path.join(dir, r), kind, st };
+        if (kind === 'directory') yield* walk(r);
+      }
     }
   }
   yield* walk('');
@@ -182,13 +187,20 @@ async function* walkArtifacts(dir: string, skip: string[], note: (line: string) 
 export async function artifactNotes(dir: string, skip: string[]): Promise<{ notes: string[]; entries: number }> {
   const notes: string[] = [];
   let entries = 0;
+  let files: Found[] = [];
+  // Opened BATCH at a time; the notes of a batch come after those the walk made meanwhile.
+  const check = async (): Promise<void> => {
+    const failed = await Promise.all(files.map((f) => fsp.open(f.abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+      .then((fh) => fh.close()).then(() => undefined, (e: Error) => `workerd: cannot read job output ${f.rel}: ${e.message}`)));
+    for (const n of failed) if (n) notes.push(n);
+    files = [];
+  };
   for await (const f of walkArtifacts(dir, skip, (l) => notes.push(l))) {
     entries++;
-    if (f.kind !== 'file') continue;
-    try { await (await fsp.open(f.abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)).close(); } catch (e) {
-      notes.push(`workerd: cannot read job output ${f.rel}: ${(e as Error).message}`);
-    }
+    if (f.kind === 'file') files.push(f);
+    if (files.length >= BATCH) await check();
   }
+  await check();
   return { notes, entries };
 }
 
@@ -223,40 +235,65 @@ async function* readLent(fh: fsp.FileHandle, bufs: LentBuffers): AsyncGenerator<
 export function packArtifacts(dir: string, skip: string[], note: (line: string) => void, bufs?: LentBuffers): { stream: Readable; manifest: Promise<ArtifactEntry[]> } {
   const pack = tar.pack();
   const files: ArtifactEntry[] = [];
-  const run = async (): Promise<void> => {
-    for await (const { rel: r, abs, kind, st } of walkArtifacts(dir, skip, note)) {
-      if (kind === 'directory') {
-        await entry(pack, { name: r, type: 'directory', mode: 0o755 });
-        files.push({ name: r, type: 'directory', size: 0 });
-      } else if (kind === 'symlink') {
-        const target = await fsp.readlink(abs);
-        await entry(pack, { name: r, type: 'symlink', linkname: target, mode: 0o777 });
-        files.push({ name: r, type: 'symlink', size: 0, target });
-      } else {
-        let fh: fsp.FileHandle;
-        try { fh = await fsp.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW); } catch (e) {
-          note(`workerd: cannot read job output ${r}: ${(e as Error).message}`); continue;
-        }
-        try {
-          const size = (await fh.stat()).size;
-          const header = { name: r, type: 'file' as const, size, mode: st.mode & 0o111 ? 0o755 : 0o644 };
-          if (size <= SMALL_FILE) {
-            // One read and no stream for a small file (see receiveArtifacts).
-            const buf = Buffer.allocUnsafe(size + 1);   // one byte more: a file that grew is refused, as below
-            const n = (await fh.read(buf, 0, size + 1, 0)).bytesRead;
-            if (n !== size) throw new Error(`${r} ${n > size ? 'grew' : 'shrank'} while it was being sent`);
-            const body = buf.subarray(0, size);
-            await entry(pack, header, body);
-            files.push({ name: r, type: 'file', size, sha256: createHash('sha256').update(body).digest('hex') });
-            continue;
-          }
-          const h = new Hasher(size, () => new Error(`${r} grew while it was being sent`));
-          const sink = pack.entry(header);
-          await pipeline(bufs ? readLent(fh, bufs) : fh.createReadStream({ autoClose: false, highWaterMark: IO_CHUNK }), h, sink);
-          files.push({ name: r, type: 'file', size, sha256: h.hash.digest('hex') });
-        } finally { await fh.close(); }
-      }
+  // Small files are read ahead, BATCH at a time (at most BATCH * SMALL_FILE
+  // bytes held): one after the other, each took its own open, stat, read and
+  // close round trips to the thread pool.
+  const readSmall = async (f: Found): Promise<Buffer | undefined> => {
+    const fh = await fsp.open(f.abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      const size = (await fh.stat()).size;
+      if (size > SMALL_FILE) return undefined;   // grew since the walk: sent as a large one
+      const buf = Buffer.allocUnsafe(size + 1);   // one byte more: a file that grew is refused, as a large one is
+      const n = (await fh.read(buf, 0, size + 1, 0)).bytesRead;
+      if (n !== size) throw new Error(`${f.rel} ${n > size ? 'grew' : 'shrank'} while it was being sent`);
+      return buf.subarray(0, size);
+    } finally { await fh.close(); }
+  };
+  const packOne = async ({ rel: r, abs, kind, st }: Found, small: Promise<Buffer | undefined> | undefined): Promise<void> => {
+    if (kind === 'directory') {
+      await entry(pack, { name: r, type: 'directory', mode: 0o755 });
+      files.push({ name: r, type: 'directory', size: 0 });
+      return;
     }
+    if (kind === 'symlink') {
+      const target = await fsp.readlink(abs);
+      await entry(pack, { name: r, type: 'symlink', linkname: target, mode: 0o777 });
+      files.push({ name: r, type: 'symlink', size: 0, target });
+      return;
+    }
+    const mode = st.mode & 0o111 ? 0o755 : 0o644;
+    let body: Buffer | undefined;
+    try { body = await small; } catch (e) { note(`workerd: cannot read job output ${r}: ${(e as Error).message}`); return; }
+    if (body) {
+      await entry(pack, { name: r, type: 'file', size: body.length, mode }, body);
+      files.push({ name: r, type: 'file', size: body.length, sha256: createHash('sha256').update(body).digest('hex') });
+      return;
+    }
+    let fh: fsp.FileHandle;
+    try { fh = await fsp.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW); } catch (e) {
+      note(`workerd: cannot read job output ${r}: ${(e as Error).message}`); return;
+    }
+    try {
+      const size = (await fh.stat()).size;
+      const h = new Hasher(size, () => new Error(`${r} grew while it was being sent`));
+      const sink = pack.entry({ name: r, type: 'file', size, mode });
+      await pipeline(bufs ? readLent(fh, bufs) : fh.createReadStream({ autoClose: false, highWaterMark: IO_CHUNK }), h, sink);
+      files.push({ name: r, type: 'file', size, sha256: h.hash.digest('hex') });
+    } finally { await fh.close(); }
+  };
+  const run = async (): Promise<void> => {
+    let batch: Found[] = [];
+    const flush = async (): Promise<void> => {
+      const reads = batch.map((f) => (f.kind === 'file' && f.st.size <= SMALL_FILE ? readSmall(f) : undefined));
+      for (const r of reads) r?.catch(() => {});   // each is awaited in turn below
+      for (const [i, f] of batch.entries()) await packOne(f, reads[i]);
+      batch = [];
+    };
+    for await (const f of walkArtifacts(dir, skip, note)) {
+      batch.push(f);
+      if (batch.length >= BATCH) await flush();
+    }
+    await flush();
   };
   const manifest = run().then(() => { pack.finalize(); return files; }, (e) => { pack.destroy(e as Error); throw e; });
   return { stream: pack as unknown as Readable, manifest };
