@@ -714,9 +714,11 @@ test('workers vanishing just as an artifact entry begins leave no file open in s
   const pid = e.spoold.child.pid!;
   const openFiles = () => fs.readdirSync(`/proc/${pid}/fd`).map((n) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${n}`); } catch { return ''; } })
     .filter((l) => l.includes('/artifacts/'));
-  // One reading decides: a receiver that was between two steps when its
-  // worker left may open a file for a moment after the log line, and a second
-  // reading after the wait once caught that moment (CI, stop 9).
+  // This failed once in CI (stop 9): a file's write stream could keep its
+  // descriptor for a while after the receiver gave up (fixed in tar.ts, and
+  // test/receive.test.ts checks it right as the receiver settles). A receiver
+  // that was between two steps when its worker left may still open a file
+  // for a moment after the log line, so one reading, once none is open, decides.
   let open: string[] = [];
   await until('spoold to close the artifact files of workers that are gone', () => (open = openFiles()).length === 0, 5000).catch(() => {});
   assert.equal(open, [], 'spoold still holds artifact files of workers that are gone');
