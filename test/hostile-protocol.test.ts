@@ -804,7 +804,7 @@ test('jobs requeued after their workers vanished and claimed again at once by wa
   await Promise.all(lanes);
   const where = (id: string) => ['new/' + id, `running/${id}/job`, `done/churn/${id}`].filter((p) => fs.existsSync(path.join(e.spool, p)));
   // With no worker left, every job is back in new/ once its lease (2 s) has run out.
-  await until('every job back in new/', () => ids.every((id) => where(id).length === 1 && where(id)[0]!.startsWith('new/')), 6000).catch(() => {});
+  await until('every job back in new/', () => ids.every((id) => where(id).length === 1 && where(id)[0]!.startsWith('new/')), 15_000).catch(() => {});
   const lost = ids.filter((id) => where(id).length === 0);
   const stranded = ids.filter((id) => where(id).some((p) => p.startsWith('running/')));
   assert.equal(lost, [], `${lost.length} of ${ids.length} jobs are in none of new/, running/, done/`);
