@@ -36,6 +36,7 @@ host is given). See spoold(8).
 `;
 
 const RESCAN_MS = 5_000;
+const WATCH_READY_MS = 2_000;   // at most this long for the watchers before the first scan
 
 function usage(msg: string): never {
   process.stderr.write(`spoold: ${msg}\n${USAGE}`);
@@ -143,6 +144,12 @@ export async function main(argv: string[]): Promise<void> {
       for (const f of await cleanTmp(sp)) log('cleaned', { file: `tmp/${f}`, why: 'staged by a writer that is gone' });
     } finally { scanning = false; }
   };
+  // The first scan comes once every watcher is ready, so that a file written
+  // meanwhile is seen by one or the other: before, `started` could come while
+  // chokidar was still setting up, and a schedule written just then waited for
+  // the periodic rescan. A watcher that never gets ready (an error said so)
+  // is left to that rescan.
+  await Promise.race([Promise.all(watchers.map((w) => w.ready)), new Promise((r) => setTimeout(r, WATCH_READY_MS).unref())]);
   await rescan();
   d.start();
   const periodic = setInterval(() => void rescan(), RESCAN_MS);

@@ -16,26 +16,31 @@
 // RESCAN_MS and on any watcher error covers. The small, hand-edited
 // directories keep chokidar, with its atomic-write handling.
 
-import chokidar, { type FSWatcher } from 'chokidar';
+import chokidar from 'chokidar';
 import path from 'node:path';
 import fs, { type Stats } from 'node:fs';
 
-export function watchDir(dir: string, onName: (name: string) => void, onError: (e: unknown) => void): FSWatcher {
+/** A watcher: `ready` once it sees every change (a change before it may be missed: the scan after it covers that). */
+export interface Watcher { close: () => Promise<void>; ready: Promise<void> }
+
+/** chokidar on one small, hand-edited directory: each event names a file to look at. */
+export function watchDir(dir: string, onName: (name: string) => void, onError: (e: unknown) => void): Watcher {
   const w = chokidar.watch(dir, {
     depth: 0, ignoreInitial: true, atomic: false, awaitWriteFinish: false, persistent: true,
     ignored: (p: string, st?: Stats) => p !== dir && (path.basename(p).startsWith('.') || (st !== undefined && st.isDirectory())),
   });
   const hit = (p: string) => { if (path.dirname(p) === dir) onName(path.basename(p)); };
   w.on('add', hit).on('change', hit).on('unlink', hit).on('error', onError);
-  return w;
+  const ready = new Promise<void>((resolve) => w.once('ready', () => resolve()));
+  return { close: async () => w.close(), ready };
 }
 
 /** fs.watch on one directory: each event names a file to look at; errors ask for a rescan. */
-export function watchNew(dir: string, onName: (name: string) => void, onError: (e: unknown) => void): { close: () => Promise<void> } {
+export function watchNew(dir: string, onName: (name: string) => void, onError: (e: unknown) => void): Watcher {
   const w = fs.watch(dir, { persistent: true }, (_ev, name) => {
     if (name && !name.startsWith('.')) onName(name);
     else onError(new Error('event without a file name'));
   });
   w.on('error', onError);
-  return { close: async () => w.close() };
+  return { close: async () => w.close(), ready: Promise.resolve() };   // inotify watches from the call on
 }
