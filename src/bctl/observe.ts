@@ -12,6 +12,7 @@
 // console.log; we say so on stderr and follow the new one from its start.
 
 import fsp from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { checkId, isId, isName } from '../spool/paths.js';
 import { parseResult, formatStatus, isSuccess } from '../spool/result.js';
 import { parseJob } from '../spool/job.js';
@@ -22,7 +23,6 @@ import { where, doneFile } from './find.js';
 
 const POLL_MS = 100;
 const CHUNK = 256 << 10;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function observe(ctx: Ctx): Promise<number> {
   return follow(ctx, asUsage(() => checkId(ctx.args[0]!)));

@@ -38,21 +38,7 @@ export const IO_CHUNK = 1 << 20;
 // file, finds little left to write: the disk works while the stream goes on
 // instead of all at once at its end (a 512 MiB artifact: ~0.4 s saved). At
 // 16 MiB the last fsync of a 100 MB console takes ~12 ms here; at 32 MiB, ~30.
-export const SYNC_EVERY = 16 << 20;
-
-// Early flushes in flight in this process (artifacts and consoles together):
-// at most one, so that with many jobs streaming to a slow disk they do not
-// take the thread pool that every other file operation of spoold needs. One
-// that is skipped is tried again at the next write; the fsync at the end does
-// whatever is left.
-let earlyFlushes = 0;
-
-/** Run `sync` now unless another early flush is running; the promise, or undefined if skipped. */
-export function earlyFlush(sync: () => Promise<void>): Promise<void> | undefined {
-  if (earlyFlushes > 0) return undefined;
-  earlyFlushes++;
-  return sync().finally(() => { earlyFlushes--; });
-}
+const SYNC_EVERY = 16 << 20;
 
 class Hasher extends Transform {
   readonly hash = createHash('sha256');
@@ -80,25 +66,31 @@ export function batchWrites(w: Writable): void {
 }
 
 /**
- * fdatasync of a file being written (`sync`), every SYNC_EVERY bytes, never
- * beside another early flush (earlyFlush). An error is kept and thrown by
- * settle(), and given to `onError` at once: the fsync at close on the same
- * file description would not report a writeback error again once fdatasync
- * has (Linux reports it once per open file), so it must not be lost.
- * Received artifacts (below) and spoold's console.log use it.
+ * fdatasync of a file being written (`sync`), every SYNC_EVERY bytes. An error
+ * is kept and thrown by settle(), and given to `onError` at once: the fsync at
+ * close on the same file description would not report a writeback error
+ * again once fdatasync has (Linux reports it once per open file), so it must
+ * not be lost. Received artifacts (below) and spoold's console.log use it.
  */
 export class Flusher {
+  // Early flushes in flight in this process (artifacts and consoles together):
+  // at most one, so that with many jobs streaming to a slow disk they do not
+  // take the thread pool that every other file operation of spoold needs. One
+  // that is skipped is tried again at the next write; the fsync at the end does
+  // whatever is left.
+  private static inFlight = 0;
   private since = 0;
   private running: Promise<void> | undefined;
   private error: Error | undefined;
   constructor(private readonly sync: () => Promise<void>, private readonly onError?: (e: Error) => void) {}
   wrote(n: number): void {
     this.since += n;
-    if (this.since < SYNC_EVERY || this.running) return;
-    const p = earlyFlush(this.sync);
-    if (!p) return;   // another early flush is running: try again at the next write
+    if (this.since < SYNC_EVERY || this.running || Flusher.inFlight > 0) return;
     this.since = 0;
-    this.running = p.catch((e: Error) => { this.error ??= e; this.onError?.(e); }).finally(() => { this.running = undefined; });
+    Flusher.inFlight++;
+    this.running = this.sync()
+      .catch((e: Error) => { this.error ??= e; this.onError?.(e); })
+      .finally(() => { Flusher.inFlight--; this.running = undefined; });
   }
   /** Wait for a running fdatasync; throw the error one of them met. */
   async settle(): Promise<void> {

@@ -18,6 +18,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
@@ -672,7 +673,6 @@ export class Daemon implements ConnOwner {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Resolve when `w` drains, closes or errors, or `settled` settles; one listener each, removed after. */
 function drained(w: NodeJS.EventEmitter, settled?: Promise<unknown>): Promise<void> {

@@ -9,6 +9,7 @@
 // or requeued by the next start.
 
 import fsp from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import net from 'node:net';
 import path from 'node:path';
 import mri from 'mri';
@@ -149,7 +150,7 @@ export async function main(argv: string[]): Promise<void> {
   // chokidar was still setting up, and a schedule written just then waited for
   // the periodic rescan. A watcher that never gets ready (an error said so)
   // is left to that rescan.
-  await Promise.race([Promise.all(watchers.map((w) => w.ready)), new Promise((r) => setTimeout(r, WATCH_READY_MS).unref())]);
+  await Promise.race([Promise.all(watchers.map((w) => w.ready)), sleep(WATCH_READY_MS, undefined, { ref: false })]);
   await rescan();
   d.start();
   const periodic = setInterval(() => void rescan(), RESCAN_MS);
