@@ -17,7 +17,9 @@
 //   W1  N jobs (default 1000) of `true` through 2 workers, jobs/s: once with
 //       job files written in tmp/ and renamed into new/ (the clock starts at
 //       the first rename; floor: a fresh node process spawning the same
-//       script N times, 2 at a time), once with one `bctl submit` process per job, in
+//       script N times, 2 at a time; ceiling: two /bin/sh loops running it N
+//       times, which is as fast as this machine starts scripts at all), once
+//       with one `bctl submit` process per job, in
 //       sequence (stopped at 90 s on a slow machine; the rate is then over the
 //       jobs submitted). Also bctl submit's process time against a bare
 //       `node -e 0` (median of 20 each, interleaved, on a spool no daemon
@@ -418,9 +420,28 @@ async function w1Drop() {
   notes.push(`W1 drop: ${n} renames took ${fmt(tRenamed - t0, 0)} ms; ${cycle()}`);
   await rig.remove();
   const floor = await spawnFloor(n);
+  const ceiling = await shellCeiling(n);
   row(`W1 jobs/s, files renamed into new/ (${n} jobs, 2 workers)`, fmt(rate), '>= 200', rate >= 200);
   row('W1 spoold peak RSS (VmHWM), after the renamed jobs', mib(mem.hwm), '', undefined);
   row(`W1 floor: one node process spawning the script, 2 at a time, jobs/s`, fmt(floor), '', undefined);
+  row(`W1 ceiling: two /bin/sh loops running the script, jobs/s`, fmt(ceiling), '', undefined);
+}
+
+/**
+ * The most this machine does with no scheduler at all: two /bin/sh loops
+ * running the job's script n times between them. A shell starts a command
+ * with vfork, the cheapest way there is, so no worker can start jobs faster.
+ */
+async function shellCeiling(n) {
+  const dir = await fsp.mkdtemp(path.join(opts.dir, 'builder-bench-ceiling-'));
+  const script = path.join(dir, 'true.sh');
+  await fsp.writeFile(script, TRUE_SCRIPT, { mode: 0o755 });
+  const loop = `i=0; while [ $i -lt ${Math.ceil(n / 2)} ]; do "$1"; i=$((i+1)); done`;
+  const t0 = performance.now();
+  await runProc('/bin/sh', ['-c', `sh -c '${loop}' sh "$1" & sh -c '${loop}' sh "$1" & wait`, 'sh', script]);
+  const secs = (performance.now() - t0) / 1000;
+  await fsp.rm(dir, { recursive: true, force: true });
+  return 2 * Math.ceil(n / 2) / secs;
 }
 
 /**

@@ -104,6 +104,14 @@ test('a job that outlives its timeout is killed with its whole process group and
   assert.ok(!fs.existsSync(path.join(doneDir('slow', id), 'artifacts', 'survived')));
 });
 
+test('a timeout longer than setTimeout can wait (24.8 days) is kept, not cut to nothing', async () => {
+  spoold();
+  workerd('w1');
+  const id = await queue('longtimeout', '#!/bin/sh\necho start\nsleep 1\necho end\n', { timeout: 30 * 86_400_000 });
+  assert.equal((await result('longtimeout', id)).status, { kind: 'exited', code: 0 });
+  assert.is(fs.readFileSync(path.join(doneDir('longtimeout', id), 'console.log'), 'utf8'), 'start\nend\n');
+});
+
 test('a job killed by a signal is reported as signalled N, distinct from an exit code', async () => {
   spoold();
   workerd('w1');

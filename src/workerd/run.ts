@@ -21,6 +21,9 @@ import { artifactNotes } from '../spool/tar.js';
 
 export const KILL_GRACE_MS = 5_000;
 
+/** The longest wait setTimeout takes as it is (2^31-1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** A job directory with at most this many entries is removed synchronously (discard). */
 const SMALL_TREE = 100;
 
@@ -183,7 +186,19 @@ export class LocalJob {
     // A standby that died before it got the job (killed by someone) has exited already.
     if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode);
     else child.on('exit', onExit);
-    this.timer = setTimeout(() => this.kill({ kind: 'timeout' }), this.spec.timeoutMs);
+    this.armTimeout(Date.now() + this.spec.timeoutMs);
+  }
+
+  /**
+   * Kill the job at `deadline`. setTimeout waits at most 2^31-1 ms (~24.8
+   * days) and fires at once for more, while a job may have up to 366 days:
+   * a longer wait is taken in steps.
+   */
+  private armTimeout(deadline: number): void {
+    const left = deadline - Date.now();
+    this.timer = left > MAX_TIMER_MS
+      ? setTimeout(() => this.armTimeout(deadline), MAX_TIMER_MS)
+      : setTimeout(() => this.kill({ kind: 'timeout' }), Math.max(0, left));
     this.timer.unref();
   }
 
