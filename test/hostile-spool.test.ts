@@ -97,6 +97,24 @@ test('a job file dropped under any name is queued under its own id: header when 
   assert.ok(fs.existsSync(path.join(spool, 'new', id)), 'the first stays queued');
 });
 
+test('a finished job copied back into new/ under its own id goes to bad/ saying how to run it again; the worker goes on', async () => {
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
+  await s.waitLog(/started/);
+  await drop(spool, 'new', 'first', good('rerun'));
+  const latest = path.join(spool, 'done', 'rerun', 'latest');
+  const id = await until('the first run', () => { try { return fs.readlinkSync(latest); } catch { return undefined; } }, 20_000);
+  await drop(spool, 'new', id, fs.readFileSync(path.join(spool, 'done', 'rerun', id, 'job')));
+  const why = await until('the copy refused', () => whys().get([...whys().keys()].find((k) => k.startsWith(`new.${id}.`)) ?? ''), 20_000);
+  assert.match(why, new RegExp(`new/${id}: job ${id} has finished already \\(done/rerun/${id}\\); to run it again, put a copy into new/ under another name, without its id: header`));
+  assert.ok(!fs.existsSync(path.join(spool, 'new', id)));
+  await drop(spool, 'new', 'next', good('afterwards'));
+  await until('the worker takes the next job', () => fs.existsSync(path.join(spool, 'done', 'afterwards', 'latest')), 20_000);
+  assert.equal(fs.readdirSync(path.join(spool, 'done', 'rerun')).sort(), [id, 'latest'].sort(), 'the finished job is untouched');
+  assert.not.match(s.log(), /cannot finalize/);
+});
+
 test('a file that appears and disappears during a scan is ignored', async () => {
   const s = daemon('spoold', ['-s', spool]);
   procs.push(s);

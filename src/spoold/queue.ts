@@ -92,8 +92,13 @@ export class Queue {
       if (id) { log('adopted', { file: `new/${name}`, id }); await this.consider(id); }
       return;
     }
-    const q: Queued = { id: job.id, name: job.name, platform: job.platform, priority: job.priority, origin: job.origin };
     const isNew = !known;
+    // A finished job copied back into new/ under its own id (to run it again)
+    // could never be stored: its done/ directory is taken.
+    if (isNew && fs.lstatSync(this.sp.doneDir(job.name, job.id), { throwIfNoEntry: false })) {
+      return void this.rejectFile(file, `new/${name}: job ${job.id} has finished already (done/${job.name}/${job.id}); to run it again, put a copy into new/ under another name, without its id: header`);
+    }
+    const q: Queued = { id: job.id, name: job.name, platform: job.platform, priority: job.priority, origin: job.origin };
     this.insert(q, st.mtimeMs, st.size);
     if (isNew) log('queued', { id: q.id, name: q.name, platform: q.platform, origin: q.origin, priority: q.priority || undefined });
     this.onAdd(q);
