@@ -218,12 +218,27 @@ test('a worker that cannot write its job files reports that as the job result', 
 test('job output that cannot be read is logged to the console, and the result is stored with what could be read', async () => {
   spoold();
   workerd('w1');
-  const id = await queue('unreadable', '#!/bin/sh\nmkfifo pipe\necho ok > fine.txt\n');
+  const id = await queue('unreadable', "#!/bin/sh\nmkfifo pipe\necho ok > fine.txt\nprintf x > \"$(printf 'latin1-\\351')\"\n");
   const r = await result('unreadable', id);
   assert.equal(r.status, { kind: 'exited', code: 0 });
-  assert.match(fs.readFileSync(path.join(doneDir('unreadable', id), 'console.log'), 'utf8'), /^workerd: skipped pipe: not a regular file, directory or symlink$/m);
+  const out = fs.readFileSync(path.join(doneDir('unreadable', id), 'console.log'), 'utf8');
+  assert.match(out, /^workerd: skipped pipe: not a regular file, directory or symlink$/m);
+  assert.match(out, /^workerd: skipped "latin1-\uFFFD": the file name is not UTF-8$/m);
+  assert.equal(fs.readdirSync(path.join(doneDir('unreadable', id), 'artifacts')), ['fine.txt']);
   assert.ok(fs.existsSync(path.join(doneDir('unreadable', id), 'artifacts', 'fine.txt')));
   assert.ok(!fs.existsSync(path.join(doneDir('unreadable', id), 'artifacts', 'pipe')));
+  await jobDirsGone('w1');
+});
+
+test('a job that replaces its own directory with a link to /etc returns no artifacts, not /etc', async () => {
+  spoold();
+  workerd('w1');
+  const id = await queue('swap', '#!/bin/sh\necho hi > file\ncd ..\nrm -rf job\nln -s /etc job\n');
+  const r = await result('swap', id);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.equal(fs.readdirSync(path.join(doneDir('swap', id), 'artifacts')), []);
+  assert.is(fs.readFileSync(path.join(doneDir('swap', id), 'SHA256SUMS'), 'utf8'), '');
+  assert.match(fs.readFileSync(path.join(doneDir('swap', id), 'console.log'), 'utf8'), /^workerd: the job's directory job\/ is no longer a directory \(the job replaced it with a link\?\); no files are returned$/m);
   await jobDirsGone('w1');
 });
 

@@ -143,13 +143,26 @@ const BATCH = 32;
 async function* walkArtifacts(dir: string, skip: string[], note: (line: string) => void): AsyncGenerator<Found> {
   let count = 0;
   async function* walk(rel: string): AsyncGenerator<Found> {
-    let names: string[];
+    let raw: Buffer[];
     try {
-      names = (await fsp.readdir(path.join(dir, rel))).sort();
+      // The job may have replaced its own directory with a link (to /etc, say): not followed either.
+      if (rel === '' && !(await fsp.lstat(dir)).isDirectory()) {
+        note(`workerd: the job's directory ${path.basename(dir)}/ is no longer a directory (the job replaced it with a link?); no files are returned`);
+        return;
+      }
+      raw = await fsp.readdir(path.join(dir, rel), { encoding: 'buffer' });
     } catch (e) {
       note(`workerd: cannot read job output ${rel || '.'}: ${(e as Error).message}; its files are not returned`);
       return;
     }
+    const names: string[] = [];
+    for (const b of raw) {
+      const n = b.toString();
+      // A name that is not UTF-8 cannot be named in a manifest or SHA256SUMS as it is.
+      if (!Buffer.from(n).equals(b)) note(`workerd: skipped ${JSON.stringify(rel === '' ? n : `${rel}/${n}`)}: the file name is not UTF-8`);
+      else names.push(n);
+    }
+    names.sort();
     const rels = names.filter((n) => !(rel === '' && skip.includes(n))).map((n) => (rel === '' ? n : `${rel}/${n}`));
     for (let i = 0; i < rels.length; i += BATCH) {
       const part = rels.slice(i, i + BATCH);
