@@ -49,6 +49,8 @@ async function result(name: string, id: string, ms = 20_000) {
   const text = await until(`result of ${name}/${id}`, () => readIf(path.join(doneDir(name, id), 'result')), ms);
   return parseResult(text, 'result');
 }
+/** The exit code of a daemon expected to exit by itself soon; an error if it is still running after 10 s. */
+const exitCode = async (d: Daemon) => (await until(`${d.child.spawnargs[1]} to exit`, () => (d.child.exitCode === null ? undefined : { code: d.child.exitCode }), 10_000)).code;
 const sha = (p: string) => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 
 test('a job runs on a worker of its platform; console, artifacts, SHA256SUMS and result land in done/', async () => {
@@ -261,6 +263,38 @@ test('a second spoold on the same spool exits 1 with a clear message', async () 
   const code = await new Promise<number | null>((r) => s2.child.on('close', (c) => r(c)));
   assert.is(code, 1);
   assert.match(s2.log(), /another spoold holds the spool lock \(pid \d+\)/);
+});
+
+test('spoold.pid is replaced, not written through: a link planted there leaves its target alone', async () => {
+  await fsp.mkdir(spool, { recursive: true });
+  const victim = `${spool}-victim`;
+  await fsp.writeFile(victim, 'precious\n');
+  try {
+    fs.symlinkSync(victim, path.join(spool, 'spoold.pid'));
+    const s = spoold();
+    await s.waitLog(/started/);
+    assert.is(fs.readFileSync(victim, 'utf8'), 'precious\n');
+    assert.is(fs.readFileSync(path.join(spool, 'spoold.pid'), 'utf8'), `${s.child.pid}\n`);
+  } finally { await fsp.rm(victim, { force: true }); }
+});
+
+test('an empty --token-file is refused at start (it would let any worker in); a missing one is named', async () => {
+  const empty = `${spool}-token`;
+  await fsp.writeFile(empty, '  \n');
+  try {
+    for (const [file, want] of [[empty, /spoold: --token-file \S+ is empty: put the shared secret in it/], [`${spool}-nonexistent`, /spoold: cannot read --token-file \S+-nonexistent: ENOENT/]] as const) {
+      const s = daemon('spoold', ['-s', spool, '--token-file', file]);
+      procs.push(s);
+      const code = await exitCode(s);
+      assert.is(code, 1);
+      assert.match(s.log(), want);
+    }
+    const w = daemon('workerd', ['-s', spool, '--token-file', empty, 'debian-12']);
+    procs.push(w);
+    const code = await exitCode(w);
+    assert.is(code, 78);
+    assert.match(w.log(), /--token-file \S+ is empty/);
+  } finally { await fsp.rm(empty, { force: true }); }
 });
 
 test('spoold stops cleanly on SIGTERM: lock released, socket removed, running job kept for the next start', async () => {

@@ -12,14 +12,15 @@ import fsp from 'node:fs/promises';
 import { SpoolError, errno } from './errors.js';
 import type { SpoolPaths } from './paths.js';
 import { EXIT_TEMPFAIL } from './exit.js';
+import { readSpoolFile } from './read.js';
+import { writeStatus } from './stage.js';
 
 export const STALE_MS = 10_000;
 export const UPDATE_MS = 2_000;
 
 /** The pid in spoold.pid, if that process is gone: the lock it left is stale. */
 async function deadHolder(sp: SpoolPaths): Promise<number | undefined> {
-  let pid: number;
-  try { pid = Number((await fsp.readFile(sp.pid, 'utf8')).trim()); } catch { return undefined; }
+  const pid = Number(readPid(sp));
   if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) return undefined;
   try { process.kill(pid, 0); return undefined; } catch (e) { return errno(e) === 'ESRCH' ? pid : undefined; }
 }
@@ -43,18 +44,23 @@ export async function takeLock(sp: SpoolPaths, onLost: (err: Error) => void, wai
     });
   } catch (e) {
     if (errno(e) === 'ELOCKED') {
-      let pid = '';
-      try { pid = (await fsp.readFile(sp.pid, 'utf8')).trim(); } catch { /* no pid file */ }
+      const pid = readPid(sp);
       throw new SpoolError('SPOOL_LOCKED', `another spoold holds the spool lock${pid ? ` (pid ${pid})` : ''}`,
         { path: sp.lock, hint: 'stop it first; a lock left by a crashed spoold expires by itself within 10 seconds' });
     }
     throw e;
   }
-  await fsp.writeFile(sp.pid, `${process.pid}\n`).catch(() => {});
+  // Replaced, never written through: a link planted there must not lead the write outside the spool.
+  try { writeStatus(sp, sp.pid, `${process.pid}\n`); } catch { /* informational, for people */ }
   return async () => {
     await fsp.rm(sp.pid, { force: true }).catch(() => {});
     await release().catch(() => {});
   };
+}
+
+/** The text of spoold.pid, '' when there is none or it is not a plain small file (a link, a fifo). */
+function readPid(sp: SpoolPaths): string {
+  try { return readSpoolFile(sp.pid)?.toString('utf8').trim() ?? ''; } catch { return ''; }
 }
 
 /** True while some spoold holds the lock (for bctl info and fsck). */

@@ -432,6 +432,7 @@ export async function main(argv: string[]): Promise<void> {
       say(`cannot read --token-file: ${(e as Error).message}`);
       process.exit(EXIT_CONFIG);
     }
+    if (!token) { say(`--token-file ${a['token-file']} is empty: put spoold's shared secret in it`); process.exit(EXIT_CONFIG); }
   }
   const workdir = path.resolve(a.workdir ?? path.join(os.tmpdir(), `workerd-${name}`));
   if (workdir.includes('\n')) usage('--workdir must not contain a newline (the job\'s shell reads it as one line)');
