@@ -5,6 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { tmpdir, daemon, until, drop, sleep, type Daemon } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
@@ -113,6 +114,26 @@ test('a finished job copied back into new/ under its own id goes to bad/ saying 
   await until('the worker takes the next job', () => fs.existsSync(path.join(spool, 'done', 'afterwards', 'latest')), 20_000);
   assert.equal(fs.readdirSync(path.join(spool, 'done', 'rerun')).sort(), [id, 'latest'].sort(), 'the finished job is untouched');
   assert.not.match(s.log(), /cannot finalize/);
+});
+
+test('a fifo or a link in running/ID/ (job, result, lease) hangs nothing: spoold starts, names the file, and runs other jobs', async () => {
+  const ids = ['01a22045-dff8-700e-8fbb-48b8f7705a49', '01a22045-dff8-700e-8fbb-48b8f7705a4a', '01a22045-dff8-700e-8fbb-48b8f7705a4b'];
+  const job = (id: string) => `id: ${id}\nname: held\nplatform: debian-12\n\n#!/bin/sh\necho\n`;
+  for (const id of ids) fs.mkdirSync(path.join(spool, 'running', id));
+  execFileSync('mkfifo', [path.join(spool, 'running', ids[0]!, 'job')]);
+  fs.writeFileSync(path.join(spool, 'running', ids[1]!, 'job'), job(ids[1]!));
+  execFileSync('mkfifo', [path.join(spool, 'running', ids[1]!, 'result')]);
+  fs.writeFileSync(path.join(spool, 'running', ids[2]!, 'job'), job(ids[2]!));
+  execFileSync('mkfifo', [path.join(spool, 'running', ids[2]!, 'lease')]);
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
+  await s.waitLog(/started/, 10_000);
+  assert.match(s.log(), new RegExp(`error file=running/${ids[0]}/job why="not a regular file of at most 1 MiB; fix or remove it by hand"`));
+  assert.match(s.log(), new RegExp(`running/${ids[1]}/result: not a regular file`));
+  assert.match(s.log(), new RegExp(`waiting id=${ids[2]}`));
+  await drop(spool, 'new', 'ok', good('survivor'));
+  await until('a new job still runs', () => fs.existsSync(path.join(spool, 'done', 'survivor')), 20_000);
 });
 
 test('a file that appears and disappears during a scan is ignored', async () => {

@@ -29,6 +29,7 @@ import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
 import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { errno } from '../spool/errors.js';
+import { readSpoolFile } from '../spool/read.js';
 import { Queue, type Queued } from './queue.js';
 import { Conn, type ConnOwner } from './conn.js';
 import { log } from './log.js';
@@ -142,7 +143,9 @@ export class Daemon implements ConnOwner {
     const jobFile = this.sp.runningFile(id, 'job');
     let job: ParsedJob;
     try {
-      job = parseJob(await fsp.readFile(jobFile), `running/${id}/job`, id);
+      const buf = readSpoolFile(jobFile);
+      if (!buf) throw new Error('not a regular file of at most 1 MiB');
+      job = parseJob(buf, `running/${id}/job`, id);
     } catch (e) {
       if (errno(e) === 'ENOENT') { if (atStart) { await clearLeftover(this.sp, id); log('cleaned', { dir: `running/${id}`, why: 'no job file (a finished move)' }); } return; }
       if (!this.unparsable.has(id)) log('error', { file: `running/${id}/job`, why: `${(e as Error).message}; fix or remove it by hand` });
@@ -151,7 +154,9 @@ export class Daemon implements ConnOwner {
     }
     if (exists(this.sp.runningFile(id, 'result'))) {
       try {
-        const r = parseResult(await fsp.readFile(this.sp.runningFile(id, 'result')), `running/${id}/result`);
+        const buf = readSpoolFile(this.sp.runningFile(id, 'result'));
+        if (!buf) throw new Error(`running/${id}/result: not a regular file of at most 1 MiB; fix or remove it by hand`);
+        const r = parseResult(buf, `running/${id}/result`);
         await finalize(this.sp, r);
         log('finished', { id, name: r.name, status: formatStatus(r.status), why: 'finalize completed after restart' });
         return;
@@ -159,7 +164,7 @@ export class Daemon implements ConnOwner {
     }
     // After a restart a worker needs its reconnect backoff on top of the lease.
     const r = this.newRunning(id, job, undefined);
-    r.workerName = await leaseWorker(this.sp, id);
+    r.workerName = leaseWorker(this.sp, id);
     r.deadline += RECONNECT_GRACE_MS;
     this.running.set(id, r);
     log('waiting', { id, name: job.name, attempt: job.attempt + 1, why: `worker may re-attach within ${this.opts.leaseMs + RECONNECT_GRACE_MS} ms` });
@@ -324,7 +329,12 @@ export class Daemon implements ConnOwner {
   private async dispatch(c: Conn, q: Queued): Promise<void> {
     let job: ParsedJob | undefined;
     try {
-      if (await claim(this.sp, q.id)) job = parseJob(fs.readFileSync(this.sp.runningFile(q.id, 'job')), `running/${q.id}/job`, q.id);
+      if (await claim(this.sp, q.id)) {
+        // Read as it is now (edited by hand since it was queued, or swapped for a fifo).
+        const buf = readSpoolFile(this.sp.runningFile(q.id, 'job'));
+        if (!buf) throw new Error(`running/${q.id}/job is not a regular file of at most 1 MiB; fix or remove it by hand`);
+        job = parseJob(buf, `running/${q.id}/job`, q.id);
+      }
     } catch (e) {
       log('error', { id: q.id, why: `cannot claim: ${(e as Error).message}` });
     }
@@ -688,9 +698,9 @@ function drained(w: NodeJS.EventEmitter, settled?: Promise<unknown>): Promise<vo
 const fdatasync = promisify(fs.fdatasync);
 
 /** The worker named in running/ID/lease, if any (the lease is informational, so it may be missing). */
-async function leaseWorker(sp: SpoolPaths, id: string): Promise<string | undefined> {
+function leaseWorker(sp: SpoolPaths, id: string): string | undefined {
   try {
-    const text = await fsp.readFile(sp.runningFile(id, 'lease'), 'utf8');
+    const text = readSpoolFile(sp.runningFile(id, 'lease'))?.toString('utf8') ?? '';
     const m = /^worker: (\S+)$/m.exec(text);
     return m && isName(m[1]!) ? m[1] : undefined;
   } catch { return undefined; }
