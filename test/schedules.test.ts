@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { tmpdir, daemon, bctl, until, drop, sleep, readIf, type Daemon } from './lib.js';
-import { parseJob } from '../src/spool/job.js';
+import { parseJob, formatJob, makeJob, submission } from '../src/spool/job.js';
+import { newId } from '../src/spool/ids.js';
 
 let spool = '';
 let procs: Daemon[] = [];
@@ -90,6 +91,32 @@ test('after downtime a missed run fires once, and the period counts from that fi
   const info = JSON.parse(await ok(['info', '--json']));
   const next = new Date(info.schedules.find((x: { name: string }) => x.name === 'hourly').next).getTime();
   assert.ok(next > Date.now() && next <= Date.now() + 3600_000, 'next run within the hour');
+});
+
+test('spoold killed between queueing a schedule\'s job and recording the firing: the firing is recorded, not repeated, whether the job is running or done', async () => {
+  await s.stop('SIGTERM');
+  // The state of a firing spoold did not live to record: both schedules were
+  // last fired two days ago (so due now), and each firing's job, queued an
+  // hour ago, has been taken by a worker: one still runs, one is done.
+  const firedBefore = iso(Date.now() - 2 * 86400_000);
+  const queuedAt = Date.now() - 3600_000;
+  const ids = { run: newId(queuedAt), fin: newId(queuedAt) };
+  for (const name of ['run', 'fin'] as const) {
+    await drop(spool, 'schedules', name, 'platform: nobody\nschedule: @daily\n\n#!/bin/sh\necho\n');
+    await drop(spool, 'state', name, `fired: ${firedBefore}\n`);
+    const job = formatJob(makeJob({ ...submission({ name, platform: 'nobody', body: '#!/bin/sh\necho\n' }), id: ids[name], queued: new Date(queuedAt), origin: 'schedule' }));
+    const dir = name === 'run' ? path.join(spool, 'running', ids[name]) : path.join(spool, 'done', name, ids[name]);
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.writeFile(path.join(dir, 'job'), job);
+  }
+  s = start();
+  await s.waitLog(new RegExp(`fired name=run id=${ids.run}`), 10_000);
+  await s.waitLog(new RegExp(`fired name=fin id=${ids.fin}`), 10_000);
+  await until('both firings recorded', () => state('run').includes(`last-id: ${ids.run}`) && state('fin').includes(`last-id: ${ids.fin}`));
+  await sleep(1500);
+  assert.equal(queued('run'), [], 'no second instance of the running one');
+  assert.equal(queued('fin'), [], 'no second instance of the finished one');
+  assert.match(state('fin'), new RegExp(`fired: ${new Date(queuedAt).toISOString().slice(0, 19)}`));
 });
 
 test('a template schedule without platform runs on every platform that has the template, each with its own result; a missing variable is that job\'s failed result', async () => {

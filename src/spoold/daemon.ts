@@ -677,6 +677,9 @@ export class Daemon implements ConnOwner {
   /** For tests and info: ids of running jobs. */
   runningIds(): string[] { return [...this.running.keys()]; }
 
+  /** The jobs in running/ this spoold holds or waits for (timer.ts looks for a schedule's instances). */
+  runningJobs(): Array<{ id: string; job: ParsedJob }> { return [...this.running.values()].map((r) => ({ id: r.id, job: r.job })); }
+
   /** Tell connected workers of a newly dropped platform why they get no work. */
   announceDropped(platform: string): void {
     for (const c of this.workers) if (c.hello && c.platform === platform) c.send({ t: 'idle', why: `platform ${platform} is dropped (bctl undrop-platform ${platform} restores it)` });

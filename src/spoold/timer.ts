@@ -6,19 +6,22 @@
 // schedules/NAME is never rewritten), and re-arms. A schedule whose last
 // instance still waits in new/ does not queue a second: that firing is skipped
 // and the period moves on. Missed runs after downtime fire once (nextDue).
+// A firing whose state spoold did not live to write is found by its job
+// (firedUnrecorded) and recorded, not repeated.
 // A schedule file that does not parse moves to bad/ with a .why; a schedule
 // of a dropped platform is set aside (kept, not fired) until it is undropped.
 
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { parseSchedule, type Schedule } from '../spool/job.js';
+import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
+import { idTime } from '../spool/ids.js';
 import { queueInstances } from '../spool/instance.js';
 import { findTemplate } from '../spool/template.js';
 import { readScheduleState, writeScheduleState, nextDue, stateAfterFire } from '../spool/schedstate.js';
 import { reject } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
-import { isName, type SpoolPaths } from '../spool/paths.js';
+import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { SpoolError, errno } from '../spool/errors.js';
 import { isSuccess, formatStatus, type Result } from '../spool/result.js';
 import { log } from './log.js';
@@ -109,8 +112,12 @@ export class ScheduleTimer {
         const due = nextDue(s, st);
         if (!due || due.getTime() > now.getTime()) continue;
         let next = stateAfterFire(st, now);
+        let unrecorded: string | undefined;
         if (this.d.queue.hasName(s.name)) {
           log('skipped', { name: s.name, why: 'its last instance still waits in new/' });
+        } else if ((unrecorded = await this.firedUnrecorded(s.name, due))) {
+          log('fired', { name: s.name, id: unrecorded, why: 'this firing queued its instance before spoold was stopped, and is recorded now' });
+          next = stateAfterFire(st, idTime(unrecorded), unrecorded);
         } else {
           try {
             const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip: this.d.dropped });
@@ -129,6 +136,28 @@ export class ScheduleTimer {
       this.firing = false;
       await this.arm();
     }
+  }
+
+  /**
+   * An instance this schedule queued at `due` or later, running or finished,
+   * that state/NAME does not record: spoold was killed between queueing it
+   * and writing the state (by then a worker may have taken it, so new/ no
+   * longer shows it). Its firing happened; firing again would run it twice.
+   * Instance ids carry the time they were queued (ids.ts).
+   */
+  private async firedUnrecorded(name: string, due: Date): Promise<string | undefined> {
+    const after = (id: string) => idTime(id).getTime() >= due.getTime();
+    const running = this.d.runningJobs().find(({ id, job }) => job.name === name && job.origin === 'schedule' && after(id));
+    if (running) return running.id;
+    const ids = (await fsp.readdir(this.sp.doneName(name)).catch(() => [] as string[])).filter((id) => isId(id) && after(id));
+    for (const id of ids.sort().reverse()) {
+      try {
+        const file = path.join(this.sp.doneDir(name, id), 'job');
+        const buf = readSpoolFile(file);
+        if (buf && parseJob(buf, this.sp.rel(file), id).origin === 'schedule') return id;
+      } catch { /* not one of ours to judge: a bad job file is fsck's */ }
+    }
+    return undefined;
   }
 
   /** True when some schedule runs on platform p (by platform: or by a template it has). */
