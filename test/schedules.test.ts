@@ -172,6 +172,22 @@ test('hand edits take effect within a second: a written schedule fires, a broken
   assert.ok(s.child.exitCode === null);
 });
 
+test('a schedule written in place, slowly (an editor, cat > file), is not taken for a broken one while it is written', async () => {
+  worker('debian-12');
+  for (const name of ['fresh', 'fresh2']) {
+    // Written straight into schedules/: first nothing, then the headers, then the script.
+    const fd = fs.openSync(path.join(spool, 'schedules', name), 'w');
+    await sleep(400);
+    fs.writeSync(fd, 'platform: debian-12\nschedule: @daily\n');
+    await sleep(400);
+    fs.writeSync(fd, '\n#!/bin/sh\necho written slowly\n');
+    fs.closeSync(fd);
+  }
+  await until('both ran', () => doneIds('fresh').length === 1 && doneIds('fresh2').length === 1, 20_000);
+  assert.equal(fs.readdirSync(path.join(spool, 'bad')), []);
+  assert.is(fs.readFileSync(path.join(spool, 'done', 'fresh', doneIds('fresh')[0]!, 'console.log'), 'utf8'), 'written slowly\n');
+});
+
 test('spoold warns about a worker whose platform has no job, schedule or template', async () => {
   worker('typo-platform');
   await s.waitLog(/warning worker=w-typo-platform platform=typo-platform why="no queued job, schedule or template/);

@@ -29,6 +29,9 @@ import type { Daemon } from './daemon.js';
 
 const MAX_TIMEOUT = 2 ** 31 - 1;
 
+/** A schedule that does not parse goes to bad/ once it has not changed for this long: it may be being written. */
+export const SETTLE_MS = 2_000;
+
 export class ScheduleTimer {
   private schedules = new Map<string, { s: Schedule; mtimeMs: number; size: number }>();
   private timer: NodeJS.Timeout | undefined;
@@ -37,7 +40,11 @@ export class ScheduleTimer {
 
   constructor(private readonly sp: SpoolPaths, private readonly d: Daemon, private readonly templateDirs: string[]) {}
 
-  stop(): void { this.stopped = true; if (this.timer) clearTimeout(this.timer); }
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const t of this.retries.values()) clearTimeout(t);
+  }
 
   /** List schedules/, parse what changed, drop what is gone, re-arm. */
   async rescan(): Promise<void> {
@@ -69,6 +76,10 @@ export class ScheduleTimer {
         if (errno(e) === 'ENOENT') return;
         if (!(e instanceof SpoolError)) throw e;
         why = e.message;
+        // Written in place (by an editor, cat > file), it may be half-written
+        // now: it goes to bad/ only if it still does not parse once settled.
+        const wait = st.mtimeMs + SETTLE_MS - Date.now();
+        if (wait > 0) { this.retry(n, wait); return; }
       }
     }
     if (why || !s) {
@@ -79,6 +90,16 @@ export class ScheduleTimer {
     }
     if (!known) log('scheduled', { name: s.name, platform: s.platform ?? '(template)', schedule: s.schedule, tz: s.tz === 'UTC' ? undefined : s.tz });
     this.schedules.set(n, { s, mtimeMs: st.mtimeMs, size: st.size });
+  }
+
+  private retries = new Map<string, NodeJS.Timeout>();
+  /** Look at schedules/n again in ms (one pending look per name). */
+  private retry(n: string, ms: number): void {
+    if (this.retries.has(n) || this.stopped) return;
+    this.retries.set(n, setTimeout(() => {
+      this.retries.delete(n);
+      void this.consider(n).then(() => this.arm()).catch((e) => log('error', { file: `schedules/${n}`, why: (e as Error).message }));
+    }, ms + 50));
   }
 
   private setAside(s: Schedule): boolean {
