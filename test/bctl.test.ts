@@ -18,6 +18,7 @@ import { parseResult } from '../src/spool/result.js';
 import { parseScheduleState, formatScheduleState, emptyState } from '../src/spool/schedstate.js';
 import { claim, finalize } from '../src/spool/state.js';
 import { isId } from '../src/spool/paths.js';
+import { MAX_FILE } from '../src/spool/headers.js';
 import { COMMANDS, GLOBAL_FLAGS, main } from '../src/bctl/main.js';
 import { Readable, Writable } from 'node:stream';
 
@@ -398,6 +399,34 @@ test('submit refuses stdin twice, bad values, and queues nothing when a script i
   ]);
   await fails(['submit', 'debian-12', OK, '/nonexistent.sh'], /nonexistent\.sh: no such script/);
   assert.equal(ls(sp.new), []);
+});
+
+test('a script within 1 MiB whose job or schedule file would be over it is refused, and nothing is written', async () => {
+  // The job file is the script and ~130 bytes of headers: find out how many.
+  const small = path.join(spool, 'near.sh');
+  fs.writeFileSync(small, '#!/bin/sh\n');
+  const id0 = (await ok(['submit', 'debian-12', small])).trim();
+  const overhead = fs.statSync(sp.queued(id0)).size - fs.statSync(small).size;
+  fs.rmSync(sp.queued(id0));
+  const script = (n: number) => fs.writeFileSync(small, '#!/bin/sh\n' + '#'.repeat(n - 10));
+  script(MAX_FILE - overhead);   // exactly at the limit: spoold takes it
+  const id = (await ok(['submit', 'debian-12', small])).trim();
+  assert.is(fs.statSync(sp.queued(id)).size, MAX_FILE);
+  fs.rmSync(sp.queued(id));
+  script(MAX_FILE - overhead + 1);
+  await fails(['submit', 'debian-12', small], new RegExp(`near\\.sh: the job file would be ${MAX_FILE + 1} bytes, over the limit of ${MAX_FILE}; shorten the script by 1 bytes`));
+  assert.equal(ls(sp.new), []);
+  script(MAX_FILE - 76);   // the tester's near.sh: the schedule file fits, its jobs do not
+  await fails(['schedule', 'big', 'debian-11', small, '--period', 'never'], /near\.sh: the job file of each run would be \d+ bytes, over the limit of 1048576/);
+  script(MAX_FILE);
+  await fails(['schedule', 'big', 'debian-11', small], /near\.sh: the schedule file would be \d+ bytes, over the limit of 1048576/);
+  assert.equal(ls(sp.schedules), []);
+  // A schedule written by hand that fits, but whose job would not: execute queues nothing.
+  await drop(spool, 'schedules', 'big', `platform: debian-11\nschedule: never\n\n#!/bin/sh\n${'#'.repeat(MAX_FILE - 76)}`);
+  await fails(['execute', 'big'], new RegExp(`schedules/big: the job file for debian-11 would be \\d+ bytes, over the limit of ${MAX_FILE}`));
+  assert.equal(ls(sp.new), []);
+  assert.equal(ls(sp.done), []);
+  assert.not.ok(fs.existsSync(sp.scheduleState('big')), 'no firing recorded');
 });
 
 test('submit --wait waits for each result, prints ID STATUS, exits 0 only if all exited 0', async () => {

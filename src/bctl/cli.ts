@@ -113,6 +113,20 @@ export async function readScript(ctx: Ctx, file: string): Promise<{ body: string
 }
 
 /**
+ * Refuse a file bctl is about to write if it is over MAX_FILE bytes, the
+ * limit spoold applies to new/ and schedules/: a script within the limit
+ * still makes a larger file with its headers, which spoold would reject.
+ * `part` is what the person can shorten (the script, a template).
+ */
+export function checkFits(text: string, what: string, source: string, part: string): void {
+  const n = Buffer.byteLength(text);
+  if (n > MAX_FILE) {
+    throw new SpoolError('SPOOL_BAD_FILE', `${what} would be ${n} bytes, over the limit of ${MAX_FILE}`,
+      { path: source, hint: `shorten ${part} by ${n - MAX_FILE} bytes or more (the file holds it and its headers)` });
+  }
+}
+
+/**
  * Publish a staged file at target unless target exists: link(2) fails with
  * EEXIST atomically, where a check followed by rename(2) would overwrite a
  * file a person wrote in between. The staged name is removed either way.

@@ -13,7 +13,7 @@ import { periodToSchedule } from '../spool/schedule.js';
 import { readScheduleState, writeScheduleState } from '../spool/schedstate.js';
 import { writeAtomic } from '../spool/stage.js';
 import { EXIT_OK } from '../spool/exit.js';
-import { argName, argPeriod, argTime, str, type Ctx } from './cli.js';
+import { argName, argPeriod, argTime, checkFits, str, type Ctx } from './cli.js';
 import { loadSchedule } from './find.js';
 
 export async function reschedule(ctx: Ctx): Promise<number> {
@@ -28,6 +28,7 @@ export async function reschedule(ctx: Ctx): Promise<number> {
     const file = sp.schedule(name);
     const text = formatSchedule({ ...s, schedule: periodToSchedule(period) });
     parseSchedule(text, sp.rel(file), name);
+    checkFits(text, 'the schedule file', sp.rel(file), 'the script');
     await writeAtomic(sp, file, text);
   }
   const st = await readScheduleState(sp, name);

@@ -2,18 +2,19 @@
 // queued in the order given (ids from one process increase, so the queue
 // order is the command-line order), one id printed a line.
 //
-// Every script is read and every job built before the first is queued, so a
-// missing second script queues nothing. --wait then polls done/NAME/ID/result
+// Every script is read and every job built (and checked to fit the size limit
+// with its headers) before the first is queued, so a missing or too large
+// second script queues nothing. --wait then polls done/NAME/ID/result
 // (finalize renames the whole directory, so a result there is a whole result);
 // it needs no word with spoold, and waits as long as the jobs take.
 
 import path from 'node:path';
-import { submission, MAX_RETRIES, type ParsedJob } from '../spool/job.js';
+import { submission, formatJob, MAX_RETRIES, type ParsedJob } from '../spool/job.js';
 import { submitSync } from '../spool/state.js';
 import { parseResult, isSuccess, formatStatus } from '../spool/result.js';
 import { NAME_MAX, isName } from '../spool/paths.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
-import { argDuration, argInt, argName, argPlatform, flag, readIf, readScript, str, usage, type Ctx } from './cli.js';
+import { argDuration, argInt, argName, argPlatform, checkFits, flag, readIf, readScript, str, usage, type Ctx } from './cli.js';
 import { doneFile } from './find.js';
 import { ensureSpool } from '../spool/layout.js';
 
@@ -42,8 +43,10 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
 
   const jobs: Array<ParsedJob & { id: string }> = [];
   for (const script of scripts) {
-    const { body } = await readScript(ctx, script);
-    jobs.push(submission({ name: name ?? nameFromScript(script), platform, timeout, retries, priority, body }));
+    const { body, source } = await readScript(ctx, script);
+    const job = submission({ name: name ?? nameFromScript(script), platform, timeout, retries, priority, body });
+    checkFits(formatJob(job), 'the job file', source, 'the script');
+    jobs.push(job);
   }
   await ensureSpool(sp);
   for (const job of jobs) {

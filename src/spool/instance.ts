@@ -57,7 +57,11 @@ export async function instances(s: Schedule, o: InstanceOpts): Promise<Instance[
 
 /** Queue the instances of `s`: submit each good one, record each bad one as failed. */
 export async function queueInstances(sp: SpoolPaths, s: Schedule, o: InstanceOpts): Promise<Instance[]> {
-  const list = await instances(s, o);
+  return queueList(sp, await instances(s, o));
+}
+
+/** Queue instances already built (bctl execute checks them first). */
+export async function queueList(sp: SpoolPaths, list: Instance[]): Promise<Instance[]> {
   for (const i of list) {
     if (i.error === undefined) await submit(sp, i.job as ParsedJob & { id: string });
     else await recordFailed(sp, i.job as ParsedJob & { id: string }, i.error);
