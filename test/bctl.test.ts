@@ -17,7 +17,7 @@ import { parseJob, parseSchedule, EXECUTE_PRIORITY } from '../src/spool/job.js';
 import { parseResult } from '../src/spool/result.js';
 import { parseScheduleState, formatScheduleState, emptyState } from '../src/spool/schedstate.js';
 import { claim, finalize } from '../src/spool/state.js';
-import { isId } from '../src/spool/paths.js';
+import { isId, DIRS } from '../src/spool/paths.js';
 import { MAX_FILE } from '../src/spool/headers.js';
 import { COMMANDS, GLOBAL_FLAGS, main } from '../src/bctl/main.js';
 import { Readable, Writable } from 'node:stream';
@@ -403,7 +403,9 @@ test('submit refuses stdin twice, bad values, and queues nothing when a script i
 
 test('a script within 1 MiB whose job or schedule file would be over it is refused, and nothing is written', async () => {
   // The job file is the script and ~130 bytes of headers: find out how many.
-  const small = path.join(spool, 'near.sh');
+  const dir = await tmpdir('bctl-scripts');
+  cleanup.push(dir);
+  const small = path.join(dir, 'near.sh');
   fs.writeFileSync(small, '#!/bin/sh\n');
   const id0 = (await ok(['submit', 'debian-12', small])).trim();
   const overhead = fs.statSync(sp.queued(id0)).size - fs.statSync(small).size;
@@ -530,6 +532,46 @@ test('info on a directory that is no spool fails with exit 1', async () => {
   const r = await run(process.execPath, [BIN('bctl'), '-s', path.join(spool, 'nope'), 'info']);
   assert.is(r.code, 1);
   assert.match(r.stderr, /^bctl: .*nope: no spool here/);
+  // An existing directory with other things in it, and none of a spool's directories.
+  const other = path.join(spool, 'other');
+  fs.mkdirSync(path.join(other, 'src'), { recursive: true });
+  fs.writeFileSync(path.join(other, 'README'), 'x');
+  for (const args of [['info'], ['submit', 'debian-12', OK], ['drop-platform', 'sparc']]) {
+    const o = await bctl(other, args);
+    assert.is(o.code, 1, `${args[0]}: ${o.stderr}`);
+    assert.match(o.stderr, /^bctl: .*other: not a spool: none of new\/, running\/, done\/, schedules\/ in it, and it is not empty; give the spool with -s DIR/);
+    assert.is(o.stdout, '');
+  }
+  assert.equal(ls(other), ['README', 'src']);
+});
+
+test('a missing spool directory is never made: every verb says no spool here and exits 1', async () => {
+  const typo = path.join(spool, 'nonexist2');
+  const id = '01a00000-0000-7000-8000-000000000000';
+  for (const args of [
+    ['submit', 'debian-12', OK], ['schedule', 'a', 'debian-12', OK], ['orb-build', 'a', 'hello'], ['drop-platform', 'sparc'],
+    ['unschedule', 'foo'], ['undrop-platform', 'foo'], ['cancel', id], ['execute', 'foo'], ['reschedule', 'foo', '2030-01-01T00:00:00Z'],
+    ['info'], ['fsck'], ['observe', id], ['observe-latest'], ['inspect', id],
+  ]) {
+    const r = await bctl(typo, args);
+    assert.is(r.code, 1, `${args[0]}: ${r.stderr}`);
+    assert.is(r.stderr, `bctl: ${typo}: no spool here (ENOENT); give the spool with -s DIR or $BUILDER_SPOOL\n`, args[0]);
+    assert.is(r.stdout, '');
+    assert.not.ok(fs.existsSync(typo), `${args[0]} made ${typo}`);
+  }
+});
+
+test('an empty directory is a spool not used yet: verbs that only read or remove leave it empty, writing ones fill it', async () => {
+  const id = '01a00000-0000-7000-8000-000000000000';
+  await fails(['unschedule', 'foo'], /no schedule foo/);
+  await fails(['undrop-platform', 'foo'], /platform foo is not dropped/);
+  await fails(['cancel', id], new RegExp(`no job ${id}`));
+  await fails(['execute', 'foo'], /no schedule foo/);
+  await fails(['reschedule', 'foo', '2030-01-01T00:00:00Z'], /no schedule foo/);
+  assert.match(await ok(['info']), /^schedules:\n {2}\(none\)$/m);
+  assert.equal(ls(spool), [], 'nothing made');
+  await ok(['submit', 'debian-12', OK]);
+  assert.equal(ls(spool), [...DIRS].sort());
 });
 
 // ---- drop-platform, undrop-platform -------------------------------------------

@@ -9,7 +9,7 @@
 // counts from now, as a timer firing would.
 
 import { EXECUTE_PRIORITY, formatJob } from '../spool/job.js';
-import { ensureSpool } from '../spool/layout.js';
+import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { instances, queueList } from '../spool/instance.js';
 import { readScheduleState, writeScheduleState } from '../spool/schedstate.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
@@ -22,7 +22,7 @@ export async function execute(ctx: Ctx): Promise<number> {
   const p = str(ctx, 'platform');
   const platform = p === undefined ? undefined : argPlatform(p);
   const extra = str(ctx, 'templates') ?? (ctx.env.BUILDER_TEMPLATES || undefined);
-  await ensureSpool(sp);
+  checkSpool(sp);
   const s = await loadSchedule(sp, name);
   const now = new Date();
   const list = await instances(s, {
@@ -35,6 +35,7 @@ export async function execute(ctx: Ctx): Promise<number> {
     checkFits(formatJob(i.job), `the job file for ${i.platform}`, sp.rel(sp.schedule(name)),
       s.template === undefined ? 'the script' : `the template ${s.template} for ${i.platform}`);
   }
+  await ensureSpool(sp, { makeRoot: false });
   await queueList(sp, list);
   let status = EXIT_OK;
   for (const i of list) {

@@ -8,7 +8,7 @@
 // our next: (read-modify-write without a lock). Run reschedule again then.
 
 import { formatSchedule, parseSchedule } from '../spool/job.js';
-import { ensureSpool } from '../spool/layout.js';
+import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { periodToSchedule } from '../spool/schedule.js';
 import { readScheduleState, writeScheduleState } from '../spool/schedstate.js';
 import { writeAtomic } from '../spool/stage.js';
@@ -22,8 +22,9 @@ export async function reschedule(ctx: Ctx): Promise<number> {
   const next = argTime(ctx.args[1]!, 'time NEXT');
   const p = str(ctx, 'period');
   const period = p === undefined ? undefined : argPeriod(p);
-  await ensureSpool(sp);
+  checkSpool(sp);
   const s = await loadSchedule(sp, name);
+  await ensureSpool(sp, { makeRoot: false });
   if (period !== undefined) {
     const file = sp.schedule(name);
     const text = formatSchedule({ ...s, schedule: periodToSchedule(period) });

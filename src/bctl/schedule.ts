@@ -47,7 +47,7 @@ export async function writeNewSchedule(sp: SpoolPaths, s: Schedule, source?: str
     const longest = jobs.reduce((a, b) => (Buffer.byteLength(b) > Buffer.byteLength(a) ? b : a));
     checkFits(longest, 'the job file of each run', source ?? sp.rel(target), 'the script');
   }
-  await ensureSpool(sp);
+  await ensureSpool(sp, { makeRoot: false });
   const staged = await writeStaged(sp, `schedule-${s.name}`, text, target);
   await publishNew(sp, staged, target, () => new SpoolError('SPOOL_EXISTS', `schedule ${s.name} exists`,
     { path: sp.rel(target), hint: `run bctl unschedule ${s.name} first, or edit the file` }));

@@ -48,7 +48,7 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
     checkFits(formatJob(job), 'the job file', source, 'the script');
     jobs.push(job);
   }
-  await ensureSpool(sp);
+  await ensureSpool(sp, { makeRoot: false });
   for (const job of jobs) {
     submitSync(sp, job);
     ctx.out(job.id);
