@@ -345,6 +345,24 @@ test('execute --platform, and templates from --templates and $BUILDER_TEMPLATES'
   assert.is(parseJob(fs.readFileSync(sp.queued(r.stdout.trim())), 'x').platform, 'freebsd-14');
 });
 
+test('execute --platform refuses a platform the schedule does not run on, and queues nothing', async () => {
+  await ok(['schedule', 'fixed', 'debian-12', OK, '--period', 'never']);
+  await fails(['execute', 'fixed', '--platform', 'debain-12'], /^bctl: schedules\/fixed: schedule fixed does not run on platform debain-12; it runs on debian-12 only\n$/);
+  assert.equal(ls(sp.new), []);
+  assert.not.ok(fs.existsSync(sp.scheduleState('fixed')), 'no firing recorded');
+  const id = (await ok(['execute', 'fixed', '--platform', 'debian-12'])).trim();
+  assert.is(parseJob(fs.readFileSync(sp.queued(id)), 'x', id).platform, 'debian-12');
+  // A template schedule: only a platform that has the template.
+  await ok(['orb-build', 'orb', 'hello']);
+  const tdir = await tmpdir('bctl-templates');
+  cleanup.push(tdir);
+  fs.writeFileSync(path.join(tdir, 'orb-build.template.freebsd-14'), '#!/bin/sh\nopam install %%OPAM_PACKAGE%%\n');
+  await fails(['execute', 'orb', '--templates', tdir, '--platform', 'debian-12'],
+    /schedule orb does not run on platform debian-12; it runs on the platforms with a template orb-build: freebsd-14; add templates\/orb-build\.template\.debian-12/);
+  assert.equal(ls(sp.new), [id]);
+  assert.equal(ls(sp.done), [], 'nothing recorded as failed either');
+});
+
 test('execute of a template that is missing records the instance failed and exits 1', async () => {
   await ok(['orb-build', 'orb', 'hello', '--platform', 'sparc']);
   const r = await bctl(spool, ['execute', 'orb']);
