@@ -16,7 +16,7 @@ import { SpoolPaths } from '../src/spool/paths.js';
 import { parseJob, parseSchedule, EXECUTE_PRIORITY } from '../src/spool/job.js';
 import { parseResult } from '../src/spool/result.js';
 import { parseScheduleState, formatScheduleState, emptyState } from '../src/spool/schedstate.js';
-import { claim, finalize } from '../src/spool/state.js';
+import { claim, finalize, reject } from '../src/spool/state.js';
 import { isId, DIRS } from '../src/spool/paths.js';
 import { MAX_FILE } from '../src/spool/headers.js';
 import { COMMANDS, GLOBAL_FLAGS, main } from '../src/bctl/main.js';
@@ -460,6 +460,28 @@ test('submit --wait waits for each result, prints ID STATUS, exits 0 only if all
     assert.is(r.code, want, r.stderr);
     assert.is(r.stdout, `${id}\n${id} exited ${code}\n`);
   }
+});
+
+test('submit --wait does not wait for ever for a job taken out of new/ or rejected to bad/: it says so and exits 1', async () => {
+  // Taken out of the queue by hand: the other job is still waited for.
+  const waiting = bctl(spool, ['submit', 'debian-12', OK, EXIT3, '--name', 'w', '--wait']);
+  const [gone, other] = await until('both jobs in new/', () => { const l = ls(sp.new); return l.length === 2 ? l : undefined; });
+  fs.rmSync(sp.queued(gone!));
+  const job = parseJob(fs.readFileSync(sp.queued(other!)), 'x', other);
+  assert.ok(await claim(sp, other!));
+  await finalize(sp, { id: other!, name: job.name, platform: job.platform, worker: 'w', attempt: 1, queued: job.queued!, started: new Date(), finished: new Date(), status: { kind: 'exited', code: 0 } });
+  const r = await waiting;
+  assert.is(r.code, 1, r.stderr);
+  assert.is(r.stdout, `${gone}\n${other}\n${other} exited 0\n`);
+  assert.is(r.stderr, `bctl: ${gone} is gone: it is neither queued, running nor done; it was taken out of new/ (bctl info lists the queue)\n`);
+  // Rejected by spoold (reject() is what spoold does with a job it cannot take).
+  const waiting2 = bctl(spool, ['submit', 'debian-12', OK, '--wait']);
+  const id = await until('the job in new/', () => ls(sp.new)[0]);
+  const bad = await reject(sp, sp.queued(id), `new/${id}: rejected for the test`);
+  const r2 = await waiting2;
+  assert.is(r2.code, 1, r2.stderr);
+  assert.is(r2.stdout, `${id}\n`);
+  assert.is(r2.stderr, `bctl: ${id} is gone: it is neither queued, running nor done; spoold rejected it to bad/${bad}, and bad/${bad}.why says why\n`);
 });
 
 // ---- info ---------------------------------------------------------------------
