@@ -299,6 +299,15 @@ test('reschedule --period rewrites the schedule header and keeps the body', asyn
   assert.is(s.body, fs.readFileSync(OK, 'utf8'));
 });
 
+test('a bad period suggests --cron only to schedule, the one command that takes it', async () => {
+  assert.is(firstLine(await usageFails(['schedule', 'a', 'debian-12', OK, '--period', 'monthly'], /bad period/)),
+    "bctl: bad period 'monthly'; use one of hourly, daily, weekly, never (or --cron EXPR)");
+  assert.is(firstLine(await usageFails(['reschedule', 'a', '2030-06-01T12:00:00Z', '--period', 'yearly'], /bad period/)),
+    "bctl: bad period 'yearly'; use one of hourly, daily, weekly, never");
+  assert.is(firstLine(await usageFails(['orb-build', 'a', 'hello', '--period', 'monthly'], /bad period/)),
+    "bctl: bad period 'monthly'; use one of hourly, daily, weekly, never");
+});
+
 test('reschedule refuses a time that is not RFC 3339, a bad period and a missing schedule', async () => {
   await ok(['schedule', 'r', 'debian-12', OK]);
   for (const t of ['tomorrow', '2030-06-01', '2030-02-30T00:00:00Z', '2030-06-01T25:00:00Z', '2030-06-01T12:00:00', '1700000000']) {

@@ -31,8 +31,9 @@ export function asUsage<T>(f: () => T): T {
 export const argName = (s: string, what = 'job name'): string => asUsage(() => checkName(s, what));
 export const argPlatform = (s: string): string => asUsage(() => checkPlatform(s));
 
-export function argPeriod(s: string): Period {
-  if (!(PERIODS as readonly string[]).includes(s)) usage(`bad period '${s}'; use one of ${PERIODS.join(', ')} (or --cron EXPR)`);
+/** A --period value; `cron` when the command also takes --cron, the way to other times. */
+export function argPeriod(s: string, cron = false): Period {
+  if (!(PERIODS as readonly string[]).includes(s)) usage(`bad period '${s}'; use one of ${PERIODS.join(', ')}${cron ? ' (or --cron EXPR)' : ''}`);
   return s as Period;
 }
 

@@ -16,12 +16,12 @@ import type { SpoolPaths } from '../spool/paths.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { argDuration, argInt, argName, argPeriod, argPlatform, argSchedule, checkFits, publishNew, readScript, str, usage, type Ctx } from './cli.js';
 
-/** The schedule expression from --period / --cron (exclusive), checked with tz. */
-export function whenOf(ctx: Ctx, tz: string): string {
+/** The schedule expression from --period / --cron (exclusive; `hasCron` when the command takes --cron), checked with tz. */
+export function whenOf(ctx: Ctx, tz: string, hasCron: boolean): string {
   const period = str(ctx, 'period');
   const cron = str(ctx, 'cron');
   if (period !== undefined && cron !== undefined) usage('--period and --cron exclude each other; give one');
-  const expr = cron ?? periodToSchedule(argPeriod(period ?? 'daily'));
+  const expr = cron ?? periodToSchedule(argPeriod(period ?? 'daily', hasCron));
   argSchedule(expr, tz);
   return expr;
 }
@@ -58,7 +58,7 @@ export async function schedule(ctx: Ctx): Promise<number> {
   const name = argName(nameArg);
   const platform = argPlatform(platformArg);
   const tz = str(ctx, 'tz') ?? 'UTC';
-  const when = whenOf(ctx, tz);
+  const when = whenOf(ctx, tz, true);
   const t = str(ctx, 'timeout');
   const r = str(ctx, 'retries');
   const timeout = t === undefined ? undefined : argDuration(t, 'timeout');
