@@ -416,6 +416,14 @@ test('submit from standard input, --name and --priority', async () => {
   assert.is(parseJob(fs.readFileSync(sp.queued(oid)), 'x', oid).name, 'my_script_.sh');
 });
 
+test('submit of more than 1 MiB from standard input says it is over the limit, without a wrong size', async () => {
+  const r = await bctl(spool, ['submit', 'debian-12', '-'], { input: Buffer.alloc(1_100_000, 0x23) });
+  assert.is(r.code, 1);
+  assert.is(r.stderr, 'bctl: stdin: the script is over the limit of 1048576 bytes; keep job scripts small; fetch large inputs from the script\n');
+  assert.is(r.stdout, '');
+  assert.equal(ls(sp.new), []);
+});
+
 test('submit refuses stdin twice, bad values, and queues nothing when a script is missing', async () => {
   await usageAll([
     [['submit', 'debian-12', '-', '-'], /standard input \(-\) can be read only once/],

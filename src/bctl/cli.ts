@@ -91,7 +91,9 @@ export async function readScript(ctx: Ctx, file: string): Promise<{ body: string
       const b = typeof c === 'string' ? Buffer.from(c) : (c as Buffer);
       chunks.push(b);
       n += b.length;
-      if (n > MAX_FILE) break;   // decodeFile reports the size; no need to read the rest
+      // Too large already: no need to read the rest, but then the size is
+      // unknown, so say 'over', not a byte count (decodeFile would count what we read).
+      if (n > MAX_FILE) throw new SpoolError('SPOOL_BAD_FILE', `the script is over the limit of ${MAX_FILE} bytes`, { path: source, hint: 'keep job scripts small; fetch large inputs from the script' });
     }
     buf = Buffer.concat(chunks);
   } else {
