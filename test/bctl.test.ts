@@ -125,6 +125,11 @@ test('-s needs a value', async () => {
   const r = await run(process.execPath, [BIN('bctl'), 'info', '-s']);
   assert.is(r.code, 2);
   assert.match(r.stderr, /^bctl: --spool needs a value/);
+  for (const args of [['--spool'], ['-s']]) {   // and no command: the missing value is what to fix first
+    const n = await run(process.execPath, [BIN('bctl'), ...args]);
+    assert.is(n.code, 2);
+    assert.is(n.stderr, 'bctl: --spool needs a value SPOOL\nusage: bctl [-s SPOOL] COMMAND [ARGS...]; bctl --help lists the commands\n');
+  }
 });
 
 test('--help and -h print the usage of bctl and of every command on stdout, exit 0', async () => {
