@@ -429,6 +429,20 @@ test('submit of more than 1 MiB from standard input says it is over the limit, w
   assert.equal(ls(sp.new), []);
 });
 
+test('the default job name is the script file name made a name, as bctl(1) says', async () => {
+  const dir = await tmpdir('bctl-scripts');
+  cleanup.push(dir);
+  const cases: Array<[string, string]> = [
+    ['my build (1).sh', 'my_build__1_.sh'], ['.hidden.sh', 'hidden.sh'], ['--x.sh', 'x.sh'], ['-.-', 'job'],
+    ['latest', 'job'], ['caf\u00e9', 'caf_'], [`${'a'.repeat(70)}.sh`, 'a'.repeat(64)],
+  ];
+  for (const [file, name] of cases) {
+    fs.writeFileSync(path.join(dir, file), '#!/bin/sh\ntrue\n');
+    const id = (await ok(['submit', 'debian-12', path.join(dir, file)])).trim();
+    assert.is(parseJob(fs.readFileSync(sp.queued(id)), 'x', id).name, name, file);
+  }
+});
+
 test('submit refuses stdin twice, bad values, and queues nothing when a script is missing', async () => {
   await usageAll([
     [['submit', 'debian-12', '-', '-'], /standard input \(-\) can be read only once/],
