@@ -193,7 +193,14 @@ test('fsck checks a claimed job in running/ and a broken one', async () => {
 test('fsck of a directory that is no spool fails', async () => {
   const r = await bctl(path.join(spool, 'nope'), ['fsck']);
   assert.is(r.code, 1);
-  assert.match(r.stderr, /^bctl: .*nope: no spool directory here/);
+  assert.match(r.stderr, /^bctl: .*nope: no spool here \(ENOENT\)/);
+  fs.writeFileSync(path.join(spool, 'nope'), 'x');
+  fs.mkdirSync(path.join(spool, 'other'));
+  fs.writeFileSync(path.join(spool, 'other', 'notes.txt'), 'x');
+  const o = await bctl(path.join(spool, 'other'), ['fsck']);
+  assert.is(o.code, 1);
+  assert.match(o.stderr, /^bctl: .*other: not a spool: none of new\/, running\/, done\/, schedules\/ in it/);
+  assert.is(o.stdout, '');
 });
 
 test.run();

@@ -16,8 +16,9 @@ import { SpoolPaths } from '../src/spool/paths.js';
 import { parseJob, parseSchedule, EXECUTE_PRIORITY } from '../src/spool/job.js';
 import { parseResult } from '../src/spool/result.js';
 import { parseScheduleState, formatScheduleState, emptyState } from '../src/spool/schedstate.js';
-import { claim, finalize } from '../src/spool/state.js';
-import { isId } from '../src/spool/paths.js';
+import { claim, finalize, reject } from '../src/spool/state.js';
+import { isId, DIRS } from '../src/spool/paths.js';
+import { MAX_FILE } from '../src/spool/headers.js';
 import { COMMANDS, GLOBAL_FLAGS, main } from '../src/bctl/main.js';
 import { Readable, Writable } from 'node:stream';
 
@@ -124,6 +125,11 @@ test('-s needs a value', async () => {
   const r = await run(process.execPath, [BIN('bctl'), 'info', '-s']);
   assert.is(r.code, 2);
   assert.match(r.stderr, /^bctl: --spool needs a value/);
+  for (const args of [['--spool'], ['-s']]) {   // and no command: the missing value is what to fix first
+    const n = await run(process.execPath, [BIN('bctl'), ...args]);
+    assert.is(n.code, 2);
+    assert.is(n.stderr, 'bctl: --spool needs a value SPOOL\nusage: bctl [-s SPOOL] COMMAND [ARGS...]; bctl --help lists the commands\n');
+  }
 });
 
 test('--help and -h print the usage of bctl and of every command on stdout, exit 0', async () => {
@@ -298,6 +304,15 @@ test('reschedule --period rewrites the schedule header and keeps the body', asyn
   assert.is(s.body, fs.readFileSync(OK, 'utf8'));
 });
 
+test('a bad period suggests --cron only to schedule, the one command that takes it', async () => {
+  assert.is(firstLine(await usageFails(['schedule', 'a', 'debian-12', OK, '--period', 'monthly'], /bad period/)),
+    "bctl: bad period 'monthly'; use one of hourly, daily, weekly, never (or --cron EXPR)");
+  assert.is(firstLine(await usageFails(['reschedule', 'a', '2030-06-01T12:00:00Z', '--period', 'yearly'], /bad period/)),
+    "bctl: bad period 'yearly'; use one of hourly, daily, weekly, never");
+  assert.is(firstLine(await usageFails(['orb-build', 'a', 'hello', '--period', 'monthly'], /bad period/)),
+    "bctl: bad period 'monthly'; use one of hourly, daily, weekly, never");
+});
+
 test('reschedule refuses a time that is not RFC 3339, a bad period and a missing schedule', async () => {
   await ok(['schedule', 'r', 'debian-12', OK]);
   for (const t of ['tomorrow', '2030-06-01', '2030-02-30T00:00:00Z', '2030-06-01T25:00:00Z', '2030-06-01T12:00:00', '1700000000']) {
@@ -344,6 +359,24 @@ test('execute --platform, and templates from --templates and $BUILDER_TEMPLATES'
   assert.is(parseJob(fs.readFileSync(sp.queued(r.stdout.trim())), 'x').platform, 'freebsd-14');
 });
 
+test('execute --platform refuses a platform the schedule does not run on, and queues nothing', async () => {
+  await ok(['schedule', 'fixed', 'debian-12', OK, '--period', 'never']);
+  await fails(['execute', 'fixed', '--platform', 'debain-12'], /^bctl: schedules\/fixed: schedule fixed does not run on platform debain-12; it runs on debian-12 only\n$/);
+  assert.equal(ls(sp.new), []);
+  assert.not.ok(fs.existsSync(sp.scheduleState('fixed')), 'no firing recorded');
+  const id = (await ok(['execute', 'fixed', '--platform', 'debian-12'])).trim();
+  assert.is(parseJob(fs.readFileSync(sp.queued(id)), 'x', id).platform, 'debian-12');
+  // A template schedule: only a platform that has the template.
+  await ok(['orb-build', 'orb', 'hello']);
+  const tdir = await tmpdir('bctl-templates');
+  cleanup.push(tdir);
+  fs.writeFileSync(path.join(tdir, 'orb-build.template.freebsd-14'), '#!/bin/sh\nopam install %%OPAM_PACKAGE%%\n');
+  await fails(['execute', 'orb', '--templates', tdir, '--platform', 'debian-12'],
+    /schedule orb does not run on platform debian-12; it runs on the platforms with a template orb-build: freebsd-14; add templates\/orb-build\.template\.debian-12/);
+  assert.equal(ls(sp.new), [id]);
+  assert.equal(ls(sp.done), [], 'nothing recorded as failed either');
+});
+
 test('execute of a template that is missing records the instance failed and exits 1', async () => {
   await ok(['orb-build', 'orb', 'hello', '--platform', 'sparc']);
   const r = await bctl(spool, ['execute', 'orb']);
@@ -388,6 +421,28 @@ test('submit from standard input, --name and --priority', async () => {
   assert.is(parseJob(fs.readFileSync(sp.queued(oid)), 'x', oid).name, 'my_script_.sh');
 });
 
+test('submit of more than 1 MiB from standard input says it is over the limit, without a wrong size', async () => {
+  const r = await bctl(spool, ['submit', 'debian-12', '-'], { input: Buffer.alloc(1_100_000, 0x23) });
+  assert.is(r.code, 1);
+  assert.is(r.stderr, 'bctl: stdin: the script is over the limit of 1048576 bytes; keep job scripts small; fetch large inputs from the script\n');
+  assert.is(r.stdout, '');
+  assert.equal(ls(sp.new), []);
+});
+
+test('the default job name is the script file name made a name, as bctl(1) says', async () => {
+  const dir = await tmpdir('bctl-scripts');
+  cleanup.push(dir);
+  const cases: Array<[string, string]> = [
+    ['my build (1).sh', 'my_build__1_.sh'], ['.hidden.sh', 'hidden.sh'], ['--x.sh', 'x.sh'], ['-.-', 'job'],
+    ['latest', 'job'], ['caf\u00e9', 'caf_'], [`${'a'.repeat(70)}.sh`, 'a'.repeat(64)],
+  ];
+  for (const [file, name] of cases) {
+    fs.writeFileSync(path.join(dir, file), '#!/bin/sh\ntrue\n');
+    const id = (await ok(['submit', 'debian-12', path.join(dir, file)])).trim();
+    assert.is(parseJob(fs.readFileSync(sp.queued(id)), 'x', id).name, name, file);
+  }
+});
+
 test('submit refuses stdin twice, bad values, and queues nothing when a script is missing', async () => {
   await usageAll([
     [['submit', 'debian-12', '-', '-'], /standard input \(-\) can be read only once/],
@@ -398,6 +453,36 @@ test('submit refuses stdin twice, bad values, and queues nothing when a script i
   ]);
   await fails(['submit', 'debian-12', OK, '/nonexistent.sh'], /nonexistent\.sh: no such script/);
   assert.equal(ls(sp.new), []);
+});
+
+test('a script within 1 MiB whose job or schedule file would be over it is refused, and nothing is written', async () => {
+  // The job file is the script and ~130 bytes of headers: find out how many.
+  const dir = await tmpdir('bctl-scripts');
+  cleanup.push(dir);
+  const small = path.join(dir, 'near.sh');
+  fs.writeFileSync(small, '#!/bin/sh\n');
+  const id0 = (await ok(['submit', 'debian-12', small])).trim();
+  const overhead = fs.statSync(sp.queued(id0)).size - fs.statSync(small).size;
+  fs.rmSync(sp.queued(id0));
+  const script = (n: number) => fs.writeFileSync(small, '#!/bin/sh\n' + '#'.repeat(n - 10));
+  script(MAX_FILE - overhead);   // exactly at the limit: spoold takes it
+  const id = (await ok(['submit', 'debian-12', small])).trim();
+  assert.is(fs.statSync(sp.queued(id)).size, MAX_FILE);
+  fs.rmSync(sp.queued(id));
+  script(MAX_FILE - overhead + 1);
+  await fails(['submit', 'debian-12', small], new RegExp(`near\\.sh: the job file would be ${MAX_FILE + 1} bytes, over the limit of ${MAX_FILE}; shorten the script by 1 bytes`));
+  assert.equal(ls(sp.new), []);
+  script(MAX_FILE - 76);   // the tester's near.sh: the schedule file fits, its jobs do not
+  await fails(['schedule', 'big', 'debian-11', small, '--period', 'never'], /near\.sh: the job file of each run would be \d+ bytes, over the limit of 1048576/);
+  script(MAX_FILE);
+  await fails(['schedule', 'big', 'debian-11', small], /near\.sh: the schedule file would be \d+ bytes, over the limit of 1048576/);
+  assert.equal(ls(sp.schedules), []);
+  // A schedule written by hand that fits, but whose job would not: execute queues nothing.
+  await drop(spool, 'schedules', 'big', `platform: debian-11\nschedule: never\n\n#!/bin/sh\n${'#'.repeat(MAX_FILE - 76)}`);
+  await fails(['execute', 'big'], new RegExp(`schedules/big: the job file for debian-11 would be \\d+ bytes, over the limit of ${MAX_FILE}`));
+  assert.equal(ls(sp.new), []);
+  assert.equal(ls(sp.done), []);
+  assert.not.ok(fs.existsSync(sp.scheduleState('big')), 'no firing recorded');
 });
 
 test('submit --wait waits for each result, prints ID STATUS, exits 0 only if all exited 0', async () => {
@@ -411,6 +496,28 @@ test('submit --wait waits for each result, prints ID STATUS, exits 0 only if all
     assert.is(r.code, want, r.stderr);
     assert.is(r.stdout, `${id}\n${id} exited ${code}\n`);
   }
+});
+
+test('submit --wait does not wait for ever for a job taken out of new/ or rejected to bad/: it says so and exits 1', async () => {
+  // Taken out of the queue by hand: the other job is still waited for.
+  const waiting = bctl(spool, ['submit', 'debian-12', OK, EXIT3, '--name', 'w', '--wait']);
+  const [gone, other] = await until('both jobs in new/', () => { const l = ls(sp.new); return l.length === 2 ? l : undefined; });
+  fs.rmSync(sp.queued(gone!));
+  const job = parseJob(fs.readFileSync(sp.queued(other!)), 'x', other);
+  assert.ok(await claim(sp, other!));
+  await finalize(sp, { id: other!, name: job.name, platform: job.platform, worker: 'w', attempt: 1, queued: job.queued!, started: new Date(), finished: new Date(), status: { kind: 'exited', code: 0 } });
+  const r = await waiting;
+  assert.is(r.code, 1, r.stderr);
+  assert.is(r.stdout, `${gone}\n${other}\n${other} exited 0\n`);
+  assert.is(r.stderr, `bctl: ${gone} is gone: it is neither queued, running nor done; it was taken out of new/ (bctl info lists the queue)\n`);
+  // Rejected by spoold (reject() is what spoold does with a job it cannot take).
+  const waiting2 = bctl(spool, ['submit', 'debian-12', OK, '--wait']);
+  const id = await until('the job in new/', () => ls(sp.new)[0]);
+  const bad = await reject(sp, sp.queued(id), `new/${id}: rejected for the test`);
+  const r2 = await waiting2;
+  assert.is(r2.code, 1, r2.stderr);
+  assert.is(r2.stdout, `${id}\n`);
+  assert.is(r2.stderr, `bctl: ${id} is gone: it is neither queued, running nor done; spoold rejected it to bad/${bad}, and bad/${bad}.why says why\n`);
 });
 
 // ---- info ---------------------------------------------------------------------
@@ -501,6 +608,46 @@ test('info on a directory that is no spool fails with exit 1', async () => {
   const r = await run(process.execPath, [BIN('bctl'), '-s', path.join(spool, 'nope'), 'info']);
   assert.is(r.code, 1);
   assert.match(r.stderr, /^bctl: .*nope: no spool here/);
+  // An existing directory with other things in it, and none of a spool's directories.
+  const other = path.join(spool, 'other');
+  fs.mkdirSync(path.join(other, 'src'), { recursive: true });
+  fs.writeFileSync(path.join(other, 'README'), 'x');
+  for (const args of [['info'], ['submit', 'debian-12', OK], ['drop-platform', 'sparc']]) {
+    const o = await bctl(other, args);
+    assert.is(o.code, 1, `${args[0]}: ${o.stderr}`);
+    assert.match(o.stderr, /^bctl: .*other: not a spool: none of new\/, running\/, done\/, schedules\/ in it, and it is not empty; give the spool with -s DIR/);
+    assert.is(o.stdout, '');
+  }
+  assert.equal(ls(other), ['README', 'src']);
+});
+
+test('a missing spool directory is never made: every verb says no spool here and exits 1', async () => {
+  const typo = path.join(spool, 'nonexist2');
+  const id = '01a00000-0000-7000-8000-000000000000';
+  for (const args of [
+    ['submit', 'debian-12', OK], ['schedule', 'a', 'debian-12', OK], ['orb-build', 'a', 'hello'], ['drop-platform', 'sparc'],
+    ['unschedule', 'foo'], ['undrop-platform', 'foo'], ['cancel', id], ['execute', 'foo'], ['reschedule', 'foo', '2030-01-01T00:00:00Z'],
+    ['info'], ['fsck'], ['observe', id], ['observe-latest'], ['inspect', id],
+  ]) {
+    const r = await bctl(typo, args);
+    assert.is(r.code, 1, `${args[0]}: ${r.stderr}`);
+    assert.is(r.stderr, `bctl: ${typo}: no spool here (ENOENT); give the spool with -s DIR or $BUILDER_SPOOL\n`, args[0]);
+    assert.is(r.stdout, '');
+    assert.not.ok(fs.existsSync(typo), `${args[0]} made ${typo}`);
+  }
+});
+
+test('an empty directory is a spool not used yet: verbs that only read or remove leave it empty, writing ones fill it', async () => {
+  const id = '01a00000-0000-7000-8000-000000000000';
+  await fails(['unschedule', 'foo'], /no schedule foo/);
+  await fails(['undrop-platform', 'foo'], /platform foo is not dropped/);
+  await fails(['cancel', id], new RegExp(`no job ${id}`));
+  await fails(['execute', 'foo'], /no schedule foo/);
+  await fails(['reschedule', 'foo', '2030-01-01T00:00:00Z'], /no schedule foo/);
+  assert.match(await ok(['info']), /^schedules:\n {2}\(none\)$/m);
+  assert.equal(ls(spool), [], 'nothing made');
+  await ok(['submit', 'debian-12', OK]);
+  assert.equal(ls(spool), [...DIRS].sort());
 });
 
 // ---- drop-platform, undrop-platform -------------------------------------------

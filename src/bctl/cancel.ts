@@ -7,7 +7,7 @@
 // while we look (spoold claims it first), we follow it to the next state.
 
 import { parseJob } from '../spool/job.js';
-import { ensureSpool } from '../spool/layout.js';
+import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { cancelQueued, requestCancel } from '../spool/state.js';
 import { parseResult, formatStatus } from '../spool/result.js';
 import { SpoolError } from '../spool/errors.js';
@@ -19,13 +19,14 @@ import { doneFile, where } from './find.js';
 export async function cancel(ctx: Ctx): Promise<number> {
   const { sp } = ctx;
   const id = asUsage(() => checkId(ctx.args[0]!));
-  await ensureSpool(sp);
+  checkSpool(sp);
   for (let tries = 0; tries < 3; tries++) {
     const w = await where(sp, id);
     if (w.state === 'queued') {
       const buf = await readIf(w.file);
       if (buf === undefined) continue;   // claimed meanwhile: look again
       const job = parseJob(buf, sp.rel(w.file), id);
+      await ensureSpool(sp, { makeRoot: false });   // running/, done/, tmp/ for the move
       if (await cancelQueued(sp, id, job)) {
         ctx.out(`canceled ${id} (was queued)`);
         return EXIT_OK;

@@ -31,8 +31,9 @@ export function asUsage<T>(f: () => T): T {
 export const argName = (s: string, what = 'job name'): string => asUsage(() => checkName(s, what));
 export const argPlatform = (s: string): string => asUsage(() => checkPlatform(s));
 
-export function argPeriod(s: string): Period {
-  if (!(PERIODS as readonly string[]).includes(s)) usage(`bad period '${s}'; use one of ${PERIODS.join(', ')} (or --cron EXPR)`);
+/** A --period value; `cron` when the command also takes --cron, the way to other times. */
+export function argPeriod(s: string, cron = false): Period {
+  if (!(PERIODS as readonly string[]).includes(s)) usage(`bad period '${s}'; use one of ${PERIODS.join(', ')}${cron ? ' (or --cron EXPR)' : ''}`);
   return s as Period;
 }
 
@@ -90,7 +91,9 @@ export async function readScript(ctx: Ctx, file: string): Promise<{ body: string
       const b = typeof c === 'string' ? Buffer.from(c) : (c as Buffer);
       chunks.push(b);
       n += b.length;
-      if (n > MAX_FILE) break;   // decodeFile reports the size; no need to read the rest
+      // Too large already: no need to read the rest, but then the size is
+      // unknown, so say 'over', not a byte count (decodeFile would count what we read).
+      if (n > MAX_FILE) throw new SpoolError('SPOOL_BAD_FILE', `the script is over the limit of ${MAX_FILE} bytes`, { path: source, hint: 'keep job scripts small; fetch large inputs from the script' });
     }
     buf = Buffer.concat(chunks);
   } else {
@@ -110,6 +113,20 @@ export async function readScript(ctx: Ctx, file: string): Promise<{ body: string
   const body = decodeFile(buf, source);
   if (body.trim() === '') throw new SpoolError('SPOOL_BAD_FILE', 'the script is empty', { path: source, hint: 'write the commands to run, starting with #!/bin/sh' });
   return { body, source };
+}
+
+/**
+ * Refuse a file bctl is about to write if it is over MAX_FILE bytes, the
+ * limit spoold applies to new/ and schedules/: a script within the limit
+ * still makes a larger file with its headers, which spoold would reject.
+ * `part` is what the person can shorten (the script, a template).
+ */
+export function checkFits(text: string, what: string, source: string, part: string): void {
+  const n = Buffer.byteLength(text);
+  if (n > MAX_FILE) {
+    throw new SpoolError('SPOOL_BAD_FILE', `${what} would be ${n} bytes, over the limit of ${MAX_FILE}`,
+      { path: source, hint: `shorten ${part} by ${n - MAX_FILE} bytes or more (the file holds it and its headers)` });
+  }
 }
 
 /**

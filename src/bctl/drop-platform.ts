@@ -22,7 +22,7 @@ export async function dropPlatform(ctx: Ctx): Promise<number> {
   const text = asUsage(() => formatHeaders([
     ['dropped', fmtTime(new Date())], ['by', whoami()], ...(reason === undefined ? [] : [['reason', reason.trim()] as [string, string]]),
   ]));
-  await ensureSpool(sp);
+  await ensureSpool(sp, { makeRoot: false });
   const target = sp.platform(platform);
   const staged = await writeStaged(sp, `platform-${platform}`, text, target);
   await publishNew(sp, staged, target, () => new SpoolError('SPOOL_EXISTS', `platform ${platform} is already dropped`,

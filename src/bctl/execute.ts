@@ -1,18 +1,19 @@
 // execute.ts: bctl execute NAME [--platform P]: queue a schedule now, ahead
 // of the queue (priority EXECUTE_PRIORITY), the same way spoold's timer
-// queues it (queueInstances), so both make the same jobs.
+// queues it (instance.ts), so both make the same jobs. A job file over the
+// size limit (a large script or template with its headers) queues nothing.
 //
 // An instance whose template is missing or does not expand is recorded in
-// done/ as failed by queueInstances; we report it and exit 1. The schedule's
+// done/ as failed by queueList; we report it and exit 1. The schedule's
 // state records the firing (fired:, last-id:), so the next periodic run
 // counts from now, as a timer firing would.
 
-import { EXECUTE_PRIORITY } from '../spool/job.js';
-import { ensureSpool } from '../spool/layout.js';
-import { queueInstances } from '../spool/instance.js';
+import { EXECUTE_PRIORITY, formatJob } from '../spool/job.js';
+import { checkSpool, ensureSpool } from '../spool/layout.js';
+import { instances, queueList } from '../spool/instance.js';
 import { readScheduleState, writeScheduleState } from '../spool/schedstate.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
-import { argName, argPlatform, str, type Ctx } from './cli.js';
+import { argName, argPlatform, checkFits, str, type Ctx } from './cli.js';
 import { loadSchedule } from './find.js';
 
 export async function execute(ctx: Ctx): Promise<number> {
@@ -21,13 +22,21 @@ export async function execute(ctx: Ctx): Promise<number> {
   const p = str(ctx, 'platform');
   const platform = p === undefined ? undefined : argPlatform(p);
   const extra = str(ctx, 'templates') ?? (ctx.env.BUILDER_TEMPLATES || undefined);
-  await ensureSpool(sp);
+  checkSpool(sp);
   const s = await loadSchedule(sp, name);
   const now = new Date();
-  const list = await queueInstances(sp, s, {
+  const list = await instances(s, {
     platform, origin: 'execute', priority: EXECUTE_PRIORITY,
     templateDirs: [sp.templates, ...(extra === undefined ? [] : [extra])], now,
   });
+  // Refuse before queueing any: spoold would move a job over the limit to bad/.
+  for (const i of list) {
+    if (i.error !== undefined) continue;
+    checkFits(formatJob(i.job), `the job file for ${i.platform}`, sp.rel(sp.schedule(name)),
+      s.template === undefined ? 'the script' : `the template ${s.template} for ${i.platform}`);
+  }
+  await ensureSpool(sp, { makeRoot: false });
+  await queueList(sp, list);
   let status = EXIT_OK;
   for (const i of list) {
     ctx.out(i.id);

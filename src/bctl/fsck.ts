@@ -35,6 +35,7 @@ import { parseResult } from '../spool/result.js';
 import { isId, isName } from '../spool/paths.js';
 import { parseScheduleState } from '../spool/schedstate.js';
 import { isLocked } from '../spool/lock.js';
+import { checkSpool } from '../spool/layout.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
 import { list, readIf, type Ctx } from './cli.js';
 import { doneFile } from './find.js';
@@ -151,10 +152,8 @@ export async function fsck(ctx: Ctx): Promise<number> {
     problems++;
     ctx.out(`bctl fsck: ${rel}: ${what}; ${fix}`);
   };
-  const rootSt = await lstatIf(sp.root);
-  if (!rootSt?.isDirectory()) {
-    throw new SpoolError('SPOOL_NOT_FOUND', 'no spool directory here', { path: sp.root, hint: 'give the spool with -s DIR or $BUILDER_SPOOL' });
-  }
+  checkSpool(sp);
+  const rootSt = await fsp.stat(sp.root);
   const locked = await isLocked(sp);
   const owner = new Map<string, string[]>();   // id -> where it was seen
   const seen = (id: string, where: string) => { const l = owner.get(id) ?? []; l.push(where); owner.set(id, l); };

@@ -12,12 +12,12 @@
 // errors}; times are RFC 3339 strings, absent values null. man/bctl.1
 // documents every field.
 
-import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { SpoolError, errno } from '../spool/errors.js';
+import { SpoolError } from '../spool/errors.js';
 import { decodeFile, parseHeaders } from '../spool/headers.js';
 import { parseJob, parseSchedule, type ParsedJob } from '../spool/job.js';
 import { isId, isName } from '../spool/paths.js';
+import { checkSpool } from '../spool/layout.js';
 import { isOverdue, nextDue, readScheduleState } from '../spool/schedstate.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { flag, fmtTime, list, readIf, table, type Ctx } from './cli.js';
@@ -139,11 +139,7 @@ function section(ctx: Ctx, title: string, header: string[], rows: string[][]): v
 const dash = (s: string | null | undefined): string => (s === null || s === undefined || s === '' ? '-' : s);
 
 export async function info(ctx: Ctx): Promise<number> {
-  try {
-    await fsp.access(ctx.sp.root);
-  } catch (e) {
-    throw new SpoolError('SPOOL_NOT_FOUND', `no spool here (${errno(e) ?? 'error'})`, { path: ctx.sp.root, hint: 'give the spool with -s DIR or $BUILDER_SPOOL' });
-  }
+  checkSpool(ctx.sp);
   const i = await collect(ctx);
   if (flag(ctx, 'json')) {
     ctx.out(JSON.stringify(i, null, 2));

@@ -17,6 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseJob } from '../spool/job.js';
 import { SpoolError, errno, ioError } from '../spool/errors.js';
 import { isId, type RunningFile } from '../spool/paths.js';
+import { checkSpool } from '../spool/layout.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { flag, readIf, str, usage, type Ctx } from './cli.js';
 import { doneFile, where } from './find.js';
@@ -25,6 +26,7 @@ import { doneFile, where } from './find.js';
 async function locate(ctx: Ctx, arg: string): Promise<string> {
   const { sp } = ctx;
   if (isId(arg)) {
+    checkSpool(sp);
     const w = await where(sp, arg);
     if (w.state === 'done') return w.dir;
     if (w.state === 'queued') throw new SpoolError('SPOOL_NOT_FOUND', `job ${arg} has not run yet (queued)`, { path: sp.rel(w.file), hint: 'wait until it finished; bctl info shows the queue' });

@@ -158,6 +158,8 @@ export function parseArgs(argv: string[]): Parsed {
   const help = pre.help === true || (Array.isArray(pre.help) && pre.help.length > 0);
   if (name === undefined) {
     if (help) return { command: undefined, help, opts: {}, args: [] };
+    // `bctl --spool` alone: the flag's missing value is the first thing wrong.
+    for (const f of GLOBAL_FLAGS) if (f.arg && pre[f.name] === '') throw new UsageError(`--${f.name} needs a value ${f.arg}`);
     throw new UsageError('no command given');
   }
   const command = COMMANDS.find((c) => c.name === name);

@@ -17,6 +17,7 @@ import { checkId, isId, isName } from '../spool/paths.js';
 import { parseResult, formatStatus, isSuccess } from '../spool/result.js';
 import { parseJob } from '../spool/job.js';
 import { SpoolError } from '../spool/errors.js';
+import { checkSpool } from '../spool/layout.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
 import { asUsage, argName, argPlatform, list, readIf, str, type Ctx } from './cli.js';
 import { where, doneFile } from './find.js';
@@ -25,12 +26,15 @@ const POLL_MS = 100;
 const CHUNK = 256 << 10;
 
 export async function observe(ctx: Ctx): Promise<number> {
-  return follow(ctx, asUsage(() => checkId(ctx.args[0]!)));
+  const id = asUsage(() => checkId(ctx.args[0]!));
+  checkSpool(ctx.sp);
+  return follow(ctx, id);
 }
 
 export async function observeLatest(ctx: Ctx): Promise<number> {
   const platform = str(ctx, 'platform') === undefined ? undefined : argPlatform(str(ctx, 'platform')!);
   const name = str(ctx, 'job') === undefined ? undefined : argName(str(ctx, 'job')!);
+  checkSpool(ctx.sp);
   const id = await latest(ctx, platform, name);
   if (!id) {
     throw new SpoolError('SPOOL_NOT_FOUND', `no job${name ? ` named ${name}` : ''}${platform ? ` for platform ${platform}` : ''} is running or done`,

@@ -19,7 +19,7 @@ export async function orbBuild(ctx: Ctx): Promise<number> {
   if (!OPAM_RE.test(pkg)) usage(`bad opam package ${JSON.stringify(pkg.slice(0, 60))}; write a package name like hello or hello.1.0`);
   const p = str(ctx, 'platform');
   const platform = p === undefined ? undefined : argPlatform(p);
-  const when = whenOf(ctx, 'UTC');
+  const when = whenOf(ctx, 'UTC', false);
   await writeNewSchedule(ctx.sp, {
     name, platform, timeout: undefined, retries: undefined, priority: 0, network: true,   // orb-build fetches opam, orb and sources: it needs the network under --sandbox
     template: ORB_TEMPLATE, vars: { OPAM_PACKAGE: pkg }, body: '', schedule: when, tz: 'UTC',

@@ -8,12 +8,12 @@
 // our next: (read-modify-write without a lock). Run reschedule again then.
 
 import { formatSchedule, parseSchedule } from '../spool/job.js';
-import { ensureSpool } from '../spool/layout.js';
+import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { periodToSchedule } from '../spool/schedule.js';
 import { readScheduleState, writeScheduleState } from '../spool/schedstate.js';
 import { writeAtomic } from '../spool/stage.js';
 import { EXIT_OK } from '../spool/exit.js';
-import { argName, argPeriod, argTime, str, type Ctx } from './cli.js';
+import { argName, argPeriod, argTime, checkFits, str, type Ctx } from './cli.js';
 import { loadSchedule } from './find.js';
 
 export async function reschedule(ctx: Ctx): Promise<number> {
@@ -22,12 +22,14 @@ export async function reschedule(ctx: Ctx): Promise<number> {
   const next = argTime(ctx.args[1]!, 'time NEXT');
   const p = str(ctx, 'period');
   const period = p === undefined ? undefined : argPeriod(p);
-  await ensureSpool(sp);
+  checkSpool(sp);
   const s = await loadSchedule(sp, name);
+  await ensureSpool(sp, { makeRoot: false });
   if (period !== undefined) {
     const file = sp.schedule(name);
     const text = formatSchedule({ ...s, schedule: periodToSchedule(period) });
     parseSchedule(text, sp.rel(file), name);
+    checkFits(text, 'the schedule file', sp.rel(file), 'the script');
     await writeAtomic(sp, file, text);
   }
   const st = await readScheduleState(sp, name);

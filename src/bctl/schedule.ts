@@ -1,35 +1,53 @@
 // schedule.ts: bctl schedule NAME PLATFORM SCRIPT: write schedules/NAME.
 //
 // The file is formatted, parsed back with the parser spoold uses (crontab(1)
-// style: refuse what the daemon would reject), staged in tmp/ and linked into
+// style: refuse what the daemon would reject), checked against the size limit,
+// as are the jobs it will queue, staged in tmp/ and linked into
 // schedules/ only if no file of that name exists, so a person's schedule is
 // never overwritten, not even one written between our check and our write.
 
 import { ensureSpool } from '../spool/layout.js';
-import { formatSchedule, parseSchedule, MAX_RETRIES, type Schedule } from '../spool/job.js';
+import { formatJob, formatSchedule, parseSchedule, EXECUTE_PRIORITY, MAX_RETRIES, type Schedule } from '../spool/job.js';
+import { instances } from '../spool/instance.js';
 import { periodToSchedule } from '../spool/schedule.js';
 import { writeStaged } from '../spool/stage.js';
 import { SpoolError } from '../spool/errors.js';
 import type { SpoolPaths } from '../spool/paths.js';
 import { EXIT_OK } from '../spool/exit.js';
-import { argDuration, argInt, argName, argPeriod, argPlatform, argSchedule, publishNew, readScript, str, usage, type Ctx } from './cli.js';
+import { argDuration, argInt, argName, argPeriod, argPlatform, argSchedule, checkFits, publishNew, readScript, str, usage, type Ctx } from './cli.js';
 
-/** The schedule expression from --period / --cron (exclusive), checked with tz. */
-export function whenOf(ctx: Ctx, tz: string): string {
+/** The schedule expression from --period / --cron (exclusive; `hasCron` when the command takes --cron), checked with tz. */
+export function whenOf(ctx: Ctx, tz: string, hasCron: boolean): string {
   const period = str(ctx, 'period');
   const cron = str(ctx, 'cron');
   if (period !== undefined && cron !== undefined) usage('--period and --cron exclude each other; give one');
-  const expr = cron ?? periodToSchedule(argPeriod(period ?? 'daily'));
+  const expr = cron ?? periodToSchedule(argPeriod(period ?? 'daily', hasCron));
   argSchedule(expr, tz);
   return expr;
 }
 
-/** Validate s by a round trip through the daemon's parser, then create schedules/NAME. */
-export async function writeNewSchedule(sp: SpoolPaths, s: Schedule): Promise<void> {
-  await ensureSpool(sp);
+/**
+ * Validate s by a round trip through the daemon's parser, then create
+ * schedules/NAME. `source` names the script in messages.
+ */
+export async function writeNewSchedule(sp: SpoolPaths, s: Schedule, source?: string): Promise<void> {
   const target = sp.schedule(s.name);
   const text = formatSchedule(s);
   parseSchedule(text, sp.rel(target), s.name);
+  checkFits(text, 'the schedule file', source ?? sp.rel(target), 'the script');
+  // Each run queues the script with a job's headers (id, queued, origin ...),
+  // longer than the schedule's; a job over the limit would go to bad/ at every
+  // run, so the longer of a timer's and an execute's job must fit. A template
+  // is checked when it is expanded (bctl execute).
+  if (s.template === undefined) {
+    const jobs = [
+      ...await instances(s, { origin: 'schedule', templateDirs: [] }),
+      ...await instances(s, { origin: 'execute', priority: EXECUTE_PRIORITY, templateDirs: [] }),
+    ].map((i) => formatJob(i.job));
+    const longest = jobs.reduce((a, b) => (Buffer.byteLength(b) > Buffer.byteLength(a) ? b : a));
+    checkFits(longest, 'the job file of each run', source ?? sp.rel(target), 'the script');
+  }
+  await ensureSpool(sp, { makeRoot: false });
   const staged = await writeStaged(sp, `schedule-${s.name}`, text, target);
   await publishNew(sp, staged, target, () => new SpoolError('SPOOL_EXISTS', `schedule ${s.name} exists`,
     { path: sp.rel(target), hint: `run bctl unschedule ${s.name} first, or edit the file` }));
@@ -40,14 +58,14 @@ export async function schedule(ctx: Ctx): Promise<number> {
   const name = argName(nameArg);
   const platform = argPlatform(platformArg);
   const tz = str(ctx, 'tz') ?? 'UTC';
-  const when = whenOf(ctx, tz);
+  const when = whenOf(ctx, tz, true);
   const t = str(ctx, 'timeout');
   const r = str(ctx, 'retries');
   const timeout = t === undefined ? undefined : argDuration(t, 'timeout');
   const retries = r === undefined ? undefined : argInt(r, 'retries', 0, MAX_RETRIES);
-  const { body } = await readScript(ctx, script);
+  const { body, source } = await readScript(ctx, script);
   await writeNewSchedule(ctx.sp, {
     name, platform, timeout, retries, priority: 0, network: false, template: undefined, vars: {}, body, schedule: when, tz,
-  });
+  }, source);
   return EXIT_OK;
 }

@@ -2,18 +2,22 @@
 // queued in the order given (ids from one process increase, so the queue
 // order is the command-line order), one id printed a line.
 //
-// Every script is read and every job built before the first is queued, so a
-// missing second script queues nothing. --wait then polls done/NAME/ID/result
+// Every script is read and every job built (and checked to fit the size limit
+// with its headers) before the first is queued, so a missing or too large
+// second script queues nothing. --wait then polls done/NAME/ID/result
 // (finalize renames the whole directory, so a result there is a whole result);
-// it needs no word with spoold, and waits as long as the jobs take.
+// it needs no word with spoold, and waits as long as the jobs take, but not
+// for a job that left the queue without finishing (taken out of new/ by hand,
+// or moved to bad/ by spoold): that one is reported and makes the exit 1.
 
 import path from 'node:path';
-import { submission, MAX_RETRIES, type ParsedJob } from '../spool/job.js';
-import { submitSync } from '../spool/state.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { submission, formatJob, MAX_RETRIES, type ParsedJob } from '../spool/job.js';
+import { exists, submitSync } from '../spool/state.js';
 import { parseResult, isSuccess, formatStatus } from '../spool/result.js';
-import { NAME_MAX, isName } from '../spool/paths.js';
+import { NAME_MAX, isName, type SpoolPaths } from '../spool/paths.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
-import { argDuration, argInt, argName, argPlatform, flag, readIf, readScript, str, usage, type Ctx } from './cli.js';
+import { argDuration, argInt, argName, argPlatform, checkFits, flag, list, readIf, readScript, str, usage, type Ctx } from './cli.js';
 import { doneFile } from './find.js';
 import { ensureSpool } from '../spool/layout.js';
 
@@ -24,6 +28,11 @@ export function nameFromScript(file: string): string {
   if (file === '-') return 'stdin';
   const n = path.basename(file).replace(/[^A-Za-z0-9._+-]/g, '_').replace(/^[.-]+/, '').slice(0, NAME_MAX);
   return isName(n) ? n : 'job';
+}
+
+/** Whether job is queued, running or done: where --wait looks, in the order a job moves. */
+function isSomewhere(sp: SpoolPaths, job: ParsedJob & { id: string }): boolean {
+  return exists(sp.queued(job.id)) || exists(sp.runningFile(job.id, 'job')) || exists(sp.doneDir(job.name, job.id));
 }
 
 export async function submitCmd(ctx: Ctx): Promise<number> {
@@ -42,10 +51,12 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
 
   const jobs: Array<ParsedJob & { id: string }> = [];
   for (const script of scripts) {
-    const { body } = await readScript(ctx, script);
-    jobs.push(submission({ name: name ?? nameFromScript(script), platform, timeout, retries, priority, body }));
+    const { body, source } = await readScript(ctx, script);
+    const job = submission({ name: name ?? nameFromScript(script), platform, timeout, retries, priority, body });
+    checkFits(formatJob(job), 'the job file', source, 'the script');
+    jobs.push(job);
   }
-  await ensureSpool(sp);
+  await ensureSpool(sp, { makeRoot: false });
   for (const job of jobs) {
     submitSync(sp, job);
     ctx.out(job.id);
@@ -56,7 +67,22 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
   for (const job of jobs) {
     const file = doneFile(sp.doneDir(job.name, job.id), 'result');
     let buf: Buffer | undefined;
-    while ((buf = await readIf(file)) === undefined) await new Promise((res) => setTimeout(res, WAIT_POLL_MS));
+    let missed = 0;
+    while ((buf = await readIf(file)) === undefined) {
+      // Gone from new/, running/ and done/ in two looks in a row (one look may
+      // fall between the renames of a requeue, running/ back to new/).
+      missed = isSomewhere(sp, job) ? 0 : missed + 1;
+      if (missed >= 2) break;
+      await sleep(WAIT_POLL_MS);
+    }
+    if (buf === undefined) {
+      const bad = (await list(sp.bad)).find((f) => f.startsWith(`new.${job.id}.`) && !f.endsWith('.why'));
+      ctx.warn(`${job.id} is gone: it is neither queued, running nor done; ${bad === undefined
+        ? 'it was taken out of new/ (bctl info lists the queue)'
+        : `spoold rejected it to bad/${bad}, and bad/${bad}.why says why`}`);
+      status = EXIT_FAIL;
+      continue;
+    }
     const result = parseResult(buf, sp.rel(file));
     ctx.out(`${job.id} ${formatStatus(result.status)}`);
     if (!isSuccess(result.status)) status = EXIT_FAIL;

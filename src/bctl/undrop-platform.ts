@@ -3,14 +3,14 @@
 
 import fsp from 'node:fs/promises';
 import { SpoolError, errno, ioError } from '../spool/errors.js';
-import { ensureSpool } from '../spool/layout.js';
+import { checkSpool } from '../spool/layout.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { argPlatform, type Ctx } from './cli.js';
 
 export async function undropPlatform(ctx: Ctx): Promise<number> {
   const { sp } = ctx;
   const platform = argPlatform(ctx.args[0]!);
-  await ensureSpool(sp);
+  checkSpool(sp);
   const target = sp.platform(platform);
   try {
     await fsp.unlink(target);

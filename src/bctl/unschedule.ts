@@ -10,7 +10,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { errno, ioError } from '../spool/errors.js';
 import { parseJob } from '../spool/job.js';
-import { ensureSpool } from '../spool/layout.js';
+import { checkSpool } from '../spool/layout.js';
 import { isId } from '../spool/paths.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { argName, list, readIf, type Ctx } from './cli.js';
@@ -19,7 +19,7 @@ import { loadSchedule } from './find.js';
 export async function unschedule(ctx: Ctx): Promise<number> {
   const { sp } = ctx;
   const name = argName(ctx.args[0]!);
-  await ensureSpool(sp);
+  checkSpool(sp);
   const file = sp.schedule(name);
   // Refuse a missing schedule; a broken one is still removed (that may be why).
   await loadSchedule(sp, name).catch((e) => { if ((e as { code?: string }).code === 'SPOOL_NOT_FOUND') throw e; });

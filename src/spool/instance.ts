@@ -17,7 +17,7 @@ import { SpoolError } from './errors.js';
 export interface Instance { id: string; platform: string; job: ParsedJob; error: string | undefined }
 
 export interface InstanceOpts {
-  platform?: string | undefined;   // only this platform (bctl execute --platform)
+  platform?: string | undefined;   // only this one of its platforms (bctl execute --platform)
   origin: Origin;
   priority?: number | undefined;
   templateDirs: string[];          // SPOOL/templates first, then --templates DIR
@@ -28,9 +28,21 @@ export interface InstanceOpts {
 /** Build the instances of `s`, without writing anything. */
 export async function instances(s: Schedule, o: InstanceOpts): Promise<Instance[]> {
   let platforms: string[];
-  if (o.platform !== undefined) platforms = [o.platform];
-  else if (s.platform !== undefined) platforms = [s.platform];
+  if (s.platform !== undefined) platforms = [s.platform];
   else platforms = (await templatePlatforms(o.templateDirs, s.template!)).filter((p) => !o.skip?.has(p));
+  if (o.platform !== undefined) {
+    // Only narrows: a platform the schedule does not run on (a typo) would
+    // queue a job that waits for a worker that never comes.
+    if (!platforms.includes(o.platform)) {
+      const on = s.platform !== undefined ? `runs on ${s.platform} only`
+        : `runs on the platforms with a template ${s.template}: ${platforms.length > 0 ? platforms.join(', ') : 'none yet'}`;
+      throw new SpoolError('SPOOL_NOT_FOUND', `schedule ${s.name} does not run on platform ${o.platform}`, {
+        path: `schedules/${s.name}`,
+        hint: s.platform !== undefined ? `it ${on}` : `it ${on}; add templates/${s.template}.template.${o.platform} to run it there`,
+      });
+    }
+    platforms = [o.platform];
+  }
   if (platforms.length === 0) {
     throw new SpoolError('SPOOL_NOT_FOUND', `no platform has template ${s.template}`, { path: `schedules/${s.name}`, hint: `add templates/${s.template}.template.PLATFORM, or a platform: header` });
   }
@@ -57,7 +69,11 @@ export async function instances(s: Schedule, o: InstanceOpts): Promise<Instance[
 
 /** Queue the instances of `s`: submit each good one, record each bad one as failed. */
 export async function queueInstances(sp: SpoolPaths, s: Schedule, o: InstanceOpts): Promise<Instance[]> {
-  const list = await instances(s, o);
+  return queueList(sp, await instances(s, o));
+}
+
+/** Queue instances already built (bctl execute checks them first). */
+export async function queueList(sp: SpoolPaths, list: Instance[]): Promise<Instance[]> {
   for (const i of list) {
     if (i.error === undefined) await submit(sp, i.job as ParsedJob & { id: string });
     else await recordFailed(sp, i.job as ParsedJob & { id: string }, i.error);

@@ -1,23 +1,33 @@
-// layout.ts: create the spool's directories on first use, with sane modes.
+// layout.ts: create the spool's directories on first use, with sane modes,
+// and tell a spool from a directory that is none.
 //
 // Directories are 2775 (setgid, group-writable for the builder group, world
 // readable so nginx can serve done/); nothing is world-writable. Creating an
 // existing directory is a no-op, so every program may call ensureSpool().
+// spoold makes a missing spool directory itself (spoold(8)); bctl never does:
+// a mistyped -s would make a spool no daemon serves (checkSpool).
 
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { SpoolPaths } from './paths.js';
 import { DIR_MODE } from './stage.js';
-import { ioError, errno } from './errors.js';
+import { SpoolError, ioError, errno } from './errors.js';
 
-export async function ensureSpool(sp: SpoolPaths): Promise<void> {
+/**
+ * Make the spool's directories that are missing. With makeRoot false (bctl),
+ * the spool directory itself must exist and look like a spool (checkSpool);
+ * only the directories below it are made.
+ */
+export async function ensureSpool(sp: SpoolPaths, { makeRoot = true }: { makeRoot?: boolean } = {}): Promise<void> {
   // A whole spool, the usual case, is found with a stat(2) of each directory,
   // a tenth of what trying to make each costs through the thread pool (~2 ms
   // for bctl submit); on a whole spool the loop below makes and changes nothing.
   const dirs = sp.dirs();
-  if (dirs.every((d) => fs.statSync(d, { throwIfNoEntry: false })?.isDirectory() === true)) return;
+  if (dirs.every(isDir)) return;
+  if (!makeRoot) checkSpool(sp);
   for (const [i, dir] of dirs.entries()) {
     const root = i === 0;
+    if (root && !makeRoot) continue;
     try {
       const made = await fsp.mkdir(dir, { mode: DIR_MODE, recursive: root });
       // mkdir's mode is masked by the umask, so set it; but only on what we
@@ -28,4 +38,30 @@ export async function ensureSpool(sp: SpoolPaths): Promise<void> {
       if (errno(e) !== 'EEXIST') throw ioError(e, dir, 'cannot create spool directory');
     }
   }
+}
+
+function isDir(p: string): boolean {
+  return fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() === true;
+}
+
+/**
+ * SpoolError SPOOL_NOT_FOUND unless sp.root is a spool: an existing directory
+ * that has one of new/, running/, done/ and schedules/ (every program that
+ * writes the spool makes all four), or that is empty but for lost+found and
+ * dot files (a spool not used yet, made by a package or a person). So a
+ * mistyped -s, or one that names some other directory, is an error rather
+ * than an empty listing, a "no job" or a new spool nobody serves.
+ */
+export function checkSpool(sp: SpoolPaths): void {
+  const hint = 'give the spool with -s DIR or $BUILDER_SPOOL';
+  let st: fs.Stats;
+  try { st = fs.statSync(sp.root); } catch (e) {
+    throw new SpoolError('SPOOL_NOT_FOUND', `no spool here (${errno(e) ?? 'error'})`, { path: sp.root, hint });
+  }
+  if (!st.isDirectory()) throw new SpoolError('SPOOL_NOT_FOUND', 'no spool here (not a directory)', { path: sp.root, hint });
+  if ([sp.new, sp.running, sp.done, sp.schedules].some(isDir)) return;
+  let names: string[];
+  try { names = fs.readdirSync(sp.root); } catch (e) { throw ioError(e, sp.root, 'cannot list'); }
+  if (names.every((n) => n.startsWith('.') || n === 'lost+found')) return;
+  throw new SpoolError('SPOOL_NOT_FOUND', 'not a spool: none of new/, running/, done/, schedules/ in it, and it is not empty', { path: sp.root, hint });
 }
