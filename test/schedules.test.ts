@@ -7,7 +7,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { tmpdir, daemon, bctl, until, drop, sleep, readIf, type Daemon } from './lib.js';
 import { parseJob, formatJob, makeJob, submission } from '../src/spool/job.js';
-import { newId } from '../src/spool/ids.js';
+import { newId, idTime } from '../src/spool/ids.js';
 
 let spool = '';
 let procs: Daemon[] = [];
@@ -116,7 +116,7 @@ test('spoold killed between queueing a schedule\'s job and recording the firing:
   await sleep(1500);
   assert.equal(queued('run'), [], 'no second instance of the running one');
   assert.equal(queued('fin'), [], 'no second instance of the finished one');
-  assert.match(state('fin'), new RegExp(`fired: ${new Date(queuedAt).toISOString().slice(0, 19)}`));
+  assert.match(state('fin'), new RegExp(`fired: ${idTime(ids.fin).toISOString().slice(0, 19)}`), 'the firing is dated by its job');
 });
 
 test('a template schedule without platform runs on every platform that has the template, each with its own result; a missing variable is that job\'s failed result', async () => {
