@@ -297,6 +297,43 @@ test('an empty --token-file is refused at start (it would let any worker in); a 
   } finally { await fsp.rm(empty, { force: true }); }
 });
 
+test('two workerds under one name: the older one is told why and exits 78, instead of the two replacing each other for ever', async () => {
+  const s = spoold();
+  await s.waitLog(/started/);
+  const a = workerd('twin');
+  await s.waitLog(/worker joined worker=twin/);
+  const b = daemon('workerd', ['-s', spool, '--name', 'twin', '--workdir', `${spool}-wd/twin-b`, 'debian-12']);
+  procs.push(b);
+  assert.is(await exitCode(a), 78);
+  assert.match(a.log(), /spoold says: another workerd connected as twin \(from unix\); worker names must be unique \(--name\)/);
+  const id = await queue('twins', '#!/bin/sh\necho one\n');
+  assert.is((await result('twins', id)).worker, 'twin');
+  assert.ok(b.child.exitCode === null, 'the newer one goes on');
+  assert.is(s.log().match(/worker joined worker=twin/g)?.length, 2, 'no flapping');
+});
+
+test('a workerd that cannot reach spoold says so, and keeps trying', async () => {
+  const w = workerd('lonely');
+  await w.waitLog(/cannot reach spoold at \S+spoold\.sock: connect ENOENT \S+; retrying \(1 try so far\)/, 5_000);
+  const s = spoold();
+  await s.waitLog(/worker joined worker=lonely/, 15_000);
+});
+
+test('a result spoold cannot store (tmp/ removed) is kept by the worker and delivered once tmp/ is back, with backoff, not ~10 tries a second', async () => {
+  const s = spoold();
+  workerd('w1');
+  const id = await queue('notmp', '#!/bin/sh\necho before\nsleep 1\necho after\n');
+  await until('running', () => readIf(path.join(spool, 'running', id, 'console.log'))?.includes('before'));
+  await fsp.rm(path.join(spool, 'tmp'), { recursive: true, force: true });
+  const r = await result('notmp', id, 30_000);
+  assert.equal(r.status, { kind: 'exited', code: 0 }, 'a spool that lost tmp/ is not a hostile worker');
+  assert.is(fs.readFileSync(path.join(doneDir('notmp', id), 'console.log'), 'utf8'), 'before\nafter\n');
+  assert.ok(fs.statSync(path.join(spool, 'tmp')).isDirectory(), 'spoold made tmp/ again');
+  const tries = s.log().match(/reattached id=/g)?.length ?? 0;
+  assert.ok(tries >= 1 && tries <= 10, `re-delivered ${tries} times`);
+  assert.not.match(s.log(), /artifacts rejected/);
+});
+
 test('spoold stops cleanly on SIGTERM: lock released, socket removed, running job kept for the next start', async () => {
   const s1 = spoold();
   workerd('w1');

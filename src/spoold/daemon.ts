@@ -78,7 +78,8 @@ interface Running {
 }
 
 const NO_SPACE = 'no space left on device';
-const isStorage = (e: unknown): boolean => /^(ENOSPC|EDQUOT|EROFS|EACCES|EPERM|EIO)$/.test((e as NodeJS.ErrnoException)?.code ?? '') || isNoSpace(e);
+// ENOENT: a spool directory removed under us (tmp/, running/ID/artifacts/), not the worker's doing.
+const isStorage = (e: unknown): boolean => /^(ENOSPC|EDQUOT|EROFS|EACCES|EPERM|EIO|ENOENT)$/.test((e as NodeJS.ErrnoException)?.code ?? '') || isNoSpace(e);
 const isNoSpace = (e: unknown): boolean => /ENOSPC|EDQUOT|no space left/i.test(`${(e as NodeJS.ErrnoException)?.code} ${(e as Error)?.message}`);
 /** Console bytes given back when the disk is full, so the result and SHA256SUMS fit (finalizeJob). */
 export const NO_SPACE_RESERVE = 64 << 10;
@@ -196,7 +197,13 @@ export class Daemon implements ConnOwner {
 
   onHello(c: Conn, h: Extract<Msg, { t: 'hello' }>): void {
     for (const other of this.workers) {
-      if (other !== c && other.hello && other.name === c.name) other.close(`replaced by a new connection of worker ${c.name}`);
+      // The same workerd, back before its old connection was seen to die, never
+      // reads this; another one under the same name stops, rather than the two
+      // replacing each other for ever.
+      if (other !== c && other.hello && other.name === c.name) {
+        other.close(`replaced by a new connection of worker ${c.name}`,
+          { t: 'bye', why: `another workerd connected as ${c.name} (from ${c.peer || 'unix'}); worker names must be unique (--name)`, code: 'name' });
+      }
     }
     c.send({ t: 'welcome', v: 1, heartbeatMs: this.heartbeatMs });
     log('worker joined', { worker: c.name, platform: c.platform, peer: c.peer, holding: h.holding?.id });

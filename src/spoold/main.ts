@@ -137,6 +137,9 @@ export async function main(argv: string[]): Promise<void> {
     if (scanning) return;
     scanning = true;
     try {
+      // A spool directory removed by hand (tmp/, say, where every write is
+      // staged) is made again, rather than failing every write until restart.
+      await ensureSpool(sp).catch((e) => log('error', { why: (e as Error).message }));
       await readDropped();
       await d.queue.rescan();
       await timer.rescan();

@@ -42,6 +42,8 @@ const MANIFEST_PART_BYTES = 48 << 10;   // JSON of one manifest part: room to sp
 const BACKOFF_MIN = 100;
 const BACKOFF_MAX = 5_000;
 const ONCE_CONNECT_TRIES = 5;
+/** A connection that lasts this long resets the backoff; one dropped sooner counts as a failed try. */
+const STABLE_MS = 10_000;
 
 function say(line: string): void { process.stderr.write(`workerd: ${line}\n`); }
 // A log reader that goes away costs the log, not the worker (spoold's log.ts says why).
@@ -77,6 +79,7 @@ class Worker {
     this.sock = sock;
     const reader = new FrameReader(MAX_FRAME);
     let welcomed = false;
+    let welcomedAt = 0;
     let hb: NodeJS.Timeout | undefined;
     sock.setNoDelay(true);
     sock.on('connect', () => {
@@ -97,7 +100,7 @@ class Worker {
         const m = f.msg;
         if (m.t === 'welcome') {
           welcomed = true;
-          this.connectFailures = 0;
+          welcomedAt = Date.now();
           this.heartbeatMs = m.heartbeatMs > 0 ? m.heartbeatMs : 5_000;
           say(`connected to ${describe(this.target)} as ${this.name} for ${this.platform}`);
           if (!this.job) this.standby.prepare();
@@ -108,19 +111,25 @@ class Worker {
         } else this.onMsg(sock, m);
       }
     });
-    sock.on('error', () => { /* close follows */ });
+    let error: Error | undefined;
+    sock.on('error', (e) => { error = e; /* close follows */ });
     sock.on('close', () => {
       if (hb) clearInterval(hb);
       if (this.sock === sock) this.sock = undefined;
-      if (!welcomed) this.connectFailures++;
+      // A connection spoold drops soon after its welcome (it cannot store our
+      // result, say) counts as a failure too, so such retries back off.
+      if (!welcomed || Date.now() - welcomedAt < STABLE_MS) this.connectFailures++;
+      else this.connectFailures = 0;
+      const n = this.connectFailures;
+      if (!welcomed && (n & (n - 1)) === 0) say(`cannot reach spoold at ${describe(this.target)}: ${error?.message ?? 'connection closed before the welcome'}; retrying (${n} ${n === 1 ? 'try' : 'tries'} so far)`);
       if (this.opts.once && !this.job && this.ranOne) process.exit(EXIT_OK);
       if (this.opts.once && !this.job && this.connectFailures >= ONCE_CONNECT_TRIES) {
         say(`cannot reach spoold at ${describe(this.target)}; giving up (--once)`);
         process.exit(EXIT_TEMPFAIL);
       }
-      const delay = Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** Math.min(this.connectFailures, 6)) * (0.5 + Math.random() / 2);
+      const delay = this.connectFailures === 0 ? BACKOFF_MIN : Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** Math.min(this.connectFailures, 6)) * (0.5 + Math.random() / 2);
       if (welcomed) say(`lost spoold; reconnecting${this.job ? ` (keeping job ${this.job.spec.id})` : ''}`);
-      setTimeout(() => this.connect(), welcomed ? BACKOFF_MIN : delay);
+      setTimeout(() => this.connect(), delay);
     });
   }
 
