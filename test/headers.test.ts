@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decodeFile, parseHeaders, formatHeaders, MAX_FILE } from '../src/spool/headers.js';
 import { SpoolError } from '../src/spool/errors.js';
+import { parseJob } from '../src/spool/job.js';
 
 function err(f: () => unknown): SpoolError {
   try { f(); } catch (e) { if (e instanceof SpoolError) return e; throw e; }
@@ -54,6 +55,18 @@ test('formatHeaders refuses values that would not read back', () => {
   assert.throws(() => formatHeaders([['a', 'x\ny']]));
   assert.throws(() => formatHeaders([['a', 'x # y']]));
   assert.throws(() => formatHeaders([['a', ' x']]));
+});
+
+test('a job\'s queued: time is RFC 3339, strictly: new Date() would take 1 as the year 2001', () => {
+  const job = (q: string) => `queued: ${q}\nname: x\nplatform: p\n\n#!/bin/sh\n`;
+  assert.is(parseJob(job('2026-11-27T18:00:00Z'), 'new/j').queued?.toISOString(), '2026-11-27T18:00:00.000Z');
+  for (const bad of ['1', '2026-11-27', '2026-02-30T00:00:00Z', 'Fri Nov 27 2026']) {
+    assert.match(err(() => parseJob(job(bad), 'new/j')).message, /bad queued time/, bad);
+  }
+});
+
+test('var.__proto__ is a variable like any other: without template: it is refused, not dropped', () => {
+  assert.match(err(() => parseJob('name: x\nplatform: p\nvar.__proto__: y\n\n#!/bin/sh\n', 'new/j')).message, /var\.NAME without template:/);
 });
 
 test.run();

@@ -6,7 +6,7 @@
 // Parsing is strict: every key is known, every value checked, and a template
 // schedule's body must be empty (the template supplies it).
 
-import { decodeFile, formatHeaders, parseHeaders, type Header } from './headers.js';
+import { decodeFile, formatHeaders, parseHeaders, parseTime, type Header } from './headers.js';
 import { SpoolError } from './errors.js';
 import { checkName, checkPlatform, isId } from './paths.js';
 import { formatDuration, parseDuration } from './duration.js';
@@ -82,7 +82,7 @@ function parseSpec(kind: Kind, text: string, source: string) {
   const h = new Map<string, Header>();
   const vars: Record<string, string> = {};
   for (const x of headers) {
-    if (x.key.startsWith('var.')) { vars[x.key.slice(4)] = x.value; continue; }
+    if (x.key.startsWith('var.')) { Object.defineProperty(vars, x.key.slice(4), { value: x.value, enumerable: true, writable: true, configurable: true }); continue; }
     if (!known.includes(x.key)) {
       const hint = `known: ${known.join(', ')}, var.NAME`;
       fail(source, x, `unknown header '${x.key}'`, hint);
@@ -152,8 +152,8 @@ export function parseJob(buf: Uint8Array | string, source: string, fileName?: st
   const qh = h.get('queued');
   let queued: Date | undefined = id ? idTime(id) : undefined;
   if (qh) {
-    queued = new Date(qh.value);
-    if (Number.isNaN(queued.getTime())) fail(source, qh, `bad queued time '${qh.value}'`, 'write RFC 3339, e.g. 2026-11-27T18:00:00Z, or remove it');
+    queued = parseTime(qh.value);
+    if (!queued) fail(source, qh, `bad queued time '${qh.value.slice(0, 60)}'`, 'write RFC 3339, e.g. 2026-11-27T18:00:00Z, or remove it');
   }
   const oh = h.get('origin');
   if (oh && !(ORIGINS as readonly string[]).includes(oh.value)) fail(source, oh, `bad origin '${oh.value}'`, `one of ${ORIGINS.join(', ')}`);

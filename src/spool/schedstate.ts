@@ -18,7 +18,7 @@
 //     firing, so a run missed during downtime fires once, not once per period.
 // Nothing here reads the clock: callers pass `now`.
 
-import { decodeFile, formatHeaders, parseHeaders } from './headers.js';
+import { decodeFile, formatHeaders, parseHeaders, parseTime } from './headers.js';
 import { readSpoolFile } from './read.js';
 import { SpoolError, errno } from './errors.js';
 import { writeAtomic } from './stage.js';
@@ -44,27 +44,6 @@ const DATES = new Set<keyof ScheduleState>(['fired', 'next', 'lastSuccess', 'las
 
 export function emptyState(): ScheduleState {
   return { fired: undefined, next: undefined, lastId: undefined, lastStatus: undefined, lastSuccess: undefined, lastFailure: undefined };
-}
-
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|([+-])(\d{2}):(\d{2}))$/;
-
-/**
- * An RFC 3339 time, strictly: Date.parse alone takes '1' as 2001 and rolls
- * 2026-02-30 over into March. Years before 1970 are refused (no spool is older).
- */
-export function parseTime(s: string): Date | undefined {
-  const m = RFC3339.exec(s);
-  if (!m) return undefined;
-  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > new Date(Date.UTC(y, mo, 0)).getUTCDate() || h > 23 || mi > 59 || sec > 59) return undefined;
-  let off = 0;
-  if (m[9] !== undefined) {
-    const oh = Number(m[10]), om = Number(m[11]);
-    if (oh > 23 || om > 59) return undefined;
-    off = (m[9] === '-' ? -1 : 1) * (oh * 60 + om) * 60_000;
-  }
-  const ms = m[7] ? Math.floor(Number(`0${m[7]}`) * 1000) : 0;
-  return new Date(Date.UTC(y, mo - 1, d, h, mi, sec, ms) - off);
 }
 
 export function parseScheduleState(buf: Uint8Array, source: string): ScheduleState {
