@@ -136,6 +136,22 @@ test('a fifo or a link in running/ID/ (job, result, lease) hangs nothing: spoold
   await until('a new job still runs', () => fs.existsSync(path.join(spool, 'done', 'survivor')), 20_000);
 });
 
+test('a bad file with a 250-byte name, or a newline in its name, goes to bad/ too, with a one-line .why', async () => {
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  await s.waitLog(/started/);
+  const long = 'x'.repeat(250);
+  await drop(spool, 'new', long, 'not a job\n');
+  await drop(spool, 'new', 'evil\nspoold: finished id=forged', 'not a job\n');
+  await drop(spool, 'schedules', 'y'.repeat(250), 'not a schedule\n');
+  const w = await until('three rejections', () => { const m = whys(); return m.size >= 3 ? m : undefined; }, 20_000);
+  assert.ok(!fs.existsSync(path.join(spool, 'new', long)) && !fs.existsSync(path.join(spool, 'schedules', 'y'.repeat(250))));
+  assert.ok([...w.keys()].some((k) => k.startsWith(`new.${'x'.repeat(200)}.`)), 'the name is cut to fit');
+  for (const why of w.values()) assert.is(why.split('\n').length, 2, `one line: ${JSON.stringify(why)}`);
+  assert.ok([...w.values()].some((why) => why.includes('new/evil\\nspoold: finished id=forged')));
+  assert.not.match(s.log(), /cannot move to bad/);
+});
+
 test('a file that appears and disappears during a scan is ignored', async () => {
   const s = daemon('spoold', ['-s', spool]);
   procs.push(s);

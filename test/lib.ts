@@ -100,7 +100,7 @@ export function readIf(p: string): string | undefined {
 
 /** Write a file into a spool directory the way DESIGN.md says people should: in tmp/, then rename. */
 export async function drop(spool: string, dir: string, name: string, text: string | Buffer): Promise<string> {
-  const staged = path.join(spool, 'tmp', `${name}.drop.${process.pid}.${Math.random().toString(36).slice(2)}`);
+  const staged = path.join(spool, 'tmp', `drop.${process.pid}.${Math.random().toString(36).slice(2)}`);
   await fsp.mkdir(path.join(spool, 'tmp'), { recursive: true });
   await fsp.writeFile(staged, text);
   const target = path.join(spool, dir, name);

@@ -222,7 +222,9 @@ export async function requestCancel(sp: SpoolPaths, id: string): Promise<boolean
 
 /** Move a file spoold cannot accept to bad/, beside a .why saying why. Returns the bad/ name. */
 export async function reject(sp: SpoolPaths, file: string, why: string): Promise<string | undefined> {
-  const base = `${path.basename(path.dirname(file))}.${path.basename(file)}.${Date.now()}`;
+  // Cut so that the name, its dot parts and .why fit in 255 bytes (a name may be that long itself).
+  const name = Buffer.from(path.basename(file)).subarray(0, 200).toString().replace(/\uFFFD+$/, '');
+  const base = `${path.basename(path.dirname(file))}.${name}.${Date.now()}`;
   const target = path.join(sp.bad, base);
   try {
     await fsp.rename(file, target);
@@ -230,7 +232,13 @@ export async function reject(sp: SpoolPaths, file: string, why: string): Promise
     if (errno(e) === 'ENOENT') return undefined; // gone meanwhile: nothing to reject
     throw ioError(e, sp.rel(file), 'cannot move to bad/');
   }
-  await writeAtomic(sp, `${target}.why`, `${why}\n`);
+  // One line, whatever the file's name holds (a newline would forge a second).
+  const line = why.replace(/[\x00-\x1f\x7f]/g, (c) => (c === '\n' ? '\\n' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  try {
+    await writeAtomic(sp, `${target}.why`, `${line}\n`);
+  } catch (e) {
+    throw ioError(e, `bad/${base}.why`, `moved to bad/${base}, but cannot write why`);
+  }
   return base;
 }
 

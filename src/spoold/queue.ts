@@ -130,7 +130,7 @@ export class Queue {
       const bad = await reject(this.sp, file, why);
       if (bad) log('rejected', { file: this.sp.rel(file), bad: `bad/${bad}`, why });
     } catch (e) {
-      log('error', { file: this.sp.rel(file), why: `cannot move to bad/: ${(e as Error).message}` });
+      log('error', { file: this.sp.rel(file), why: `${(e as Error).message}; it was rejected because: ${why}` });
     }
   }
 }

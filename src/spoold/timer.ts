@@ -84,7 +84,8 @@ export class ScheduleTimer {
     }
     if (why || !s) {
       this.schedules.delete(n);
-      const bad = await reject(this.sp, file, why ?? 'unreadable').catch(() => undefined);
+      const bad = await reject(this.sp, file, why ?? 'unreadable')
+        .catch((e) => { log('error', { file: `schedules/${n}`, why: `${(e as Error).message}; it was rejected because: ${why}` }); return undefined; });
       if (bad) log('rejected', { file: `schedules/${n}`, bad: `bad/${bad}`, why });
       return;
     }
