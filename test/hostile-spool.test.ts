@@ -96,6 +96,13 @@ test('a job file dropped under any name is queued under its own id: header when 
   const why = await until('duplicate refused', () => whys().get([...whys().keys()].find((k) => k.startsWith('new.again.')) ?? ''));
   assert.match(why, new RegExp(`new/again: id ${id} is taken by another job; remove the id: header`));
   assert.ok(fs.existsSync(path.join(spool, 'new', id)), 'the first stays queued');
+  // An id finished under another name is taken too: one id, one job.
+  const old = '01a21e3b-171c-7029-81fc-d19acecbf8ce';
+  fs.mkdirSync(path.join(spool, 'done', 'elsewhere', old), { recursive: true });
+  await drop(spool, 'new', 'othername', `id: ${old}\n${good('withid')}`);
+  const why2 = await until('taken under another name', () => whys().get([...whys().keys()].find((k) => k.startsWith('new.othername.')) ?? ''));
+  assert.match(why2, new RegExp(`new/othername: id ${old} is taken by another job`));
+  assert.ok(!fs.existsSync(path.join(spool, 'new', old)));
 });
 
 test('a finished job copied back into new/ under its own id goes to bad/ saying how to run it again; the worker goes on', async () => {

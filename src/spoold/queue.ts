@@ -15,7 +15,7 @@ import { parseJob, type ParsedJob } from '../spool/job.js';
 import { adopt, reject } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
-import { isId, type SpoolPaths } from '../spool/paths.js';
+import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { SpoolError, errno } from '../spool/errors.js';
 import { log } from './log.js';
 
@@ -85,7 +85,7 @@ export class Queue {
       throw e;
     }
     if (job.id === undefined) {
-      if (wanted !== undefined && await this.taken(wanted, job.name)) {
+      if (wanted !== undefined && await this.taken(wanted)) {
         return void this.rejectFile(file, `new/${name}: id ${wanted} is taken by another job; remove the id: header to queue this as a new job`);
       }
       const id = await adopt(this.sp, name, wanted);
@@ -104,9 +104,14 @@ export class Queue {
     this.onAdd(q);
   }
 
-  /** Is id in use: queued, running, or finished under name? */
-  private async taken(id: string, name: string): Promise<boolean> {
-    for (const p of [this.sp.queued(id), this.sp.runningDir(id), this.sp.doneDir(name, id)]) {
+  /**
+   * Is id in use: queued, running, or finished under any name? An id is one
+   * job's for good (bctl fsck reports one found twice). Only a file with an
+   * id: header asks, so the walk over done/ is rare.
+   */
+  private async taken(id: string): Promise<boolean> {
+    const names = await fsp.readdir(this.sp.done).catch(() => [] as string[]);
+    for (const p of [this.sp.queued(id), this.sp.runningDir(id), ...names.filter(isName).map((n) => this.sp.doneDir(n, id))]) {
       try { await fsp.lstat(p); return true; } catch (e) { if (errno(e) !== 'ENOENT') return true; }
     }
     return false;
