@@ -312,6 +312,17 @@ test('two workerds under one name: the older one is told why and exits 78, inste
   assert.is(s.log().match(/worker joined worker=twin/g)?.length, 2, 'no flapping');
 });
 
+test('a spool or --workdir under /proc is refused at once (node\'s recursive mkdir spins there for ever)', async () => {
+  const s = daemon('spoold', ['-s', '/proc/builder-test/spool']);
+  procs.push(s);
+  assert.is(await exitCode(s), 1);
+  assert.match(s.log(), /spoold: \/proc\/builder-test\/spool: cannot create spool directory: ENOENT/);
+  const w = daemon('workerd', ['-s', spool, '--workdir', '/proc/builder-test/wd', 'debian-12']);
+  procs.push(w);
+  assert.is(await exitCode(w), 78);
+  assert.match(w.log(), /cannot create --workdir \/proc\/builder-test\/wd: ENOENT/);
+});
+
 test('a workerd that cannot reach spoold says so, and keeps trying', async () => {
   const w = workerd('lonely');
   await w.waitLog(/cannot reach spoold at \S+spoold\.sock: connect ENOENT \S+; retrying \(1 try so far\)/, 5_000);

@@ -9,6 +9,7 @@
 
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import path from 'node:path';
 import type { SpoolPaths } from './paths.js';
 import { DIR_MODE } from './stage.js';
 import { SpoolError, ioError, errno } from './errors.js';
@@ -29,7 +30,7 @@ export async function ensureSpool(sp: SpoolPaths, { makeRoot = true }: { makeRoo
     const root = i === 0;
     if (root && !makeRoot) continue;
     try {
-      const made = await fsp.mkdir(dir, { mode: DIR_MODE, recursive: root });
+      const made = root ? await makeDirs(dir, DIR_MODE) : await fsp.mkdir(dir, { mode: DIR_MODE });
       // mkdir's mode is masked by the umask, so set it; but only on what we
       // made: an existing spool keeps the mode its owner chose, and a member
       // of the spool's group (bctl) may not chmod it (EPERM).
@@ -64,4 +65,24 @@ export function checkSpool(sp: SpoolPaths): void {
   try { names = fs.readdirSync(sp.root); } catch (e) { throw ioError(e, sp.root, 'cannot list'); }
   if (names.every((n) => n.startsWith('.') || n === 'lost+found')) return;
   throw new SpoolError('SPOOL_NOT_FOUND', 'not a spool: none of new/, running/, done/, schedules/ in it, and it is not empty', { path: sp.root, hint });
+}
+
+/**
+ * mkdir -p: make dir and its missing parents; the first one made, or
+ * undefined when dir was there. Not node's recursive mkdir, which spins for
+ * ever at 100% CPU on a path under /proc or /sys, whose mkdir says ENOENT
+ * although the parent exists: here a second ENOENT is final.
+ */
+export async function makeDirs(dir: string, mode: number): Promise<string | undefined> {
+  try {
+    await fsp.mkdir(dir, { mode });
+    return dir;
+  } catch (e) {
+    if (errno(e) === 'EEXIST' && isDir(dir)) return undefined;
+    const parent = path.dirname(dir);
+    if (errno(e) !== 'ENOENT' || parent === dir) throw e;
+    const first = await makeDirs(parent, mode);
+    await fsp.mkdir(dir, { mode });
+    return first ?? dir;
+  }
 }

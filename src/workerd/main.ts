@@ -25,6 +25,7 @@ import { packArtifacts, type LentBuffers } from '../spool/tar.js';
 import { SpoolPaths, isName, isId } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
 import { LocalJob, Standby, SCRIPT } from './run.js';
+import { makeDirs } from '../spool/layout.js';
 
 const USAGE = `usage: workerd [-s SPOOL | --connect SOCKET|HOST:PORT] [--name NAME] [--once]
                [--sandbox CMD] [--token-file FILE] [--workdir DIR] PLATFORM
@@ -445,7 +446,7 @@ export async function main(argv: string[]): Promise<void> {
   }
   const workdir = path.resolve(a.workdir ?? path.join(os.tmpdir(), `workerd-${name}`));
   if (workdir.includes('\n')) usage('--workdir must not contain a newline (the job\'s shell reads it as one line)');
-  try { await fsp.mkdir(workdir, { recursive: true, mode: 0o700 }); } catch (e) {
+  try { await makeDirs(workdir, 0o700); } catch (e) {
     say(`cannot create --workdir ${workdir}: ${(e as Error).message}`);
     process.exit(EXIT_CONFIG);
   }
