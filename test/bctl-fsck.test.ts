@@ -6,6 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { bctl, tmpdir, FIXTURES } from './lib.js';
@@ -188,6 +189,24 @@ test('fsck checks a claimed job in running/ and a broken one', async () => {
   assert.is(r.code, 1);
   assert.equal(r.lines.length, 1);
   assert.match(r.lines[0]!, new RegExp(`^bctl fsck: running/${id}/job: .*missing header 'platform'|^bctl fsck: running/${id}/job: .*no script`));
+});
+
+test('a fifo or a link where a spool file belongs is reported by fsck and info, not waited on', async () => {
+  await soundSpool();
+  const id = fs.readdirSync(sp.new)[0]!;
+  assert.ok(await claim(sp, id));
+  fs.rmSync(sp.runningFile(id, 'job'));
+  execFileSync('mkfifo', [sp.runningFile(id, 'job')]);
+  fs.symlinkSync('/dev/zero', sp.runningFile(id, 'lease'));
+  execFileSync('mkfifo', [path.join(sp.state, 'fifo')]);
+  const r = await bctl(spool, ['fsck'], { timeoutMs: 10_000 });
+  assert.is(r.code, 1);
+  assert.match(r.stdout, new RegExp(`^bctl fsck: running/${id}/job: not a regular file \\(a link, fifo or device\\); remove it; spool files are plain files$`, 'm'));
+  assert.match(r.stdout, /^bctl fsck: state\/fifo: not a regular file/m);
+  const i = await bctl(spool, ['info', '--json'], { timeoutMs: 10_000 });
+  assert.ok(i.code !== null, 'info returned');
+  const errors = JSON.parse(i.stdout).errors.map((e: { file: string }) => e.file);
+  assert.ok(errors.includes(`running/${id}/job`), JSON.stringify(errors));
 });
 
 test('fsck of a directory that is no spool fails', async () => {

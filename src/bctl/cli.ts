@@ -166,10 +166,26 @@ export async function list(dir: string): Promise<string[]> {
   }
 }
 
-/** A file's bytes, or undefined when it does not exist. */
+/**
+ * A spool file's bytes, or undefined when it does not exist. Opened without
+ * following a link and without blocking, and checked on the open file: a
+ * fifo or a link put in its place is an error naming it, not a hang.
+ */
 export async function readIf(p: string): Promise<Buffer | undefined> {
-  try { return await fsp.readFile(p); } catch (e) {
+  let fh: fsp.FileHandle;
+  try { fh = await fsp.open(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK); } catch (e) {
     if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
+    if (errno(e) === 'ELOOP') throw notRegular(p);
     throw ioError(e, p, 'cannot read');
   }
+  try {
+    if (!(await fh.stat()).isFile()) throw notRegular(p);
+    return await fh.readFile();
+  } catch (e) {
+    throw e instanceof SpoolError ? e : ioError(e, p, 'cannot read');
+  } finally {
+    await fh.close();
+  }
 }
+
+const notRegular = (p: string) => new SpoolError('SPOOL_BAD_FILE', 'not a regular file (a link, fifo or device)', { path: p, hint: 'remove it; spool files are plain files' });

@@ -42,6 +42,16 @@ import { doneFile } from './find.js';
 
 type Report = (rel: string, what: string, fix: string) => void;
 
+/** readIf, with a file that cannot be read (a fifo, a link, EACCES) reported; `failed` comes back for it. */
+async function readChecked<F extends undefined | null = undefined>(p: string, rel: string, report: Report, failed?: F): Promise<Buffer | undefined | F> {
+  try { return await readIf(p); } catch (e) {
+    const what = why(e);
+    const hint = (e as SpoolError).hint ?? '';
+    report(rel, hint && what.endsWith(`; ${hint}`) ? what.slice(0, -hint.length - 2) : what, hint || 'remove it, or put a plain file in its place');
+    return failed as F;
+  }
+}
+
 function why(e: unknown): string {
   if (e instanceof SpoolError) {
     // The message already names the file; keep what follows it.
@@ -101,10 +111,10 @@ async function checkDoneDir(ctx: Ctx, name: string, id: string, report: Report):
   const dir = sp.doneDir(name, id);
   const rel = sp.rel(dir);
   const incomplete = 'a finished job directory is assembled whole; restore the file from a backup or remove the directory';
-  const jobBuf = await readIf(doneFile(dir, 'job'));
+  const jobBuf = await readChecked(doneFile(dir, 'job'), `${rel}/job`, report);
   if (jobBuf === undefined) report(`${rel}/job`, 'missing', incomplete);
   else { try { parseJob(jobBuf, `${rel}/job`); } catch (e) { report(`${rel}/job`, why(e), 'fix the file by hand'); } }
-  const resBuf = await readIf(doneFile(dir, 'result'));
+  const resBuf = await readChecked(doneFile(dir, 'result'), `${rel}/result`, report);
   if (resBuf === undefined) report(`${rel}/result`, 'missing', incomplete);
   else {
     try {
@@ -126,7 +136,7 @@ async function checkDoneDir(ctx: Ctx, name: string, id: string, report: Report):
     for (const o of found.odd) report(`${rel}/artifacts/${o}`, 'not a regular file, directory or symlink', 'remove it');
   }
   const sumsFile = doneFile(dir, 'SHA256SUMS');
-  const sumsBuf = await readIf(sumsFile);
+  const sumsBuf = await readChecked(sumsFile, sp.rel(sumsFile), report);
   if (sumsBuf === undefined) { report(`${rel}/SHA256SUMS`, 'missing', `recreate it: (cd ${rel}/artifacts && find . -type f | sed 's|^./||' | xargs sha256sum) > ${rel}/SHA256SUMS`); return; }
   let sums: Map<string, string>;
   try { sums = parseSums(sumsBuf.toString('utf8'), `${rel}/SHA256SUMS`); } catch (e) { report(`${rel}/SHA256SUMS`, why(e), 'regenerate it with sha256sum'); return; }
@@ -191,7 +201,7 @@ export async function fsck(ctx: Ctx): Promise<number> {
     const st = await lstatIf(p);
     if (!st) continue;
     if (!st.isFile()) { if (!st.isSymbolicLink()) report(rel, 'not a regular file', 'remove it; new/ holds job files only'); continue; }
-    const buf = await readIf(p);
+    const buf = await readChecked(p, rel, report);
     if (buf === undefined) continue;
     try {
       parseJob(buf, rel, f);
@@ -205,7 +215,8 @@ export async function fsck(ctx: Ctx): Promise<number> {
     if (!isId(id)) { report(rel, 'not a job id', 'remove it; running/ holds only spoold\'s job directories'); continue; }
     const st = await lstatIf(sp.runningDir(id));
     if (!st?.isDirectory()) { if (st && !st.isSymbolicLink()) report(rel, 'not a directory', 'remove it'); continue; }
-    const buf = await readIf(sp.runningFile(id, 'job'));
+    const buf = await readChecked(sp.runningFile(id, 'job'), `${rel}/job`, report, null);
+    if (buf === null) continue;
     if (buf === undefined) {
       if (!locked) report(rel, 'no job file (left by a crash)', 'start spoold, which removes it, or remove the directory');
       continue;
@@ -258,7 +269,7 @@ export async function fsck(ctx: Ctx): Promise<number> {
     if (!isName(f)) { report(rel, 'not a job name', 'rename it to a job name'); continue; }
     const st = await lstatIf(sp.schedule(f));
     if (!st?.isFile()) { if (st && !st.isSymbolicLink()) report(rel, 'not a regular file', 'remove it'); continue; }
-    const buf = await readIf(sp.schedule(f));
+    const buf = await readChecked(sp.schedule(f), rel, report);
     if (buf === undefined) continue;
     try { parseSchedule(buf, rel, f); } catch (e) { report(rel, why(e), 'fix it, or let spoold move it to bad/'); }
   }
@@ -266,7 +277,7 @@ export async function fsck(ctx: Ctx): Promise<number> {
     if (f.startsWith('.')) continue;
     const rel = `state/${f}`;
     if (!isName(f)) { report(rel, 'not a job name', 'remove it; state/ is spoold\'s, one file per schedule'); continue; }
-    const buf = await readIf(sp.scheduleState(f));
+    const buf = await readChecked(sp.scheduleState(f), rel, report);
     if (buf === undefined) continue;
     try { parseScheduleState(buf, rel); } catch (e) { report(rel, why(e), 'remove it; spoold starts the schedule afresh'); }
   }

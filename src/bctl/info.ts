@@ -19,6 +19,7 @@ import { parseJob, parseSchedule, type ParsedJob } from '../spool/job.js';
 import { isId, isName } from '../spool/paths.js';
 import { checkSpool } from '../spool/layout.js';
 import { isOverdue, nextDue, readScheduleState } from '../spool/schedstate.js';
+import { exists } from '../spool/state.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { flag, fmtTime, list, readIf, table, type Ctx } from './cli.js';
 
@@ -57,12 +58,14 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
   const { sp } = ctx;
   const info: Info = { schedules: [], queues: {}, running: [], workers: [], dropped: [], errors: [] };
   const err = (file: string, e: unknown) => info.errors.push({ file, error: message(e) });
+  // A file that cannot be read (a fifo, a link) is listed with the errors, like one that does not parse.
+  const read = (p: string): Promise<Buffer | undefined> => readIf(p).catch((e) => { err(sp.rel(p), e); return undefined; });
 
   for (const f of await list(sp.schedules)) {
     if (f.startsWith('.')) continue;
     const rel = `schedules/${f}`;
     if (!isName(f)) { err(rel, new SpoolError('SPOOL_BAD_NAME', 'not a job name', { path: rel, hint: 'rename it; spoold moves it to bad/' })); continue; }
-    const buf = await readIf(sp.schedule(f));
+    const buf = await read(sp.schedule(f));
     if (buf === undefined) continue;
     try {
       const s = parseSchedule(buf, rel, f);
@@ -80,7 +83,7 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
   for (const f of await list(sp.new)) {
     if (f.startsWith('.')) continue;
     const rel = `new/${f}`;
-    const buf = await readIf(isId(f) ? sp.queued(f) : path.join(sp.new, f));
+    const buf = await read(isId(f) ? sp.queued(f) : path.join(sp.new, f));
     if (buf === undefined) continue;
     try {
       const j = parseJob(buf, rel, f);
@@ -96,22 +99,22 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
   for (const id of await list(sp.running)) {
     if (!isId(id)) { err(`running/${id}`, new SpoolError('SPOOL_BAD_NAME', 'not a job id', { path: `running/${id}`, hint: 'remove it; see bctl fsck' })); continue; }
     const jobFile = sp.runningFile(id, 'job');
-    const buf = await readIf(jobFile);
+    const buf = await read(jobFile);
     if (buf === undefined) continue;   // a crash leftover, or finalized meanwhile; fsck says which
     let j: ParsedJob;
     try { j = parseJob(buf, sp.rel(jobFile)); } catch (e) { err(sp.rel(jobFile), e); continue; }
     let lease: Record<string, string> = {};
-    const lbuf = await readIf(sp.runningFile(id, 'lease'));
+    const lbuf = await read(sp.runningFile(id, 'lease'));
     if (lbuf !== undefined) {
       try { lease = headerMap(lbuf, sp.rel(sp.runningFile(id, 'lease'))); } catch (e) { err(sp.rel(sp.runningFile(id, 'lease')), e); }
     }
-    const cancelRequested = (await readIf(sp.runningFile(id, 'cancel'))) !== undefined;
+    const cancelRequested = exists(sp.runningFile(id, 'cancel'));
     info.running.push({ id, name: j.name, platform: j.platform, worker: lease.worker || null, started: lease.started || null, attempt: lease.attempt || null, cancelRequested });
   }
 
   for (const f of await list(sp.workers)) {
     if (f.startsWith('.') || !isName(f)) continue;
-    const buf = await readIf(sp.worker(f));
+    const buf = await read(sp.worker(f));
     if (buf === undefined) continue;
     try { info.workers.push({ name: f, ...headerMap(buf, `workers/${f}`) }); } catch (e) { err(`workers/${f}`, e); }
   }
@@ -119,8 +122,8 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
   for (const f of await list(sp.platforms)) {
     if (f.startsWith('.')) continue;
     if (!isName(f)) { err(`platforms/${f}`, new SpoolError('SPOOL_BAD_NAME', 'not a platform name', { path: `platforms/${f}`, hint: 'rename or remove it' })); continue; }
-    const buf = await readIf(sp.platform(f));
-    if (buf === undefined) continue;
+    const buf = await read(sp.platform(f));
+    if (buf === undefined) { if (exists(sp.platform(f))) info.dropped.push({ platform: f }); continue; }   // unreadable, but a marker
     try { info.dropped.push({ platform: f, ...headerMap(buf, `platforms/${f}`) }); } catch (e) {
       // A marker is a marker whatever it says; list the platform and the complaint.
       info.dropped.push({ platform: f });
