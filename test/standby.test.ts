@@ -61,7 +61,7 @@ test('a script that cannot be executed ends exited 127 and says why in its conso
   await start();
   const { result, console } = await submit('#!/nonexistent/interpreter\necho never\n', 'badshebang');
   assert.match(result, /^status: exited 127$/m);
-  assert.match(console, /script\.sh: not found/);
+  assert.match(console, /^workerd: cannot run the script: its #! interpreter \/nonexistent\/interpreter is not found or not executable$/m);
   assert.not.match(console, /never/);
 });
 

@@ -9,6 +9,8 @@ import path from 'node:path';
 import { SpoolError } from './errors.js';
 
 export const NAME_MAX = 64;
+/** What a name may be, for messages. */
+export const NAME_RULE = `1-${NAME_MAX} of A-Z a-z 0-9 . _ + -, not starting with . or -, and not "latest" (done/NAME/latest is the link to the last result)`;
 
 // Job names and platforms: letters, digits, '.', '_', '-', '+'; not starting
 // with '.' or '-' (hidden files, flags); at most NAME_MAX bytes. This rules
@@ -28,7 +30,7 @@ export function checkName(s: string, what = 'job name', source?: string): string
   if (!isName(s)) {
     throw new SpoolError('SPOOL_BAD_NAME', `bad ${what} ${JSON.stringify(s.length > 80 ? s.slice(0, 80) + '...' : s)}`, {
       ...(source === undefined ? {} : { path: source }),
-      hint: `use 1-${NAME_MAX} of A-Z a-z 0-9 . _ + -, not starting with . or -, and not "latest"`,
+      hint: `use ${NAME_RULE}`,
     });
   }
   return s;

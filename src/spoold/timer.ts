@@ -21,7 +21,7 @@ import { readScheduleState, writeScheduleState, nextDue, stateAfterFire } from '
 import { reject } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
-import { isId, isName, type SpoolPaths } from '../spool/paths.js';
+import { isId, isName, NAME_RULE, type SpoolPaths } from '../spool/paths.js';
 import { SpoolError, errno } from '../spool/errors.js';
 import { isSuccess, formatStatus, type Result } from '../spool/result.js';
 import { log } from './log.js';
@@ -63,7 +63,7 @@ export class ScheduleTimer {
     const known = this.schedules.get(n);
     if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) return;
     let why: string | undefined;
-    if (!isName(n)) why = `schedules/${n}: bad file name; a schedule file is named after its job (A-Z a-z 0-9 . _ + -)`;
+    if (!isName(n)) why = `schedules/${n}: bad file name; a schedule file is named after its job: ${NAME_RULE}`;
     else if (!st.isFile()) why = `schedules/${n} is not a regular file; write schedules as plain files`;
     else if (st.size > MAX_FILE) why = `schedules/${n}: file is ${st.size} bytes, over the limit of ${MAX_FILE}`;
     let s: Schedule | undefined;

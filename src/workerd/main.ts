@@ -22,7 +22,7 @@ import path from 'node:path';
 import mri from 'mri';
 import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, MAX_MANIFEST_PART, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { packArtifacts, type LentBuffers } from '../spool/tar.js';
-import { SpoolPaths, isName, isId } from '../spool/paths.js';
+import { SpoolPaths, isName, isId, NAME_RULE } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
 import { LocalJob, Standby, SCRIPT } from './run.js';
 import { makeDirs } from '../spool/layout.js';
@@ -428,14 +428,14 @@ export async function main(argv: string[]): Promise<void> {
   const pos = a._.map(String);
   if (pos.length !== 1) usage(pos.length === 0 ? 'missing PLATFORM' : `unexpected argument ${pos[1]}`);
   const platform = pos[0]!;
-  if (!isName(platform)) usage(`bad platform '${platform}': use A-Z a-z 0-9 . _ + -`);
+  if (!isName(platform)) usage(`bad platform '${platform}': use ${NAME_RULE}`);
   if (a.spool && a.connect) usage('give -s SPOOL or --connect, not both');
   let target: Target;
   try {
     target = a.connect ? parseTarget(a.connect) : { path: new SpoolPaths(a.spool ?? process.env.BUILDER_SPOOL ?? '/var/spool/builder').socket };
   } catch (e) { usage((e as Error).message); }
   const name = a.name ?? `${os.hostname().replace(/[^A-Za-z0-9._+-]/g, '-').replace(/^[.-]+/, '') || 'worker'}-${platform}`.slice(0, 64);
-  if (!isName(name)) usage(`bad --name '${name}': use A-Z a-z 0-9 . _ + -`);
+  if (!isName(name)) usage(`bad --name '${name}': use ${NAME_RULE}`);
   let token: string | undefined;
   if (a['token-file']) {
     try { token = (await fsp.readFile(a['token-file'], 'utf8')).trim(); } catch (e) {

@@ -34,10 +34,11 @@ const SMALL_TREE = 100;
  * execs the job's script (its absolute path, so $0 is that) in its
  * directory. exec keeps the pid, so the standby's process group is the job's.
  * $1 is the sandbox command line (workerd --sandbox), or empty; it is run as
- * it always was, `/bin/sh -c 'COMMAND "$@"' sandbox SCRIPT`. A script that
- * cannot be executed gets the shell's message in its console and `exited 126`
- * or `exited 127`, as when run by hand; a standby that never got its job
- * exits 125.
+ * it always was, `/bin/sh -c 'COMMAND "$@"' sandbox SCRIPT`. A script whose
+ * #! interpreter is missing gets a message saying so and `exited 127`; one
+ * that cannot be executed otherwise gets the shell's message in its console
+ * and `exited 126` or `exited 127`, as when run by hand; a standby that never
+ * got its job exits 125.
  */
 const STANDBY_SH = [
   'read -r id name platform network || exit 125',
@@ -46,6 +47,9 @@ const STANDBY_SH = [
   'export BUILDER_JOB_ID="$id" BUILDER_JOB_NAME="$name" BUILDER_PLATFORM="$platform" BUILDER_NETWORK="$network" BUILDER_JOB_DIR="$dir/job"',
   'cd "$dir/job" || exit 127',
   String.raw`if [ -n "$1" ]; then exec /bin/sh -c "$1 \"\$@\"" sandbox "$dir/job/script.sh"; fi`,
+  // The shell's own word for a missing #! interpreter names the script ("script.sh: not found").
+  'IFS= read -r l <"$dir/job/script.sh"; case $l in "#!"*) i=${l#??}; i=${i#"${i%%[! ]*}"}; i=${i%%[ \t]*};'
+    + ' [ -x "$i" ] || { echo "workerd: cannot run the script: its #! interpreter $i is not found or not executable" >&2; exit 127; } ;; esac',
   'exec "$dir/job/script.sh"',
 ].join('\n');
 
