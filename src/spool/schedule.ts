@@ -13,7 +13,7 @@
 //   Times are wall-clock times in the schedule's tz: (an IANA zone such as
 //   Europe/Berlin; UTC when absent), at minute resolution.
 //
-//   1. A new schedule (one that has never fired) fires at once.
+//   1. A new schedule (one that has never fired) fires at once, unless it is 'never'.
 //   2. After each firing the schedule is next due at the first due time
 //      strictly after that firing. bctl reschedule NAME TIME sets next:, which
 //      replaces that one due time; the period resumes after it fires.
