@@ -6,9 +6,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  emptyState, formatScheduleState, isOverdue, nextDue, parseScheduleState, parseTime, planAfterFire,
+  emptyState, formatScheduleState, isOverdue, nextDue, parseScheduleState, planAfterFire,
   readScheduleState, stateAfterFire, writeScheduleState, type ScheduleState,
 } from '../src/spool/schedstate.js';
+import { parseTime } from '../src/spool/headers.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { SpoolError } from '../src/spool/errors.js';
 import type { Schedule } from '../src/spool/job.js';
