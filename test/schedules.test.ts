@@ -119,6 +119,26 @@ test('spoold killed between queueing a schedule\'s job and recording the firing:
   assert.match(state('fin'), new RegExp(`fired: ${idTime(ids.fin).toISOString().slice(0, 19)}`), 'the firing is dated by its job');
 });
 
+test('a schedule with no recorded firing fires at once, though older jobs of its name (an earlier schedule\'s) are in done/', async () => {
+  await s.stop('SIGTERM');
+  const old = newId(Date.now() - 3600_000);
+  const dir = path.join(spool, 'done', 'again', old);
+  await fsp.mkdir(dir, { recursive: true });
+  await fsp.writeFile(path.join(dir, 'job'), formatJob(makeJob({ ...submission({ name: 'again', platform: 'nobody', body: '#!/bin/sh\necho\n' }), id: old, queued: idTime(old), origin: 'schedule' })));
+  await drop(spool, 'schedules', 'again', 'platform: nobody\nschedule: @daily\n\n#!/bin/sh\necho\n');
+  s = start();
+  await until('a new instance', () => queued('again').length === 1, 10_000);
+  assert.not.match(s.log(), /fired name=again/);
+});
+
+test('a broken schedule dated in the future still goes to bad/ once settled, without spinning', async () => {
+  const f = path.join(spool, 'schedules', 'future');
+  fs.writeFileSync(f, 'platform: debian-12\nschedule: 61 * * * *\n\n#!/bin/sh\necho\n');
+  fs.utimesSync(f, new Date('2099-01-01'), new Date('2099-01-01'));
+  await until('rejected', () => fs.readdirSync(path.join(spool, 'bad')).some((b) => b.startsWith('schedules.future.') && b.endsWith('.why')), 10_000);
+  assert.not.match(s.log(), /TimeoutOverflowWarning/);
+});
+
 test('a template schedule without platform runs on every platform that has the template, each with its own result; a missing variable is that job\'s failed result', async () => {
   await drop(spool, 'templates', 'greet.template.alpha', '#!/bin/sh\necho "%%WHO%% on %%PLATFORM%%"\n');
   await drop(spool, 'templates', 'greet.template.beta', '#!/bin/sh\necho "%%WHO%% on %%PLATFORM%% (beta)"\n');
@@ -158,7 +178,7 @@ test('drop-platform stops dispatch, sets schedules aside and tells workers why; 
   await until('the schedule fires again', () => doneIds('sparcjob').length === 1, 15_000);
 });
 
-test('hand edits take effect within a second: a written schedule fires, a broken edit goes to bad/, a deleted one stops', async () => {
+test('hand edits take effect: a written schedule fires within a second, a broken edit goes to bad/ once settled (2 s), a deleted one stops', async () => {
   worker('debian-12');
   await drop(spool, 'schedules', 'byhand', 'platform: debian-12\nschedule: @daily\n\n#!/bin/sh\necho by hand\n');
   await until('hand-written schedule ran', () => doneIds('byhand').length === 1, 20_000);   // a cold workerd and a whole job on a slow machine

@@ -17,7 +17,7 @@ import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
 import { idTime } from '../spool/ids.js';
 import { queueInstances } from '../spool/instance.js';
 import { findTemplate } from '../spool/template.js';
-import { readScheduleState, writeScheduleState, nextDue, stateAfterFire } from '../spool/schedstate.js';
+import { readScheduleState, writeScheduleState, nextDue, stateAfterFire, type ScheduleState } from '../spool/schedstate.js';
 import { reject } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
@@ -59,7 +59,7 @@ export class ScheduleTimer {
   private async consider(n: string): Promise<void> {
     const file = path.join(this.sp.schedules, n);
     let st;
-    try { st = await fsp.lstat(file); } catch (e) { if (errno(e) === 'ENOENT') { this.schedules.delete(n); return; } throw e; }
+    try { st = await fsp.lstat(file); } catch (e) { if (errno(e) === 'ENOENT') { this.schedules.delete(n); this.unsettled.delete(n); return; } throw e; }
     const known = this.schedules.get(n);
     if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) return;
     let why: string | undefined;
@@ -77,11 +77,16 @@ export class ScheduleTimer {
         if (!(e instanceof SpoolError)) throw e;
         why = e.message;
         // Written in place (by an editor, cat > file), it may be half-written
-        // now: it goes to bad/ only if it still does not parse once settled.
-        const wait = st.mtimeMs + SETTLE_MS - Date.now();
+        // now: it goes to bad/ only if it still does not parse once it has
+        // stayed as it is for SETTLE_MS (timed by our clock, not its mtime).
+        const seen = this.unsettled.get(n);
+        const since = seen && seen.mtimeMs === st.mtimeMs && seen.size === st.size ? seen.since : Date.now();
+        this.unsettled.set(n, { mtimeMs: st.mtimeMs, size: st.size, since });
+        const wait = since + SETTLE_MS - Date.now();
         if (wait > 0) { this.retry(n, wait); return; }
       }
     }
+    this.unsettled.delete(n);
     if (why || !s) {
       this.schedules.delete(n);
       const bad = await reject(this.sp, file, why ?? 'unreadable')
@@ -94,6 +99,7 @@ export class ScheduleTimer {
   }
 
   private retries = new Map<string, NodeJS.Timeout>();
+  private unsettled = new Map<string, { mtimeMs: number; size: number; since: number }>();   // first failed parse of this version
   /** Look at schedules/n again in ms (one pending look per name). */
   private retry(n: string, ms: number): void {
     if (this.retries.has(n) || this.stopped) return;
@@ -137,7 +143,7 @@ export class ScheduleTimer {
         let unrecorded: string | undefined;
         if (this.d.queue.hasName(s.name)) {
           log('skipped', { name: s.name, why: 'its last instance still waits in new/' });
-        } else if ((unrecorded = await this.firedUnrecorded(s.name, due))) {
+        } else if ((unrecorded = await this.firedUnrecorded(s.name, due, st))) {
           log('fired', { name: s.name, id: unrecorded, why: 'this firing queued its instance before spoold was stopped, and is recorded now' });
           next = stateAfterFire(st, idTime(unrecorded), unrecorded);
         } else {
@@ -165,10 +171,15 @@ export class ScheduleTimer {
    * that state/NAME does not record: spoold was killed between queueing it
    * and writing the state (by then a worker may have taken it, so new/ no
    * longer shows it). Its firing happened; firing again would run it twice.
-   * Instance ids carry the time they were queued (ids.ts).
+   * Instance ids carry the time they were queued (ids.ts), and each firing's
+   * is after the last one recorded (last-id:). A schedule without a recorded
+   * firing (new, unscheduled and scheduled again, state lost) is not looked
+   * for: older jobs of its name are not its (BUGS in spoold.8: a new
+   * schedule's very first firing may run twice after a crash).
    */
-  private async firedUnrecorded(name: string, due: Date): Promise<string | undefined> {
-    const after = (id: string) => idTime(id).getTime() >= due.getTime();
+  private async firedUnrecorded(name: string, due: Date, st: ScheduleState): Promise<string | undefined> {
+    if (st.fired === undefined) return undefined;
+    const after = (id: string) => idTime(id).getTime() >= due.getTime() && (st.lastId === undefined || id > st.lastId);
     const running = this.d.runningJobs().find(({ id, job }) => job.name === name && job.origin === 'schedule' && after(id));
     if (running) return running.id;
     const ids = (await fsp.readdir(this.sp.doneName(name)).catch(() => [] as string[])).filter((id) => isId(id) && after(id));
