@@ -323,6 +323,23 @@ test('a spool or --workdir under /proc is refused at once (node\'s recursive mkd
   assert.match(w.log(), /cannot create --workdir \/proc\/builder-test\/wd: ENOENT/);
 });
 
+test('two workerds under one name while the older holds a job: the job runs once to its end there, and the idle newcomer exits 78', async () => {
+  const s = spoold();
+  await s.waitLog(/started/);
+  const a = workerd('twin');
+  const marker = `${spool}-marker`;
+  const id = await queue('busytwin', `#!/bin/sh\necho run >> ${marker}\necho started\nsleep 2\necho end\n`);
+  await until('running on the first', () => readIf(path.join(spool, 'running', id, 'console.log'))?.includes('started'));
+  const b = daemon('workerd', ['-s', spool, '--name', 'twin', '--workdir', `${spool}-wd/twin-b`, 'debian-12']);
+  procs.push(b);
+  assert.is(await exitCode(b), 78);
+  const r = await result('busytwin', id);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.is(fs.readFileSync(marker, 'utf8'), 'run\n', 'the job ran once');
+  assert.ok(a.child.exitCode === null, 'the one holding the job goes on');
+  await fsp.rm(marker, { force: true });
+});
+
 test('a workerd that cannot reach spoold says so, and keeps trying', async () => {
   const w = workerd('lonely');
   await w.waitLog(/cannot reach spoold at \S+spoold\.sock: connect ENOENT \S+; retrying \(1 try so far\)/, 5_000);

@@ -198,11 +198,14 @@ export class Daemon implements ConnOwner {
   onHello(c: Conn, h: Extract<Msg, { t: 'hello' }>): void {
     for (const other of this.workers) {
       // The same workerd, back before its old connection was seen to die, never
-      // reads this; another one under the same name stops, rather than the two
-      // replacing each other for ever.
+      // reads the bye; another one under the same name stops, rather than the
+      // two replacing each other for ever. Not one that holds a job: it would
+      // leave the job running unowned (to run again after the lease). It
+      // reconnects holding the job, and the idle one it replaces stops instead.
       if (other !== c && other.hello && other.name === c.name) {
-        other.close(`replaced by a new connection of worker ${c.name}`,
-          { t: 'bye', why: `another workerd connected as ${c.name} (from ${c.peer || 'unix'}); worker names must be unique (--name)`, code: 'name' });
+        const holding = isId(this.busy.get(other) ?? '');
+        other.close(`replaced by a new connection of worker ${c.name}`, holding ? undefined
+          : { t: 'bye', why: `another workerd connected as ${c.name} (from ${c.peer || 'unix'}); worker names must be unique (--name)`, code: 'name' });
       }
     }
     c.send({ t: 'welcome', v: 1, heartbeatMs: this.heartbeatMs });
