@@ -203,6 +203,11 @@ test('a fifo or a link where a spool file belongs is reported by fsck and info, 
   assert.is(r.code, 1);
   assert.match(r.stdout, new RegExp(`^bctl fsck: running/${id}/job: not a regular file \\(a link, fifo or device\\); remove it; spool files are plain files$`, 'm'));
   assert.match(r.stdout, /^bctl fsck: state\/fifo: not a regular file/m);
+  const { id: doneId, dir } = await doneJob('fifo');
+  fs.rmSync(path.join(dir, 'result'));
+  execFileSync('mkfifo', [path.join(dir, 'result')]);
+  const d = await bctl(spool, ['fsck'], { timeoutMs: 10_000 });
+  assert.equal(d.stdout.split('\n').filter((l) => l.includes(`done/fifo/${doneId}/result`)), [`bctl fsck: done/fifo/${doneId}/result: not a regular file (a link, fifo or device); remove it; spool files are plain files`], 'reported once');
   const i = await bctl(spool, ['info', '--json'], { timeoutMs: 10_000 });
   assert.ok(i.code !== null, 'info returned');
   const errors = JSON.parse(i.stdout).errors.map((e: { file: string }) => e.file);

@@ -157,6 +157,12 @@ test('a bad file with a 250-byte name, or a newline in its name, goes to bad/ to
   for (const why of w.values()) assert.is(why.split('\n').length, 2, `one line: ${JSON.stringify(why)}`);
   assert.ok([...w.values()].some((why) => why.includes('new/evil\\nspoold: finished id=forged')));
   assert.not.match(s.log(), /cannot move to bad/);
+  // Names that agree in their first 200 bytes, rejected in one scan: none replaces another in bad/.
+  await s.stop('SIGKILL');
+  for (let i = 0; i < 4; i++) fs.writeFileSync(path.join(spool, 'new', `${'z'.repeat(220)}${i}`), 'not a job\n');
+  procs.push(daemon('spoold', ['-s', spool]));
+  await until('four more rejections', () => whys().size >= 7, 20_000);
+  assert.is(fs.readdirSync(path.join(spool, 'bad')).filter((f) => f.startsWith(`new.${'z'.repeat(200)}.`) && !f.endsWith('.why')).length, 4);
 });
 
 test('a file that appears and disappears during a scan is ignored', async () => {

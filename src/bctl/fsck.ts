@@ -111,12 +111,12 @@ async function checkDoneDir(ctx: Ctx, name: string, id: string, report: Report):
   const dir = sp.doneDir(name, id);
   const rel = sp.rel(dir);
   const incomplete = 'a finished job directory is assembled whole; restore the file from a backup or remove the directory';
-  const jobBuf = await readChecked(doneFile(dir, 'job'), `${rel}/job`, report);
+  const jobBuf = await readChecked(doneFile(dir, 'job'), `${rel}/job`, report, null);
   if (jobBuf === undefined) report(`${rel}/job`, 'missing', incomplete);
-  else { try { parseJob(jobBuf, `${rel}/job`); } catch (e) { report(`${rel}/job`, why(e), 'fix the file by hand'); } }
-  const resBuf = await readChecked(doneFile(dir, 'result'), `${rel}/result`, report);
+  else if (jobBuf !== null) { try { parseJob(jobBuf, `${rel}/job`); } catch (e) { report(`${rel}/job`, why(e), 'fix the file by hand'); } }
+  const resBuf = await readChecked(doneFile(dir, 'result'), `${rel}/result`, report, null);
   if (resBuf === undefined) report(`${rel}/result`, 'missing', incomplete);
-  else {
+  else if (resBuf !== null) {
     try {
       const r = parseResult(resBuf, `${rel}/result`);
       if (r.id !== id) report(`${rel}/result`, `id ${r.id} differs from the directory name`, 'fix the id: header or move the directory');
@@ -136,7 +136,8 @@ async function checkDoneDir(ctx: Ctx, name: string, id: string, report: Report):
     for (const o of found.odd) report(`${rel}/artifacts/${o}`, 'not a regular file, directory or symlink', 'remove it');
   }
   const sumsFile = doneFile(dir, 'SHA256SUMS');
-  const sumsBuf = await readChecked(sumsFile, sp.rel(sumsFile), report);
+  const sumsBuf = await readChecked(sumsFile, sp.rel(sumsFile), report, null);
+  if (sumsBuf === null) return;   // reported
   if (sumsBuf === undefined) { report(`${rel}/SHA256SUMS`, 'missing', `recreate it: (cd ${rel}/artifacts && find . -type f | sed 's|^./||' | xargs sha256sum) > ${rel}/SHA256SUMS`); return; }
   let sums: Map<string, string>;
   try { sums = parseSums(sumsBuf.toString('utf8'), `${rel}/SHA256SUMS`); } catch (e) { report(`${rel}/SHA256SUMS`, why(e), 'regenerate it with sha256sum'); return; }

@@ -221,10 +221,13 @@ export async function requestCancel(sp: SpoolPaths, id: string): Promise<boolean
 }
 
 /** Move a file spoold cannot accept to bad/, beside a .why saying why. Returns the bad/ name. */
+let rejectMs = 0;
 export async function reject(sp: SpoolPaths, file: string, why: string): Promise<string | undefined> {
   // Cut so that the name, its dot parts and .why fit in 255 bytes (a name may be that long itself).
   const name = Buffer.from(path.basename(file)).subarray(0, 200).toString().replace(/\uFFFD+$/, '');
-  const base = `${path.basename(path.dirname(file))}.${name}.${Date.now()}`;
+  // rename(2) replaces: MS is made unique, as cut names of files rejected in one millisecond may agree.
+  let base: string;
+  do { rejectMs = Math.max(Date.now(), rejectMs + 1); base = `${path.basename(path.dirname(file))}.${name}.${rejectMs}`; } while (exists(path.join(sp.bad, base)));
   const target = path.join(sp.bad, base);
   try {
     await fsp.rename(file, target);
