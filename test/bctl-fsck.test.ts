@@ -212,6 +212,10 @@ test('a fifo or a link where a spool file belongs is reported by fsck and info, 
   assert.ok(i.code !== null, 'info returned');
   const errors = JSON.parse(i.stdout).errors.map((e: { file: string }) => e.file);
   assert.ok(errors.includes(`running/${id}/job`), JSON.stringify(errors));
+  // Nor is a huge file read whole: it is over the limit spoold applies.
+  fs.writeFileSync(path.join(sp.new, 'huge'), Buffer.alloc(2 << 20, 0x61));
+  const h = await bctl(spool, ['info', '--json'], { timeoutMs: 10_000 });
+  assert.match(JSON.stringify(JSON.parse(h.stdout).errors), /new\/huge: file is 2097152 bytes, over the limit of 1048576/);
 });
 
 test('fsck of a directory that is no spool fails', async () => {

@@ -169,9 +169,10 @@ export async function list(dir: string): Promise<string[]> {
 /**
  * A spool file's bytes, or undefined when it does not exist. Opened without
  * following a link and without blocking, and checked on the open file: a
- * fifo or a link put in its place is an error naming it, not a hang.
+ * fifo or a link put in its place, or a file over `max` bytes (MAX_FILE, as
+ * spoold reads them: src/spool/read.ts), is an error naming it, not a hang.
  */
-export async function readIf(p: string): Promise<Buffer | undefined> {
+export async function readIf(p: string, max = MAX_FILE): Promise<Buffer | undefined> {
   let fh: fsp.FileHandle;
   try { fh = await fsp.open(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK); } catch (e) {
     if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
@@ -179,7 +180,9 @@ export async function readIf(p: string): Promise<Buffer | undefined> {
     throw ioError(e, p, 'cannot read');
   }
   try {
-    if (!(await fh.stat()).isFile()) throw notRegular(p);
+    const st = await fh.stat();
+    if (!st.isFile()) throw notRegular(p);
+    if (st.size > max) throw new SpoolError('SPOOL_BAD_FILE', `file is ${st.size} bytes, over the limit of ${max}`, { path: p, hint: 'spool files are small; remove it' });
     return await fh.readFile();
   } catch (e) {
     throw e instanceof SpoolError ? e : ioError(e, p, 'cannot read');

@@ -43,8 +43,8 @@ import { doneFile } from './find.js';
 type Report = (rel: string, what: string, fix: string) => void;
 
 /** readIf, with a file that cannot be read (a fifo, a link, EACCES) reported; `failed` comes back for it. */
-async function readChecked<F extends undefined | null = undefined>(p: string, rel: string, report: Report, failed?: F): Promise<Buffer | undefined | F> {
-  try { return await readIf(p); } catch (e) {
+async function readChecked<F extends undefined | null = undefined>(p: string, rel: string, report: Report, failed?: F, max?: number): Promise<Buffer | undefined | F> {
+  try { return await readIf(p, max); } catch (e) {
     const what = why(e);
     const hint = (e as SpoolError).hint ?? '';
     report(rel, hint && what.endsWith(`; ${hint}`) ? what.slice(0, -hint.length - 2) : what, hint || 'remove it, or put a plain file in its place');
@@ -136,7 +136,7 @@ async function checkDoneDir(ctx: Ctx, name: string, id: string, report: Report):
     for (const o of found.odd) report(`${rel}/artifacts/${o}`, 'not a regular file, directory or symlink', 'remove it');
   }
   const sumsFile = doneFile(dir, 'SHA256SUMS');
-  const sumsBuf = await readChecked(sumsFile, sp.rel(sumsFile), report, null);
+  const sumsBuf = await readChecked(sumsFile, sp.rel(sumsFile), report, null, Infinity);   // a line per artifact: may be large
   if (sumsBuf === null) return;   // reported
   if (sumsBuf === undefined) { report(`${rel}/SHA256SUMS`, 'missing', `recreate it: (cd ${rel}/artifacts && find . -type f | sed 's|^./||' | xargs sha256sum) > ${rel}/SHA256SUMS`); return; }
   let sums: Map<string, string>;
