@@ -315,7 +315,7 @@ test('a bad period suggests --cron only to schedule, the one command that takes 
 
 test('reschedule refuses a time that is not RFC 3339, a bad period and a missing schedule', async () => {
   await ok(['schedule', 'r', 'debian-12', OK]);
-  for (const t of ['tomorrow', '2030-06-01', '2030-02-30T00:00:00Z', '2030-06-01T25:00:00Z', '2030-06-01T12:00:00', '1700000000']) {
+  for (const t of ['tomorrow', '2030-06-01', '2030-02-30T00:00:00Z', '2030-06-01T25:00:00Z', '2030-06-01T12:00:00', '1700000000', '1969-12-31T00:00:00Z']) {
     await usageFails(['reschedule', 'r', t], /bad time NEXT/, { spawn: false });
   }
   await usageFails(['reschedule', 'r', '2030-06-01T12:00:00Z', '--period', 'monthly'], /bad period/);

@@ -12,7 +12,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { SpoolError, errno, ioError } from '../spool/errors.js';
 import { checkName, checkPlatform, type SpoolPaths } from '../spool/paths.js';
-import { decodeFile, MAX_FILE } from '../spool/headers.js';
+import { decodeFile, MAX_FILE, parseTime } from '../spool/headers.js';
 import { parseDuration } from '../spool/duration.js';
 import { checkSchedule, PERIODS, type Period } from '../spool/schedule.js';
 import { fsyncDirQuiet } from '../spool/stage.js';
@@ -50,19 +50,13 @@ export function argSchedule(expr: string, tz: string): void {
   asUsage(() => checkSchedule(expr, tz));
 }
 
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](\d{2}):(\d{2}))$/;
-
-/** An RFC 3339 time with every field in range (Date alone turns Feb 30 into Mar 2). */
+/**
+ * An RFC 3339 time, read as spoold reads the spool's times (parseTime: every
+ * field in range, no year before 1970); a blank may stand for the T.
+ */
 export function argTime(s: string, what: string): Date {
-  const m = RFC3339.exec(s);
-  const bad = () => usage(`bad ${what} '${s.slice(0, 40)}'; write an RFC 3339 time like 2026-11-27T18:00:00Z or 2026-11-27T19:00:00+01:00`);
-  if (!m) bad();
-  const [y, mo, d, h, mi, sec] = m!.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  const days = new Date(Date.UTC(y, mo, 0)).getUTCDate();
-  if (mo < 1 || mo > 12 || d < 1 || d > days || h > 23 || mi > 59 || sec > 59) bad();
-  if (m![9] !== undefined && (Number(m![9]) > 23 || Number(m![10]) > 59)) bad();
-  const t = new Date(s.replace(' ', 'T'));
-  if (Number.isNaN(t.getTime())) bad();
+  const t = parseTime(s.replace(/^(\d{4}-\d{2}-\d{2}) /, '$1T'));
+  if (!t) usage(`bad ${what} '${s.slice(0, 40)}'; write an RFC 3339 time like 2026-11-27T18:00:00Z or 2026-11-27T19:00:00+01:00`);
   return t;
 }
 
