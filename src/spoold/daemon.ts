@@ -43,6 +43,9 @@ export const CONSOLE_WINDOW = 4 << 20;
 /** workers/NAME is rewritten at most this often per worker (writeWorker). */
 export const WORKER_FILE_MS = 1_000;
 
+/** Replacements of one worker name within this long that make a warning (warnIfFlapping). */
+const FLAP_MS = 60_000;
+
 /** workerd's longest reconnect backoff (workerd/main.ts BACKOFF_MAX): added to the lease after a restart. */
 export const RECONNECT_GRACE_MS = 5_000;
 
@@ -198,14 +201,14 @@ export class Daemon implements ConnOwner {
   onHello(c: Conn, h: Extract<Msg, { t: 'hello' }>): void {
     for (const other of this.workers) {
       // The same workerd, back before its old connection was seen to die, never
-      // reads the bye; another one under the same name stops, rather than the
-      // two replacing each other for ever. Not one that holds a job: it would
-      // leave the job running unowned (to run again after the lease). It
-      // reconnects holding the job, and the idle one it replaces stops instead.
+      // reads the bye. Two workerds under one name replace each other: each
+      // is told why, their backoff slows the turns (a connection dropped soon
+      // after its welcome counts as a failed try), and the log says so. Not
+      // an exit: a connection under a stolen name must not stop the real worker.
       if (other !== c && other.hello && other.name === c.name) {
-        const holding = isId(this.busy.get(other) ?? '');
-        other.close(`replaced by a new connection of worker ${c.name}`, holding ? undefined
-          : { t: 'bye', why: `another workerd connected as ${c.name} (from ${c.peer || 'unix'}); worker names must be unique (--name)`, code: 'name' });
+        other.close(`replaced by a new connection of worker ${c.name}`,
+          { t: 'bye', why: `replaced by another connection as ${c.name} (from ${c.peer || 'unix'}); if that is not this workerd, two share the name: give each its own --name` });
+        this.warnIfFlapping(c);
       }
     }
     c.send({ t: 'welcome', v: 1, heartbeatMs: this.heartbeatMs });
@@ -258,6 +261,17 @@ export class Daemon implements ConnOwner {
     }
     this.writeWorker(c);
     this.dispatchFor(c.platform);
+  }
+
+  private replaced = new Map<string, number[]>();   // when each name's connections were replaced, lately
+  /** A name replaced a third time within FLAP_MS is two workerds: say so. */
+  private warnIfFlapping(c: Conn): void {
+    const now = Date.now();
+    const times = (this.replaced.get(c.name) ?? []).filter((t) => now - t < FLAP_MS);
+    times.push(now);
+    this.replaced.set(c.name, times);
+    if (times.length !== 3) return;
+    log('warning', { worker: c.name, why: `its connection was replaced 3 times within ${FLAP_MS / 1000} s: two workerds share this name? give each its own --name` });
   }
 
   /** A worker of a platform nothing serves is probably misnamed: say so once it joins. */
