@@ -323,6 +323,7 @@ async function startupRatio() {
   const rig = { remove: async () => { if (!opts.keep) await fsp.rm(dir, { recursive: true, force: true }); } };
   cleanups.push(rig);
   const spool = path.join(dir, 'spool');
+  await fsp.mkdir(spool);   // bctl makes what is missing below a spool, never the spool itself
   const script = path.join(dir, 'true.sh');
   await fsp.writeFile(script, TRUE_SCRIPT);
   // Warm the page cache and the spool's directories first: the first run of each pays for disk reads.
