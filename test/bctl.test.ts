@@ -130,6 +130,9 @@ test('-s needs a value', async () => {
     assert.is(n.code, 2);
     assert.is(n.stderr, 'bctl: --spool needs a value SPOOL\nusage: bctl [-s SPOOL] COMMAND [ARGS...]; bctl --help lists the commands\n');
   }
+  const t = await run(process.execPath, [BIN('bctl'), '-s', 'info']);   // the flag took the command
+  assert.is(t.code, 2);
+  assert.match(t.stderr, /^bctl: --spool needs a value SPOOL before the command \(it took 'info'\)\n/);
 });
 
 test('--help and -h print the usage of bctl and of every command on stdout, exit 0', async () => {

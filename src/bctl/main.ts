@@ -160,6 +160,11 @@ export function parseArgs(argv: string[]): Parsed {
     if (help) return { command: undefined, help, opts: {}, args: [] };
     // `bctl --spool` alone: the flag's missing value is the first thing wrong.
     for (const f of GLOBAL_FLAGS) if (f.arg && pre[f.name] === '') throw new UsageError(`--${f.name} needs a value ${f.arg}`);
+    // `bctl -s info`: the flag took the command as its value.
+    for (const f of GLOBAL_FLAGS) {
+      const v = pre[f.name];
+      if (f.arg && typeof v === 'string' && COMMANDS.some((c) => c.name === v)) throw new UsageError(`--${f.name} needs a value ${f.arg} before the command (it took '${v}')`);
+    }
     throw new UsageError('no command given');
   }
   const command = COMMANDS.find((c) => c.name === name);
