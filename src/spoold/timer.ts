@@ -8,7 +8,8 @@
 // and the period moves on. Missed runs after downtime fire once (nextDue).
 // A firing whose state spoold did not live to write is found by its job
 // (firedUnrecorded) and recorded, not repeated.
-// A schedule file that does not parse moves to bad/ with a .why; a schedule
+// A schedule file that does not parse moves to bad/ with a .why, once it has
+// stayed unchanged for SETTLE_MS (it may be being written); a schedule
 // of a dropped platform is set aside (kept, not fired) until it is undropped.
 
 import fsp from 'node:fs/promises';
