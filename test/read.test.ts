@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from './lib.js';
-import { readSpoolFile } from '../src/spool/read.js';
+import { readSpoolFile, readRegular } from '../src/spool/read.js';
 import { MAX_FILE } from '../src/spool/headers.js';
 
 test('a small regular file is read; a fifo, a symlink, a directory and a large file are not, and nothing blocks', async () => {
@@ -20,6 +20,10 @@ test('a small regular file is read; a fifo, a symlink, a directory and a large f
   assert.equal(readSpoolFile(p('job'))?.toString(), 'name: x\n');
   for (const n of ['fifo', 'link', 'dir', 'big']) assert.is(readSpoolFile(p(n)), undefined, `${n} was read`);
   assert.throws(() => readSpoolFile(p('gone')), /ENOENT/);
+  // readRegular says why, for bctl's messages; a larger limit reads the large file.
+  for (const n of ['fifo', 'link', 'dir']) assert.equal(readRegular(p(n)), { why: 'not a regular file (a link, fifo or device)' }, n);
+  assert.equal(readRegular(p('big')), { why: `file is ${MAX_FILE + 1} bytes, over the limit of ${MAX_FILE}` });
+  assert.is((readRegular(p('big'), Infinity) as Buffer).length, MAX_FILE + 1);
   fs.rmSync(d, { recursive: true, force: true });
 });
 

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { SpoolError, errno, ioError } from '../spool/errors.js';
 import { checkName, checkPlatform, type SpoolPaths } from '../spool/paths.js';
 import { decodeFile, MAX_FILE, parseTime } from '../spool/headers.js';
+import { readRegular } from '../spool/read.js';
 import { parseDuration } from '../spool/duration.js';
 import { checkSchedule, PERIODS, type Period } from '../spool/schedule.js';
 import { fsyncDirQuiet } from '../spool/stage.js';
@@ -161,28 +162,16 @@ export async function list(dir: string): Promise<string[]> {
 }
 
 /**
- * A spool file's bytes, or undefined when it does not exist. Opened without
- * following a link and without blocking, and checked on the open file: a
- * fifo or a link put in its place, or a file over `max` bytes (MAX_FILE, as
- * spoold reads them: src/spool/read.ts), is an error naming it, not a hang.
+ * A spool file's bytes, or undefined when it does not exist; one that is not
+ * a regular file of at most `max` bytes (read.ts readRegular: no link
+ * followed, no blocking on a fifo) is an error naming it, not a hang.
  */
 export async function readIf(p: string, max = MAX_FILE): Promise<Buffer | undefined> {
-  let fh: fsp.FileHandle;
-  try { fh = await fsp.open(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK); } catch (e) {
+  let r: Buffer | { why: string };
+  try { r = readRegular(p, max); } catch (e) {
     if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
-    if (errno(e) === 'ELOOP') throw notRegular(p);
     throw ioError(e, p, 'cannot read');
   }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw notRegular(p);
-    if (st.size > max) throw new SpoolError('SPOOL_BAD_FILE', `file is ${st.size} bytes, over the limit of ${max}`, { path: p, hint: 'spool files are small; remove it' });
-    return await fh.readFile();
-  } catch (e) {
-    throw e instanceof SpoolError ? e : ioError(e, p, 'cannot read');
-  } finally {
-    await fh.close();
-  }
+  if (Buffer.isBuffer(r)) return r;
+  throw new SpoolError('SPOOL_BAD_FILE', r.why, { path: p, hint: 'remove it; spool files are plain files' });
 }
-
-const notRegular = (p: string) => new SpoolError('SPOOL_BAD_FILE', 'not a regular file (a link, fifo or device)', { path: p, hint: 'remove it; spool files are plain files' });

@@ -6,25 +6,34 @@ import { MAX_FILE } from './headers.js';
 import { errno } from './errors.js';
 
 /**
- * The bytes of `file` if it is a regular file of at most MAX_FILE bytes;
- * undefined if it is anything else (a symlink, a fifo, a device, a directory,
- * a larger file). It is opened without following a link and without blocking,
- * and checked on the open file, so that a fifo or a link swapped in after an
- * earlier lstat can neither hang the caller nor lead it elsewhere.
- * Synchronous: the file is small. Other errors (ENOENT ...) are thrown.
+ * The bytes of `file` if it is a regular file of at most `max` bytes, else
+ * why not (a link, a fifo, a device, a directory, a larger file). It is opened
+ * without following a link and without blocking, and checked on the open
+ * file, so that a fifo or a link swapped in after an earlier lstat can neither
+ * hang the caller nor lead it elsewhere. Synchronous: the file is small.
+ * Other errors (ENOENT ...) are thrown.
  */
-export function readSpoolFile(file: string): Buffer | undefined {
+export function readRegular(file: string, max = MAX_FILE): Buffer | { why: string } {
+  const notRegular = { why: 'not a regular file (a link, fifo or device)' };
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch (e) {
-    if (errno(e) === 'ELOOP') return undefined;
+    if (errno(e) === 'ELOOP') return notRegular;
     throw e;
   }
   try {
     const st = fs.fstatSync(fd);
-    return st.isFile() && st.size <= MAX_FILE ? fs.readFileSync(fd) : undefined;
+    if (!st.isFile()) return notRegular;
+    if (st.size > max) return { why: `file is ${st.size} bytes, over the limit of ${max}` };
+    return fs.readFileSync(fd);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** readRegular for spoold's readers: undefined for a file that is not read. */
+export function readSpoolFile(file: string): Buffer | undefined {
+  const r = readRegular(file);
+  return Buffer.isBuffer(r) ? r : undefined;
 }
