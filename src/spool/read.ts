@@ -1,7 +1,9 @@
 // read.ts: read a spool file that people and scripts write (a job in new/, a
-// schedule, a schedule's state), without trusting what is there.
+// schedule, a schedule's state), without trusting what is there; and the
+// token file people write for spoold and workerd.
 
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import { MAX_FILE } from './headers.js';
 import { errno } from './errors.js';
 
@@ -36,4 +38,18 @@ export function readRegular(file: string, max = MAX_FILE): Buffer | { why: strin
 export function readSpoolFile(file: string): Buffer | undefined {
   const r = readRegular(file);
   return Buffer.isBuffer(r) ? r : undefined;
+}
+
+/**
+ * The shared secret in a --token-file (spoold's and workerd's): its text
+ * without leading and trailing white space. An Error naming the file when it
+ * cannot be read or is empty: an empty token would let any worker in.
+ */
+export async function readTokenFile(file: string): Promise<string> {
+  let text: string;
+  try { text = (await fsp.readFile(file, 'utf8')).trim(); } catch (e) {
+    throw new Error(`cannot read --token-file ${file}: ${(e as Error).message}`);
+  }
+  if (!text) throw new Error(`--token-file ${file} is empty: put the shared secret in it (say, head -c 32 /dev/urandom | base64 > ${file})`);
+  return text;
 }

@@ -18,6 +18,7 @@ import { ensureSpool } from '../spool/layout.js';
 import { cleanTmp } from '../spool/stage.js';
 import { templatePlatforms } from '../spool/template.js';
 import { takeLock } from '../spool/lock.js';
+import { readTokenFile } from '../spool/read.js';
 import { parseDuration } from '../spool/duration.js';
 import { SpoolError } from '../spool/errors.js';
 import { EXIT_FAIL, EXIT_OK, EXIT_USAGE } from '../spool/exit.js';
@@ -84,7 +85,7 @@ export async function main(argv: string[]): Promise<void> {
   let token: Buffer | undefined;
   let release: () => Promise<void>;
   try {
-    if (a['token-file']) token = await readToken(a['token-file']);
+    if (a['token-file']) token = Buffer.from(await readTokenFile(a['token-file']));
     await ensureSpool(sp);
     release = await takeLock(sp, (err) => log('fatal', { why: `spool lock lost: ${err.message}; stopping so that no two spoolds claim jobs` }));
   } catch (e) {
@@ -181,12 +182,3 @@ export async function main(argv: string[]): Promise<void> {
   process.on('unhandledRejection', (e) => { log('error', { why: `unhandled: ${(e as Error)?.stack ?? String(e)}` }); });
 }
 
-/** The shared secret of --token-file: its text, trimmed; an empty one would let any worker in. */
-async function readToken(file: string): Promise<Buffer> {
-  let text: string;
-  try { text = (await fsp.readFile(file, 'utf8')).trim(); } catch (e) {
-    throw new Error(`cannot read --token-file ${file}: ${(e as Error).message}`);
-  }
-  if (!text) throw new Error(`--token-file ${file} is empty: put the shared secret in it (say, head -c 32 /dev/urandom | base64 > ${file})`);
-  return Buffer.from(text);
-}

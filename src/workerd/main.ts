@@ -26,6 +26,7 @@ import { SpoolPaths, isName, isId, NAME_RULE } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
 import { LocalJob, Standby, SCRIPT } from './run.js';
 import { makeDirs } from '../spool/layout.js';
+import { readTokenFile } from '../spool/read.js';
 
 const USAGE = `usage: workerd [-s SPOOL | --connect SOCKET|HOST:PORT] [--name NAME] [--once]
                [--sandbox CMD] [--token-file FILE] [--workdir DIR] PLATFORM
@@ -438,11 +439,10 @@ export async function main(argv: string[]): Promise<void> {
   if (!isName(name)) usage(`bad --name '${name}': use ${NAME_RULE}`);
   let token: string | undefined;
   if (a['token-file']) {
-    try { token = (await fsp.readFile(a['token-file'], 'utf8')).trim(); } catch (e) {
-      say(`cannot read --token-file: ${(e as Error).message}`);
+    try { token = await readTokenFile(a['token-file']); } catch (e) {
+      say((e as Error).message);
       process.exit(EXIT_CONFIG);
     }
-    if (!token) { say(`--token-file ${a['token-file']} is empty: put spoold's shared secret in it`); process.exit(EXIT_CONFIG); }
   }
   const workdir = path.resolve(a.workdir ?? path.join(os.tmpdir(), `workerd-${name}`));
   if (workdir.includes('\n')) usage('--workdir must not contain a newline (the job\'s shell reads it as one line)');
