@@ -99,12 +99,12 @@ test('isOverdue allows a grace period', () => {
 
 test('the state file round-trips', () => {
   const st: ScheduleState = {
-    fired: new Date('2026-06-15T10:00:00.123Z'), next: new Date('2026-06-16T00:00:00Z'),
+    since: new Date('2026-06-01T08:00:00Z'), fired: new Date('2026-06-15T10:00:00.123Z'), next: new Date('2026-06-16T00:00:00Z'),
     lastId: '0190b4e2-7c1a-7d3e-9f00-1a2b3c4d5e6f', lastStatus: 'exited 3',
     lastSuccess: new Date('2026-06-14T10:00:00Z'), lastFailure: new Date('2026-06-15T10:01:00Z'),
   };
   const text = formatScheduleState(st);
-  assert.is(text, 'fired: 2026-06-15T10:00:00.123Z\nnext: 2026-06-16T00:00:00.000Z\nlast-id: 0190b4e2-7c1a-7d3e-9f00-1a2b3c4d5e6f\n' +
+  assert.is(text, 'since: 2026-06-01T08:00:00.000Z\nfired: 2026-06-15T10:00:00.123Z\nnext: 2026-06-16T00:00:00.000Z\nlast-id: 0190b4e2-7c1a-7d3e-9f00-1a2b3c4d5e6f\n' +
     'last-status: exited 3\nlast-success: 2026-06-14T10:00:00.000Z\nlast-failure: 2026-06-15T10:01:00.000Z\n');
   assert.equal(parseScheduleState(Buffer.from(text), 'state/s'), st);
   assert.is(formatScheduleState(emptyState()), '');
@@ -124,7 +124,7 @@ test('times are RFC 3339, strictly', () => {
 
 test('hostile state files are refused with the line and the fix', () => {
   const p = (s: string | Buffer) => err(() => parseScheduleState(typeof s === 'string' ? Buffer.from(s) : s, 'state/s'));
-  assert.match(p('fired: 2026-01-01T00:00:00Z\nowner: root\n').message, /^state\/s:2: unknown header 'owner'; known: fired, next, last-id/);
+  assert.match(p('fired: 2026-01-01T00:00:00Z\nowner: root\n').message, /^state\/s:2: unknown header 'owner'; known: since, fired, next, last-id/);
   assert.match(p('fired: yesterday\n').message, /^state\/s:1: bad time 'yesterday'; write RFC 3339/);
   assert.match(p('next: 2026-02-30T00:00:00Z\n').message, /^state\/s:1: bad time/);
   assert.match(p('last-success: 1\n').message, /^state\/s:1: bad time '1'/);       // Date.parse says 2001

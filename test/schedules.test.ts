@@ -129,6 +129,50 @@ test('a schedule with no recorded firing fires at once, though older jobs of its
   s = start();
   await until('a new instance', () => queued('again').length === 1, 10_000);
   assert.not.match(s.log(), /fired name=again/);
+  const since = /^since: (\S+)$/m.exec(state('again'))?.[1];
+  assert.ok(since && Date.parse(since) <= idTime(queued('again')[0]!).getTime(), `since: ${since} is on record, no later than the instance`);
+});
+
+test('spoold killed during a new schedule\'s first firing: the job queued since it began is that firing\'s, recorded and not repeated', async () => {
+  await s.stop('SIGTERM');
+  // As spoold leaves it when killed after queueing the first firing's job
+  // (now done) but before recording it: since: only. An older job of the
+  // name, an earlier schedule's, is before since: and not this firing's.
+  const since = Date.now() - 3600_000;
+  const older = newId(since - 60_000);
+  const first = newId(since + 5);
+  for (const id of [older, first]) {
+    const dir = path.join(spool, 'done', 'first', id);
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.writeFile(path.join(dir, 'job'), formatJob(makeJob({ ...submission({ name: 'first', platform: 'nobody', body: '#!/bin/sh\necho\n' }), id, queued: idTime(id), origin: 'schedule' })));
+  }
+  await drop(spool, 'schedules', 'first', 'platform: nobody\nschedule: @daily\n\n#!/bin/sh\necho\n');
+  await drop(spool, 'state', 'first', `since: ${new Date(since).toISOString()}\n`);
+  s = start();
+  await s.waitLog(new RegExp(`fired name=first id=${first}`), 10_000);
+  await until('the firing recorded', () => state('first').includes(`last-id: ${first}`));
+  await sleep(1500);
+  assert.equal(queued('first'), [], 'no second instance');
+  assert.match(state('first'), new RegExp(`^since: ${new Date(since).toISOString()}$`, 'm'), 'since: is kept');
+});
+
+test('spoold killed with SIGKILL the moment a worker takes a new schedule\'s first job: after the restart it has run once', async () => {
+  // The claim comes before the firing is recorded, so the kill usually lands
+  // between them (the window the job's since: covers); the test holds either way.
+  worker('p1');
+  await s.waitLog(/worker joined/);
+  const w = fs.watch(path.join(spool, 'running'));
+  const claimed = new Promise<void>((resolve) => w.on('change', () => { s.child.kill('SIGKILL'); resolve(); }));
+  await drop(spool, 'schedules', 'once', 'platform: p1\nschedule: @daily\n\n#!/bin/sh\nsleep 1; echo ran\n');
+  await claimed;
+  w.close();
+  await s.stop('SIGKILL');
+  assert.match(state('once'), /^since: /m, 'since: was written before the job was queued');
+  s = start();
+  await until('the job done', () => doneIds('once').length === 1, 15_000);
+  await sleep(2000);
+  assert.is(doneIds('once').length, 1, 'ran once');
+  assert.equal(queued('once'), [], 'no second instance');
 });
 
 test('a broken schedule dated in the future still goes to bad/ once settled, without spinning', async () => {

@@ -1,6 +1,8 @@
 // schedstate.ts: spoold's own state per schedule, in state/NAME, apart from
 // the person's schedules/NAME (which spoold never rewrites).
 //
+//   since: RFC 3339      when spoold first fired it: written before that firing queues
+//                        anything, so a crash in it can be told apart from older jobs of the name
 //   fired: RFC 3339      when an instance was last queued by the timer or execute
 //   next: RFC 3339       the next due time, when set by bctl reschedule (overrides the period once)
 //   last-id: ID          the last instance queued
@@ -28,6 +30,7 @@ import type { Schedule } from './job.js';
 import type { SpoolPaths } from './paths.js';
 
 export interface ScheduleState {
+  since: Date | undefined;
   fired: Date | undefined;
   next: Date | undefined;
   lastId: string | undefined;
@@ -37,13 +40,13 @@ export interface ScheduleState {
 }
 
 const FIELDS: Array<[keyof ScheduleState, string]> = [
-  ['fired', 'fired'], ['next', 'next'], ['lastId', 'last-id'], ['lastStatus', 'last-status'],
+  ['since', 'since'], ['fired', 'fired'], ['next', 'next'], ['lastId', 'last-id'], ['lastStatus', 'last-status'],
   ['lastSuccess', 'last-success'], ['lastFailure', 'last-failure'],
 ];
-const DATES = new Set<keyof ScheduleState>(['fired', 'next', 'lastSuccess', 'lastFailure']);
+const DATES = new Set<keyof ScheduleState>(['since', 'fired', 'next', 'lastSuccess', 'lastFailure']);
 
 export function emptyState(): ScheduleState {
-  return { fired: undefined, next: undefined, lastId: undefined, lastStatus: undefined, lastSuccess: undefined, lastFailure: undefined };
+  return { since: undefined, fired: undefined, next: undefined, lastId: undefined, lastStatus: undefined, lastSuccess: undefined, lastFailure: undefined };
 }
 
 export function parseScheduleState(buf: Uint8Array, source: string): ScheduleState {

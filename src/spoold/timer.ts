@@ -137,7 +137,7 @@ export class ScheduleTimer {
       const now = new Date();
       for (const { s } of [...this.schedules.values()]) {
         if (this.setAside(s) || this.d.stopping) continue;
-        const st = await readScheduleState(this.sp, s.name);
+        let st = await readScheduleState(this.sp, s.name);
         const due = nextDue(s, st);
         if (!due || due.getTime() > now.getTime()) continue;
         let next = stateAfterFire(st, now);
@@ -148,6 +148,13 @@ export class ScheduleTimer {
           log('fired', { name: s.name, id: unrecorded, why: 'this firing queued its instance before spoold was stopped, and is recorded now' });
           next = stateAfterFire(st, idTime(unrecorded), unrecorded);
         } else {
+          // A first firing's commit point: since: is on disk before anything
+          // is queued, so that after a crash firedUnrecorded can tell this
+          // firing's jobs from older ones of the name.
+          if (st.fired === undefined && st.since === undefined) {
+            st = { ...st, since: now };
+            await writeScheduleState(this.sp, s.name, st).catch((e) => log('error', { file: `state/${s.name}`, why: (e as Error).message }));
+          }
           try {
             const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip: this.d.dropped });
             for (const i of list) {
@@ -173,14 +180,15 @@ export class ScheduleTimer {
    * and writing the state (by then a worker may have taken it, so new/ no
    * longer shows it). Its firing happened; firing again would run it twice.
    * Instance ids carry the time they were queued (ids.ts), and each firing's
-   * is after the last one recorded (last-id:). A schedule without a recorded
-   * firing (new, unscheduled and scheduled again, state lost) is not looked
-   * for: older jobs of its name are not its (BUGS in spoold.8: a new
-   * schedule's very first firing may run twice after a crash).
+   * is after the last one recorded (last-id:). A first firing's jobs are
+   * those queued since: it began; a schedule with neither (new, unscheduled
+   * and scheduled again, state lost) has no firing to look for: older jobs
+   * of its name are not its.
    */
   private async firedUnrecorded(name: string, due: Date, st: ScheduleState): Promise<string | undefined> {
-    if (st.fired === undefined) return undefined;
-    const after = (id: string) => idTime(id).getTime() >= due.getTime() && (st.lastId === undefined || id > st.lastId);
+    const from = st.fired !== undefined ? due : st.since;
+    if (from === undefined) return undefined;
+    const after = (id: string) => idTime(id).getTime() >= from.getTime() && (st.lastId === undefined || id > st.lastId);
     const running = this.d.runningJobs().find(({ id, job }) => job.name === name && job.origin === 'schedule' && after(id));
     if (running) return running.id;
     const ids = (await fsp.readdir(this.sp.doneName(name)).catch(() => [] as string[])).filter((id) => isId(id) && after(id));
