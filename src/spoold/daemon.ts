@@ -28,8 +28,8 @@ import { formatHeaders } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
 import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
-import { errno } from '../spool/errors.js';
-import { readSpoolFile } from '../spool/read.js';
+import { errno, SpoolError } from '../spool/errors.js';
+import { readRegular, readSpoolFile } from '../spool/read.js';
 import { Queue, type Queued } from './queue.js';
 import { Conn, type ConnOwner } from './conn.js';
 import { log } from './log.js';
@@ -147,20 +147,16 @@ export class Daemon implements ConnOwner {
     const jobFile = this.sp.runningFile(id, 'job');
     let job: ParsedJob;
     try {
-      const buf = readSpoolFile(jobFile);
-      if (!buf) throw new Error('not a regular file of at most 1 MiB');
-      job = parseJob(buf, `running/${id}/job`, id);
+      job = parseJob(readRunning(this.sp, id, 'job'), `running/${id}/job`, id);
     } catch (e) {
       if (errno(e) === 'ENOENT') { if (atStart) { await clearLeftover(this.sp, id); log('cleaned', { dir: `running/${id}`, why: 'no job file (a finished move)' }); } return; }
-      if (!this.unparsable.has(id)) log('error', { file: `running/${id}/job`, why: `${(e as Error).message}; fix or remove it by hand` });
+      if (!this.unparsable.has(id)) log('error', { file: `running/${id}/job`, why: e instanceof SpoolError ? `${e.message}; fix or remove it by hand` : (e as Error).message });
       this.unparsable.add(id);
       return;
     }
     if (exists(this.sp.runningFile(id, 'result'))) {
       try {
-        const buf = readSpoolFile(this.sp.runningFile(id, 'result'));
-        if (!buf) throw new Error(`running/${id}/result: not a regular file of at most 1 MiB; fix or remove it by hand`);
-        const r = parseResult(buf, `running/${id}/result`);
+        const r = parseResult(readRunning(this.sp, id, 'result'), `running/${id}/result`);
         await finalize(this.sp, r);
         log('finished', { id, name: r.name, status: formatStatus(r.status), why: 'finalize completed after restart' });
         return;
@@ -355,9 +351,7 @@ export class Daemon implements ConnOwner {
     try {
       if (await claim(this.sp, q.id)) {
         // Read as it is now (edited by hand since it was queued, or swapped for a fifo).
-        const buf = readSpoolFile(this.sp.runningFile(q.id, 'job'));
-        if (!buf) throw new Error(`running/${q.id}/job is not a regular file of at most 1 MiB; fix or remove it by hand`);
-        job = parseJob(buf, `running/${q.id}/job`, q.id);
+        job = parseJob(readRunning(this.sp, q.id, 'job'), `running/${q.id}/job`, q.id);
       }
     } catch (e) {
       log('error', { id: q.id, why: `cannot claim: ${(e as Error).message}` });
@@ -723,6 +717,17 @@ function drained(w: NodeJS.EventEmitter, settled?: Promise<unknown>): Promise<vo
 }
 
 const fdatasync = promisify(fs.fdatasync);
+
+/**
+ * running/ID/FILE, which people may edit or replace (read.ts readRegular);
+ * an Error naming it, saying why it is not read and what to do. ENOENT and
+ * other I/O errors are thrown as they are.
+ */
+function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer {
+  const r = readRegular(sp.runningFile(id, file));
+  if (!Buffer.isBuffer(r)) throw new Error(`running/${id}/${file}: ${r.why}; fix or remove it by hand`);
+  return r;
+}
 
 /** The worker named in running/ID/lease, if any (the lease is informational, so it may be missing). */
 function leaseWorker(sp: SpoolPaths, id: string): string | undefined {
