@@ -177,6 +177,23 @@ test('a job whose worker is lost more often than its retries allow is recorded l
   assert.equal((await result('lostjob', id)).status, { kind: 'lost' });
 });
 
+test('a worker back after its job was recorded lost (or canceled) while it was away is told not-yours: it kills the job, and --once exits 75', async () => {
+  spoold();
+  const pidFile = `${spool}-wd/job.pid`;
+  const body = `#!/bin/sh\necho $$ > ${pidFile}\nexec sleep 600\n`;
+  const lost = await queue('away', body, { retries: 0 });
+  const w = workerd('w1', ['--once']);
+  await until('job running', () => readIf(pidFile)?.trim());
+  const pid = Number(readIf(pidFile)!.trim());
+  w.child.kill('SIGSTOP');            // silent past its lease: the job is recorded lost, its process still runs
+  assert.equal((await result('away', lost)).status, { kind: 'lost' });
+  w.child.kill('SIGCONT');
+  assert.is(await exitCode(w), 75, 'the job was taken back');
+  assert.match(w.log(), /no longer ours \(the job finished without this worker's result while it was away \(lost\)\); killing it/);
+  await until('the job process killed', () => { try { process.kill(pid, 0); return undefined; } catch { return true; } }, 10_000);
+  assert.is(parseResult(fs.readFileSync(path.join(doneDir('away', lost), 'result'), 'utf8'), 'result').status.kind, 'lost', 'the stored result stands');
+});
+
 test('spoold killed with SIGKILL mid-job and restarted: the worker re-attaches, the job runs once and finishes once', async () => {
   const s1 = spoold();
   const w = workerd('w1');

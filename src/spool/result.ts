@@ -46,7 +46,7 @@ export interface Result {
   id: string;
   name: string;
   platform: string;
-  worker: string;          // '' when no worker ran it (canceled while queued, lost, template error)
+  worker: string;          // the worker that reported it; '' when none did (canceled while queued or away, lost, template error)
   attempt: number;
   queued: Date;
   started: Date | undefined;

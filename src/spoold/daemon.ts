@@ -219,7 +219,7 @@ export class Daemon implements ConnOwner {
     }
   }
 
-  private async reattach(c: Conn, h: { id: string; name: string; attempt: number }): Promise<void> {
+  private async reattach(c: Conn, h: { id: string; name: string; attempt: number; finished: boolean }): Promise<void> {
     // A job still being finalized from the previous connection: wait for it, then answer done.
     for (let i = 0; i < 600 && isId(h.id) && this.running.get(h.id)?.phase === 'finishing'; i++) await sleep(50);
     const r = isId(h.id) ? this.running.get(h.id) : undefined;
@@ -245,10 +245,15 @@ export class Daemon implements ConnOwner {
       this.writeWorker(c);
       return;
     }
-    if (isId(h.id) && isName(h.name) && exists(this.sp.doneDir(h.name, h.id))) {
-      c.send({ t: 'done', id: h.id });
+    const done = isId(h.id) && isName(h.name) && exists(this.sp.doneDir(h.name, h.id));
+    const stored = done ? this.storedResult(h.name, h.id) : undefined;
+    if (done && h.finished && stored?.worker === c.name) {
+      c.send({ t: 'done', id: h.id });     // its result, stored before it heard so
     } else {
-      const why = r?.cancelRequested ? 'the job was canceled'
+      // A job recorded without this worker's result (lost, canceled while it
+      // was away) may still run there: not-yours has it killed.
+      const why = done ? `the job finished without this worker's result while it was away (${stored ? formatStatus(stored.status) : 'its result is unreadable'})`
+        : r?.cancelRequested ? 'the job was canceled'
         : r?.worker ? 'another connection holds the job'
           : r && (r.workerName !== c.name || r.job.platform !== c.platform) ? 'the job was given to another worker'
             : 'the job is no longer yours (its lease ran out, it was requeued or finished elsewhere)';
@@ -257,6 +262,15 @@ export class Daemon implements ConnOwner {
     }
     this.writeWorker(c);
     this.dispatchFor(c.platform);
+  }
+
+  /** The result in done/NAME/ID, or undefined when it cannot be read. */
+  private storedResult(name: string, id: string): Result | undefined {
+    const file = `${this.sp.doneDir(name, id)}/result`;
+    try {
+      const buf = readSpoolFile(file);
+      return buf ? parseResult(buf, this.sp.rel(file)) : undefined;
+    } catch { return undefined; }
   }
 
   private replaced = new Map<string, number[]>();   // when each name's connections were replaced, lately
