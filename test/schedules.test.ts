@@ -175,6 +175,24 @@ test('spoold killed with SIGKILL the moment a worker takes a new schedule\'s fir
   assert.equal(queued('once'), [], 'no second instance');
 });
 
+test('bctl unschedule while spoold fires the schedule: neither its state nor a queued job outlives it', async () => {
+  // The race the man page audit found (2 in 16): spoold fires on what it read
+  // before the schedule was removed and writes state/NAME or queues a job after
+  // bctl has removed them.
+  const sh = await script('#!/bin/sh\necho\n');
+  const names = Array.from({ length: 16 }, (_, i) => `race${i}`);
+  for (const [i, n] of names.entries()) {
+    await ok(['schedule', n, 'nobody', sh, '--period', 'hourly']);
+    await sleep(i * 6);   // the unschedule lands at a different moment of the firing each time
+    await ok(['unschedule', n]);
+  }
+  await sleep(1500);
+  for (const n of names) {
+    assert.is(state(n), '', `no state/${n}`);
+    assert.equal(queued(n), [], `no queued ${n}`);
+  }
+});
+
 test('a broken schedule dated in the future still goes to bad/ once settled, without spinning', async () => {
   const f = path.join(spool, 'schedules', 'future');
   fs.writeFileSync(f, 'platform: debian-12\nschedule: 61 * * * *\n\n#!/bin/sh\necho\n');

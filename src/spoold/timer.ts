@@ -12,6 +12,7 @@
 // stayed unchanged for SETTLE_MS (it may be being written); a schedule
 // of a dropped platform is set aside (kept, not fired) until it is undropped.
 
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
@@ -137,11 +138,13 @@ export class ScheduleTimer {
       const now = new Date();
       for (const { s } of [...this.schedules.values()]) {
         if (this.setAside(s) || this.d.stopping) continue;
+        if (!this.present(s.name)) { await this.forget(s.name, []); continue; }
         let st = await readScheduleState(this.sp, s.name);
         const due = nextDue(s, st);
         if (!due || due.getTime() > now.getTime()) continue;
         let next = stateAfterFire(st, now);
         let unrecorded: string | undefined;
+        const queued: string[] = [];
         if (this.d.queue.hasName(s.name)) {
           log('skipped', { name: s.name, why: 'its last instance still waits in new/' });
         } else if ((unrecorded = await this.firedUnrecorded(s.name, due, st))) {
@@ -153,20 +156,20 @@ export class ScheduleTimer {
           // firing's jobs from older ones of the name.
           if (st.fired === undefined && st.since === undefined) {
             st = { ...st, since: now };
-            await writeScheduleState(this.sp, s.name, st).catch((e) => log('error', { file: `state/${s.name}`, why: (e as Error).message }));
+            if (!(await this.record(s.name, st, []))) continue;
           }
           try {
             const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip: this.d.dropped });
             for (const i of list) {
               if (i.error) log('failed', { id: i.id, name: s.name, platform: i.platform, why: i.error });
-              else await this.d.queue.consider(i.id);
+              else { queued.push(i.id); await this.d.queue.consider(i.id); }
             }
             next = stateAfterFire(st, now, list[list.length - 1]?.id);
           } catch (e) {
             log('error', { name: s.name, why: (e as Error).message });
           }
         }
-        await writeScheduleState(this.sp, s.name, next).catch((e) => log('error', { file: `state/${s.name}`, why: (e as Error).message }));
+        await this.record(s.name, next, queued);
       }
     } finally {
       this.firing = false;
@@ -217,6 +220,38 @@ export class ScheduleTimer {
     const st = await readScheduleState(this.sp, r.name);
     st.lastStatus = formatStatus(r.status);
     if (isSuccess(r.status)) st.lastSuccess = r.finished; else st.lastFailure = r.finished;
-    await writeScheduleState(this.sp, r.name, st).catch((e) => log('error', { file: `state/${r.name}`, why: (e as Error).message }));
+    await this.record(r.name, st, []);
+  }
+
+  /**
+   * Write state/NAME, unless schedules/NAME is gone. bctl unschedule removes
+   * the schedule, then its state, then its jobs waiting in new/, while this
+   * spoold may be firing it on what it read before; so the schedule is looked
+   * for before the write and again after it, and if it is gone, the state and
+   * the jobs just `queued` are removed. Whichever comes last, nothing of the
+   * schedule outlives it but jobs already running. False when it was gone.
+   */
+  private async record(name: string, st: ScheduleState, queued: string[]): Promise<boolean> {
+    if (this.present(name)) {
+      await writeScheduleState(this.sp, name, st).catch((e) => log('error', { file: `state/${name}`, why: (e as Error).message }));
+      if (this.present(name)) return true;
+    }
+    await this.forget(name, queued);
+    return false;
+  }
+
+  /** Is schedules/NAME there (as anything: what it is, consider() judges)? */
+  private present(name: string): boolean {
+    try { return fs.lstatSync(this.sp.schedule(name), { throwIfNoEntry: false }) !== undefined; } catch { return true; }
+  }
+
+  /** A schedule removed while it fired: its state and the jobs it just queued go too. */
+  private async forget(name: string, queued: string[]): Promise<void> {
+    if (this.schedules.delete(name)) log('unscheduled', { name });
+    await fsp.rm(this.sp.scheduleState(name), { force: true }).catch((e) => log('error', { file: `state/${name}`, why: (e as Error).message }));
+    for (const id of queued) {
+      this.d.queue.remove(id);
+      await fsp.rm(this.sp.queued(id), { force: true }).catch((e) => log('error', { file: `new/${id}`, why: (e as Error).message }));
+    }
   }
 }
