@@ -236,7 +236,7 @@ test('a worker that cannot write its job files reports that as the job result', 
 
 test('job output that cannot be read is logged to the console, and the result is stored with what could be read', async () => {
   spoold();
-  workerd('w1');
+  const w = workerd('w1');
   const id = await queue('unreadable', "#!/bin/sh\nmkfifo pipe\necho ok > fine.txt\nprintf x > \"$(printf 'latin1-\\351')\"\n");
   const r = await result('unreadable', id);
   assert.equal(r.status, { kind: 'exited', code: 0 });
@@ -246,7 +246,18 @@ test('job output that cannot be read is logged to the console, and the result is
   assert.equal(fs.readdirSync(path.join(doneDir('unreadable', id), 'artifacts')), ['fine.txt']);
   assert.ok(fs.existsSync(path.join(doneDir('unreadable', id), 'artifacts', 'fine.txt')));
   assert.ok(!fs.existsSync(path.join(doneDir('unreadable', id), 'artifacts', 'pipe')));
+  assert.match(w.log(), /^workerd: skipped pipe: not a regular file, directory or symlink$/m, 'the same note on the worker\'s stderr, said once');
   await jobDirsGone('w1');
+});
+
+test('spoold --max-artifacts: a job leaving more is recorded failed, and the status says why once', async () => {
+  spoold(['--max-artifacts', '1000']);
+  const w = workerd('w1');
+  const id = await queue('toomuch', '#!/bin/sh\nhead -c 2000 /dev/zero > big\n');
+  const r = await result('toomuch', id);
+  assert.equal(r.status, { kind: 'failed', why: 'artifacts rejected: more than the limit of 1000 bytes' });
+  await until('the worker told', () => /artifacts rejected: more than the limit of 1000 bytes/.test(w.log()) || undefined);
+  assert.not.match(w.log(), /artifacts rejected: artifacts rejected/);
 });
 
 test('a job that replaces its own directory with a link to /etc returns no artifacts, not /etc', async () => {

@@ -435,7 +435,7 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
       if (it.done) break;
       const e = it.value;
       const h = e.header;
-      if (got.length >= MAX_ARTIFACT_FILES) throw new ArtifactError(`artifacts rejected: more than ${MAX_ARTIFACT_FILES} entries`);
+      if (got.length >= MAX_ARTIFACT_FILES) throw new ArtifactError(`more than ${MAX_ARTIFACT_FILES} entries`);
       const parts = safeParts(h.name);
       const rel = parts.join('/');
       await ensureParents(parts);
@@ -461,7 +461,7 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
         got.push({ name: rel, type: 'symlink', size: 0, target: h.linkname });
       } else if (h.type === 'file' || h.type === 'contiguous-file') {
         if (!Number.isSafeInteger(h.size) || h.size < 0 || (total += h.size) > maxBytes) {
-          throw new ArtifactError(`artifacts rejected: more than the limit of ${maxBytes} bytes`);
+          throw new ArtifactError(`more than the limit of ${maxBytes} bytes`);
         }
         if (h.size <= SMALL_FILE) {
           // Whole in memory (at most SMALL_FILE), then one open and one write:

@@ -283,9 +283,9 @@ class Worker {
       fh = undefined;
       if (!alive()) return;
       this.send(sock, { t: 'artifacts', id: j.spec.id });
-      // Notes were already appended to the console when the job ended (run.ts); here they only go to stderr.
+      // Notes were already appended to the console when the job ended (run.ts); here they only go to stderr (each says workerd: already).
       // File bytes come in the same reused buffers as the console; each goes back once sent.
-      const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], say, bufs);
+      const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], (note) => process.stderr.write(`${note}\n`), bufs);
       manifest.catch(() => {});
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         if (!alive()) { stream.destroy(); return; }
