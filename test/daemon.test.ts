@@ -7,10 +7,10 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { tmpdir, daemon, until, readIf, sleep, type Daemon } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
-import { submission } from '../src/spool/job.js';
+import { submission, makeJob, formatJob } from '../src/spool/job.js';
 import { submit } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
-import { parseResult } from '../src/spool/result.js';
+import { parseResult, formatResult } from '../src/spool/result.js';
 
 let spool = '';
 let procs: Daemon[] = [];
@@ -175,6 +175,22 @@ test('a job whose worker is lost more often than its retries allow is recorded l
   await until('job running', () => fs.existsSync(path.join(spool, 'running', id, 'lease')));
   await w1.stop('SIGKILL');
   assert.equal((await result('lostjob', id)).status, { kind: 'lost' });
+});
+
+test('a result stored in running/ before spoold was killed is finalized at the next start, and logged as every finished job is', async () => {
+  const s1 = spoold();
+  await s1.waitLog(/started/);
+  await s1.stop('SIGTERM');
+  const id = newId();
+  const dir = path.join(spool, 'running', id);
+  fs.mkdirSync(dir);
+  const queued = new Date(Date.now() - 10_000);
+  fs.writeFileSync(path.join(dir, 'job'), formatJob(makeJob({ ...submission({ name: 'half', platform: 'debian-12', body: '#!/bin/sh\ntrue\n' }), id, queued })));
+  fs.writeFileSync(path.join(dir, 'result'), formatResult({ id, name: 'half', platform: 'debian-12', worker: 'w9', attempt: 1, queued,
+    started: new Date(queued.getTime() + 1000), finished: new Date(queued.getTime() + 4000), status: { kind: 'exited', code: 0 } }));
+  const s2 = spoold();
+  await s2.waitLog(new RegExp(`finished id=${id} name=half platform=debian-12 worker=w9 status="exited 0" duration=3s why="finalize completed after restart"`), 10_000);
+  assert.equal((await result('half', id)).status, { kind: 'exited', code: 0 });
 });
 
 test('a worker back after its job was recorded lost (or canceled) while it was away is told not-yours: it kills the job, and --once exits 75', async () => {

@@ -158,7 +158,7 @@ export class Daemon implements ConnOwner {
       try {
         const r = parseResult(readRunning(this.sp, id, 'result'), `running/${id}/result`);
         await finalize(this.sp, r);
-        log('finished', { id, name: r.name, status: formatStatus(r.status), why: 'finalize completed after restart' });
+        logFinished(r, 'finalize completed after restart');
         return;
       } catch (e) { log('error', { file: `running/${id}/result`, why: (e as Error).message }); }
     }
@@ -636,8 +636,7 @@ export class Daemon implements ConnOwner {
       return false;
     }
     if (this.running.get(r.id) === r) this.running.delete(r.id);
-    const dur = result.started ? Math.round((result.finished.getTime() - result.started.getTime()) / 1000) : 0;
-    log('finished', { id: r.id, name: r.job.name, platform: r.job.platform, worker: worker || undefined, status: formatStatus(status), duration: `${dur}s` });
+    logFinished(result);
     this.onFinished(result, r.job.origin);
     return true;
   }
@@ -731,6 +730,12 @@ function drained(w: NodeJS.EventEmitter, settled?: Promise<unknown>): Promise<vo
 }
 
 const fdatasync = promisify(fs.fdatasync);
+
+/** The log line of a job whose result is in done/. */
+function logFinished(r: Result, why?: string): void {
+  const dur = r.started ? Math.round((r.finished.getTime() - r.started.getTime()) / 1000) : 0;
+  log('finished', { id: r.id, name: r.name, platform: r.platform, worker: r.worker || undefined, status: formatStatus(r.status), duration: `${dur}s`, why });
+}
 
 /**
  * running/ID/FILE, which people may edit or replace (read.ts readRegular);
