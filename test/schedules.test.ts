@@ -221,6 +221,18 @@ test('a template schedule without platform runs on every platform that has the t
   assert.ok(s.child.exitCode === null, 'spoold is fine');
 });
 
+test('a schedule\'s last status counts jobs no worker finished: a template failing at a firing, a job canceled while queued', async () => {
+  await drop(spool, 'templates', 'broken.template.nobody', '#!/bin/sh\necho "%%MISSING%%"\n');
+  await drop(spool, 'schedules', 'tfail', 'template: broken\nplatform: nobody\nschedule: @daily\n');
+  await until('the failed firing recorded', () => /^last-status: failed: .*%%MISSING%%/m.test(state('tfail')) || undefined, 10_000);
+  assert.match(state('tfail'), /^last-failure: /m);
+  await drop(spool, 'schedules', 'cq', 'platform: nobody\nschedule: @daily\n\n#!/bin/sh\necho\n');
+  const [id] = await until('its job queued', () => { const q = queued('cq'); return q.length === 1 ? q : undefined; }, 10_000);
+  await ok(['cancel', id!]);
+  assert.match(state('cq'), /^last-status: canceled$/m);
+  assert.match(await ok(['info']), /^\s*cq\s.*\scanceled$/m, 'bctl info shows it as LAST');
+});
+
 test('drop-platform stops dispatch, sets schedules aside and tells workers why; undrop restores it; a worker restart does not revive it', async () => {
   await ok(['drop-platform', 'sparc', '--reason', 'hardware gone']);
   const w = worker('sparc');

@@ -11,7 +11,7 @@
 import { EXECUTE_PRIORITY, formatJob } from '../spool/job.js';
 import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { instances, queueList } from '../spool/instance.js';
-import { readScheduleState, writeScheduleState } from '../spool/schedstate.js';
+import { readScheduleState, stateAfterFinish, writeScheduleState } from '../spool/schedstate.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
 import { argName, argPlatform, checkFits, str, type Ctx } from './cli.js';
 import { loadSchedule } from './find.js';
@@ -45,7 +45,9 @@ export async function execute(ctx: Ctx): Promise<number> {
       status = EXIT_FAIL;
     }
   }
-  const st = await readScheduleState(sp, name);
-  await writeScheduleState(sp, name, { ...st, fired: now, lastId: list[list.length - 1]?.id ?? st.lastId });
+  let st = await readScheduleState(sp, name);
+  st = { ...st, fired: now, lastId: list[list.length - 1]?.id ?? st.lastId };
+  for (const i of list) if (i.error !== undefined) st = stateAfterFinish(st, { kind: 'failed', why: i.error }, now);   // recorded in done/ at once
+  await writeScheduleState(sp, name, st);
   return status;
 }

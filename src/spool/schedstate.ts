@@ -26,6 +26,7 @@ import { SpoolError, errno } from './errors.js';
 import { writeAtomic } from './stage.js';
 import { nextRun } from './schedule.js';
 import { isId } from './paths.js';
+import { formatStatus, isSuccess, type Status } from './result.js';
 import type { Schedule } from './job.js';
 import type { SpoolPaths } from './paths.js';
 
@@ -127,6 +128,11 @@ export function planAfterFire(s: Schedule, firedAt: Date): Date | undefined {
 /** The state to write after a firing at `firedAt` that queued `lastId`: the reschedule is used up. */
 export function stateAfterFire(st: ScheduleState, firedAt: Date, lastId?: string): ScheduleState {
   return { ...st, fired: firedAt, next: undefined, lastId: lastId ?? st.lastId };
+}
+
+/** The state after a job of the schedule ended with `status` at `finished`: last-status, and last-success or last-failure. */
+export function stateAfterFinish(st: ScheduleState, status: Status, finished: Date): ScheduleState {
+  return { ...st, lastStatus: formatStatus(status), ...(isSuccess(status) ? { lastSuccess: finished } : { lastFailure: finished }) };
 }
 
 /**

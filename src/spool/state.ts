@@ -199,18 +199,19 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
 
 /**
  * Cancel a job that is still queued: claim it and finalize it as canceled.
- * False if it was not queued. The cancel request is written into running/ID/
+ * Its result; undefined if it was not queued. The cancel request is written into running/ID/
  * before the claim: if we die between claim and finalize, spoold finds a
  * claimed job with a cancel request and completes the cancel; if spoold
  * claimed the job first, the request cancels its run.
  */
-export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promise<boolean> {
+export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promise<Result | undefined> {
   await fsp.mkdir(sp.runningDir(id), { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, `running/${id}`, 'cannot create'); });
   await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
-  if (!(await claimInto(sp, id))) return false;
+  if (!(await claimInto(sp, id))) return undefined;
   const now = new Date();
-  await finalize(sp, { id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt, queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'canceled' } });
-  return true;
+  const result: Result = { id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt, queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'canceled' } };
+  await finalize(sp, result);
+  return result;
 }
 
 /** Ask spoold to cancel a running job: the request is the file running/ID/cancel. */

@@ -19,13 +19,13 @@ import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
 import { idTime } from '../spool/ids.js';
 import { queueInstances } from '../spool/instance.js';
 import { findTemplate } from '../spool/template.js';
-import { readScheduleState, writeScheduleState, nextDue, stateAfterFire, type ScheduleState } from '../spool/schedstate.js';
+import { readScheduleState, writeScheduleState, nextDue, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
 import { reject } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
 import { isId, isName, NAME_RULE, type SpoolPaths } from '../spool/paths.js';
 import { SpoolError, errno } from '../spool/errors.js';
-import { isSuccess, formatStatus, type Result } from '../spool/result.js';
+import type { Result } from '../spool/result.js';
 import { log } from './log.js';
 import type { Daemon } from './daemon.js';
 
@@ -160,11 +160,13 @@ export class ScheduleTimer {
           }
           try {
             const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip: this.d.dropped });
-            for (const i of list) {
-              if (i.error) log('failed', { id: i.id, name: s.name, platform: i.platform, why: i.error });
-              else { queued.push(i.id); await this.d.queue.consider(i.id); }
-            }
             next = stateAfterFire(st, now, list[list.length - 1]?.id);
+            for (const i of list) {
+              if (i.error) {
+                log('failed', { id: i.id, name: s.name, platform: i.platform, why: i.error });
+                next = stateAfterFinish(next, { kind: 'failed', why: i.error }, now);   // recorded in done/ at once
+              } else { queued.push(i.id); await this.d.queue.consider(i.id); }
+            }
           } catch (e) {
             log('error', { name: s.name, why: (e as Error).message });
           }
@@ -217,10 +219,7 @@ export class ScheduleTimer {
   /** A job finished: record its result in its schedule's state. */
   async finished(r: Result): Promise<void> {
     if (!this.schedules.has(r.name)) return;
-    const st = await readScheduleState(this.sp, r.name);
-    st.lastStatus = formatStatus(r.status);
-    if (isSuccess(r.status)) st.lastSuccess = r.finished; else st.lastFailure = r.finished;
-    await this.record(r.name, st, []);
+    await this.record(r.name, stateAfterFinish(await readScheduleState(this.sp, r.name), r.status, r.finished), []);
   }
 
   /**
