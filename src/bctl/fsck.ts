@@ -184,7 +184,8 @@ export async function fsck(ctx: Ctx): Promise<number> {
       if (st.isSymbolicLink()) {
         const parts = rel.split(path.sep);
         const isLatest = parts.length === 3 && parts[0] === 'done' && parts[2] === 'latest';
-        if (!isLatest && !inArtifacts) report(rel, 'unexpected symlink', 'only done/NAME/latest and files inside artifacts/ may be symlinks; replace it with the file or remove it');
+        // bad/ holds what spoold refused as it was, a link included (bad/ is checked below).
+        if (!isLatest && !inArtifacts && parts[0] !== 'bad') report(rel, 'unexpected symlink', 'only done/NAME/latest and files inside artifacts/ may be symlinks; replace it with the file or remove it');
         continue;
       }
       if (st.mode & 0o002) report(rel, `world-writable (mode ${(st.mode & 0o7777).toString(8)})`, `chmod o-w ${rel}`);
@@ -260,7 +261,7 @@ export async function fsck(ctx: Ctx): Promise<number> {
 
   // tmp/
   if (!locked) {
-    for (const f of await list(sp.tmp)) report(`tmp/${f}`, 'staged write never published (spoold is not running)', 'remove it; spoold also clears tmp/ when it starts');
+    for (const f of await list(sp.tmp)) report(`tmp/${f}`, 'staged write never published (spoold is not running)', 'remove it (spoold removes it at its next start if the process that wrote it is gone, or once it is an hour old)');
   }
 
   // schedules/ and state/
