@@ -272,6 +272,8 @@ test('spoold --max-artifacts: a job leaving more is recorded failed, and the sta
   const id = await queue('toomuch', '#!/bin/sh\nhead -c 2000 /dev/zero > big\n');
   const r = await result('toomuch', id);
   assert.equal(r.status, { kind: 'failed', why: 'artifacts rejected: more than the limit of 1000 bytes' });
+  assert.is(r.worker, 'w1');
+  assert.ok(r.started && r.started.getTime() <= r.finished.getTime(), 'started: the job did run');
   await until('the worker told', () => /artifacts rejected: more than the limit of 1000 bytes/.test(w.log()) || undefined);
   assert.not.match(w.log(), /artifacts rejected: artifacts rejected/);
 });

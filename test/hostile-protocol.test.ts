@@ -589,7 +589,7 @@ for (const kind of Object.keys(await hostileTars('/unused', TAG))) {
       assert.is(f.bye?.code, 'protocol');
       assert.not.ok(f.received.some((m) => m.t === 'done'), 'a dropped worker is not told done');
       await waitLog(e, new RegExp(`artifacts rejected id=${id}`));
-      await survived(e, /worker left worker=tarworker why="hostile artifact stream: /);
+      await survived(e, /worker left worker=tarworker why="artifacts rejected: /);
     }
   });
 }
@@ -635,7 +635,7 @@ test('artifact frames after the stream was refused are dropped without growing s
   f.control({ t: 'manifest', id, files: [] });
   const r = await resultOf(e, 'flood', id);
   assert.match(formatStatus(r.status), /failed: artifacts rejected: Invalid tar header/);
-  await survived(e, /worker left worker=flooder why="hostile artifact stream: Invalid tar header/);
+  await survived(e, /worker left worker=flooder why="artifacts rejected: Invalid tar header/);
 });
 
 // Found here, fixed in 3312c82: writeConsole added a 'drain' and a 'close'

@@ -575,8 +575,8 @@ export class Daemon implements ConnOwner {
       r.artifactError ??= `artifacts rejected: ${why}`;
       log('artifacts rejected', { id: r.id, worker: c.name, why });
       r.phase = 'finishing';
-      if (!(await this.finalizeJob(r, { kind: 'failed', why: r.artifactError }, c.name, undefined))) this.detach(r);
-      c.close(`hostile artifact stream: ${why}`, { t: 'bye', why: `artifacts rejected: ${why}`, code: 'protocol' });
+      if (!(await this.finalizeJob(r, { kind: 'failed', why: r.artifactError }, c.name, r.started))) this.detach(r);
+      c.close(`artifacts rejected: ${why}`, { t: 'bye', why: `artifacts rejected: ${why}`, code: 'protocol' });
     }
   }
 
