@@ -152,7 +152,7 @@ test('a worker killed mid-job: its lease runs out, the job is requeued and finis
 });
 
 test('a worker stopped with SIGTERM hands its running job back, and it is requeued at once, not after the lease', async () => {
-  spoold(['--lease', '20s']);   // a long lease: only the hand-back can requeue it in time
+  const s = spoold(['--lease', '20s']);   // a long lease: only the hand-back can requeue it in time
   const w1 = workerd('w1');
   const id = await queue('handback', '#!/bin/sh\nif [ -e "$BUILDER_JOB_DIR/../../../second-$BUILDER_JOB_ID" ]; then echo second; exit 0; fi\nsleep 600\n');
   await until('running', () => fs.existsSync(path.join(spool, 'running', id, 'lease')));
@@ -160,6 +160,7 @@ test('a worker stopped with SIGTERM hands its running job back, and it is requeu
   assert.is(w1.child.exitCode, 0);
   assert.match(w1.log(), /killing job .* and handing it back/);
   await until('requeued', () => fs.existsSync(path.join(spool, 'new', id)), 5_000);
+  assert.match(s.log(), new RegExp(`requeued id=${id} name=handback attempt=1 why="released by worker w1: workerd stopped by SIGTERM"`), 'the requeue says why: the hand-back, not a lease');
   fs.writeFileSync(`${spool}-wd/second-${id}`, '');
   workerd('w2');
   const r = await result('handback', id);

@@ -127,15 +127,18 @@ async function claimInto(sp: SpoolPaths, id: string): Promise<boolean> {
  * The attempt's leftovers are removed before the commit, and the directory
  * after it only with rmdir: the moment the job is in new/ a waiting worker may
  * claim it into a new running/ID/, which a recursive remove here would destroy.
+ * `committed` is called right after the commit, before anything can claim it
+ * (the rename is synchronous), so a log line of it comes before the claim's.
  */
-export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: number): Promise<void> {
+export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: number, committed: () => void = () => {}): Promise<void> {
   const jobFile = sp.runningFile(id, 'job');
   await writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
   for (const f of await fsp.readdir(sp.runningDir(id)).catch(() => [] as string[])) {
     if (f !== 'job') await fsp.rm(`${sp.runningDir(id)}/${f}`, { recursive: true, force: true });
   }
   // commit: after this rename the job is queued again
-  await fsp.rename(jobFile, sp.queued(id)).catch((e) => { throw ioError(e, `running/${id}/job`, 'cannot requeue'); });
+  try { fs.renameSync(jobFile, sp.queued(id)); } catch (e) { throw ioError(e, `running/${id}/job`, 'cannot requeue'); }
+  committed();
   await fsyncDirQuiet(sp.new);
   await fsp.rmdir(sp.runningDir(id)).catch(() => {});   // ENOTEMPTY: claimed again already; that claim owns it
 }

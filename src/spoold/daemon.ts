@@ -73,6 +73,8 @@ interface Running {
   workerName: string | undefined;    // who holds this attempt: only that worker may re-attach
   artifactError: string | undefined;
   started: Date;
+  /** Why its worker handed it back (release), for the requeued line; else its lease ran out. */
+  released?: string;
   cancelSent: boolean;
   cancelRequested: boolean;
   consoleFailed: boolean;
@@ -445,6 +447,7 @@ export class Daemon implements ConnOwner {
         this.busy.set(c, 'spent');   // it is stopping: no new job for it
         this.detach(r);
         r.deadline = 0;
+        r.released = `released by worker ${c.name}: ${m.why}`;
         return;
       case 'finished':
         if (!r || m.id !== r.id) throw new ProtocolError(`finished for job ${m.id.slice(0, 40)}, which this worker does not hold`);
@@ -677,8 +680,7 @@ export class Daemon implements ConnOwner {
         try {
           await this.closeConsole(r);
           await r.resetting;
-          await requeue(this.sp, r.id, r.job, r.attempt);
-          log('requeued', { id: r.id, name: r.job.name, attempt: r.attempt, why: 'lease expired: the worker is gone' });
+          await requeue(this.sp, r.id, r.job, r.attempt, () => log('requeued', { id: r.id, name: r.job.name, attempt: r.attempt, why: r.released ?? 'lease expired: the worker is gone' }));
           await this.queue.consider(r.id);
         } catch (e) {
           r.phase = 'console';
