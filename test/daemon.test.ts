@@ -211,6 +211,20 @@ test('a worker back after its job was recorded lost (or canceled) while it was a
   assert.is(parseResult(fs.readFileSync(path.join(doneDir('away', lost), 'result'), 'utf8'), 'result').status.kind, 'lost', 'the stored result stands');
 });
 
+test('a worker told not-yours gets no job until its killed one is gone, then runs the next one (not lost to a dropped connection)', async () => {
+  spoold();
+  const pidFile = `${spool}-wd/job2.pid`;
+  const lost = await queue('away2', `#!/bin/sh\necho $$ > ${pidFile}\nexec sleep 600\n`, { retries: 0 });
+  const w = workerd('w1');
+  await until('job running', () => readIf(pidFile)?.trim());
+  w.child.kill('SIGSTOP');
+  assert.equal((await result('away2', lost)).status, { kind: 'lost' });
+  const next = await queue('next', '#!/bin/sh\necho next ran\n', { retries: 0 });
+  w.child.kill('SIGCONT');
+  assert.equal((await result('next', next)).status, { kind: 'exited', code: 0 }, 'the next job ran, on the worker that was away');
+  assert.not.match(w.log(), /while we hold/);
+});
+
 test('spoold killed with SIGKILL mid-job and restarted: the worker re-attaches, the job runs once and finishes once', async () => {
   const s1 = spoold();
   const w = workerd('w1');

@@ -261,6 +261,9 @@ export class Daemon implements ConnOwner {
             : 'the job is no longer yours (its lease ran out, it was requeued or finished elsewhere)';
       c.send({ t: 'not-yours', id: h.id, why });
       log('refused', { id: h.id, worker: c.name, why });
+      // Its job may still be dying there: no new job on this connection; the
+      // worker connects again once it is free (workerd.8).
+      if (!h.finished) this.busy.set(c, 'spent');
     }
     this.writeWorker(c);
     this.dispatchFor(c.platform);

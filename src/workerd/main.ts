@@ -67,6 +67,8 @@ class Worker {
   private pumpFor: { sock: net.Socket; j: LocalJob } | undefined;   // the pump running or queued last
   private watcher: fs.FSWatcher | undefined;
   private connectFailures = 0;
+  /** Set when we close the connection to come back free (not-yours): the reconnect is immediate. */
+  private fresh = false;
   ranOne = false;
   private readonly standby: Standby;
 
@@ -120,7 +122,10 @@ class Worker {
       if (this.sock === sock) this.sock = undefined;
       // A connection spoold drops soon after its welcome (it cannot store our
       // result, say) counts as a failure too, so such retries back off.
-      if (!welcomed || Date.now() - welcomedAt < STABLE_MS) this.connectFailures++;
+      const fresh = this.fresh;
+      this.fresh = false;
+      if (fresh) { /* closed by us, to be free again (not-yours): no failure */ }
+      else if (!welcomed || Date.now() - welcomedAt < STABLE_MS) this.connectFailures++;
       else this.connectFailures = 0;
       const n = this.connectFailures;
       if (!welcomed && (n & (n - 1)) === 0) say(`cannot reach spoold at ${describe(this.target)}: ${error?.message ?? 'connection closed before the welcome'}; retrying (${n} ${n === 1 ? 'try' : 'tries'} so far)`);
@@ -129,8 +134,8 @@ class Worker {
         say(`cannot reach spoold at ${describe(this.target)}; giving up (--once)`);
         process.exit(EXIT_TEMPFAIL);
       }
-      const delay = this.connectFailures === 0 ? BACKOFF_MIN : Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** Math.min(this.connectFailures, 6)) * (0.5 + Math.random() / 2);
-      if (welcomed) say(`lost spoold; reconnecting${this.job ? ` (keeping job ${this.job.spec.id})` : ''}`);
+      const delay = fresh ? 0 : this.connectFailures === 0 ? BACKOFF_MIN : Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** Math.min(this.connectFailures, 6)) * (0.5 + Math.random() / 2);
+      if (welcomed && !fresh) say(`lost spoold; reconnecting${this.job ? ` (keeping job ${this.job.spec.id})` : ''}`);
       setTimeout(() => this.connect(), delay);
     });
   }
@@ -186,8 +191,14 @@ class Worker {
         if (this.job?.spec.id === m.id) {
           say(`job ${m.id} is no longer ours (${m.why}); killing it`);
           const j = this.job;
+          const ran = j.status === undefined;
           j.kill({ kind: 'canceled' });
-          void j.ended.then(() => this.forget(j)).then(() => { if (this.opts.once) process.exit(EXIT_TEMPFAIL); });
+          void j.ended.then(() => this.forget(j)).then(() => {
+            if (this.opts.once) process.exit(EXIT_TEMPFAIL);
+            // spoold gives this connection no job while one may still be dying
+            // here; a new connection, made at once, says we are free.
+            if (ran && !sock.destroyed) { this.fresh = true; sock.destroy(); }
+          });
         }
         return;
       case 'done':
