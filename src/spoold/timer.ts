@@ -34,6 +34,9 @@ const MAX_TIMEOUT = 2 ** 31 - 1;
 /** A schedule that does not parse goes to bad/ once it has not changed for this long: it may be being written. */
 export const SETTLE_MS = 2_000;
 
+/** How long a schedule file must stay missing while it fires before its firing is undone (forget). */
+const GONE_MS = 250;
+
 export class ScheduleTimer {
   private schedules = new Map<string, { s: Schedule; mtimeMs: number; size: number }>();
   private timer: NodeJS.Timeout | undefined;
@@ -138,7 +141,7 @@ export class ScheduleTimer {
       const now = new Date();
       for (const { s } of [...this.schedules.values()]) {
         if (this.setAside(s) || this.d.stopping) continue;
-        if (!this.present(s.name)) { await this.forget(s.name, []); continue; }
+        if (!this.present(s.name) && await this.forget(s.name, [])) continue;
         let st = await readScheduleState(this.sp, s.name);
         const due = nextDue(s, st);
         if (!due || due.getTime() > now.getTime()) continue;
@@ -235,8 +238,7 @@ export class ScheduleTimer {
       await writeScheduleState(this.sp, name, st).catch((e) => log('error', { file: `state/${name}`, why: (e as Error).message }));
       if (this.present(name)) return true;
     }
-    await this.forget(name, queued);
-    return false;
+    return !(await this.forget(name, queued));
   }
 
   /** Is schedules/NAME there (as anything: what it is, consider() judges)? */
@@ -244,13 +246,21 @@ export class ScheduleTimer {
     try { return fs.lstatSync(this.sp.schedule(name), { throwIfNoEntry: false }) !== undefined; } catch { return true; }
   }
 
-  /** A schedule removed while it fired: its state and the jobs it just queued go too. */
-  private async forget(name: string, queued: string[]): Promise<void> {
+  /**
+   * A schedule removed while it fired: its state and the jobs it just queued
+   * go too, once it is still missing GONE_MS later (an editor that saves by
+   * renaming the old file away and writing a new one leaves it missing for a
+   * moment). False when it is back.
+   */
+  private async forget(name: string, queued: string[]): Promise<boolean> {
+    await new Promise((resolve) => setTimeout(resolve, GONE_MS));
+    if (this.present(name)) return false;
     if (this.schedules.delete(name)) log('unscheduled', { name });
     await fsp.rm(this.sp.scheduleState(name), { force: true }).catch((e) => log('error', { file: `state/${name}`, why: (e as Error).message }));
     for (const id of queued) {
       this.d.queue.remove(id);
       await fsp.rm(this.sp.queued(id), { force: true }).catch((e) => log('error', { file: `new/${id}`, why: (e as Error).message }));
     }
+    return true;
   }
 }
