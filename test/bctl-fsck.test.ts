@@ -221,6 +221,18 @@ test('a fifo or a link where a spool file belongs is reported by fsck and info, 
   assert.match(JSON.stringify(JSON.parse(h.stdout).errors), /new\/huge: file is 2097152 bytes, over the limit of 1048576/);
 });
 
+test('a bad/ that is itself a link elsewhere is reported, though links inside bad/ are not', async () => {
+  await soundSpool();
+  const elsewhere = `${spool}-elsewhere`;
+  fs.mkdirSync(elsewhere);
+  fs.rmSync(sp.bad, { recursive: true });
+  fs.symlinkSync(elsewhere, sp.bad);
+  const r = await fsck();
+  fs.rmSync(elsewhere, { recursive: true, force: true });
+  assert.is(r.code, 1);
+  assert.ok(r.lines.some((l) => /^bctl fsck: bad: unexpected symlink/.test(l)), r.lines.join('\n'));
+});
+
 test('fsck of a directory that is no spool fails', async () => {
   const r = await bctl(path.join(spool, 'nope'), ['fsck']);
   assert.is(r.code, 1);

@@ -185,7 +185,7 @@ export async function fsck(ctx: Ctx): Promise<number> {
         const parts = rel.split(path.sep);
         const isLatest = parts.length === 3 && parts[0] === 'done' && parts[2] === 'latest';
         // bad/ holds what spoold refused as it was, a link included (bad/ is checked below).
-        if (!isLatest && !inArtifacts && parts[0] !== 'bad') report(rel, 'unexpected symlink', 'only done/NAME/latest and files inside artifacts/ may be symlinks; replace it with the file or remove it');
+        if (!isLatest && !inArtifacts && !(parts.length >= 2 && parts[0] === 'bad')) report(rel, 'unexpected symlink', 'only done/NAME/latest and files inside artifacts/ may be symlinks; replace it with the file or remove it');
         continue;
       }
       if (st.mode & 0o002) report(rel, `world-writable (mode ${(st.mode & 0o7777).toString(8)})`, `chmod o-w ${rel}`);
