@@ -160,7 +160,7 @@ test('a worker stopped with SIGTERM hands its running job back, and it is requeu
   assert.is(w1.child.exitCode, 0);
   assert.match(w1.log(), /killing job .* and handing it back/);
   await until('requeued', () => fs.existsSync(path.join(spool, 'new', id)), 5_000);
-  assert.match(s.log(), new RegExp(`requeued id=${id} name=handback attempt=1 why="released by worker w1: workerd stopped by SIGTERM"`), 'the requeue says why: the hand-back, not a lease');
+  await s.waitLog(new RegExp(`requeued id=${id} name=handback attempt=1 why="released by worker w1: workerd stopped by SIGTERM"`), 2_000);   // the requeue says why: the hand-back, not a lease
   fs.writeFileSync(`${spool}-wd/second-${id}`, '');
   workerd('w2');
   const r = await result('handback', id);

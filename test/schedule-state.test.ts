@@ -152,10 +152,20 @@ test('writeScheduleState and readScheduleState round-trip through state/NAME', a
   const sp = spool();
   assert.equal(await readScheduleState(sp, 'hello'), emptyState());   // no file: a new schedule
   const st = state({ fired: new Date('2026-06-15T10:00:00Z'), lastStatus: 'exited 0' });
-  await writeScheduleState(sp, 'hello', st);
+  fs.mkdirSync(sp.schedules, { recursive: true });
+  fs.writeFileSync(sp.schedule('hello'), 'platform: p\nschedule: @daily\n\ntrue\n');
+  assert.is(await writeScheduleState(sp, 'hello', st), true);
   assert.equal(await readScheduleState(sp, 'hello'), st);
   assert.is(fs.readFileSync(sp.scheduleState('hello'), 'utf8'), 'fired: 2026-06-15T10:00:00.000Z\nlast-status: exited 0\n');
   assert.equal(fs.readdirSync(sp.tmp), []);
+});
+
+test('state/NAME is not written for a schedule that is gone (bctl unschedule removed it meanwhile): the write is undone', async () => {
+  const sp = spool();
+  let undone = false;
+  assert.is(await writeScheduleState(sp, 'gone', state({ fired: new Date('2026-06-15T10:00:00Z') }), async () => { undone = true; }), false);
+  assert.ok(undone);
+  assert.not.ok(fs.existsSync(sp.scheduleState('gone')));
 });
 
 test('a broken state file reads as a new schedule, so it fires once and is rewritten', async () => {

@@ -180,10 +180,10 @@ test('bctl unschedule while spoold fires the schedule: neither its state nor a q
   // before the schedule was removed and writes state/NAME or queues a job after
   // bctl has removed them.
   const sh = await script('#!/bin/sh\necho\n');
-  const names = Array.from({ length: 16 }, (_, i) => `race${i}`);
+  const names = Array.from({ length: 24 }, (_, i) => `race${i}`);
   for (const [i, n] of names.entries()) {
     await ok(['schedule', n, 'nobody', sh, '--period', 'hourly']);
-    await sleep(i * 6);   // the unschedule lands at a different moment of the firing each time
+    await sleep((i % 16) * 6);   // the unschedule lands at a different moment of the firing each time
     await ok(['unschedule', n]);
   }
   await sleep(1500);
@@ -228,6 +228,7 @@ test('a schedule\'s last status counts jobs no worker finished: a template faili
   assert.match(state('tfail'), /^last-failure: /m);
   await drop(spool, 'schedules', 'cq', 'platform: nobody\nschedule: @daily\n\n#!/bin/sh\necho\n');
   const [id] = await until('its job queued', () => { const q = queued('cq'); return q.length === 1 ? q : undefined; }, 10_000);
+  await until('its firing recorded', () => state('cq').includes(`last-id: ${id}`) || undefined);   // else spoold's write may come after ours
   await ok(['cancel', id!]);
   assert.match(state('cq'), /^last-status: canceled$/m);
   assert.match(await ok(['info']), /^\s*cq\s.*\scanceled$/m, 'bctl info shows it as LAST');

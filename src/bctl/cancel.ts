@@ -8,8 +8,8 @@
 
 import { parseJob } from '../spool/job.js';
 import { checkSpool, ensureSpool } from '../spool/layout.js';
-import { cancelQueued, exists, requestCancel } from '../spool/state.js';
-import { readScheduleState, stateAfterFinish, writeScheduleState } from '../spool/schedstate.js';
+import { cancelQueued, requestCancel } from '../spool/state.js';
+import { readScheduleState, scheduled, stateAfterFinish, writeScheduleState } from '../spool/schedstate.js';
 import { parseResult, formatStatus } from '../spool/result.js';
 import { SpoolError } from '../spool/errors.js';
 import { checkId } from '../spool/paths.js';
@@ -32,7 +32,7 @@ export async function cancel(ctx: Ctx): Promise<number> {
       if (r) {
         ctx.out(`canceled ${id} (was queued)`);
         // A schedule's job: its state says how its last job ended, as spoold's does for the jobs it finishes.
-        if (exists(sp.schedule(r.name))) {
+        if (scheduled(sp, r.name)) {
           await writeScheduleState(sp, r.name, stateAfterFinish(await readScheduleState(sp, r.name), r.status, r.finished))
             .catch((e) => ctx.warn(`canceled, but cannot record it in ${sp.rel(sp.scheduleState(r.name))}: ${(e as Error).message}`));
         }

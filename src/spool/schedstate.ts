@@ -20,6 +20,8 @@
 //     firing, so a run missed during downtime fires once, not once per period.
 // Nothing here reads the clock: callers pass `now`.
 
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import { decodeFile, formatHeaders, parseHeaders, parseTime } from './headers.js';
 import { readSpoolFile } from './read.js';
 import { SpoolError, errno } from './errors.js';
@@ -96,8 +98,39 @@ export async function readScheduleState(sp: SpoolPaths, name: string): Promise<S
   }
 }
 
-export async function writeScheduleState(sp: SpoolPaths, name: string, st: ScheduleState): Promise<void> {
-  await writeAtomic(sp, sp.scheduleState(name), formatScheduleState(st));
+/** How long schedules/NAME must stay missing to count as removed: an editor that saves by renaming the old file away leaves it missing for a moment. */
+export const GONE_MS = 250;
+
+/** Is schedules/NAME there (as anything: what it is, its parser judges)? An error but ENOENT counts as there. */
+export function scheduled(sp: SpoolPaths, name: string): boolean {
+  try { return fs.lstatSync(sp.schedule(name), { throwIfNoEntry: false }) !== undefined; } catch { return true; }
+}
+
+/** schedules/NAME is missing, and still missing GONE_MS later. */
+async function removed(sp: SpoolPaths, name: string): Promise<boolean> {
+  if (scheduled(sp, name)) return false;
+  await new Promise((resolve) => setTimeout(resolve, GONE_MS));
+  return !scheduled(sp, name);
+}
+
+/**
+ * Write state/NAME, the way every writer of it does (spoold, bctl execute,
+ * reschedule, cancel): only while schedules/NAME exists. bctl unschedule
+ * removes the schedule, then its state; a writer that read the state before
+ * could put it back after, and a schedule made again under the name would
+ * inherit it (and not fire at once). So the schedule is looked for before
+ * the write and after it; if it is gone for good, `undo` runs (spoold
+ * removes the jobs the firing queued) and then the state is removed. False
+ * when the schedule is gone.
+ */
+export async function writeScheduleState(sp: SpoolPaths, name: string, st: ScheduleState, undo: () => Promise<void> = async () => {}): Promise<boolean> {
+  if (!(await removed(sp, name))) {
+    await writeAtomic(sp, sp.scheduleState(name), formatScheduleState(st));
+    if (!(await removed(sp, name))) return true;
+  }
+  await undo();
+  await fsp.rm(sp.scheduleState(name), { force: true });
+  return false;
 }
 
 /**

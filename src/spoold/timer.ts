@@ -12,14 +12,13 @@
 // stayed unchanged for SETTLE_MS (it may be being written); a schedule
 // of a dropped platform is set aside (kept, not fired) until it is undropped.
 
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
 import { idTime } from '../spool/ids.js';
 import { queueInstances } from '../spool/instance.js';
 import { findTemplate } from '../spool/template.js';
-import { readScheduleState, writeScheduleState, nextDue, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
+import { readScheduleState, writeScheduleState, nextDue, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
 import { reject } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
@@ -33,9 +32,6 @@ const MAX_TIMEOUT = 2 ** 31 - 1;
 
 /** A schedule that does not parse goes to bad/ once it has not changed for this long: it may be being written. */
 export const SETTLE_MS = 2_000;
-
-/** How long a schedule file must stay missing while it fires before its firing is undone (forget). */
-const GONE_MS = 250;
 
 export class ScheduleTimer {
   private schedules = new Map<string, { s: Schedule; mtimeMs: number; size: number }>();
@@ -141,7 +137,7 @@ export class ScheduleTimer {
       const now = new Date();
       for (const { s } of [...this.schedules.values()]) {
         if (this.setAside(s) || this.d.stopping) continue;
-        if (!this.present(s.name) && await this.forget(s.name, [])) continue;
+        if (!scheduled(this.sp, s.name)) continue;   // removed meanwhile: the rescan drops it; back, arm() fires it
         let st = await readScheduleState(this.sp, s.name);
         const due = nextDue(s, st);
         if (!due || due.getTime() > now.getTime()) continue;
@@ -234,33 +230,18 @@ export class ScheduleTimer {
    * schedule outlives it but jobs already running. False when it was gone.
    */
   private async record(name: string, st: ScheduleState, queued: string[]): Promise<boolean> {
-    if (this.present(name)) {
-      await writeScheduleState(this.sp, name, st).catch((e) => log('error', { file: `state/${name}`, why: (e as Error).message }));
-      if (this.present(name)) return true;
+    // A schedule removed while it fired (schedstate.ts says how that is
+    // found): the jobs this firing queued go first, then its state.
+    const undo = async (): Promise<void> => {
+      if (this.schedules.delete(name)) log('unscheduled', { name });
+      for (const id of queued) {
+        this.d.queue.remove(id);
+        await fsp.rm(this.sp.queued(id), { force: true }).catch((e) => log('error', { file: `new/${id}`, why: (e as Error).message }));
+      }
+    };
+    try { return await writeScheduleState(this.sp, name, st, undo); } catch (e) {
+      log('error', { file: `state/${name}`, why: (e as Error).message });
+      return true;
     }
-    return !(await this.forget(name, queued));
-  }
-
-  /** Is schedules/NAME there (as anything: what it is, consider() judges)? */
-  private present(name: string): boolean {
-    try { return fs.lstatSync(this.sp.schedule(name), { throwIfNoEntry: false }) !== undefined; } catch { return true; }
-  }
-
-  /**
-   * A schedule removed while it fired: its state and the jobs it just queued
-   * go too, once it is still missing GONE_MS later (an editor that saves by
-   * renaming the old file away and writing a new one leaves it missing for a
-   * moment). False when it is back.
-   */
-  private async forget(name: string, queued: string[]): Promise<boolean> {
-    await new Promise((resolve) => setTimeout(resolve, GONE_MS));
-    if (this.present(name)) return false;
-    if (this.schedules.delete(name)) log('unscheduled', { name });
-    await fsp.rm(this.sp.scheduleState(name), { force: true }).catch((e) => log('error', { file: `state/${name}`, why: (e as Error).message }));
-    for (const id of queued) {
-      this.d.queue.remove(id);
-      await fsp.rm(this.sp.queued(id), { force: true }).catch((e) => log('error', { file: `new/${id}`, why: (e as Error).message }));
-    }
-    return true;
   }
 }
