@@ -194,6 +194,19 @@ test('a result stored in running/ before spoold was killed is finalized at the n
   assert.equal((await result('half', id)).status, { kind: 'exited', code: 0 });
 });
 
+test('after a restart, a result spoold makes without the worker\'s report (artifacts over --max-artifacts) is dated from the lease, not the restart', async () => {
+  const s1 = spoold(['--max-artifacts', '1000']);
+  workerd('w1');
+  const id = await queue('overlimit', '#!/bin/sh\nsleep 2\nhead -c 2000 /dev/zero > big\n');
+  await until('running', () => fs.existsSync(path.join(spool, 'running', id, 'lease')));
+  await s1.stop('SIGKILL');
+  const restarted = Date.now();
+  spoold(['--max-artifacts', '1000']);
+  const r = await result('overlimit', id);
+  assert.equal(r.status, { kind: 'failed', why: 'artifacts rejected: more than the limit of 1000 bytes' });
+  assert.ok(r.started && r.started.getTime() < restarted, `started ${r.started?.toISOString()} is before the restart`);
+});
+
 test('a worker back after its job was recorded lost (or canceled) while it was away is told not-yours: it kills the job, and --once exits 75', async () => {
   spoold();
   const pidFile = `${spool}-wd/job.pid`;

@@ -24,7 +24,7 @@ import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
 import { writeStatus, writePrivate, cleanTmp, DIR_MODE } from '../spool/stage.js';
-import { formatHeaders } from '../spool/headers.js';
+import { formatHeaders, parseTime } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
 import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
@@ -166,7 +166,9 @@ export class Daemon implements ConnOwner {
     }
     // After a restart a worker needs its reconnect backoff on top of the lease.
     const r = this.newRunning(id, job, undefined);
-    r.workerName = leaseWorker(this.sp, id);
+    const lease = readLease(this.sp, id);
+    r.workerName = lease.worker;
+    if (lease.started) r.started = lease.started;   // when it was handed over, before the restart
     r.deadline += RECONNECT_GRACE_MS;
     this.running.set(id, r);
     log('waiting', { id, name: job.name, attempt: job.attempt + 1, why: `worker may re-attach within ${this.opts.leaseMs + RECONNECT_GRACE_MS} ms` });
@@ -753,13 +755,13 @@ function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer
   return r;
 }
 
-/** The worker named in running/ID/lease, if any (the lease is informational, so it may be missing). */
-function leaseWorker(sp: SpoolPaths, id: string): string | undefined {
-  try {
-    const text = readSpoolFile(sp.runningFile(id, 'lease'))?.toString('utf8') ?? '';
-    const m = /^worker: (\S+)$/m.exec(text);
-    return m && isName(m[1]!) ? m[1] : undefined;
-  } catch { return undefined; }
+/** The worker and start that running/ID/lease names, if any (the lease is informational, so it may be missing). */
+function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; started: Date | undefined } {
+  let text = '';
+  try { text = readSpoolFile(sp.runningFile(id, 'lease'))?.toString('utf8') ?? ''; } catch { /* none */ }
+  const w = /^worker: (\S+)$/m.exec(text)?.[1];
+  const s = /^started: (\S+)$/m.exec(text)?.[1];
+  return { worker: w && isName(w) ? w : undefined, started: s === undefined ? undefined : parseTime(s) };
 }
 
 /** exists, with `otherwise` when the answer is not known (EACCES, EIO). */
