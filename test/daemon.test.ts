@@ -238,6 +238,20 @@ test('a worker told not-yours gets no job until its killed one is gone, then run
   assert.not.match(w.log(), /while we hold/);
 });
 
+test('a worker whose job ended while it was away, and was recorded lost, comes back free: the next job runs on it', async () => {
+  spoold();
+  const lost = await queue('ended', '#!/bin/sh\nsleep 1\n', { retries: 0 });
+  const w = workerd('w1');
+  await until('job running', () => fs.existsSync(path.join(spool, 'running', lost, 'lease')) || undefined);
+  w.child.kill('SIGSTOP');            // the job ends meanwhile; its worker cannot say so
+  assert.equal((await result('ended', lost)).status, { kind: 'lost' });
+  const next = await queue('next2', '#!/bin/sh\necho next ran\n', { retries: 0 });
+  w.child.kill('SIGCONT');
+  assert.equal((await result('next2', next)).status, { kind: 'exited', code: 0 }, 'the next job ran');
+  assert.is((await result('next2', next)).worker, 'w1');
+  assert.not.match(w.log(), /while we hold/);
+});
+
 test('spoold killed with SIGKILL mid-job and restarted: the worker re-attaches, the job runs once and finishes once', async () => {
   const s1 = spoold();
   const w = workerd('w1');

@@ -48,6 +48,9 @@ export async function execute(ctx: Ctx): Promise<number> {
   let st = await readScheduleState(sp, name);
   st = { ...st, fired: now, lastId: list[list.length - 1]?.id ?? st.lastId };
   for (const i of list) if (i.error !== undefined) st = stateAfterFinish(st, { kind: 'failed', why: i.error }, now);   // recorded in done/ at once
-  await writeScheduleState(sp, name, st);
+  if (!(await writeScheduleState(sp, name, st))) {
+    ctx.warn(`schedule ${name} was removed meanwhile (bctl unschedule?); its jobs above are queued all the same`);
+    return EXIT_FAIL;
+  }
   return status;
 }

@@ -13,6 +13,7 @@ import { periodToSchedule } from '../spool/schedule.js';
 import { readScheduleState, writeScheduleState } from '../spool/schedstate.js';
 import { writeAtomic } from '../spool/stage.js';
 import { EXIT_OK } from '../spool/exit.js';
+import { SpoolError } from '../spool/errors.js';
 import { argName, argPeriod, argTime, checkFits, str, type Ctx } from './cli.js';
 import { loadSchedule } from './find.js';
 
@@ -33,6 +34,8 @@ export async function reschedule(ctx: Ctx): Promise<number> {
     await writeAtomic(sp, file, text);
   }
   const st = await readScheduleState(sp, name);
-  await writeScheduleState(sp, name, { ...st, next });
+  if (!(await writeScheduleState(sp, name, { ...st, next }))) {
+    throw new SpoolError('SPOOL_NOT_FOUND', `schedule ${name} was removed meanwhile (bctl unschedule?)`, { path: sp.rel(sp.schedule(name)), hint: 'bctl schedule makes it again' });
+  }
   return EXIT_OK;
 }

@@ -34,6 +34,9 @@ import { Queue, type Queued } from './queue.js';
 import { Conn, type ConnOwner } from './conn.js';
 import { log } from './log.js';
 
+/** How long a connection told not-yours gets no job, unless its workerd reconnects free first. */
+const DISOWNED_MS = 30_000;
+
 /** How long a claimed job may sit in running/ unheld before spoold takes it over (adoptOrphans). */
 export const ORPHAN_MS = 30_000;
 
@@ -96,7 +99,7 @@ export class Daemon implements ConnOwner {
   private running = new Map<string, Running>();
   private claiming = new Set<string>();     // ids between dispatchFor and running.set
   private workers = new Set<Conn>();
-  private busy = new Map<Conn, string | 'claiming' | 'spent'>();
+  private busy = new Map<Conn, string | 'claiming' | 'spent' | 'reattaching' | 'disowned'>();
   dropped = new Set<string>();
   stopping = false;
   private timers: NodeJS.Timeout[] = [];
@@ -214,6 +217,7 @@ export class Daemon implements ConnOwner {
     c.send({ t: 'welcome', v: 1, heartbeatMs: this.heartbeatMs });
     log('worker joined', { worker: c.name, platform: c.platform, peer: c.peer, holding: h.holding?.id });
     if (h.holding) {
+      this.busy.set(c, 'reattaching');   // it holds a job until reattach says otherwise: no new one meanwhile
       void this.reattach(c, h.holding);
     } else {
       this.writeWorker(c);
@@ -253,6 +257,7 @@ export class Daemon implements ConnOwner {
     const stored = done ? this.storedResult(h.name, h.id) : undefined;
     if (done && h.finished && stored?.worker === c.name) {
       c.send({ t: 'done', id: h.id });     // its result, stored before it heard so
+      this.busy.delete(c);
     } else {
       // A job recorded without this worker's result (lost, canceled while it
       // was away) may still run there: not-yours has it killed.
@@ -264,8 +269,14 @@ export class Daemon implements ConnOwner {
       c.send({ t: 'not-yours', id: h.id, why });
       log('refused', { id: h.id, worker: c.name, why });
       // Its job may still be dying there: no new job on this connection; the
-      // worker connects again once it is free (workerd.8).
-      if (!h.finished) this.busy.set(c, 'spent');
+      // worker connects again once it is free (workerd.8). A workerd older
+      // than that rule never does: after DISOWNED_MS it gets jobs here anyway.
+      this.busy.set(c, 'disowned');
+      setTimeout(() => {
+        if (this.busy.get(c) !== 'disowned' || c.closed) return;
+        this.busy.delete(c);
+        this.dispatchFor(c.platform);
+      }, DISOWNED_MS).unref();
     }
     this.writeWorker(c);
     this.dispatchFor(c.platform);

@@ -121,7 +121,9 @@ export class ScheduleTimer {
     this.timer = undefined;
     let earliest = Infinity;
     for (const { s } of this.schedules.values()) {
-      if (this.setAside(s)) continue;
+      // One whose file is gone is not fired (fire skips it): its timer would
+      // spin until the rescan drops it. Back, its watcher event arms again.
+      if (this.setAside(s) || !scheduled(this.sp, s.name)) continue;
       const due = nextDue(s, await readScheduleState(this.sp, s.name));
       if (due) earliest = Math.min(earliest, due.getTime());
     }

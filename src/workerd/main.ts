@@ -69,6 +69,8 @@ class Worker {
   private connectFailures = 0;
   /** Set when we close the connection to come back free (not-yours): the reconnect is immediate. */
   private fresh = false;
+  /** Set by SIGTERM and SIGINT: no new connection for a job to come. */
+  exiting = false;
   ranOne = false;
   private readonly standby: Standby;
 
@@ -86,9 +88,11 @@ class Worker {
     let welcomedAt = 0;
     let hb: NodeJS.Timeout | undefined;
     sock.setNoDelay(true);
+    let held: string | undefined;   // the job this connection's hello said we hold
     sock.on('connect', () => {
       this.lastRx = Date.now();
       const j = this.job;
+      held = j?.spec.id;
       const hello: Msg = { t: 'hello', v: PROTOCOL_VERSION, name: this.name, platform: this.platform,
         ...(this.opts.token ? { token: this.opts.token } : {}),
         ...(this.opts.once ? { once: true } : {}),
@@ -112,7 +116,7 @@ class Worker {
             if (Date.now() - this.lastRx > DEAD_AFTER * this.heartbeatMs) { say('spoold is silent; reconnecting'); sock.destroy(); return; }
             this.send(sock, { t: 'ping' });
           }, this.heartbeatMs);
-        } else this.onMsg(sock, m);
+        } else this.onMsg(sock, m, held);
       }
     });
     let error: Error | undefined;
@@ -156,7 +160,7 @@ class Worker {
     });
   }
 
-  private onMsg(sock: net.Socket, m: Msg): void {
+  private onMsg(sock: net.Socket, m: Msg, held: string | undefined): void {
     switch (m.t) {
       case 'ping': return;
       case 'bye':
@@ -187,20 +191,22 @@ class Worker {
       case 'cancel':
         if (this.job?.spec.id === m.id) { say(`canceling ${m.id}`); this.job.kill({ kind: 'canceled' }); }
         return;
-      case 'not-yours':
-        if (this.job?.spec.id === m.id) {
-          say(`job ${m.id} is no longer ours (${m.why}); killing it`);
-          const j = this.job;
-          const ran = j.status === undefined;
-          j.kill({ kind: 'canceled' });
-          void j.ended.then(() => this.forget(j)).then(() => {
-            if (this.opts.once) process.exit(EXIT_TEMPFAIL);
-            // spoold gives this connection no job while one may still be dying
-            // here; a new connection, made at once, says we are free.
-            if (ran && !sock.destroyed) { this.fresh = true; sock.destroy(); }
-          });
-        }
+      case 'not-yours': {
+        // The answer to our hello's job. spoold gives this connection no job
+        // while ours may still be dying here; once it is gone, a new
+        // connection, made at once, says we are free.
+        if (m.id !== held) return;
+        const j = this.job?.spec.id === m.id ? this.job : undefined;
+        say(`job ${m.id} is no longer ours (${m.why})${j ? '; killing it' : ''}`);
+        if (j) { j.disowned = true; j.kill({ kind: 'canceled' }); }
+        void (j ? j.ended.then(() => this.forget(j)) : Promise.resolve()).then(() => {
+          if (this.opts.once) process.exit(EXIT_TEMPFAIL);
+          if (this.exiting || sock.destroyed) return;
+          this.fresh = true;
+          sock.destroy();
+        });
         return;
+      }
       case 'done':
         if (this.job?.spec.id === m.id) {
           const j = this.job;
@@ -469,8 +475,10 @@ export async function main(argv: string[]): Promise<void> {
     // spoold requeues it at once instead of waiting out the lease.
     if (stopping) return;
     stopping = true;
+    w.exiting = true;
     const j = w.job;
     if (!j) process.exit(EXIT_OK);
+    if (j.disowned) { void j.ended.then(() => j.discard()).then(() => process.exit(EXIT_OK)); return; }   // spoold took it back: nothing to hand back
     if (j.status !== undefined) { say(`${sig}: delivering job ${j.spec.id} first`); w.exitAfterDelivery = true; return; }
     say(`${sig}: killing job ${j.spec.id} and handing it back to spoold`);
     j.kill({ kind: 'canceled' });

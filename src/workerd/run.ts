@@ -98,6 +98,7 @@ export class LocalJob {
   readonly jobDir: string;         // WORKDIR/ID/job: the job's, every file in it (but script.sh) is an artifact
   readonly consolePath: string;
   status: string | undefined;      // set once the job has ended
+  disowned = false;                // spoold said not-yours: it is killed, its result goes nowhere
   started = new Date();
   finished: Date | undefined;
   private child: ChildProcess | undefined;
