@@ -3,6 +3,8 @@ import * as assert from 'uvu/assert';
 import { decodeFile, parseHeaders, formatHeaders, MAX_FILE } from '../src/spool/headers.js';
 import { SpoolError } from '../src/spool/errors.js';
 import { parseJob } from '../src/spool/job.js';
+import { newId, idTime } from '../src/spool/ids.js';
+import { isId } from '../src/spool/paths.js';
 
 function err(f: () => unknown): SpoolError {
   try { f(); } catch (e) { if (e instanceof SpoolError) return e; throw e; }
@@ -67,6 +69,17 @@ test('a job\'s queued: time is RFC 3339, strictly: new Date() would take 1 as th
 
 test('var.__proto__ is a variable like any other: without template: it is refused, not dropped', () => {
   assert.match(err(() => parseJob('name: x\nplatform: p\nvar.__proto__: y\n\n#!/bin/sh\n', 'new/j')).message, /var\.NAME without template:/);
+});
+
+test('ids are UUIDv7, strictly increasing within a process, carry their time, and their random bits vary', () => {
+  const t = Date.parse('2026-11-28T07:00:00Z');
+  const ids = Array.from({ length: 5000 }, (_, i) => newId(t + Math.floor(i / 1000)));   // 1000 per millisecond, past the pool's refills
+  for (const [i, id] of ids.entries()) {
+    assert.ok(isId(id), id);
+    if (i > 0) assert.ok(id > ids[i - 1]!, `${id} after ${ids[i - 1]}`);
+  }
+  assert.is(idTime(ids[0]!).getTime(), t);
+  assert.is(new Set(ids.map((id) => id.slice(19))).size, ids.length, 'the random tails differ');
 });
 
 test.run();

@@ -5,7 +5,30 @@
 // method 1), then 62 random bits. Ids from different processes in the same
 // millisecond are ordered by their random bits, which is fine for a queue.
 
-import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+
+/**
+ * Random bytes from the kernel's generator, read a pool at a time. Not
+ * node:crypto: loading it cost a one-shot `bctl submit` about 4 ms of its
+ * start (npm run bench, W1 startup), and ids need nothing else from it.
+ * Without /dev/urandom (a bare chroot), node:crypto is loaded after all.
+ */
+let pool = Buffer.alloc(0);
+function randomBytes(n: number): Buffer {
+  if (pool.length < n) pool = Buffer.concat([pool, fill(1024)]);
+  const b = pool.subarray(0, n);
+  pool = pool.subarray(n);
+  return b;
+}
+function fill(n: number): Buffer {
+  let fd: number;
+  try { fd = fs.openSync('/dev/urandom', 'r'); } catch { return process.getBuiltinModule('node:crypto').randomBytes(n); }
+  try {
+    const b = Buffer.allocUnsafe(n);
+    for (let got = 0; got < n;) got += fs.readSync(fd, b, got, n - got, null);
+    return b;
+  } finally { fs.closeSync(fd); }
+}
 
 let lastMs = 0;
 let counter = 0;
