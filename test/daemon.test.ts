@@ -252,6 +252,21 @@ test('a worker whose job ended while it was away, and was recorded lost, comes b
   assert.not.match(w.log(), /while we hold/);
 });
 
+test('a workerd told to stop while it waits to deliver a job that was recorded lost meanwhile exits, and starts nothing', async () => {
+  spoold();
+  const lost = await queue('stopper', '#!/bin/sh\nsleep 1\n', { retries: 0 });
+  const w = workerd('w1');
+  await until('job running', () => fs.existsSync(path.join(spool, 'running', lost, 'lease')) || undefined);
+  w.child.kill('SIGSTOP');
+  assert.equal((await result('stopper', lost)).status, { kind: 'lost' });
+  const next = await queue('after', '#!/bin/sh\necho ran\n');
+  await sleep(500);                   // the job has ended by now: SIGTERM finds it finished, to deliver
+  w.child.kill('SIGTERM');
+  w.child.kill('SIGCONT');
+  assert.is(await exitCode(w), 0);
+  assert.ok(fs.existsSync(path.join(spool, 'new', next)), 'the next job still waits, not started by a stopping worker');
+});
+
 test('spoold killed with SIGKILL mid-job and restarted: the worker re-attaches, the job runs once and finishes once', async () => {
   const s1 = spoold();
   const w = workerd('w1');

@@ -11,7 +11,7 @@ import fs from 'node:fs';
  * Random bytes from the kernel's generator, read a pool at a time. Not
  * node:crypto: loading it cost a one-shot `bctl submit` about 4 ms of its
  * start (npm run bench, W1 startup), and ids need nothing else from it.
- * Without /dev/urandom (a bare chroot), node:crypto is loaded after all.
+ * Without a /dev/urandom device (a bare chroot), node:crypto is loaded after all.
  */
 let pool = Buffer.alloc(0);
 function randomBytes(n: number): Buffer {
@@ -21,13 +21,23 @@ function randomBytes(n: number): Buffer {
   return b;
 }
 function fill(n: number): Buffer {
-  let fd: number;
-  try { fd = fs.openSync('/dev/urandom', 'r'); } catch { return process.getBuiltinModule('node:crypto').randomBytes(n); }
+  const b = Buffer.allocUnsafe(n);
+  let fd: number | undefined;
   try {
-    const b = Buffer.allocUnsafe(n);
-    for (let got = 0; got < n;) got += fs.readSync(fd, b, got, n - got, null);
+    fd = fs.openSync('/dev/urandom', 'r');
+    // A regular file there (a bind mount in a container) would give every process the same bytes.
+    if (!fs.fstatSync(fd).isCharacterDevice()) throw new Error('not a device');
+    for (let got = 0; got < n;) {
+      const k = fs.readSync(fd, b, got, n - got, null);
+      if (k === 0) throw new Error('end of file');
+      got += k;
+    }
     return b;
-  } finally { fs.closeSync(fd); }
+  } catch {
+    return process.getBuiltinModule('node:crypto').randomBytes(n);
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
 }
 
 let lastMs = 0;

@@ -209,9 +209,10 @@ export class Daemon implements ConnOwner {
       // after its welcome counts as a failed try), and the log says so. Not
       // an exit: a connection under a stolen name must not stop the real worker.
       if (other !== c && other.hello && other.name === c.name) {
+        const disowned = this.busy.get(other) === 'disowned';   // the same workerd, back free after not-yours
         other.close(`replaced by a new connection of worker ${c.name}`,
           { t: 'bye', why: `replaced by another connection as ${c.name} (from ${c.peer || 'unix'}); if that is not this workerd, two share the name: give each its own --name` });
-        this.warnIfFlapping(c);
+        if (!disowned) this.warnIfFlapping(c);
       }
     }
     c.send({ t: 'welcome', v: 1, heartbeatMs: this.heartbeatMs });
@@ -230,6 +231,12 @@ export class Daemon implements ConnOwner {
   private async reattach(c: Conn, h: { id: string; name: string; attempt: number; finished: boolean }): Promise<void> {
     // A job still being finalized from the previous connection: wait for it, then answer done.
     for (let i = 0; i < 600 && isId(h.id) && this.running.get(h.id)?.phase === 'finishing'; i++) await sleep(50);
+    if (c.closed) return;
+    if (isId(h.id) && this.running.get(h.id)?.phase === 'finishing') {
+      // Still storing after 30 s: no answer yet, so that the worker keeps its result and asks again.
+      c.close(`job ${h.id} is still being stored; the worker is to reconnect`);
+      return;
+    }
     const r = isId(h.id) ? this.running.get(h.id) : undefined;
     // Only the worker that was given this attempt may take it back: same name (as
     // dispatched, or as the lease on disk says after a restart), same platform.
@@ -257,7 +264,7 @@ export class Daemon implements ConnOwner {
     const stored = done ? this.storedResult(h.name, h.id) : undefined;
     if (done && h.finished && stored?.worker === c.name) {
       c.send({ t: 'done', id: h.id });     // its result, stored before it heard so
-      this.busy.delete(c);
+      if (c.once) this.busy.set(c, 'spent'); else this.busy.delete(c);
     } else {
       // A job recorded without this worker's result (lost, canceled while it
       // was away) may still run there: not-yours has it killed.

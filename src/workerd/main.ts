@@ -173,6 +173,12 @@ class Worker {
         return;
       case 'job': {
         if (this.job) { say(`spoold sent job ${m.id} while we hold ${this.job.spec.id}; dropping the connection`); sock.destroy(); return; }
+        if (this.exiting || this.exitAfterDelivery || (this.opts.once && this.ranOne)) {
+          // Stopping, or --once and done: not started here; spoold queues it again at once.
+          say(`not starting job ${m.id}: this workerd is stopping; handing it back`);
+          this.send(sock, { t: 'release', id: m.id, why: 'the worker is stopping; the job was not started' });
+          return;
+        }
         if (!isId(m.id) || !isName(m.name) || !isName(m.platform)) { say('spoold sent a malformed job'); sock.destroy(); return; }
         const j = new LocalJob(m, this.opts.workdir);
         this.job = j;
@@ -185,6 +191,7 @@ class Worker {
       }
       case 'resume':
         if (this.job?.spec.id !== m.id) { sock.destroy(); return; }
+        this.job.disowned = false;          // an earlier connection's not-yours no longer holds
         say(`re-attached to ${m.id}; sending the console from byte ${m.consoleOffset}`);
         this.pump(sock, this.job, m.consoleOffset);
         return;
@@ -199,9 +206,13 @@ class Worker {
         const j = this.job?.spec.id === m.id ? this.job : undefined;
         say(`job ${m.id} is no longer ours (${m.why})${j ? '; killing it' : ''}`);
         if (j) { j.disowned = true; j.kill({ kind: 'canceled' }); }
-        void (j ? j.ended.then(() => this.forget(j)) : Promise.resolve()).then(() => {
+        void (j ? j.ended : Promise.resolve()).then(() => {
+          // A newer connection answers for the job now (a resume after a restart): it decides.
+          if (sock !== this.sock) return;
+          if (j) void this.forget(j);       // its directory goes in the background
           if (this.opts.once) process.exit(EXIT_TEMPFAIL);
-          if (this.exiting || sock.destroyed) return;
+          if (this.exiting || this.exitAfterDelivery) process.exit(EXIT_OK);
+          if (sock.destroyed || this.job) return;
           this.fresh = true;
           sock.destroy();
         });
@@ -482,7 +493,7 @@ export async function main(argv: string[]): Promise<void> {
     if (j.status !== undefined) { say(`${sig}: delivering job ${j.spec.id} first`); w.exitAfterDelivery = true; return; }
     say(`${sig}: killing job ${j.spec.id} and handing it back to spoold`);
     j.kill({ kind: 'canceled' });
-    void j.ended.then(() => w.release(j, `workerd stopped by ${sig}`)).then(() => j.discard()).then(() => process.exit(EXIT_OK));
+    void j.ended.then(() => (j.disowned ? undefined : w.release(j, `workerd stopped by ${sig}`))).then(() => j.discard()).then(() => process.exit(EXIT_OK));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -178,6 +178,7 @@ export class LocalJob {
     });
     const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
       this.killGroup('SIGKILL');   // stragglers the script left behind
+      if (this.disowned) { this.end(this.killReason ?? { kind: 'canceled' }); return; }   // its result goes nowhere: no notes
       const status: Status = this.killReason ?? (signal ? { kind: 'signalled', signal: os.constants.signals[signal] ?? 0 } : { kind: 'exited', code: code ?? 0 });
       // Parity: job output that cannot be returned is said in the job's console.
       void artifactNotes(this.jobDir, [SCRIPT])
