@@ -51,6 +51,15 @@ async function result(name: string, id: string, ms = 20_000) {
 }
 /** The exit code of a daemon expected to exit by itself soon; an error if it is still running after 10 s. */
 const exitCode = async (d: Daemon) => (await until(`${d.child.spawnargs[1]} to exit`, () => (d.child.exitCode === null ? undefined : { code: d.child.exitCode }), 10_000)).code;
+/** Worker w1 silent (SIGSTOP) past its lease while it runs `body`: the job (no retries) is recorded lost; w1 is still stopped. */
+async function awayUntilLost(name: string, body: string, args: string[] = []): Promise<{ w: Daemon; id: string }> {
+  const id = await queue(name, body, { retries: 0 });
+  const w = workerd('w1', args);
+  await until('job running', () => fs.existsSync(path.join(spool, 'running', id, 'lease')) || undefined);
+  w.child.kill('SIGSTOP');
+  assert.equal((await result(name, id)).status, { kind: 'lost' });
+  return { w, id };
+}
 const sha = (p: string) => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 
 test('a job runs on a worker of its platform; console, artifacts, SHA256SUMS and result land in done/', async () => {
@@ -210,13 +219,8 @@ test('after a restart, a result spoold makes without the worker\'s report (artif
 test('a worker back after its job was recorded lost (or canceled) while it was away is told not-yours: it kills the job, and --once exits 75', async () => {
   spoold();
   const pidFile = `${spool}-wd/job.pid`;
-  const body = `#!/bin/sh\necho $$ > ${pidFile}\nexec sleep 600\n`;
-  const lost = await queue('away', body, { retries: 0 });
-  const w = workerd('w1', ['--once']);
-  await until('job running', () => readIf(pidFile)?.trim());
-  const pid = Number(readIf(pidFile)!.trim());
-  w.child.kill('SIGSTOP');            // silent past its lease: the job is recorded lost, its process still runs
-  assert.equal((await result('away', lost)).status, { kind: 'lost' });
+  const { w, id: lost } = await awayUntilLost('away', `#!/bin/sh\necho $$ > ${pidFile}\nexec sleep 600\n`, ['--once']);
+  const pid = Number(await until('the job\'s pid', () => readIf(pidFile)?.trim()));   // its process still runs
   w.child.kill('SIGCONT');
   assert.is(await exitCode(w), 75, 'the job was taken back');
   assert.match(w.log(), /no longer ours \(the job finished without this worker's result while it was away \(lost\)\); killing it/);
@@ -226,12 +230,7 @@ test('a worker back after its job was recorded lost (or canceled) while it was a
 
 test('a worker told not-yours gets no job until its killed one is gone, then runs the next one (not lost to a dropped connection)', async () => {
   spoold();
-  const pidFile = `${spool}-wd/job2.pid`;
-  const lost = await queue('away2', `#!/bin/sh\necho $$ > ${pidFile}\nexec sleep 600\n`, { retries: 0 });
-  const w = workerd('w1');
-  await until('job running', () => readIf(pidFile)?.trim());
-  w.child.kill('SIGSTOP');
-  assert.equal((await result('away2', lost)).status, { kind: 'lost' });
+  const { w } = await awayUntilLost('away2', '#!/bin/sh\nexec sleep 600\n');
   const next = await queue('next', '#!/bin/sh\necho next ran\n', { retries: 0 });
   w.child.kill('SIGCONT');
   assert.equal((await result('next', next)).status, { kind: 'exited', code: 0 }, 'the next job ran, on the worker that was away');
@@ -240,11 +239,7 @@ test('a worker told not-yours gets no job until its killed one is gone, then run
 
 test('a worker whose job ended while it was away, and was recorded lost, comes back free: the next job runs on it', async () => {
   spoold();
-  const lost = await queue('ended', '#!/bin/sh\nsleep 1\n', { retries: 0 });
-  const w = workerd('w1');
-  await until('job running', () => fs.existsSync(path.join(spool, 'running', lost, 'lease')) || undefined);
-  w.child.kill('SIGSTOP');            // the job ends meanwhile; its worker cannot say so
-  assert.equal((await result('ended', lost)).status, { kind: 'lost' });
+  const { w } = await awayUntilLost('ended', '#!/bin/sh\nsleep 1\n');   // the job ends meanwhile; its worker cannot say so
   const next = await queue('next2', '#!/bin/sh\necho next ran\n', { retries: 0 });
   w.child.kill('SIGCONT');
   assert.equal((await result('next2', next)).status, { kind: 'exited', code: 0 }, 'the next job ran');
@@ -254,11 +249,7 @@ test('a worker whose job ended while it was away, and was recorded lost, comes b
 
 test('a workerd told to stop while it waits to deliver a job that was recorded lost meanwhile exits, and starts nothing', async () => {
   spoold();
-  const lost = await queue('stopper', '#!/bin/sh\nsleep 1\n', { retries: 0 });
-  const w = workerd('w1');
-  await until('job running', () => fs.existsSync(path.join(spool, 'running', lost, 'lease')) || undefined);
-  w.child.kill('SIGSTOP');
-  assert.equal((await result('stopper', lost)).status, { kind: 'lost' });
+  const { w } = await awayUntilLost('stopper', '#!/bin/sh\nsleep 1\n');
   const next = await queue('after', '#!/bin/sh\necho ran\n');
   await sleep(500);                   // the job has ended by now: SIGTERM finds it finished, to deliver
   w.child.kill('SIGTERM');
