@@ -501,6 +501,19 @@ test('a worker of another name and platform cannot re-attach to a job whose work
   await survived(e, /refused id=\S+ worker=hijack2/);
 });
 
+test('a job given back unstarted by a stopping worker is queued again without counting the attempt (retries 0 is not lost)', async () => {
+  const e = await setup();
+  const id = await queue(e, 'unstarted', EVIL_PLATFORM, '#!/bin/sh\necho ran\n', 0);
+  const f = await welcomed(e, 'stopper');
+  assert.is((await f.expect('job')).id, id);
+  f.send({ t: 'release', id, why: 'the worker is stopping; the job was not started', unstarted: true });
+  await waitLog(e, new RegExp(`requeued id=${id} name=unstarted attempt=0 `));
+  const g = await welcomed(e, 'taker');
+  const again = await g.expect('job');
+  assert.equal([again.id, again.attempt], [id, 1], 'the same job, still at its first attempt');
+  // e.ok stays false: the job is still out with `taker`, so the next test gets a fresh spoold.
+});
+
 // Found in review: reattach took the resume offset from console.log's size
 // while the dropped connection's console bytes were still on their way to
 // disk (detach starts the close, it does not wait for it), so the worker sent

@@ -15,7 +15,7 @@
 //   server: done {id}          (the result is in done/; the worker may forget the job)
 //   either: ping, at least every heartbeatMs; silence for DEAD_AFTER heartbeats closes the connection
 //   server: cancel {id}        (kill the job; report `canceled`)
-//   worker: release {id, why}  (stopping: the job was killed unfinished; spoold requeues it now)
+//   worker: release {id, why, unstarted?}  (stopping: the job was killed unfinished, or never started; spoold requeues it now)
 
 export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME = 4 << 20;        // 4 MiB payload: the per-frame memory bound (a 1 MiB script, JSON-escaped, fits)
@@ -44,7 +44,7 @@ export type Msg =
   | { t: 'manifest'; id: string; files: ArtifactEntry[]; more?: boolean }
   | { t: 'finished'; id: string; status: string; started: string; finished: string }
   | { t: 'done'; id: string }
-  | { t: 'release'; id: string; why: string };
+  | { t: 'release'; id: string; why: string; unstarted?: boolean };
 
 export type Frame = { type: typeof T_CONTROL; msg: Msg } | { type: typeof T_CONSOLE | typeof T_ARTIFACTS; data: Buffer };
 
@@ -95,7 +95,7 @@ export function checkMsg(v: unknown): Msg {
       case 'not-yours': return STR(m.id, 64) && STR(m.why);
       case 'cancel': case 'artifacts': case 'done': return STR(m.id, 64);
       case 'idle': return STR(m.why);
-      case 'release': return STR(m.id, 64) && STR(m.why, 600);
+      case 'release': return STR(m.id, 64) && STR(m.why, 600) && (m.unstarted === undefined || typeof m.unstarted === 'boolean');
       case 'manifest': return STR(m.id, 64) && (m.more === undefined || typeof m.more === 'boolean') && Array.isArray(m.files) && m.files.length <= MAX_MANIFEST_PART && m.files.every((f: unknown) => {
         const e = f as Record<string, unknown>;
         return typeof e === 'object' && e !== null && STR(e.name) && (e.type === 'file' || e.type === 'directory' || e.type === 'symlink')

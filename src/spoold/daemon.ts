@@ -471,6 +471,7 @@ export class Daemon implements ConnOwner {
         this.detach(r);
         r.deadline = 0;
         r.released = `released by worker ${c.name}: ${m.why}`;
+        if (m.unstarted && r.attempt > 0) r.attempt--;   // never ran: the attempt does not count
         return;
       case 'finished':
         if (!r || m.id !== r.id) throw new ProtocolError(`finished for job ${m.id.slice(0, 40)}, which this worker does not hold`);

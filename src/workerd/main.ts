@@ -176,7 +176,7 @@ class Worker {
         if (this.exiting || this.exitAfterDelivery || (this.opts.once && this.ranOne)) {
           // Stopping, or --once and done: not started here; spoold queues it again at once.
           say(`not starting job ${m.id}: this workerd is stopping; handing it back`);
-          this.send(sock, { t: 'release', id: m.id, why: 'the worker is stopping; the job was not started' });
+          this.send(sock, { t: 'release', id: m.id, why: 'the worker is stopping; the job was not started', unstarted: true });
           return;
         }
         if (!isId(m.id) || !isName(m.name) || !isName(m.platform)) { say('spoold sent a malformed job'); sock.destroy(); return; }
