@@ -55,7 +55,7 @@ const exitCode = async (d: Daemon) => (await until(`${d.child.spawnargs[1]} to e
 async function awayUntilLost(name: string, body: string, args: string[] = []): Promise<{ w: Daemon; id: string }> {
   const id = await queue(name, body, { retries: 0 });
   const w = workerd('w1', args);
-  await until('job running', () => fs.existsSync(path.join(spool, 'running', id, 'lease')) || undefined);
+  await w.waitLog(new RegExp(`running ${id}`));   // said as it hands the job to its process, which runs on without it
   w.child.kill('SIGSTOP');
   assert.equal((await result(name, id)).status, { kind: 'lost' });
   return { w, id };

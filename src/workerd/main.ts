@@ -209,9 +209,10 @@ class Worker {
         void (j ? j.ended : Promise.resolve()).then(() => {
           // A newer connection answers for the job now (a resume after a restart): it decides.
           if (sock !== this.sock) return;
-          if (j) void this.forget(j);       // its directory goes in the background
-          if (this.opts.once) process.exit(EXIT_TEMPFAIL);
-          if (this.exiting || this.exitAfterDelivery) process.exit(EXIT_OK);
+          const forgotten = j ? this.forget(j) : Promise.resolve();
+          if (this.opts.once) { void forgotten.then(() => process.exit(EXIT_TEMPFAIL)); return; }
+          if (this.exiting || this.exitAfterDelivery) { void forgotten.then(() => process.exit(EXIT_OK)); return; }
+          // Free now; its directory goes in the background.
           if (sock.destroyed || this.job) return;
           this.fresh = true;
           sock.destroy();
