@@ -20,12 +20,12 @@
 //     firing, so a run missed during downtime fires once, not once per period.
 // Nothing here reads the clock: callers pass `now`.
 
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { decodeFile, formatHeaders, parseHeaders, parseTime } from './headers.js';
 import { readSpoolFile } from './read.js';
 import { SpoolError, errno } from './errors.js';
 import { writeAtomic } from './stage.js';
+import { existsOr } from './state.js';
 import { nextRun } from './schedule.js';
 import { isId } from './paths.js';
 import { formatStatus, isSuccess, type Status } from './result.js';
@@ -103,7 +103,7 @@ export const GONE_MS = 250;
 
 /** Is schedules/NAME there (as anything: what it is, its parser judges)? An error but ENOENT counts as there. */
 export function scheduled(sp: SpoolPaths, name: string): boolean {
-  try { return fs.lstatSync(sp.schedule(name), { throwIfNoEntry: false }) !== undefined; } catch { return true; }
+  return existsOr(sp.schedule(name), true);
 }
 
 /** schedules/NAME is missing, and still missing GONE_MS later. */

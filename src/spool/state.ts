@@ -262,6 +262,11 @@ export function exists(p: string): boolean {
   }
 }
 
+/** exists, with `otherwise` when the answer is not known (EACCES, EIO). */
+export function existsOr(p: string, otherwise: boolean): boolean {
+  try { return exists(p); } catch { return otherwise; }
+}
+
 export { SpoolError };
 
 /** Record a job that cannot run at all (its template is missing): straight to done/ as failed. */

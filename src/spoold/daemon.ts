@@ -20,11 +20,11 @@ import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { claim, finalize, requeue, clearLeftover, exists } from '../spool/state.js';
+import { claim, finalize, requeue, clearLeftover, exists, existsOr } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
 import { writeStatus, writePrivate, cleanTmp, DIR_MODE } from '../spool/stage.js';
-import { formatHeaders, parseTime } from '../spool/headers.js';
+import { decodeFile, formatHeaders, parseHeaders, parseTime } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
 import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
@@ -776,14 +776,14 @@ function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer
 
 /** The worker and start that running/ID/lease names, if any (the lease is informational, so it may be missing). */
 function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; started: Date | undefined } {
-  let text = '';
-  try { text = readSpoolFile(sp.runningFile(id, 'lease'))?.toString('utf8') ?? ''; } catch { /* none */ }
-  const w = /^worker: (\S+)$/m.exec(text)?.[1];
-  const s = /^started: (\S+)$/m.exec(text)?.[1];
+  const file = sp.runningFile(id, 'lease');
+  let h = new Map<string, string>();
+  try {
+    const buf = readSpoolFile(file);
+    if (buf) h = new Map(parseHeaders(decodeFile(buf, sp.rel(file)), sp.rel(file)).headers.map((x) => [x.key, x.value]));
+  } catch { /* none, or not one spoold wrote */ }
+  const w = h.get('worker');
+  const s = h.get('started');
   return { worker: w && isName(w) ? w : undefined, started: s === undefined ? undefined : parseTime(s) };
 }
 
-/** exists, with `otherwise` when the answer is not known (EACCES, EIO). */
-function existsOr(p: string, otherwise: boolean): boolean {
-  try { return exists(p); } catch { return otherwise; }
-}
