@@ -52,6 +52,17 @@ const FLAP_MS = 60_000;
 /** workerd's longest reconnect backoff (workerd/main.ts BACKOFF_MAX): added to the lease after a restart. */
 export const RECONNECT_GRACE_MS = 5_000;
 
+/**
+ * What a connection is doing, as dispatch sees it: the id of the job it holds,
+ * or why it gets no job now. Any of them keeps dispatchFor away; only a job id
+ * has frames, a lease and a workers/NAME entry.
+ * - claiming: a job is being renamed into running/ for it (dispatch);
+ * - reattaching: its hello holds a job, and reattach has not answered yet;
+ * - disowned: told not-yours, its old job may still be dying there (DISOWNED_MS);
+ * - spent: --once after its job, or stopping after a release: it takes no more.
+ */
+type Busy = string | 'claiming' | 'reattaching' | 'disowned' | 'spent';
+
 export interface DaemonOpts {
   heartbeatMs: number;
   leaseMs: number;
@@ -99,7 +110,7 @@ export class Daemon implements ConnOwner {
   private running = new Map<string, Running>();
   private claiming = new Set<string>();     // ids between dispatchFor and running.set
   private workers = new Set<Conn>();
-  private busy = new Map<Conn, string | 'claiming' | 'spent' | 'reattaching' | 'disowned'>();
+  private busy = new Map<Conn, Busy>();   // no entry: idle
   dropped = new Set<string>();
   stopping = false;
   private timers: NodeJS.Timeout[] = [];
