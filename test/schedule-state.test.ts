@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   emptyState, formatScheduleState, isOverdue, nextDue, parseScheduleState, planAfterFire,
-  readScheduleState, stateAfterFire, writeScheduleState, type ScheduleState,
+  readScheduleState, stateAfterFire, writeScheduleState, GONE_MS, type ScheduleState,
 } from '../src/spool/schedstate.js';
 import { parseTime } from '../src/spool/headers.js';
 import { SpoolPaths } from '../src/spool/paths.js';
@@ -166,6 +166,20 @@ test('state/NAME is not written for a schedule that is gone (bctl unschedule rem
   assert.is(await writeScheduleState(sp, 'gone', state({ fired: new Date('2026-06-15T10:00:00Z') }), async () => { undone = true; }), false);
   assert.ok(undone);
   assert.not.ok(fs.existsSync(sp.scheduleState('gone')));
+});
+
+test('a schedule missing for a moment (an editor saving by renaming the old file away) keeps its state: the writer waits GONE_MS before it counts it removed', async () => {
+  const sp = spool();
+  fs.mkdirSync(sp.schedules, { recursive: true });
+  const text = 'platform: p\nschedule: @daily\n\ntrue\n';
+  fs.writeFileSync(sp.schedule('edited'), text);
+  fs.renameSync(sp.schedule('edited'), `${sp.schedule('edited')}~`);   // the editor's backup
+  setTimeout(() => fs.writeFileSync(sp.schedule('edited'), text), 50);   // and its new file, well within GONE_MS
+  let undone = false;
+  const st = state({ fired: new Date('2026-06-15T10:00:00Z') });
+  assert.is(await writeScheduleState(sp, 'edited', st, async () => { undone = true; }), true);
+  assert.not.ok(undone);
+  assert.equal(await readScheduleState(sp, 'edited'), st);
 });
 
 test('a broken state file reads as a new schedule, so it fires once and is rewritten', async () => {
