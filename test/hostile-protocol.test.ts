@@ -501,6 +501,22 @@ test('a worker of another name and platform cannot re-attach to a job whose work
   await survived(e, /refused id=\S+ worker=hijack2/);
 });
 
+test('a connection told not-yours gets no job while its old job may be dying, and one after six heartbeats if its workerd never reconnects free (an older workerd)', async () => {
+  const e = await setup();
+  const old = await welcomed(e, 'oldworker', { holding: { id: newId(), name: 'forgotten', attempt: 1, finished: false } });
+  old.keepAlive(HEARTBEAT_MS / 2);
+  await old.expect('not-yours');
+  const id = await queue(e, 'after-disowned', EVIL_PLATFORM, '#!/bin/sh\necho after\n', 0);
+  await sleep(2 * HEARTBEAT_MS);
+  assert.not.ok(old.received.some((m) => m.t === 'job'), 'a job went to a connection whose old job may still run');
+  const job = await old.expect('job', 6 * HEARTBEAT_MS + 10_000);
+  assert.is(job.id, id);
+  await finishJob(old, id, 'after\n', {});
+  await old.expect('done');
+  assert.equal((await resultOf(e, 'after-disowned', id)).status, { kind: 'exited', code: 0 });
+  await survived(e, /refused id=\S+ worker=oldworker/);
+});
+
 test('a job given back unstarted by a stopping worker is queued again without counting the attempt (retries 0 is not lost)', async () => {
   const e = await setup();
   const id = await queue(e, 'unstarted', EVIL_PLATFORM, '#!/bin/sh\necho ran\n', 0);

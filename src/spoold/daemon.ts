@@ -34,8 +34,12 @@ import { Queue, type Queued } from './queue.js';
 import { Conn, type ConnOwner } from './conn.js';
 import { log } from './log.js';
 
-/** How long a connection told not-yours gets no job, unless its workerd reconnects free first. */
-const DISOWNED_MS = 30_000;
+/**
+ * How long, in heartbeats, a connection told not-yours gets no job, unless its
+ * workerd reconnects free first (30 s at the default 5 s): twice the silence
+ * that ends a connection, for a job's TERM, KILL_GRACE_MS and KILL to end it.
+ */
+const DISOWNED_HEARTBEATS = 6;
 
 /** How long a claimed job may sit in running/ unheld before spoold takes it over (adoptOrphans). */
 export const ORPHAN_MS = 30_000;
@@ -58,7 +62,7 @@ export const RECONNECT_GRACE_MS = 5_000;
  * has frames, a lease and a workers/NAME entry.
  * - claiming: a job is being renamed into running/ for it (dispatch);
  * - reattaching: its hello holds a job, and reattach has not answered yet;
- * - disowned: told not-yours, its old job may still be dying there (DISOWNED_MS);
+ * - disowned: told not-yours, its old job may still be dying there (DISOWNED_HEARTBEATS);
  * - spent: --once after its job, or stopping after a release: it takes no more.
  */
 type Busy = string | 'claiming' | 'reattaching' | 'disowned' | 'spent';
@@ -288,13 +292,13 @@ export class Daemon implements ConnOwner {
       log('refused', { id: h.id, worker: c.name, why });
       // Its job may still be dying there: no new job on this connection; the
       // worker connects again once it is free (workerd.8). A workerd older
-      // than that rule never does: after DISOWNED_MS it gets jobs here anyway.
+      // than that rule never does: after DISOWNED_HEARTBEATS it gets jobs here anyway.
       this.busy.set(c, 'disowned');
       setTimeout(() => {
         if (this.busy.get(c) !== 'disowned' || c.closed) return;
         this.busy.delete(c);
         this.dispatchFor(c.platform);
-      }, DISOWNED_MS).unref();
+      }, DISOWNED_HEARTBEATS * this.heartbeatMs).unref();
     }
     this.writeWorker(c);
     this.dispatchFor(c.platform);
