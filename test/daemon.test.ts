@@ -11,6 +11,8 @@ import { submission, makeJob, formatJob } from '../src/spool/job.js';
 import { submit } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult, formatResult } from '../src/spool/result.js';
+import { MAX_FILE } from '../src/spool/headers.js';
+import { MAX_FRAME } from '../src/spool/protocol.js';
 
 let spool = '';
 let procs: Daemon[] = [];
@@ -61,6 +63,21 @@ async function awayUntilLost(name: string, body: string, args: string[] = []): P
   return { w, id };
 }
 const sha = (p: string) => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+
+// Found in review: JSON writes each control character of a script as 6
+// bytes, so a job file under the 1 MiB limit made a job message over the
+// 4 MiB frame limit; the send threw, and the job and its worker were stuck
+// for good. The job message may now take MAX_JOB_MSG (8 MiB).
+test('a job file at the size limit whose script is all control characters runs (its job message, JSON-escaped, is 6 MiB)', async () => {
+  spoold();
+  workerd('w1');
+  const pad = '\x1b'.repeat(MAX_FILE - 1000);
+  const id = await queue('escapes', `#!/bin/sh\n: '${pad}'\necho ran \${#BUILDER_JOB_ID}\n`);
+  assert.ok(JSON.stringify(pad).length > MAX_FRAME, 'the script alone is over the data frame limit once escaped');
+  const r = await result('escapes', id);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.is(fs.readFileSync(path.join(doneDir('escapes', id), 'console.log'), 'utf8'), 'ran 36\n');
+});
 
 test('a job runs on a worker of its platform; console, artifacts, SHA256SUMS and result land in done/', async () => {
   spoold();

@@ -1,8 +1,9 @@
 // protocol.ts: the worker protocol, the one wire contract between spoold and workerd.
 //
 // A connection carries frames: a 4-byte big-endian payload length, a 1-byte
-// type, then the payload. The length is capped at MAX_FRAME before anything is
-// allocated, so a peer can make the reader hold at most one frame. Types:
+// type, then the payload. The length is capped (MAX_FRAME; MAX_JOB_MSG for the
+// job message workerd reads) before anything is allocated, so a peer can make
+// the reader hold at most one frame. Types:
 //   1 CONTROL   a JSON message (at most MAX_CONTROL bytes), see Msg below
 //   2 CONSOLE   raw console bytes of the job the worker holds
 //   3 ARTIFACTS raw bytes of the artifact tar stream of the job the worker holds
@@ -18,8 +19,12 @@
 //   worker: release {id, why, unstarted?}  (stopping: the job was killed unfinished, or never started; spoold requeues it now)
 
 export const PROTOCOL_VERSION = 1;
-export const MAX_FRAME = 4 << 20;        // 4 MiB payload: the per-frame memory bound (a 1 MiB script, JSON-escaped, fits)
+export const MAX_FRAME = 4 << 20;        // 4 MiB payload: the per-frame memory bound, but for the job message
 export const MAX_CONTROL = 64 << 10;     // 64 KiB: what spoold accepts for one worker message (workers never send scripts)
+// The job message, which only workerd reads: a job file is at most 1 MiB
+// (headers.ts MAX_FILE), and JSON writes a control character (0x01-0x1f,
+// allowed in a script) as 6 bytes, so its script may take 6 MiB escaped.
+export const MAX_JOB_MSG = 8 << 20;
 export const DEAD_AFTER = 3;
 export const MAX_MANIFEST_PART = 1000;  // entries in one manifest message (a worker also keeps each under MAX_CONTROL)
 export const MAX_ARTIFACT_FILES = 100_000;  // entries in one job's artifacts: bounds both manifests in spoold's memory             // heartbeats of silence before a peer is taken for dead
@@ -59,11 +64,11 @@ const header = (type: number, len: number): Buffer => {
   return h;
 };
 
-/** Encode a control message as one frame. Throws on a message over MAX_CONTROL (a bug, or a script over the cap). */
+/** Encode a control message as one frame. Throws on a message over MAX_CONTROL, or MAX_JOB_MSG for a job (a bug: a job file never makes one). */
 export function encodeMsg(msg: Msg): Buffer {
   const body = Buffer.from(JSON.stringify(msg));
-  if (body.length > MAX_CONTROL && msg.t !== 'job') throw new ProtocolError(`message ${msg.t} is ${body.length} bytes, over ${MAX_CONTROL}`);
-  if (body.length > MAX_FRAME) throw new ProtocolError(`message ${msg.t} is ${body.length} bytes, over ${MAX_FRAME}`);
+  const max = msg.t === 'job' ? MAX_JOB_MSG : MAX_CONTROL;
+  if (body.length > max) throw new ProtocolError(`message ${msg.t} is ${body.length} bytes, over ${max}`);
   return Buffer.concat([header(T_CONTROL, body.length), body]);
 }
 
@@ -111,7 +116,8 @@ export function checkMsg(v: unknown): Msg {
 
 /**
  * Splits a byte stream into frames. push() takes a chunk and returns the frames
- * it completes; at most one partial frame (<= MAX_FRAME + 5 bytes) is held.
+ * it completes; at most one partial frame (<= MAX_FRAME, or maxControl if
+ * larger, + 5 bytes) is held.
  * Every check on a frame (type, length, data before hello) is made at its
  * header, before its bytes are buffered. A data frame is returned once it is
  * complete, as one or more frames of the same type whose payloads together are
@@ -124,7 +130,7 @@ export function checkMsg(v: unknown): Msg {
 export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
-  /** maxControl: the largest control frame accepted; spoold uses MAX_CONTROL, workerd MAX_FRAME (job scripts). */
+  /** maxControl: the largest control frame accepted; spoold uses MAX_CONTROL, workerd MAX_JOB_MSG (job scripts). */
   constructor(private readonly maxControl = MAX_CONTROL) {}
   /** The largest data frame accepted; spoold sets 0 until the hello is done, so a stranger cannot make it hold 4 MiB. */
   maxData = MAX_FRAME;
@@ -138,7 +144,8 @@ export class FrameReader {
       const head = this.peek(5);
       const len = head.readUInt32BE(0);
       const type = head[4]!;
-      if (len > MAX_FRAME) throw new ProtocolError(`frame length ${len} is over the limit of ${MAX_FRAME}`);
+      const max = Math.max(MAX_FRAME, this.maxControl);
+      if (len > max) throw new ProtocolError(`frame length ${len} is over the limit of ${max}`);
       if (type !== T_CONTROL && type !== T_CONSOLE && type !== T_ARTIFACTS) throw new ProtocolError(`unknown frame type ${type}`);
       if (type === T_CONTROL && len > this.maxControl) throw new ProtocolError(`control frame of ${len} bytes is over the limit of ${this.maxControl}`);
       if (type !== T_CONTROL && len > this.maxData) throw new ProtocolError(this.maxData === 0 ? 'data frame before hello' : `data frame of ${len} bytes is over the limit of ${this.maxData}`);

@@ -20,7 +20,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import mri from 'mri';
-import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, MAX_MANIFEST_PART, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg, type ArtifactEntry } from '../spool/protocol.js';
+import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, MAX_JOB_MSG, MAX_MANIFEST_PART, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { packArtifacts, type LentBuffers } from '../spool/tar.js';
 import { SpoolPaths, isName, isId, NAME_RULE } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
@@ -83,7 +83,7 @@ class Worker {
   private connect(): void {
     const sock = 'path' in this.target ? net.createConnection(this.target.path) : net.createConnection(this.target.port, this.target.host);
     this.sock = sock;
-    const reader = new FrameReader(MAX_FRAME);
+    const reader = new FrameReader(MAX_JOB_MSG);
     let welcomed = false;
     let welcomedAt = 0;
     let hb: NodeJS.Timeout | undefined;
