@@ -79,6 +79,20 @@ test('a job file at the size limit whose script is all control characters runs (
   assert.is(fs.readFileSync(path.join(doneDir('escapes', id), 'console.log'), 'utf8'), 'ran 36\n');
 });
 
+// Found in review: workerd sent a link whose target is over MAX_NAME bytes,
+// which spoold refuses, so the job ended failed: such a link is left out
+// with a note now, like a path too long.
+test('a symlink whose target is over 1024 bytes is left out with a note; the job and its other files are returned', async () => {
+  spoold();
+  workerd('w1');
+  const id = await queue('longlink', '#!/bin/sh\nt=$(head -c 1100 /dev/zero | tr "\\0" x)\nln -s "$t" longlink\nln -s short shortlink\necho kept > kept.txt\n');
+  const r = await result('longlink', id);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  const dir = doneDir('longlink', id);
+  assert.equal(fs.readdirSync(path.join(dir, 'artifacts')).sort(), ['kept.txt', 'shortlink']);
+  assert.match(fs.readFileSync(path.join(dir, 'console.log'), 'utf8'), /^workerd: skipped longlink: its link target is over 1024 bytes$/m);
+});
+
 test('a job runs on a worker of its platform; console, artifacts, SHA256SUMS and result land in done/', async () => {
   spoold();
   workerd('w1');

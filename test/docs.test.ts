@@ -24,7 +24,7 @@ import { formatResult, formatStatus, type Status } from '../src/spool/result.js'
 import { parseHeaders, MAX_FILE, MAX_LINE } from '../src/spool/headers.js';
 import { DIRS, NAME_MAX, SpoolPaths } from '../src/spool/paths.js';
 import { formatDuration, parseDuration } from '../src/spool/duration.js';
-import { MAX_FRAME, MAX_CONTROL, MAX_MANIFEST_PART, MAX_ARTIFACT_FILES, DEAD_AFTER, T_CONTROL, T_CONSOLE, T_ARTIFACTS, PROTOCOL_VERSION } from '../src/spool/protocol.js';
+import { MAX_FRAME, MAX_CONTROL, MAX_MANIFEST_PART, MAX_ARTIFACT_FILES, MAX_ARTIFACT_NAMES, MAX_JOB_MSG, DEAD_AFTER, T_CONTROL, T_CONSOLE, T_ARTIFACTS, PROTOCOL_VERSION } from '../src/spool/protocol.js';
 import * as exits from '../src/spool/exit.js';
 import { KILL_GRACE_MS } from '../src/workerd/run.js';
 import { RECONNECT_GRACE_MS, NO_SPACE_RESERVE, ORPHAN_MS } from '../src/spoold/daemon.js';
@@ -277,6 +277,8 @@ test('workerd.8 documents every protocol message, frame type and limit of protoc
   assert.match(proto, `(${MAX_CONTROL} bytes)`, 'MAX_CONTROL');
   assert.match(proto, `at most ${MAX_MANIFEST_PART} entries`, 'MAX_MANIFEST_PART');
   assert.match(proto, `at most ${MAX_ARTIFACT_FILES} entries in all`, 'MAX_ARTIFACT_FILES');
+  assert.match(proto, `paths over ${MAX_ARTIFACT_NAMES} bytes in all`, 'MAX_ARTIFACT_NAMES');
+  assert.match(proto, `(${MAX_JOB_MSG} bytes) for the`, 'MAX_JOB_MSG');
   assert.match(proto, `the protocol version, ${PROTOCOL_VERSION}`, 'PROTOCOL_VERSION');
 });
 

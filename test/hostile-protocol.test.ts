@@ -32,7 +32,7 @@ import { submission } from '../src/spool/job.js';
 import { submit } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult, formatStatus } from '../src/spool/result.js';
-import { MAX_FRAME, MAX_CONTROL, T_CONSOLE, T_ARTIFACTS } from '../src/spool/protocol.js';
+import { MAX_FRAME, MAX_CONTROL, MAX_NAME, MAX_ARTIFACT_NAMES, T_CONSOLE, T_ARTIFACTS } from '../src/spool/protocol.js';
 
 const HEARTBEAT_MS = 400;
 const FAST = ['--lease', '2s', '--heartbeat', `${HEARTBEAT_MS}ms`];
@@ -641,6 +641,46 @@ test('artifacts: 64 MiB of one file stream to disk without being held in memory,
   f.destroy();
   await waitLog(e, /worker left worker=bigworker/);
   await survived(e, /worker left worker=bigworker/);
+});
+
+// Found in review: a manifest could name 100000 entries of 4096-character
+// paths and targets, about 880 MB held per connection; the paths and targets
+// of a job's artifacts now take at most MAX_ARTIFACT_NAMES in all, on both lists.
+test('a manifest whose paths take more than MAX_ARTIFACT_NAMES in all is a protocol violation, and so is a path over MAX_NAME', async () => {
+  const e = await setup({ fresh: true });   // its own spoold: survived() checks this test's peak memory
+  const id = await queue(e, 'names', EVIL_PLATFORM, undefined, 0);
+  const f = await welcomed(e, 'namer');
+  f.keepAlive(HEARTBEAT_MS / 2);
+  assert.is((await f.expect('job')).id, id);
+  f.send({ t: 'artifacts', id });
+  const per = 60;   // entries of ~1 KiB per part: each part under MAX_CONTROL
+  const parts = Math.ceil(MAX_ARTIFACT_NAMES / (per * MAX_NAME)) + 1;
+  for (let p = 0; p < parts && !f.closed; p++) {
+    f.control({ t: 'manifest', id, more: true, files: Array.from({ length: per }, (_, i) => ({ name: `${'n'.repeat(MAX_NAME - 12)}${String(p * per + i).padStart(12, '0')}`, type: 'directory', size: 0 })) });
+    if (p % 20 === 19) await sleep(1);
+  }
+  await assertClosed(f, 'a manifest over MAX_ARTIFACT_NAMES');
+  assert.is(f.bye?.why, `manifest paths over ${MAX_ARTIFACT_NAMES} bytes in all`);
+  const g = await welcomed(e, 'namer2');
+  g.control({ t: 'manifest', id: newId(), files: [{ name: 'n'.repeat(MAX_NAME + 1), type: 'file', size: 0 }] });
+  await assertClosed(g, 'a manifest entry over MAX_NAME');
+  assert.match(g.bye?.why ?? '', /malformed control message 'manifest'/);
+  await survived(e, /worker left worker=namer2 why="protocol violation: malformed control message/);
+});
+
+test('artifacts: a tar stream whose paths and link targets take more than MAX_ARTIFACT_NAMES in all ends the job failed, the connection dropped', async () => {
+  const e = await setup({ fresh: true });   // its own spoold: survived() checks this test's peak memory
+  const dirs = Array.from({ length: 4 }, (_, i) => `${String(i)}${'d'.repeat(199)}`);
+  const entries: Parameters<typeof packTar>[0] = dirs.map((_, i) => ({ header: { name: dirs.slice(0, i + 1).join('/'), type: 'directory' as const } }));
+  const each = 4 * 200 + 180 + 1000;   // a link's path, and its target
+  for (let i = 0; i * each <= MAX_ARTIFACT_NAMES; i++) {
+    entries.push({ header: { name: `${dirs.join('/')}/${String(i).padStart(180, 'l')}`, type: 'symlink' as const, linkname: 't'.repeat(1000) } });
+  }
+  const { f, id } = await sendArtifacts(e, 'manynames', await packTar(entries), []);
+  const r = await resultOf(e, 'manynames', id);
+  assert.is(formatStatus(r.status), `failed: artifacts rejected: paths over ${MAX_ARTIFACT_NAMES} bytes in all`);
+  await assertClosed(f, 'a tar stream over MAX_ARTIFACT_NAMES');
+  await survived(e, /worker left worker=tarworker why="artifacts rejected: paths over/);
 });
 
 // Found here, fixed in 3312c82: once the tar receiver had refused a stream,

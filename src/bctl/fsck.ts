@@ -6,7 +6,8 @@
 //   new/F          a regular file that parses (and whose id: matches an id name)
 //   one owner      no id in more than one of new/, running/, done/*/
 //   running/ID/    has a job file that parses (a leftover without one is only a
-//                  violation when no spoold holds the lock: spoold cleans them)
+//                  violation when no spoold holds the lock: spoold cleans them;
+//                  one holding a cancel request for a job in new/ is none)
 //   done/NAME/ID/  job and result parse (result id and name match), console.log,
 //                  artifacts/ a directory, SHA256SUMS listing exactly the regular
 //                  files under artifacts/ with their sha256
@@ -220,7 +221,9 @@ export async function fsck(ctx: Ctx): Promise<number> {
     const buf = await readChecked(sp.runningFile(id, 'job'), `${rel}/job`, report, null);
     if (buf === null) continue;
     if (buf === undefined) {
-      if (!locked) report(rel, 'no job file (left by a crash)', 'start spoold, which removes it, or remove the directory');
+      // A cancel request beside a queued job waits for its claim (builder-spool(5)).
+      const waiting = await lstatIf(sp.runningFile(id, 'cancel')) && await lstatIf(sp.queued(id));
+      if (!locked && !waiting) report(rel, 'no job file (left by a crash)', 'start spoold, which removes it, or remove the directory');
       continue;
     }
     seen(id, rel);

@@ -25,9 +25,16 @@ export const MAX_CONTROL = 64 << 10;     // 64 KiB: what spoold accepts for one 
 // (headers.ts MAX_FILE), and JSON writes a control character (0x01-0x1f,
 // allowed in a script) as 6 bytes, so its script may take 6 MiB escaped.
 export const MAX_JOB_MSG = 8 << 20;
-export const DEAD_AFTER = 3;
+export const DEAD_AFTER = 3;               // heartbeats of silence before a peer is taken for dead
 export const MAX_MANIFEST_PART = 1000;  // entries in one manifest message (a worker also keeps each under MAX_CONTROL)
-export const MAX_ARTIFACT_FILES = 100_000;  // entries in one job's artifacts: bounds both manifests in spoold's memory             // heartbeats of silence before a peer is taken for dead
+// One job's artifacts: with the entries' count, the bytes of their paths and
+// link targets in all bound the two lists of them spoold holds (the
+// manifest, and what the tar stream held).
+export const MAX_ARTIFACT_FILES = 100_000;
+export const MAX_ARTIFACT_NAMES = 16 << 20;
+export const MAX_NAME = 1024;              // bytes in an artifact path, and in a link's target
+/** What an artifact entry counts against MAX_ARTIFACT_NAMES. */
+export const nameBytes = (e: { name: string; target?: string }): number => Buffer.byteLength(e.name) + (e.target ? Buffer.byteLength(e.target) : 0);
 
 export const T_CONTROL = 1;
 export const T_CONSOLE = 2;
@@ -103,8 +110,8 @@ export function checkMsg(v: unknown): Msg {
       case 'release': return STR(m.id, 64) && STR(m.why, 600) && (m.unstarted === undefined || typeof m.unstarted === 'boolean');
       case 'manifest': return STR(m.id, 64) && (m.more === undefined || typeof m.more === 'boolean') && Array.isArray(m.files) && m.files.length <= MAX_MANIFEST_PART && m.files.every((f: unknown) => {
         const e = f as Record<string, unknown>;
-        return typeof e === 'object' && e !== null && STR(e.name) && (e.type === 'file' || e.type === 'directory' || e.type === 'symlink')
-          && INT(e.size) && (e.sha256 === undefined || (STR(e.sha256, 64) && /^[0-9a-f]{64}$/.test(e.sha256))) && (e.target === undefined || STR(e.target));
+        return typeof e === 'object' && e !== null && STR(e.name, MAX_NAME) && (e.type === 'file' || e.type === 'directory' || e.type === 'symlink')
+          && INT(e.size) && (e.sha256 === undefined || (STR(e.sha256, 64) && /^[0-9a-f]{64}$/.test(e.sha256))) && (e.target === undefined || STR(e.target, MAX_NAME));
       });
       case 'finished': return STR(m.id, 64) && STR(m.status, 600) && STR(m.started, 64) && STR(m.finished, 64);
       default: return false;

@@ -91,12 +91,11 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
     fs.mkdirSync(dir, { mode: DIR_MODE });
   } catch (e) {
     if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create');
-    // A leftover of an earlier attempt (no job file) is ours to clear; the
-    // directory itself stays, so a concurrent cleanup's rmdir cannot take a claim with it.
+    // Without a job file it holds nothing, or a cancel request for this job
+    // (from a requeue, or a bctl cancel that died before its own claim),
+    // which this claim honors. Nothing in it is removed: a bctl cancel may be
+    // claiming the job into it right now, and its files are then its own.
     if (exists(sp.runningFile(id, 'job'))) return false;
-    // A cancel request stays: a bctl cancel that died before its own claim left it for this job.
-    for (const f of await fsp.readdir(dir).catch(() => [] as string[])) if (f !== 'cancel') await fsp.rm(`${dir}/${f}`, { recursive: true, force: true });
-    await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create'); });
   }
   try {
     // commit: after this rename the job is claimed; it is in running/ and nowhere else
@@ -127,6 +126,8 @@ async function claimInto(sp: SpoolPaths, id: string): Promise<boolean> {
  * The attempt's leftovers are removed before the commit, and the directory
  * after it only with rmdir: the moment the job is in new/ a waiting worker may
  * claim it into a new running/ID/, which a recursive remove here would destroy.
+ * A cancel request stays (and so does the directory, for it): one that came
+ * as the lease ran out is honored by the next claim, which keeps it.
  * `committed` is called right after the commit, before anything can claim it
  * (the rename is synchronous), so a log line of it comes before the claim's.
  */
@@ -134,13 +135,13 @@ export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: num
   const jobFile = sp.runningFile(id, 'job');
   await writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
   for (const f of await fsp.readdir(sp.runningDir(id)).catch(() => [] as string[])) {
-    if (f !== 'job') await fsp.rm(`${sp.runningDir(id)}/${f}`, { recursive: true, force: true });
+    if (f !== 'job' && f !== 'cancel') await fsp.rm(`${sp.runningDir(id)}/${f}`, { recursive: true, force: true });
   }
   // commit: after this rename the job is queued again
   try { fs.renameSync(jobFile, sp.queued(id)); } catch (e) { throw ioError(e, `running/${id}/job`, 'cannot requeue'); }
   committed();
   await fsyncDirQuiet(sp.new);
-  await fsp.rmdir(sp.runningDir(id)).catch(() => {});   // ENOTEMPTY: claimed again already; that claim owns it
+  await fsp.rmdir(sp.runningDir(id)).catch(() => {});   // ENOTEMPTY: a cancel request, or claimed again already; that claim owns it
 }
 
 /**
@@ -224,14 +225,18 @@ export async function requestCancel(sp: SpoolPaths, id: string): Promise<boolean
   return true;
 }
 
-/** Move a file spoold cannot accept to bad/, beside a .why saying why. Returns the bad/ name. */
+/**
+ * Move a file spoold cannot accept to bad/, beside a .why saying why. Returns
+ * the bad/ name, DIR.FILE.MS; `as` is the DIR/FILE it is named after, when
+ * not where it is (a job claimed from new/ID into running/ID/job).
+ */
 let rejectMs = 0;
-export async function reject(sp: SpoolPaths, file: string, why: string): Promise<string | undefined> {
+export async function reject(sp: SpoolPaths, file: string, why: string, as = file): Promise<string | undefined> {
   // Cut so that the name, its dot parts and .why fit in 255 bytes (a name may be that long itself).
-  const name = Buffer.from(path.basename(file)).subarray(0, 200).toString().replace(/\uFFFD+$/, '');
+  const name = Buffer.from(path.basename(as)).subarray(0, 200).toString().replace(/\uFFFD+$/, '');
   // rename(2) replaces: MS is made unique, as cut names of files rejected in one millisecond may agree.
   let base: string;
-  do { rejectMs = Math.max(Date.now(), rejectMs + 1); base = `${path.basename(path.dirname(file))}.${name}.${rejectMs}`; } while (exists(path.join(sp.bad, base)));
+  do { rejectMs = Math.max(Date.now(), rejectMs + 1); base = `${path.basename(path.dirname(as))}.${name}.${rejectMs}`; } while (exists(path.join(sp.bad, base)));
   const target = path.join(sp.bad, base);
   try {
     await fsp.rename(file, target);
@@ -249,9 +254,24 @@ export async function reject(sp: SpoolPaths, file: string, why: string): Promise
   return base;
 }
 
-/** Remove what is left of running/ID once its job file is gone. */
-export async function clearLeftover(sp: SpoolPaths, id: string): Promise<void> {
-  await fsp.rm(sp.runningDir(id), { recursive: true, force: true });
+/**
+ * Remove running/ID, whose job file is gone: empty, or holding a cancel
+ * request (see claim). A request for a job still queued in new/ID is kept for
+ * its claim ('kept'). Nothing else is removed, and the directory only with
+ * rmdir, so a job that a bctl cancel claims into it meanwhile stays ('not
+ * empty', as for files someone else put there).
+ */
+export async function clearLeftover(sp: SpoolPaths, id: string): Promise<'cleaned' | 'kept' | 'not empty'> {
+  const cancel = sp.runningFile(id, 'cancel');
+  if (exists(cancel) && exists(sp.queued(id))) return 'kept';
+  await fsp.rm(cancel, { force: true });
+  try {
+    await fsp.rmdir(sp.runningDir(id));
+  } catch (e) {
+    if (errno(e) === 'ENOTEMPTY' || errno(e) === 'EEXIST') return 'not empty';
+    if (errno(e) !== 'ENOENT') throw ioError(e, `running/${id}`, 'cannot remove');
+  }
+  return 'cleaned';
 }
 
 /** Whether p exists (lstat: a dangling symlink counts); other errors than ENOENT/ENOTDIR are thrown. */

@@ -24,9 +24,8 @@ import { createHash } from 'node:crypto';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { MAX_ARTIFACT_FILES, type ArtifactEntry } from './protocol.js';
+import { MAX_ARTIFACT_FILES, MAX_ARTIFACT_NAMES, MAX_NAME, nameBytes, type ArtifactEntry } from './protocol.js';
 
-export const MAX_NAME = 1024;        // bytes in an artifact path
 export const MAX_DEPTH = 64;
 // Artifact files are read and written 1 MiB at a time (the fs streams' defaults are 64 KiB
 // and 16 KiB): a frame, a disk call and a thread-pool hand-off per MiB, not per 64 KiB.
@@ -137,11 +136,12 @@ const BATCH = 32;
  * Every entry of dir (but `skip` names at its top) that can be an artifact,
  * depth first in name order, never following a link. What cannot be one (a
  * fifo, a socket, a device, an unreadable directory, a name with control
- * characters, a path too long, entries past MAX_ARTIFACT_FILES) is reported
- * through `note` and left out.
+ * characters, a path or link target too long, entries past MAX_ARTIFACT_FILES
+ * or MAX_ARTIFACT_NAMES) is reported through `note` and left out.
  */
 async function* walkArtifacts(dir: string, skip: string[], note: (line: string) => void): AsyncGenerator<Found> {
   let count = 0;
+  let nameTotal = 0;
   async function* walk(rel: string): AsyncGenerator<Found> {
     let raw: Buffer[];
     try {
@@ -174,7 +174,9 @@ async function* walkArtifacts(dir: string, skip: string[], note: (line: string) 
         if (/[\x00-\x1f\x7f\\]/.test(r)) { note(`workerd: skipped ${JSON.stringify(r)}: control characters or backslashes in a file name`); continue; }
         const kind = st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : undefined;
         if (!kind) { note(`workerd: skipped ${r}: not a regular file, directory or symlink`); continue; }
+        if (kind === 'symlink' && st.size > MAX_NAME) { note(`workerd: skipped ${r}: its link target is over ${MAX_NAME} bytes`); continue; }   // a link's size is its target's
         if (++count > MAX_ARTIFACT_FILES) { note(`workerd: skipped ${r} and everything after it: more than ${MAX_ARTIFACT_FILES} artifacts`); return; }
+        if ((nameTotal += Buffer.byteLength(r) + (kind === 'symlink' ? st.size : 0)) > MAX_ARTIFACT_NAMES) { note(`workerd: skipped ${r} and everything after it: artifact paths over ${MAX_ARTIFACT_NAMES} bytes in all`); return; }
         yield { rel: r, abs: path.join(dir, r), kind, st };
         if (kind === 'directory') yield* walk(r);
       }
@@ -366,6 +368,7 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
   const dirs = new Set<string>(['']);   // directories we made: the only ones we descend into
   const got: ArtifactEntry[] = [];
   let total = 0;
+  let nameTotal = 0;
   let finished = false;
   ex.once('finish', () => { finished = true; });
   // Once the sink is destroyed (the worker went away), nothing more is made on
@@ -436,6 +439,7 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
       const e = it.value;
       const h = e.header;
       if (got.length >= MAX_ARTIFACT_FILES) throw new ArtifactError(`more than ${MAX_ARTIFACT_FILES} entries`);
+      if ((nameTotal += nameBytes({ name: h.name, target: h.linkname ?? undefined })) > MAX_ARTIFACT_NAMES) throw new ArtifactError(`paths over ${MAX_ARTIFACT_NAMES} bytes in all`);
       const parts = safeParts(h.name);
       const rel = parts.join('/');
       await ensureParents(parts);

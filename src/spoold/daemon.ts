@@ -20,14 +20,14 @@ import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { claim, finalize, requeue, clearLeftover, exists, existsOr } from '../spool/state.js';
+import { claim, finalize, requeue, clearLeftover, reject, exists, existsOr } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
 import { writeStatus, writePrivate, cleanTmp, DIR_MODE } from '../spool/stage.js';
 import { decodeFile, formatHeaders, parseHeaders, parseTime } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
-import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
+import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, MAX_ARTIFACT_NAMES, nameBytes, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { errno, SpoolError } from '../spool/errors.js';
 import { readRegular, readSpoolFile } from '../spool/read.js';
 import { Queue, type Queued } from './queue.js';
@@ -40,6 +40,9 @@ import { log } from './log.js';
  * that ends a connection, for a job's TERM, KILL_GRACE_MS and KILL to end it.
  */
 const DISOWNED_HEARTBEATS = 6;
+
+/** How long a job whose end (a result, or a requeue) the spool would not take waits before spoold tries again. */
+const RETRY_MS = 2_000;
 
 /** How long a claimed job may sit in running/ unheld before spoold takes it over (adoptOrphans). */
 export const ORPHAN_MS = 30_000;
@@ -88,6 +91,7 @@ interface Running {
   consoleClosing: Promise<void> | undefined;   // a close in progress (closeConsole): a later one waits for it
   artifacts: { sink: ReturnType<typeof receiveArtifacts>['sink']; done: Promise<ArtifactEntry[]>; failed: boolean } | undefined;
   manifest: ArtifactEntry[];         // the parts received so far
+  manifestNames: number;             // their nameBytes, against MAX_ARTIFACT_NAMES
   workerName: string | undefined;    // who holds this attempt: only that worker may re-attach
   artifactError: string | undefined;
   started: Date;
@@ -169,18 +173,21 @@ export class Daemon implements ConnOwner {
     try {
       job = parseJob(readRunning(this.sp, id, 'job'), `running/${id}/job`, id);
     } catch (e) {
-      if (errno(e) === 'ENOENT') { if (atStart) { await clearLeftover(this.sp, id); log('cleaned', { dir: `running/${id}`, why: 'no job file (a finished move)' }); } return; }
+      if (errno(e) === 'ENOENT') { if (atStart) await this.clearLeftover(id); return; }
       if (!this.unparsable.has(id)) log('error', { file: `running/${id}/job`, why: e instanceof SpoolError ? `${e.message}; fix or remove it by hand` : (e as Error).message });
       this.unparsable.add(id);
       return;
     }
     if (exists(this.sp.runningFile(id, 'result'))) {
+      // Its result is recorded: it must not run again, nor wait for a worker
+      // whose lease would requeue it, result and all. Not held either, so the
+      // periodic adoptOrphans tries again while the spool will not take it.
       try {
         const r = parseResult(readRunning(this.sp, id, 'result'), `running/${id}/result`);
         await finalize(this.sp, r);
         logFinished(r, 'finalize completed after restart');
-        return;
-      } catch (e) { log('error', { file: `running/${id}/result`, why: (e as Error).message }); }
+      } catch (e) { log('error', { file: `running/${id}/result`, why: `${(e as Error).message}; tried again at each scan (fix or remove it by hand if it does not parse)` }); }
+      return;
     }
     // After a restart a worker needs its reconnect backoff on top of the lease.
     const r = this.newRunning(id, job, undefined);
@@ -190,6 +197,16 @@ export class Daemon implements ConnOwner {
     r.deadline += RECONNECT_GRACE_MS;
     this.running.set(id, r);
     log('waiting', { id, name: job.name, attempt: job.attempt + 1, why: `worker may re-attach within ${this.opts.leaseMs + RECONNECT_GRACE_MS} ms` });
+  }
+
+  /** running/ID without a job file, at start (state.ts clearLeftover). */
+  private async clearLeftover(id: string): Promise<void> {
+    const dir = `running/${id}`;
+    try {
+      const done = await clearLeftover(this.sp, id);
+      if (done === 'cleaned') log('cleaned', { dir, why: 'no job file (a requeue, or a claim or cancel cut short)' });
+      else if (done === 'not empty') log('warning', { dir, why: 'no job file, and files spoold did not leave there; left alone (look, then remove it by hand)' });
+    } catch (e) { log('error', { dir, why: (e as Error).message }); }
   }
 
   /** Entries of running/ nobody holds, older than ORPHAN_MS: a writer died mid-transition. */
@@ -208,7 +225,7 @@ export class Daemon implements ConnOwner {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
       console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false, consoleFailed: false, storeError: undefined, resetting: undefined,
-      manifest: [], workerName: worker?.name,
+      manifest: [], manifestNames: 0, workerName: worker?.name,
     };
   }
 
@@ -402,13 +419,19 @@ export class Daemon implements ConnOwner {
 
   private async dispatch(c: Conn, q: Queued): Promise<void> {
     let job: ParsedJob | undefined;
+    let claimed = false;
     try {
-      if (await claim(this.sp, q.id)) {
-        // Read as it is now (edited by hand since it was queued, or swapped for a fifo).
-        job = parseJob(readRunning(this.sp, q.id, 'job'), `running/${q.id}/job`, q.id);
-      }
+      claimed = await claim(this.sp, q.id);
     } catch (e) {
       log('error', { id: q.id, why: `cannot claim: ${(e as Error).message}` });
+    }
+    if (claimed) {
+      try {
+        // Read as it is now (edited by hand since it was queued, or swapped for a fifo).
+        job = parseJob(readRunning(this.sp, q.id, 'job'), `running/${q.id}/job`, q.id);
+      } catch (e) {
+        await this.rejectClaimed(q.id, (e as Error).message);   // it never ran: bad/, as in new/
+      }
     }
     this.claiming.delete(q.id);      // from here running has it (or nobody does)
     if (!job) {
@@ -419,16 +442,17 @@ export class Daemon implements ConnOwner {
     const r = this.newRunning(q.id, job, undefined);
     this.running.set(q.id, r);
     if (existsOr(this.sp.runningFile(q.id, 'cancel'), false)) {
-      // canceled as it was claimed (a bctl cancel that lost the race or died): never sent
-      r.phase = 'finishing';
+      // canceled as it was claimed (a bctl cancel that lost the race or died, or one that came as its lease ran out): never sent
       r.cancelRequested = true;
       this.busy.delete(c);
-      if (!(await this.finalizeJob(r, { kind: 'canceled' }, '', undefined))) { r.phase = 'console'; r.deadline = Date.now(); }   // checkLeases retries
+      await this.settle(r, { kind: 'canceled' });
       this.dispatchFor(c.platform);
       return;
     }
-    if (c.closed) {           // the worker left while we claimed: the job waits for its lease
-      r.deadline = Date.now();
+    if (c.closed) {           // the worker left while we claimed: queued again at once, the attempt not counted
+      r.attempt--;
+      r.released = `its worker ${c.name} left before the job was sent`;
+      r.deadline = 0;
       this.busy.delete(c);
       return;
     }
@@ -473,6 +497,7 @@ export class Daemon implements ConnOwner {
       case 'manifest':
         if (!r || m.id !== r.id || r.phase !== 'artifacts') throw new ProtocolError(`manifest for job ${m.id.slice(0, 40)} outside its artifact stream`);
         if (r.manifest.length + m.files.length > MAX_ARTIFACT_FILES) throw new ProtocolError(`manifest of more than ${MAX_ARTIFACT_FILES} entries`);
+        for (const e of m.files) if ((r.manifestNames += nameBytes(e)) > MAX_ARTIFACT_NAMES) throw new ProtocolError(`manifest paths over ${MAX_ARTIFACT_NAMES} bytes in all`);
         for (const e of m.files) r.manifest.push(e);
         if (m.more) return;
         r.phase = 'manifest';
@@ -592,6 +617,7 @@ export class Daemon implements ConnOwner {
       r.artifacts = { sink: new Writable({ write: (_c, _e, cb) => cb() }) as never, done: Promise.resolve([]), failed: true };
     }
     r.manifest = [];
+    r.manifestNames = 0;
   }
 
   private async endArtifacts(c: Conn, r: Running, announced: ArtifactEntry[]): Promise<void> {
@@ -697,7 +723,33 @@ export class Daemon implements ConnOwner {
     await fsp.appendFile(p, `\n[spoold: console.log cut here: no space left on device]\n`).catch(() => {});
   }
 
+  /**
+   * A job claimed but never sent, whose file does not parse (edited in new/
+   * between its queueing and its claim): to bad/, as a bad file in new/ goes.
+   */
+  private async rejectClaimed(id: string, why: string): Promise<void> {
+    try {
+      const bad = await reject(this.sp, this.sp.runningFile(id, 'job'), why, this.sp.queued(id));
+      if (bad) log('rejected', { file: `running/${id}/job`, bad: `bad/${bad}`, why });
+      await clearLeftover(this.sp, id);
+    } catch (e) {
+      log('error', { file: `running/${id}/job`, why: `${why}; and cannot move it to bad/: ${(e as Error).message}; remove it by hand` });
+    }
+  }
+
   // ---- leases and cancels ----------------------------------------------
+
+  /**
+   * Record a job that no worker will finish (canceled, lost). If the spool
+   * will not take it now, it stays held, and checkLeases tries again after
+   * RETRY_MS.
+   */
+  private async settle(r: Running, status: Status): Promise<void> {
+    r.phase = 'finishing';
+    if (await this.finalizeJob(r, status, '', undefined)) return;
+    r.phase = 'console';
+    r.deadline = Date.now() + RETRY_MS;
+  }
 
   private checking = false;
   private async checkLeases(): Promise<void> {
@@ -707,23 +759,24 @@ export class Daemon implements ConnOwner {
       const now = Date.now();
       for (const r of [...this.running.values()]) {
         if (r.worker || r.phase === 'finishing' || r.deadline > now) continue;
+        if (r.cancelRequested) { await this.settle(r, { kind: 'canceled' }); continue; }
+        if (r.attempt > retriesOf(r.job)) { await this.settle(r, { kind: 'lost' }); continue; }
+        // Held until the commit (adoptOrphans must not take it meanwhile), and
+        // forgotten in the same tick as it: the moment it is in new/ a waiting
+        // worker may claim it, and that claim's entry must not be the one deleted.
         r.phase = 'finishing';
-        if (r.cancelRequested) { await this.finalizeJob(r, { kind: 'canceled' }, '', undefined); continue; }
-        if (r.attempt > retriesOf(r.job)) {
-          await this.finalizeJob(r, { kind: 'lost' }, '', undefined);
-          continue;
-        }
-        // Forget it before the commit: the moment it is in new/ a waiting worker
-        // may claim it, and that claim's entry must not be the one deleted here.
-        this.running.delete(r.id);
+        let committed = false;
         try {
           await this.closeConsole(r);
           await r.resetting;
-          await requeue(this.sp, r.id, r.job, r.attempt, () => log('requeued', { id: r.id, name: r.job.name, attempt: r.attempt, why: r.released ?? 'lease expired: the worker is gone' }));
+          await requeue(this.sp, r.id, r.job, r.attempt, () => {
+            committed = true;
+            if (this.running.get(r.id) === r) this.running.delete(r.id);
+            log('requeued', { id: r.id, name: r.job.name, attempt: r.attempt, why: r.released ?? 'lease expired: the worker is gone' });
+          });
           await this.queue.consider(r.id);
         } catch (e) {
-          r.phase = 'console';
-          if (!this.running.has(r.id)) this.running.set(r.id, r);
+          if (!committed) { r.phase = 'console'; r.deadline = Date.now() + RETRY_MS; }   // else it is in new/: the next scan queues it
           log('error', { id: r.id, why: `cannot requeue: ${(e as Error).message}` });
         }
       }

@@ -182,8 +182,8 @@ class Worker {
         if (!isId(m.id) || !isName(m.name) || !isName(m.platform)) { say('spoold sent a malformed job'); sock.destroy(); return; }
         const j = new LocalJob(m, this.opts.workdir);
         this.job = j;
-        say(`running ${m.id} name=${m.name} attempt=${m.attempt}`);
         j.start(this.standby);
+        say(`running ${m.id} name=${m.name} attempt=${m.attempt}`);   // after: its process has the job (the away tests stop workerd here)
         this.watch(j);
         void j.ended.then(() => say(`finished ${m.id} status=${j.status}`));
         this.pump(sock, j, 0);

@@ -1,0 +1,162 @@
+// Races inside spoold that an end-to-end test cannot time: the Daemon class
+// in this process, on a real spool in a temporary directory, driven step by
+// step (its timers are not started), with fake worker connections. Each test
+// is a defect found in review; each fails on the code before its fix.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { tmpdir, until, sleep } from './lib.js';
+import { Daemon, ORPHAN_MS } from '../src/spoold/daemon.js';
+import { SpoolPaths } from '../src/spool/paths.js';
+import { ensureSpool } from '../src/spool/layout.js';
+import { submission, parseJob } from '../src/spool/job.js';
+import { submit, claim } from '../src/spool/state.js';
+import { formatResult, parseResult } from '../src/spool/result.js';
+
+type Spool = SpoolPaths;
+type D = Daemon;
+/** The daemon's private state, which these tests drive. */
+interface Inside { running: Map<string, { deadline: number; attempt: number; resetting: Promise<void> | undefined }>; checkLeases(): Promise<void> }
+const inside = (d: D) => d as unknown as Inside;
+
+let root = '';
+let daemons: D[] = [];
+test.before.each(async () => { root = await tmpdir('races'); daemons = []; });
+test.after.each(async () => {
+  for (const d of daemons) await d.stop();
+  await fsp.rm(root, { recursive: true, force: true });
+});
+
+async function spool(): Promise<{ sp: Spool; d: D }> {
+  const sp = new SpoolPaths(path.join(root, 'spool'));
+  await ensureSpool(sp);
+  const d = new Daemon(sp, { heartbeatMs: 60_000, leaseMs: 60_000, token: undefined, maxArtifactBytes: 1 << 30 });
+  daemons.push(d);
+  return { sp, d };
+}
+
+/** A job queued in new/ (retries as given), then claimed as a spoold that died after dispatching it would leave it. */
+async function claimed(sp: Spool, name: string, retries?: number): Promise<string> {
+  const job = submission({ name, platform: 'p', body: '#!/bin/sh\ntrue\n', retries });
+  await submit(sp, job);
+  assert.ok(await claim(sp, job.id));
+  return job.id;
+}
+
+/** A connection that said hello for platform p; what spoold sends it is kept. */
+function worker(d: D, name = 'w1') {
+  const sent: Array<{ t: string; id?: string }> = [];
+  const c = { hello: true, closed: false, platform: 'p', name, peer: '', since: new Date(), once: false, send: (m: { t: string }) => { sent.push(m); }, close() { this.closed = true; } };
+  d.addConnection(c as never);
+  return { c, sent };
+}
+
+/** Run f with the clock ahead by ms (adoptOrphans looks at how old a job file is). */
+async function later<T>(ms: number, f: () => Promise<T>): Promise<T> {
+  const now = Date.now;
+  Date.now = () => now() + ms;
+  try { return await f(); } finally { Date.now = now; }
+}
+
+const resultIn = (sp: Spool, name: string, id: string) => {
+  try { return parseResult(fs.readFileSync(path.join(sp.doneDir(name, id), 'result')), 'result'); } catch { return undefined; }
+};
+
+test('a job being requeued slowly is not taken over by adoptOrphans meanwhile, and is dispatched from new/ after', async () => {
+  const { sp, d } = await spool();
+  const id = await claimed(sp, 'busy');
+  await d.reconcile();                               // waits for its worker
+  const r = inside(d).running.get(id)!;
+  r.deadline = 0;                                    // whose lease runs out
+  r.resetting = sleep(300);                          // a removal of its artifacts the requeue waits for (a busy disk)
+  const requeueing = inside(d).checkLeases();
+  await sleep(50);                                   // inside the requeue
+  await later(ORPHAN_MS + 1000, () => d.adoptOrphans());
+  await requeueing;
+  assert.ok(fs.existsSync(sp.queued(id)), 'requeued into new/');
+  assert.not.ok(inside(d).running.has(id), 'not held as running while it is in new/');
+  const w = worker(d);
+  d.dispatchAll();
+  await until('the job dispatched', () => w.sent.find((m) => m.t === 'job' && m.id === id));
+});
+
+test('a cancel request that comes as the lease runs out is not removed by the requeue: the job is recorded canceled, never sent again', async () => {
+  const { sp, d } = await spool();
+  const id = await claimed(sp, 'late-cancel', 2);
+  await d.reconcile();
+  fs.writeFileSync(sp.runningFile(id, 'cancel'), 'canceled: now\n');   // before checkCancels has seen it
+  inside(d).running.get(id)!.deadline = 0;
+  await inside(d).checkLeases();
+  assert.ok(fs.existsSync(sp.queued(id)), 'requeued (the request was not seen yet)');
+  assert.ok(fs.existsSync(sp.runningFile(id, 'cancel')), 'the request is still there');
+  const w = worker(d);
+  d.dispatchAll();
+  const r = await until('the canceled result', () => resultIn(sp, 'late-cancel', id));
+  assert.equal(r.status, { kind: 'canceled' });
+  assert.not.ok(w.sent.some((m) => m.t === 'job'), 'the job was not sent');
+  assert.not.ok(fs.existsSync(sp.runningDir(id)));
+});
+
+test('a lost job whose result the spool would not take once is recorded when it will', async () => {
+  const { sp, d } = await spool();
+  const id = await claimed(sp, 'unlucky', 0);
+  await d.reconcile();
+  fs.writeFileSync(path.join(sp.done, 'unlucky'), 'in the way\n');    // done/NAME cannot be made
+  inside(d).running.get(id)!.deadline = 0;
+  await inside(d).checkLeases();
+  assert.is(resultIn(sp, 'unlucky', id), undefined);
+  fs.rmSync(path.join(sp.done, 'unlucky'));
+  await later(60_000, () => inside(d).checkLeases());   // past the retry delay
+  assert.equal(resultIn(sp, 'unlucky', id)?.status, { kind: 'lost' });
+});
+
+test('at start, a job with its result in running/ is never queued to run again, also when its finalize fails at first', async () => {
+  const { sp, d } = await spool();
+  const id = await claimed(sp, 'stored', 2);
+  const now = new Date();
+  fs.writeFileSync(sp.runningFile(id, 'result'), formatResult({ id, name: 'stored', platform: 'p', worker: 'w1', attempt: 1, queued: now, started: now, finished: now, status: { kind: 'exited', code: 0 } }));
+  fs.writeFileSync(path.join(sp.done, 'stored'), 'in the way\n');
+  await d.reconcile();
+  assert.not.ok(inside(d).running.has(id), 'not waiting for a worker, whose lease would requeue it');
+  fs.rmSync(path.join(sp.done, 'stored'));
+  await later(ORPHAN_MS + 1000, () => d.adoptOrphans());
+  assert.equal(resultIn(sp, 'stored', id)?.status, { kind: 'exited', code: 0 });
+  assert.not.ok(fs.existsSync(sp.queued(id)));
+});
+
+test('a job file changed in new/ so that it no longer parses when it is claimed goes to bad/, and its worker gets the next job', async () => {
+  const { sp, d } = await spool();
+  const job = submission({ name: 'edited', platform: 'p', body: '#!/bin/sh\ntrue\n' });
+  await submit(sp, job);
+  const next = submission({ name: 'next', platform: 'p', body: '#!/bin/sh\ntrue\n' });
+  await submit(sp, next);
+  await d.queue.rescan();
+  fs.writeFileSync(sp.queued(job.id), 'platform p\n');              // after it was queued
+  const w = worker(d);
+  d.dispatchAll();
+  await until('the next job dispatched', () => w.sent.find((m) => m.t === 'job' && m.id === next.id));
+  assert.not.ok(w.sent.some((m) => m.t === 'job' && m.id === job.id));
+  const bad = fs.readdirSync(sp.bad).filter((f) => f.startsWith(`new.${job.id}.`));
+  assert.is(bad.length, 2, `bad/ holds ${fs.readdirSync(sp.bad).join(', ')}`);
+  assert.match(fs.readFileSync(path.join(sp.bad, bad.find((f) => f.endsWith('.why'))!), 'utf8'), /running\/\S+\/job/);
+  assert.not.ok(fs.existsSync(sp.runningDir(job.id)), 'nothing left in running/');
+});
+
+test('a job whose worker leaves while it is claimed is queued again at once without counting the attempt', async () => {
+  const { sp, d } = await spool();
+  const job = submission({ name: 'left', platform: 'p', body: '#!/bin/sh\ntrue\n', retries: 0 });
+  await submit(sp, job);
+  await d.queue.rescan();
+  const w = worker(d);
+  d.dispatchAll();
+  w.c.closed = true;                                  // gone before the claim is done
+  await until('held as running', () => inside(d).running.get(job.id));
+  await inside(d).checkLeases();
+  assert.ok(fs.existsSync(sp.queued(job.id)), 'queued again, not recorded lost');
+  assert.is(parseJob(fs.readFileSync(sp.queued(job.id)), 'job', job.id).attempt, 0);
+  assert.not.ok(w.sent.some((m) => m.t === 'job'));
+});
+
+test.run();
