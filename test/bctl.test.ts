@@ -103,6 +103,19 @@ test('no command, unknown command, unknown flag: one line why, the usage, exit 2
   await usageFails(['info', '--period', 'daily'], /unknown option --period/, { spawn: false });   // a flag of another verb
 });
 
+// Found by a tester: mri made `--wait=no` an argument (a second job was
+// queued from a file named no), and read `-x.sh` as -x -. -s -h, so the help
+// was printed, exit 0, and nothing was queued.
+test('a value given to a flag that takes none, and a word starting with - that is no flag, are usage errors', async () => {
+  await usageFails(['submit', 'debian-12', OK, '--wait=no'], /^bctl: option --wait takes no value \(--wait=no\)$/);
+  await usageAll([
+    [['info', '--json=yes'], /^bctl: option --json takes no value/],
+    [['submit', 'debian-11', '-x.sh'], /^bctl: unknown option -x in -x\.sh \(to name a file that starts with -, write \.\/-x\.sh\)$/],
+    [['-x', 'info'], /^bctl: unknown option -x$/],
+  ]);
+  assert.equal(ls(path.join(spool, 'new')), [], 'nothing queued');
+});
+
 test('missing and extra arguments exit 2 and name what is missing', async () => {
   await usageAll([
     [['schedule', 'a', 'p'], /missing SCRIPT/],

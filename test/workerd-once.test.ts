@@ -57,6 +57,13 @@ test('bad usage exits 2 with the reason', async () => {
   assert.is(await exitOf(w), 2);
   assert.match(w.log(), /workerd: unknown option --bogus\nusage: workerd/);
   await until('exited', () => w.child.exitCode !== null);
+  // Found by a tester: mri read --once=no as --once and a platform `no`.
+  const v = once(['--once=no']);
+  assert.is(await exitOf(v), 2);
+  assert.match(v.log(), /workerd: option --once takes no value \(--once=no\)\nusage: workerd/);
+  const twice = once(['--name', 'a', '--name', 'b']);
+  assert.is(await exitOf(twice), 2);
+  assert.match(twice.log(), /workerd: --name given more than once/);
 });
 
 test.run();

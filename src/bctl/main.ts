@@ -13,6 +13,7 @@
 // 2 bad usage (one line saying why, then the synopsis, on stderr).
 
 import mri from 'mri';
+import { argvProblem, type FlagNames } from '../spool/argv.js';
 import type { Readable, Writable } from 'node:stream';
 import { SpoolPaths } from '../spool/paths.js';
 import { SpoolError } from '../spool/errors.js';
@@ -144,11 +145,24 @@ function declare(flags: Flag[]): { string: string[]; boolean: string[]; alias: R
   return out;
 }
 
+function flagNames(flags: Flag[]): FlagNames {
+  return {
+    strings: flags.filter((f) => f.arg).map((f) => f.name),
+    booleans: flags.filter((f) => !f.arg).map((f) => f.name),
+    shorts: Object.fromEntries(flags.filter((f) => f.short).map((f) => [f.short!, f.name])),
+  };
+}
+
 interface Parsed { command: Command | undefined; help: boolean; opts: Record<string, string | boolean | undefined>; args: string[] }
 
 /** Parse argv; UsageError on anything wrong. */
 export function parseArgs(argv: string[]): Parsed {
   const av = argv.map((a) => (a === '-' ? STDIN : a));
+  const problem = argvProblem(av, flagNames([...GLOBAL_FLAGS, ...COMMANDS.flatMap((c) => c.flags)]));
+  if (problem) {
+    const command = COMMANDS.find((c) => av.includes(c.name));
+    throw command ? new CommandUsageError(problem, command) : new UsageError(problem);
+  }
   // Pre-parse: global flags only, and every command's booleans, so that a
   // boolean before the command (`--json info`) does not swallow it.
   const allBooleans = COMMANDS.flatMap((c) => c.flags.filter((f) => !f.arg).map((f) => f.name));

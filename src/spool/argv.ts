@@ -1,0 +1,41 @@
+// argv.ts: what mri would take silently on the command lines of bctl, spoold
+// and workerd, found before mri reads them.
+//
+// mri makes the value of a boolean flag given with `=` an argument
+// (`bctl submit P job.sh --wait=no` queued a second job, from a file named
+// `no`), and reads a word that starts with one dash as a bundle of short
+// flags, an unknown one taking the next argument as its value (`bctl submit P
+// -x.sh` was -x -. -s -h, and -h printed the help and exited 0). Both are
+// usage errors (exit 2), with a message that says what was meant.
+
+export interface FlagNames {
+  strings: string[];                // flags that take a value
+  booleans: string[];               // flags that take none
+  shorts: Record<string, string>;   // one-letter name -> long name
+}
+
+/** The first such problem in argv, as a message, or undefined. */
+export function argvProblem(argv: string[], flags: FlagNames): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return undefined;   // the rest are arguments
+    const long = /^--([^=]+)(=[\s\S]*)?$/.exec(a);
+    if (long) {
+      const [, name, value] = long;
+      if (value !== undefined && flags.booleans.includes(name!) && !flags.strings.includes(name!)) return `option --${name} takes no value (${a})`;
+      if (value === undefined && flags.strings.includes(name!)) i++;   // the next argument is its value
+      continue;
+    }
+    if (!/^-[^-]/.test(a)) continue;
+    const eq = a.indexOf('=');
+    const letters = [...a.slice(1, eq < 0 ? undefined : eq)];   // -s=DIR: the value follows the =
+    for (const [k, c] of letters.entries()) {
+      const name = flags.shorts[c];
+      if (name === undefined) {
+        return letters.length > 1 ? `unknown option -${c} in ${a} (to name a file that starts with -, write ./${a})` : `unknown option -${c}`;
+      }
+      if (flags.strings.includes(name) && k === letters.length - 1 && eq < 0) i++;   // the next argument is its value
+    }
+  }
+  return undefined;
+}
