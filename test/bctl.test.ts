@@ -631,10 +631,17 @@ test('info on a directory that is no spool fails with exit 1', async () => {
   for (const args of [['info'], ['submit', 'debian-12', OK], ['drop-platform', 'sparc']]) {
     const o = await bctl(other, args);
     assert.is(o.code, 1, `${args[0]}: ${o.stderr}`);
-    assert.match(o.stderr, /^bctl: .*other: not a spool: none of new\/, running\/, done\/, schedules\/ in it, and it is not empty; give the spool with -s DIR/);
+    assert.match(o.stderr, /^bctl: .*other: not a spool: none of new\/, running\/, done\/, schedules\/, templates\/, platforms\/ in it, and it is not empty; give the spool with -s DIR/);
     assert.is(o.stdout, '');
   }
   assert.equal(ls(other), ['README', 'src']);
+  // Found by a tester: bctl(1)'s orb-build example puts templates into a spool before spoold ever ran.
+  const fresh = path.join(spool, 'fresh');
+  fs.mkdirSync(path.join(fresh, 'templates'), { recursive: true });
+  fs.copyFileSync(path.join(ROOT, 'templates', 'orb-build.template.debian-12'), path.join(fresh, 'templates', 'orb-build.template.debian-12'));
+  const o = await bctl(fresh, ['orb-build', 'hello', 'hello', '--period', 'weekly']);
+  assert.is(o.code, 0, o.stderr);
+  assert.ok(fs.existsSync(path.join(fresh, 'schedules', 'hello')));
 });
 
 test('a missing spool directory is never made: every verb says no spool here and exits 1', async () => {

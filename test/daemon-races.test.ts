@@ -95,8 +95,22 @@ test('a cancel request that comes as the lease runs out is not removed by the re
   d.dispatchAll();
   const r = await until('the canceled result', () => resultIn(sp, 'late-cancel', id));
   assert.equal(r.status, { kind: 'canceled' });
+  assert.is(r.attempt, 1, 'the attempt whose lease ran out, and no other');
   assert.not.ok(w.sent.some((m) => m.t === 'job'), 'the job was not sent');
   assert.not.ok(fs.existsSync(sp.runningDir(id)));
+});
+
+// Found by a tester: such a job was logged 'waiting' for a worker, and its
+// result said attempt 1 though it never started.
+test('at start, a claimed job with a cancel request and no lease (a bctl cancel killed after its claim) is recorded canceled at once, attempt 0', async () => {
+  const { sp, d } = await spool();
+  const id = await claimed(sp, 'killed-cancel');
+  fs.writeFileSync(sp.runningFile(id, 'cancel'), 'canceled: now\n');
+  await d.reconcile();
+  const r = resultIn(sp, 'killed-cancel', id);
+  assert.equal(r?.status, { kind: 'canceled' });
+  assert.is(r?.attempt, 0);
+  assert.is(r?.worker, '');
 });
 
 test('a lost job whose result the spool would not take once is recorded when it will', async () => {

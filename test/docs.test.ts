@@ -282,6 +282,28 @@ test('workerd.8 documents every protocol message, frame type and limit of protoc
   assert.match(proto, `the protocol version, ${PROTOCOL_VERSION}`, 'PROTOCOL_VERSION');
 });
 
+// Found by a tester: spoold.8 sent readers to a BUGS section it no longer had.
+test('every .Sx names a section or subsection of its page, or of the page named by the .Xr just before it', () => {
+  const titles = new Map<string, Set<string>>();
+  for (const page of Object.values(PAGES)) titles.set(page, new Set([...source(page).matchAll(/^\.S[hs] (.+)$/gm)].map((m) => m[1]!.trim())));
+  const dangling: string[] = [];
+  let refs = 0;
+  for (const page of Object.values(PAGES)) {
+    const lines = source(page).split('\n');
+    for (const [i, line] of lines.entries()) {
+      const m = /^\.Sx (.+)$/.exec(line);
+      if (!m) continue;
+      refs++;
+      const xr = /^\.Xr (\S+) (\d)/.exec(lines[i - 1] ?? '');
+      const target = xr ? `${xr[1]}.${xr[2]}` : page;
+      const title = m[1]!.replace(/(\s+[).,;:(]+)+$/, '').trim();
+      if (!titles.get(target)?.has(title)) dangling.push(`${page}: .Sx ${title} (in ${target})`);
+    }
+  }
+  assert.ok(refs >= 20, `found ${refs} .Sx references`);
+  assert.equal(dangling, []);
+});
+
 test("workerd.8 states the job's kill grace and every variable the job gets", () => {
   const job = section(PAGES.workerd, 'THE JOB');
   assert.match(job, `${KILL_GRACE_MS / 1000} seconds later, SIGKILL`, 'KILL_GRACE_MS');

@@ -189,9 +189,18 @@ export class Daemon implements ConnOwner {
       } catch (e) { log('error', { file: `running/${id}/result`, why: `${(e as Error).message}; tried again at each scan (fix or remove it by hand if it does not parse)` }); }
       return;
     }
-    // After a restart a worker needs its reconnect backoff on top of the lease.
     const r = this.newRunning(id, job, undefined);
     const lease = readLease(this.sp, id);
+    if (existsOr(this.sp.runningFile(id, 'cancel'), false)) {
+      // Canceled, and nobody holds it: recorded at once. Without a lease it was
+      // never sent (a bctl cancel died after its claim), so no attempt started.
+      if (!lease.worker) r.attempt = job.attempt;
+      r.cancelRequested = true;
+      this.running.set(id, r);
+      await this.settle(r, { kind: 'canceled' });
+      return;
+    }
+    // After a restart a worker needs its reconnect backoff on top of the lease.
     r.workerName = lease.worker;
     if (lease.started) r.started = lease.started;   // when it was handed over, before the restart
     r.deadline += RECONNECT_GRACE_MS;
@@ -443,6 +452,7 @@ export class Daemon implements ConnOwner {
     this.running.set(q.id, r);
     if (existsOr(this.sp.runningFile(q.id, 'cancel'), false)) {
       // canceled as it was claimed (a bctl cancel that lost the race or died, or one that came as its lease ran out): never sent
+      r.attempt = job.attempt;   // none started
       r.cancelRequested = true;
       this.busy.delete(c);
       await this.settle(r, { kind: 'canceled' });
