@@ -33,16 +33,17 @@ const tag = (name, child) => {
   return child;
 };
 const spoold = tag('spoold', spawn(process.execPath, [bin('spoold'), '-s', spool], { stdio: ['ignore', 'inherit', 'pipe'] }));
-await new Promise((r) => setTimeout(r, 500));
+// Until spoold has made the spool and listens (bctl never makes a spool).
+for (let i = 0; i < 100 && !fs.existsSync(path.join(spool, 'spoold.sock')) && spoold.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+// Queued before the worker joins, which spoold would otherwise warn has nothing to do.
+const id = execFileSync(process.execPath, [bin('bctl'), '-s', spool, 'submit', p, path.join(root, 'examples', 'hello.sh'), '--name', 'hello'], { encoding: 'utf8' }).trim();
+console.log(`start: submitted examples/hello.sh as job ${id} for platform ${p}`);
 const workerd = tag('workerd', spawn(process.execPath, [bin('workerd'), '-s', spool, '--name', 'local', p], { stdio: ['ignore', 'inherit', 'pipe'] }));
 
 const stop = () => { workerd.kill('SIGTERM'); spoold.kill('SIGTERM'); };
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
 spoold.on('exit', (code) => { if (code) { console.error(`start: spoold exited ${code}`); workerd.kill('SIGTERM'); process.exitCode = 1; } });
-
-const id = execFileSync(process.execPath, [bin('bctl'), '-s', spool, 'submit', p, path.join(root, 'examples', 'hello.sh'), '--name', 'hello'], { encoding: 'utf8' }).trim();
-console.log(`start: submitted examples/hello.sh as job ${id} for platform ${p}`);
 const result = path.join(spool, 'done', 'hello', id, 'result');
 const t0 = Date.now();
 const poll = setInterval(() => {

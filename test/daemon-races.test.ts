@@ -173,4 +173,30 @@ test('a job whose worker leaves while it is claimed is queued again at once with
   assert.not.ok(w.sent.some((m) => m.t === 'job'));
 });
 
+/** What f makes spoold log (its log goes to stderr). */
+async function logOf(f: () => Promise<void>): Promise<string> {
+  const write = process.stderr.write;
+  let out = '';
+  process.stderr.write = ((b: string | Uint8Array) => { out += String(b); return true; }) as typeof process.stderr.write;
+  try { await f(); } finally { process.stderr.write = write; }
+  return out;
+}
+
+// Found by a tester: a worker back while its platform's job waited in
+// running/ for its worker (a restart) was warned that nothing serves it.
+test('a worker that joins while a job of its platform waits in running/ is not warned that it has nothing to do; one of another platform is', async () => {
+  const { sp, d } = await spool();
+  d.hasWorkFor = async () => false;                  // no schedule or template serves any platform
+  await claimed(sp, 'detached');
+  await d.reconcile();
+  const join = (name: string, platform: string) => logOf(async () => {
+    const w = worker(d, name);
+    w.c.platform = platform;
+    d.onHello(w.c as never, { t: 'hello', v: 1, name, platform });
+    await sleep(50);
+  });
+  assert.not.match(await join('w2', 'p'), /is the platform name right/);
+  assert.match(await join('w3', 'q'), /warning worker=w3 platform=q why="no queued job, schedule or template for this platform; is the platform name right\?"/);
+});
+
 test.run();

@@ -31,6 +31,13 @@ test('a script without the blank line names the line and the fix', () => {
   assert.match(e.message, /^new\/x:2: .*blank line/);
 });
 
+// Found by a tester: a comment line got the script's advice, which would make the whole file a script.
+test('a comment line among the headers says to remove it', () => {
+  const e = err(() => parseHeaders('platform: p\n# my schedule\nschedule: @daily\n', 'schedules/x'));
+  assert.is(e.line, 2);
+  assert.match(e.message, /headers take no comment lines .*remove it/);
+});
+
 test('duplicate keys are refused with both lines', () => {
   const e = err(() => parseHeaders('a: 1\nb: 2\na: 3\n', 'f'));
   assert.match(e.message, /f:3: duplicate header 'a' \(first on line 1\)/);

@@ -40,11 +40,12 @@ test('bad files in new/ go to bad/ with a .why naming the file, the line and the
   await drop(spool, 'new', 'noblank', 'name: x\nplatform: debian-12\n#!/bin/sh\necho\n');
   await drop(spool, 'new', 'typo', 'name: x\nplatfrom: debian-12\n\n#!/bin/sh\necho\n');
   await drop(spool, 'new', 'crlf', 'name: x\r\nplatform: debian-12\r\n\r\necho\r\n');
+  await drop(spool, 'new', 'tmpl', 'name: x\nplatform: debian-12\ntemplate: greet\n');
   fs.symlinkSync('/etc/passwd', path.join(spool, 'new', 'link'));
   fs.mkdirSync(path.join(spool, 'new', 'adir'));
   await drop(spool, 'new', '.hidden', 'not a job');
   await drop(spool, 'new', 'ok', good('survivor'));
-  const w = await until('nine rejections', () => { const m = whys(); return m.size >= 9 ? m : undefined; }, 20_000);
+  const w = await until('ten rejections', () => { const m = whys(); return m.size >= 10 ? m : undefined; }, 20_000);
   const byFile = (f: string) => [...w.entries()].find(([k]) => k.startsWith(`new.${f}.`))?.[1] ?? '';
   assert.match(byFile('nul'), /new\/nul:5: NUL byte/);
   assert.match(byFile('huge'), /over the limit/);
@@ -53,6 +54,7 @@ test('bad files in new/ go to bad/ with a .why naming the file, the line and the
   assert.match(byFile('noblank'), /new\/noblank:3: .*blank line between the headers and the script/);
   assert.match(byFile('typo'), /new\/typo:2: unknown header 'platfrom'; known: /);
   assert.match(byFile('crlf'), /carriage return/);
+  assert.match(byFile('tmpl'), /new\/tmpl:3: a queued job carries its script: a template is expanded when a schedule fires or by bctl execute, not in new\/; put the script after a blank line/);
   assert.match(byFile('link'), /not a regular file \(a symlink\)/);
   assert.match(byFile('adir'), /not a regular file/);
   await until('the good job ran', () => fs.existsSync(path.join(spool, 'done', 'survivor')), 20_000);

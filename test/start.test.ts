@@ -28,6 +28,7 @@ test('npm start runs the sample job through spoold and a local workerd, and its 
     // Up to the hints that follow the result: the result comes in a later write than the line before it.
     await until(`the sample job's result in start's output:\n${out}`, () => /the sample job finished[\s\S]*Look at:/.test(out) || child.exitCode !== null, 60_000);
     assert.match(out, /^status: exited 0$/m, out);
+    assert.not.match(out, /warning/, 'the first thing a new user sees has no warning (a tester saw spoold warn that the worker had nothing to do)');
     const id = /submitted examples\/hello\.sh as job (\S+)/.exec(out)?.[1];
     assert.ok(id, out);
     assert.ok(fs.existsSync(path.join(dir, 'spool', 'done', 'hello', 'latest', 'console.log')), 'spool/done/hello/latest/ holds the result');

@@ -62,9 +62,9 @@ export function parseHeaders(text: string, source: string): HeaderBlock {
     if (Buffer.byteLength(raw) > MAX_LINE) throw bad(source, line, `header line is over ${MAX_LINE} bytes`, 'shorten the value');
     const m = /^([^:\s]+):(?:[ \t]+(.*))?$/.exec(raw);
     if (!m) {
-      const hint = raw.startsWith('#!') || raw.startsWith('#')
-        ? 'put a blank line between the headers and the script'
-        : "write headers as 'key: value', and end them with a blank line";
+      const hint = raw.startsWith('#!') ? 'put a blank line between the headers and the script'
+        : raw.startsWith('#') ? "headers take no comment lines (a comment follows a value: 'key: value # why'); remove it, or put a blank line before it if the script starts there"
+          : "write headers as 'key: value', and end them with a blank line";
       throw bad(source, line, `expected 'key: value', got ${JSON.stringify(raw.slice(0, 60))}`, hint);
     }
     const key = m[1]!;

@@ -96,7 +96,10 @@ function parseSpec(kind: Kind, text: string, source: string) {
   // A schedule names a template instead of a body; a queued job always carries
   // its script (for a template job, the expanded template, kept with template: for the record).
   if (kind === 'schedule' && template && body.trim() !== '') fail(source, template, 'a template job has a script body too', 'remove the body or the template header');
-  if ((kind === 'job' || !template) && body.trim() === '') fail(source, undefined, `no script after the headers (line ${bodyLine})`, 'add a blank line and the script, or a template: header');
+  if (kind === 'job' && template && body.trim() === '') {
+    fail(source, template, 'a queued job carries its script: a template is expanded when a schedule fires or by bctl execute, not in new/', 'put the script after a blank line, or make this a schedule');
+  }
+  if (!template && body.trim() === '') fail(source, undefined, `no script after the headers (line ${bodyLine})`, kind === 'job' ? 'add a blank line and the script' : 'add a blank line and the script, or a template: header');
   if (Object.keys(vars).length > 0 && !template) fail(source, headers.find((x) => x.key.startsWith('var.')), 'var.NAME without template:', 'add template: NAME, or remove the var. headers');
   const network = h.get('network');
   if (network && network.value !== 'yes' && network.value !== 'no') fail(source, network, `bad network '${network.value}'`, 'write yes or no');

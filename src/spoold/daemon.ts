@@ -352,7 +352,8 @@ export class Daemon implements ConnOwner {
 
   /** A worker of a platform nothing serves is probably misnamed: say so once it joins. */
   private async warnIfIdle(c: Conn): Promise<void> {
-    if (this.queue.peek(c.platform) || this.busy.has(c) || await this.hasWorkFor(c.platform)) return;
+    if (this.queue.peek(c.platform) || this.busy.has(c) || [...this.running.values()].some((r) => r.job.platform === c.platform)) return;
+    if (await this.hasWorkFor(c.platform)) return;
     log('warning', { worker: c.name, platform: c.platform, why: 'no queued job, schedule or template for this platform; is the platform name right?' });
   }
 
