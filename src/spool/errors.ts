@@ -41,8 +41,8 @@ export function ioError(err: unknown, file: string, doing: string): SpoolError {
     EROFS: 'the spool filesystem is read-only: remount it read-write',
     EACCES: 'permission denied: run as the spool owner or a member of its group',
     EPERM: 'operation not permitted: run as the spool owner or a member of its group',
-    ENOENT: 'no such file or directory',
-    ENOTDIR: 'a path component is not a directory',
+    ENOENT: 'check the path; a directory on it may be missing',
+    ENOTDIR: 'check the path; a part of it that should be a directory is a file',
   };
   return new SpoolError('SPOOL_IO', `${doing}: ${(err as Error)?.message ?? String(err)}`,
     { path: file, hint: hints[code] ?? '', cause: err });

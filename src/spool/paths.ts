@@ -9,8 +9,10 @@ import path from 'node:path';
 import { SpoolError } from './errors.js';
 
 export const NAME_MAX = 64;
-/** What a name may be, for messages. */
-export const NAME_RULE = `1-${NAME_MAX} of A-Z a-z 0-9 . _ + -, not starting with . or -, and not "latest" (done/NAME/latest is the link to the last result)`;
+/** What a name (of a job, platform, worker or template) may be, for messages. */
+export const NAME_RULE = `1-${NAME_MAX} of A-Z a-z 0-9 . _ + -, not starting with . or -, and not "latest"`;
+/** Why a job may not be named latest. */
+const LATEST_WHY = ' (done/NAME/latest is the link to the last result)';
 
 // Job names and platforms: letters, digits, '.', '_', '-', '+'; not starting
 // with '.' or '-' (hidden files, flags); at most NAME_MAX bytes. This rules
@@ -30,7 +32,7 @@ export function checkName(s: string, what = 'job name', source?: string): string
   if (!isName(s)) {
     throw new SpoolError('SPOOL_BAD_NAME', `bad ${what} ${JSON.stringify(s.length > 80 ? s.slice(0, 80) + '...' : s)}`, {
       ...(source === undefined ? {} : { path: source }),
-      hint: `use ${NAME_RULE}`,
+      hint: `use ${NAME_RULE}${s === 'latest' && /job|file/.test(what) ? LATEST_WHY : ''}`,
     });
   }
   return s;

@@ -55,18 +55,22 @@ export function submitSync(sp: SpoolPaths, job: ParsedJob & { id: string }): voi
  * id its own `id:` header names if it has one (`wanted`, checked free by the
  * caller), else a fresh one. Returns the id; undefined if the file vanished,
  * or if `wanted` appeared in new/ meanwhile (link(2) never replaces a file).
+ * `committed` is called right after the commit, before anything else can see
+ * new/ID (the calls are synchronous), so its log line comes before the job's.
  */
-export async function adopt(sp: SpoolPaths, fileName: string, wanted?: string): Promise<string | undefined> {
+export async function adopt(sp: SpoolPaths, fileName: string, wanted: string | undefined, committed: (id: string) => void): Promise<string | undefined> {
   const from = path.join(sp.new, fileName);
   try {
     if (wanted === undefined) {
       const id = newId();
-      await fsp.rename(from, sp.queued(id));   // a fresh id: nothing to replace
+      fs.renameSync(from, sp.queued(id));   // a fresh id: nothing to replace
+      committed(id);
       await fsyncDirQuiet(sp.new);
       return id;
     }
-    await fsp.link(from, sp.queued(wanted));   // commit: the job is queued as new/WANTED
-    await fsp.unlink(from);                    // (a crash before this leaves new/FILE, whose id is now taken: rejected)
+    fs.linkSync(from, sp.queued(wanted));   // commit: the job is queued as new/WANTED
+    committed(wanted);
+    fs.unlinkSync(from);                    // (a crash before this leaves new/FILE, whose id is now taken: rejected)
     await fsyncDirQuiet(sp.new);
     return wanted;
   } catch (e) {

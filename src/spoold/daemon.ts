@@ -33,6 +33,7 @@ import { readRegular, readSpoolFile } from '../spool/read.js';
 import { Queue, type Queued } from './queue.js';
 import { Conn, type ConnOwner } from './conn.js';
 import { log } from './log.js';
+import { formatDuration } from '../spool/duration.js';
 
 /**
  * How long, in heartbeats, a connection told not-yours gets no job, unless its
@@ -836,10 +837,10 @@ function drained(w: NodeJS.EventEmitter, settled?: Promise<unknown>): Promise<vo
 
 const fdatasync = promisify(fs.fdatasync);
 
-/** The log line of a job whose result is in done/. */
+/** The log line of a job whose result is in done/; its duration written as the result writes it. */
 function logFinished(r: Result, why?: string): void {
-  const dur = r.started ? Math.round((r.finished.getTime() - r.started.getTime()) / 1000) : 0;
-  log('finished', { id: r.id, name: r.name, platform: r.platform, worker: r.worker || undefined, status: formatStatus(r.status), duration: `${dur}s`, why });
+  const duration = formatDuration(r.started ? r.finished.getTime() - r.started.getTime() : 0);
+  log('finished', { id: r.id, name: r.name, platform: r.platform, worker: r.worker || undefined, status: formatStatus(r.status), duration, why });
 }
 
 /**

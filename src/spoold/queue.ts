@@ -88,8 +88,8 @@ export class Queue {
       if (wanted !== undefined && await this.taken(wanted)) {
         return void this.rejectFile(file, `new/${name}: id ${wanted} is taken by another job; remove the id: header to queue this as a new job`);
       }
-      const id = await adopt(this.sp, name, wanted);
-      if (id) { log('adopted', { file: `new/${name}`, id }); await this.consider(id); }
+      const id = await adopt(this.sp, name, wanted, (id) => log('adopted', { file: `new/${name}`, id }));
+      if (id) await this.consider(id);
       return;
     }
     const isNew = !known;
