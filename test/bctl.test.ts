@@ -631,17 +631,22 @@ test('info on a directory that is no spool fails with exit 1', async () => {
   for (const args of [['info'], ['submit', 'debian-12', OK], ['drop-platform', 'sparc']]) {
     const o = await bctl(other, args);
     assert.is(o.code, 1, `${args[0]}: ${o.stderr}`);
-    assert.match(o.stderr, /^bctl: .*other: not a spool: none of new\/, running\/, done\/, schedules\/, templates\/, platforms\/ in it, and it is not empty; give the spool with -s DIR/);
+    assert.match(o.stderr, /^bctl: .*other: not a spool: none of new\/, running\/, done\/, schedules\/ in it, and it is not empty; give the spool with -s DIR/);
     assert.is(o.stdout, '');
   }
   assert.equal(ls(other), ['README', 'src']);
-  // Found by a tester: bctl(1)'s orb-build example puts templates into a spool before spoold ever ran.
+  // A project with a templates/ directory (builder's own checkout has one) is no spool either.
+  fs.mkdirSync(path.join(other, 'templates'));
+  assert.match((await bctl(other, ['info'])).stderr, /other: not a spool/);
+  // Found by a tester: bctl(1)'s orb-build example, run in a spool not used yet, as it is written.
   const fresh = path.join(spool, 'fresh');
-  fs.mkdirSync(path.join(fresh, 'templates'), { recursive: true });
-  fs.copyFileSync(path.join(ROOT, 'templates', 'orb-build.template.debian-12'), path.join(fresh, 'templates', 'orb-build.template.debian-12'));
+  fs.mkdirSync(fresh);
   const o = await bctl(fresh, ['orb-build', 'hello', 'hello', '--period', 'weekly']);
   assert.is(o.code, 0, o.stderr);
-  assert.ok(fs.existsSync(path.join(fresh, 'schedules', 'hello')));
+  fs.copyFileSync(path.join(ROOT, 'templates', 'orb-build.template.debian-12'), path.join(fresh, 'templates', 'orb-build.template.debian-12'));
+  const x = await bctl(fresh, ['execute', 'hello', '--platform', 'debian-12']);
+  assert.is(x.code, 0, x.stderr);
+  assert.is(ls(path.join(fresh, 'new')).length, 1);
 });
 
 test('a missing spool directory is never made: every verb says no spool here and exits 1', async () => {

@@ -82,21 +82,20 @@ test('a job being requeued slowly is not taken over by adoptOrphans meanwhile, a
   await until('the job dispatched', () => w.sent.find((m) => m.t === 'job' && m.id === id));
 });
 
-test('a cancel request that comes as the lease runs out is not removed by the requeue: the job is recorded canceled, never sent again', async () => {
+// Found in review, twice: the requeue removed the request, so the job ran
+// again; then, kept, it waited in new/ for a worker of its platform to claim it.
+test('a cancel request that comes as the lease runs out is not lost to the requeue: the job is recorded canceled at once, with no worker', async () => {
   const { sp, d } = await spool();
   const id = await claimed(sp, 'late-cancel', 2);
   await d.reconcile();
-  fs.writeFileSync(sp.runningFile(id, 'cancel'), 'canceled: now\n');   // before checkCancels has seen it
-  inside(d).running.get(id)!.deadline = 0;
+  const r0 = inside(d).running.get(id)!;
+  r0.deadline = 0;
+  r0.resetting = sleep(100).then(() => fs.writeFileSync(sp.runningFile(id, 'cancel'), 'canceled: now\n'));   // as the requeue begins, before checkCancels sees it
   await inside(d).checkLeases();
-  assert.ok(fs.existsSync(sp.queued(id)), 'requeued (the request was not seen yet)');
-  assert.ok(fs.existsSync(sp.runningFile(id, 'cancel')), 'the request is still there');
-  const w = worker(d);
-  d.dispatchAll();
-  const r = await until('the canceled result', () => resultIn(sp, 'late-cancel', id));
-  assert.equal(r.status, { kind: 'canceled' });
-  assert.is(r.attempt, 1, 'the attempt whose lease ran out, and no other');
-  assert.not.ok(w.sent.some((m) => m.t === 'job'), 'the job was not sent');
+  const r = resultIn(sp, 'late-cancel', id);
+  assert.equal(r?.status, { kind: 'canceled' });
+  assert.is(r?.attempt, 1, 'the attempt whose lease ran out, and no other');
+  assert.not.ok(fs.existsSync(sp.queued(id)), 'not left in new/');
   assert.not.ok(fs.existsSync(sp.runningDir(id)));
 });
 
@@ -111,6 +110,26 @@ test('at start, a claimed job with a cancel request and no lease (a bctl cancel 
   assert.equal(r?.status, { kind: 'canceled' });
   assert.is(r?.attempt, 0);
   assert.is(r?.worker, '');
+});
+
+// Found in review: a job whose artifacts spoold rejected was given a lease
+// when its failed result could not be stored, then run again or recorded lost.
+test('an end spoold records itself (failed, by its worker) that the spool would not take is tried again, and the worker cannot take the job back', async () => {
+  const { sp, d } = await spool();
+  const id = await claimed(sp, 'rejected');
+  await d.reconcile();
+  const r = inside(d).running.get(id)!;
+  fs.writeFileSync(path.join(sp.done, 'rejected'), 'in the way\n');
+  await (d as unknown as { settle(r: unknown, s: unknown, w: string, t: Date): Promise<void> }).settle(r, { kind: 'failed', why: 'artifacts rejected: test' }, 'w1', new Date());
+  assert.is(resultIn(sp, 'rejected', id), undefined);
+  const w = worker(d, 'w1');
+  await logOf(async () => { d.onHello(w.c as never, { t: 'hello', v: 1, name: 'w1', platform: 'p', holding: { id, name: 'rejected', attempt: 1, finished: true } }); await sleep(50); });
+  assert.ok(w.sent.some((m) => m.t === 'not-yours'), `spoold answered ${w.sent.map((m) => m.t).join(',')}`);
+  fs.rmSync(path.join(sp.done, 'rejected'));
+  await later(60_000, () => inside(d).checkLeases());
+  const done = resultIn(sp, 'rejected', id);
+  assert.equal(done?.status, { kind: 'failed', why: 'artifacts rejected: test' });
+  assert.is(done?.worker, 'w1');
 });
 
 test('a lost job whose result the spool would not take once is recorded when it will', async () => {
@@ -134,6 +153,8 @@ test('at start, a job with its result in running/ is never queued to run again, 
   fs.writeFileSync(path.join(sp.done, 'stored'), 'in the way\n');
   await d.reconcile();
   assert.not.ok(inside(d).running.has(id), 'not waiting for a worker, whose lease would requeue it');
+  const scans = await logOf(async () => { for (let i = 0; i < 3; i++) await later(ORPHAN_MS + 1000, () => d.adoptOrphans()); });
+  assert.is(scans, '', 'each scan tries again, and says nothing new');
   fs.rmSync(path.join(sp.done, 'stored'));
   await later(ORPHAN_MS + 1000, () => d.adoptOrphans());
   assert.equal(resultIn(sp, 'stored', id)?.status, { kind: 'exited', code: 0 });
@@ -197,6 +218,9 @@ test('a worker that joins while a job of its platform waits in running/ is not w
   });
   assert.not.match(await join('w2', 'p'), /is the platform name right/);
   assert.match(await join('w3', 'q'), /warning worker=w3 platform=q why="no queued job, schedule or template for this platform; is the platform name right\?"/);
+  // A job put into new/ just before the worker joins, whose event spoold has not seen yet (no watcher here).
+  await submit(sp, submission({ name: 'early', platform: 'r', body: '#!/bin/sh\ntrue\n' }));
+  assert.not.match(await join('w4', 'r'), /is the platform name right/);
 });
 
 test.run();

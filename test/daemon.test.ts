@@ -495,7 +495,7 @@ test('spoold stops cleanly on SIGTERM: lock released, socket removed, running jo
   const id = await queue('kept', '#!/bin/sh\nsleep 2\necho done\n');
   await until('running', () => fs.existsSync(path.join(spool, 'running', id, 'lease')));
   await s1.stop('SIGTERM');
-  assert.match(s1.log(), /stopped/);
+  assert.match(s1.log(), /stopped/, `spoold's log:\n${s1.log()}`);
   assert.is(s1.child.exitCode, 0);
   assert.ok(!fs.existsSync(path.join(spool, 'spoold.sock')));
   assert.ok(fs.existsSync(path.join(spool, 'running', id, 'job')));

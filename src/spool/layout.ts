@@ -48,8 +48,7 @@ function isDir(p: string): boolean {
 /**
  * SpoolError SPOOL_NOT_FOUND unless sp.root is a spool: an existing directory
  * that has one of new/, running/, done/ and schedules/ (every program that
- * writes the spool makes all four) or of templates/ and platforms/ (which a
- * person may make before the first start), or that is empty but for lost+found and
+ * writes the spool makes all four), or that is empty but for lost+found and
  * dot files (a spool not used yet, made by a package or a person). So a
  * mistyped -s, or one that names some other directory, is an error rather
  * than an empty listing, a "no job" or a new spool nobody serves.
@@ -61,11 +60,11 @@ export function checkSpool(sp: SpoolPaths): void {
     throw new SpoolError('SPOOL_NOT_FOUND', `no spool here (${errno(e) ?? 'error'})`, { path: sp.root, hint });
   }
   if (!st.isDirectory()) throw new SpoolError('SPOOL_NOT_FOUND', 'no spool here (not a directory)', { path: sp.root, hint });
-  if ([sp.new, sp.running, sp.done, sp.schedules, sp.templates, sp.platforms].some(isDir)) return;
+  if ([sp.new, sp.running, sp.done, sp.schedules].some(isDir)) return;
   let names: string[];
   try { names = fs.readdirSync(sp.root); } catch (e) { throw ioError(e, sp.root, 'cannot list'); }
   if (names.every((n) => n.startsWith('.') || n === 'lost+found')) return;
-  throw new SpoolError('SPOOL_NOT_FOUND', 'not a spool: none of new/, running/, done/, schedules/, templates/, platforms/ in it, and it is not empty', { path: sp.root, hint });
+  throw new SpoolError('SPOOL_NOT_FOUND', 'not a spool: none of new/, running/, done/, schedules/ in it, and it is not empty', { path: sp.root, hint });
 }
 
 /**

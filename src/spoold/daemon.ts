@@ -100,6 +100,8 @@ interface Running {
   released?: string;
   cancelSent: boolean;
   cancelRequested: boolean;
+  /** How it ended, when no worker is to deliver it: its finalize failed and is tried again (settle). */
+  ending?: { status: Status; worker: string; started: Date | undefined };
   consoleFailed: boolean;
   storeError: Error | undefined;   // the spool would not take the artifacts (read-only, EIO, full)
   resetting: Promise<void> | undefined;   // the last removal of an earlier delivery's artifacts (resetArtifacts)
@@ -126,6 +128,7 @@ export class Daemon implements ConnOwner {
   private workerFileAt = new Map<string, number>();              // when workers/NAME was last written
   private workerFileTimers = new Map<string, NodeJS.Timeout>();   // a rewrite waiting for WORKER_FILE_MS
   private unparsable = new Set<string>();   // running/ID/job files already reported
+  private unfinalized = new Map<string, string>();   // running/ID with a result that did not finalize: the error last logged
   /** Called when a job finishes, for schedule state (timer.ts). */
   onFinished: (r: Result, origin: string) => void = () => {};
   /** Whether anything could ever give work to a platform (a schedule or a template): set by main.ts. */
@@ -186,8 +189,13 @@ export class Daemon implements ConnOwner {
       try {
         const r = parseResult(readRunning(this.sp, id, 'result'), `running/${id}/result`);
         await finalize(this.sp, r);
+        this.unfinalized.delete(id);
         logFinished(r, 'finalize completed after restart');
-      } catch (e) { log('error', { file: `running/${id}/result`, why: `${(e as Error).message}; tried again at each scan (fix or remove it by hand if it does not parse)` }); }
+      } catch (e) {
+        const why = (e as Error).message;
+        if (this.unfinalized.get(id) !== why) log('error', { file: `running/${id}/result`, why: `${why}; tried again at each scan (fix or remove it by hand if it does not parse)` });
+        this.unfinalized.set(id, why);
+      }
       return;
     }
     const r = this.newRunning(id, job, undefined);
@@ -215,7 +223,8 @@ export class Daemon implements ConnOwner {
     try {
       const done = await clearLeftover(this.sp, id);
       if (done === 'cleaned') log('cleaned', { dir, why: 'no job file (a requeue, or a claim or cancel cut short)' });
-      else if (done === 'not empty') log('warning', { dir, why: 'no job file, and files spoold did not leave there; left alone (look, then remove it by hand)' });
+      else if (done === 'kept') await this.cancelQueued(id);
+      else log('warning', { dir, why: 'no job file, and files spoold did not leave there; left alone (look, then remove it by hand)' });
     } catch (e) { log('error', { dir, why: (e as Error).message }); }
   }
 
@@ -226,7 +235,7 @@ export class Daemon implements ConnOwner {
       if (!isId(id) || this.running.has(id) || this.unparsable.has(id)) continue;
       const st = await fsp.stat(this.sp.runningFile(id, 'job')).catch(() => undefined);
       if (!st || Date.now() - st.ctimeMs < ORPHAN_MS || this.running.has(id)) continue;   // ctime: the claim (a rename) sets it
-      log('orphan', { id, why: 'a claimed job nobody holds (its writer died); taking it over' });
+      if (!this.unfinalized.has(id)) log('orphan', { id, why: 'a claimed job nobody holds (its writer died); taking it over' });
       await this.reconcileEntry(id, false);
     }
   }
@@ -282,7 +291,7 @@ export class Daemon implements ConnOwner {
     const r = isId(h.id) ? this.running.get(h.id) : undefined;
     // Only the worker that was given this attempt may take it back: same name (as
     // dispatched, or as the lease on disk says after a restart), same platform.
-    if (r && !r.worker && r.attempt === h.attempt && !r.cancelRequested
+    if (r && !r.worker && r.attempt === h.attempt && !r.cancelRequested && !r.ending
         && r.workerName === c.name && r.job.platform === c.platform) {
       r.worker = c;
       r.phase = 'console';
@@ -353,8 +362,10 @@ export class Daemon implements ConnOwner {
 
   /** A worker of a platform nothing serves is probably misnamed: say so once it joins. */
   private async warnIfIdle(c: Conn): Promise<void> {
-    if (this.queue.peek(c.platform) || this.busy.has(c) || [...this.running.values()].some((r) => r.job.platform === c.platform)) return;
-    if (await this.hasWorkFor(c.platform)) return;
+    const idle = () => !this.queue.peek(c.platform) && !this.busy.has(c) && ![...this.running.values()].some((r) => r.job.platform === c.platform);
+    if (!idle() || await this.hasWorkFor(c.platform)) return;
+    await this.queue.rescan();   // a job put into new/ just before, whose event has not come yet
+    if (!idle()) return;
     log('warning', { worker: c.name, platform: c.platform, why: 'no queued job, schedule or template for this platform; is the platform name right?' });
   }
 
@@ -428,39 +439,62 @@ export class Daemon implements ConnOwner {
 
   dispatchAll(): void { for (const p of this.queue.platforms()) this.dispatchFor(p); }
 
-  private async dispatch(c: Conn, q: Queued): Promise<void> {
-    let job: ParsedJob | undefined;
-    let claimed = false;
+  /**
+   * Claim new/ID and hold it in `running`; undefined if it is gone (claimed
+   * by another, removed), rejected to bad/, or canceled: a cancel request
+   * beside it (a bctl cancel that lost the race or died, or one that came as
+   * its lease ran out) has it recorded canceled here, never sent. The caller
+   * has put the id in `claiming`, and takes it out after.
+   */
+  private async take(id: string): Promise<Running | undefined> {
+    let job: ParsedJob;
     try {
-      claimed = await claim(this.sp, q.id);
+      if (!(await claim(this.sp, id))) return undefined;
     } catch (e) {
-      log('error', { id: q.id, why: `cannot claim: ${(e as Error).message}` });
+      log('error', { id, why: `cannot claim: ${(e as Error).message}` });
+      return undefined;
     }
-    if (claimed) {
-      try {
-        // Read as it is now (edited by hand since it was queued, or swapped for a fifo).
-        job = parseJob(readRunning(this.sp, q.id, 'job'), `running/${q.id}/job`, q.id);
-      } catch (e) {
-        await this.rejectClaimed(q.id, (e as Error).message);   // it never ran: bad/, as in new/
-      }
+    try {
+      // Read as it is now (edited by hand since it was queued, or swapped for a fifo).
+      job = parseJob(readRunning(this.sp, id, 'job'), `running/${id}/job`, id);
+    } catch (e) {
+      await this.rejectClaimed(id, (e as Error).message);   // it never ran: bad/, as in new/
+      return undefined;
     }
-    this.claiming.delete(q.id);      // from here running has it (or nobody does)
-    if (!job) {
-      this.busy.delete(c);
-      this.dispatchFor(c.platform);
-      return;
-    }
-    const r = this.newRunning(q.id, job, undefined);
-    this.running.set(q.id, r);
-    if (existsOr(this.sp.runningFile(q.id, 'cancel'), false)) {
-      // canceled as it was claimed (a bctl cancel that lost the race or died, or one that came as its lease ran out): never sent
+    const r = this.newRunning(id, job, undefined);
+    this.running.set(id, r);
+    if (existsOr(this.sp.runningFile(id, 'cancel'), false)) {
       r.attempt = job.attempt;   // none started
       r.cancelRequested = true;
-      this.busy.delete(c);
       await this.settle(r, { kind: 'canceled' });
+      return undefined;
+    }
+    return r;
+  }
+
+  /** new/ID with a cancel request beside it (see take), which no worker need come for. */
+  private async cancelQueued(id: string): Promise<void> {
+    if (this.claiming.has(id) || this.running.has(id)) return;   // being dispatched: take() honors the request
+    this.queue.remove(id);
+    this.claiming.add(id);
+    const r = await this.take(id);
+    this.claiming.delete(id);
+    if (!r) return;
+    // The request was gone by the time of the claim: queued again as it was.
+    r.attempt = r.job.attempt;
+    r.deadline = 0;
+    r.released = 'its cancel request was withdrawn';
+  }
+
+  private async dispatch(c: Conn, q: Queued): Promise<void> {
+    const r = await this.take(q.id);
+    this.claiming.delete(q.id);      // from here running has it (or nobody does)
+    if (!r) {
+      this.busy.delete(c);
       this.dispatchFor(c.platform);
       return;
     }
+    const job = r.job;
     if (c.closed) {           // the worker left while we claimed: queued again at once, the attempt not counted
       r.attempt--;
       r.released = `its worker ${c.name} left before the job was sent`;
@@ -654,8 +688,7 @@ export class Daemon implements ConnOwner {
       // A hostile stream: record the job failed and drop the connection.
       r.artifactError ??= `artifacts rejected: ${why}`;
       log('artifacts rejected', { id: r.id, worker: c.name, why });
-      r.phase = 'finishing';
-      if (!(await this.finalizeJob(r, { kind: 'failed', why: r.artifactError }, c.name, r.started))) this.detach(r);
+      await this.settle(r, { kind: 'failed', why: r.artifactError }, c.name, r.started);
       c.close(`artifacts rejected: ${why}`, { t: 'bye', why: `artifacts rejected: ${why}`, code: 'protocol' });
     }
   }
@@ -752,13 +785,16 @@ export class Daemon implements ConnOwner {
   // ---- leases and cancels ----------------------------------------------
 
   /**
-   * Record a job that no worker will finish (canceled, lost). If the spool
-   * will not take it now, it stays held, and checkLeases tries again after
-   * RETRY_MS.
+   * Record a job whose end no worker will deliver (canceled, lost, or failed
+   * by spoold itself, `worker` then naming whose it was). If the spool will
+   * not take it now, it stays held with its end, and checkLeases tries again
+   * after RETRY_MS.
    */
-  private async settle(r: Running, status: Status): Promise<void> {
+  private async settle(r: Running, status: Status, worker = '', started?: Date): Promise<void> {
     r.phase = 'finishing';
-    if (await this.finalizeJob(r, status, '', undefined)) return;
+    if (await this.finalizeJob(r, status, worker, started)) return;
+    r.ending = { status, worker, started };
+    r.worker = undefined;
     r.phase = 'console';
     r.deadline = Date.now() + RETRY_MS;
   }
@@ -771,6 +807,7 @@ export class Daemon implements ConnOwner {
       const now = Date.now();
       for (const r of [...this.running.values()]) {
         if (r.worker || r.phase === 'finishing' || r.deadline > now) continue;
+        if (r.ending) { await this.settle(r, r.ending.status, r.ending.worker, r.ending.started); continue; }
         if (r.cancelRequested) { await this.settle(r, { kind: 'canceled' }); continue; }
         if (r.attempt > retriesOf(r.job)) { await this.settle(r, { kind: 'lost' }); continue; }
         // Held until the commit (adoptOrphans must not take it meanwhile), and
@@ -786,7 +823,9 @@ export class Daemon implements ConnOwner {
             if (this.running.get(r.id) === r) this.running.delete(r.id);
             log('requeued', { id: r.id, name: r.job.name, attempt: r.attempt, why: r.released ?? 'lease expired: the worker is gone' });
           });
-          await this.queue.consider(r.id);
+          // A cancel request that came meanwhile was kept (requeue): no worker need come for it.
+          if (existsOr(this.sp.runningFile(r.id, 'cancel'), false)) await this.cancelQueued(r.id);
+          else await this.queue.consider(r.id);
         } catch (e) {
           if (!committed) { r.phase = 'console'; r.deadline = Date.now() + RETRY_MS; }   // else it is in new/: the next scan queues it
           log('error', { id: r.id, why: `cannot requeue: ${(e as Error).message}` });
