@@ -17,6 +17,7 @@ import { formatResult } from '../src/spool/result.js';
 import { newId } from '../src/spool/ids.js';
 import { claim } from '../src/spool/state.js';
 import { takeLock } from '../src/spool/lock.js';
+import { mkdirSpool } from '../src/spool/stage.js';
 
 let spool = '';
 let sp: SpoolPaths;
@@ -43,6 +44,7 @@ async function doneJob(name = 'hello'): Promise<{ id: string; dir: string }> {
   const job = submission({ name, platform: 'debian-12', body: '#!/bin/sh\ntrue\n', id, queued });
   const dir = sp.doneDir(name, id);
   await fsp.mkdir(path.join(dir, 'artifacts', 'sub'), { recursive: true });
+  await fsp.chmod(sp.doneName(name), 0o2775);   // as spoold makes it, whatever the umask
   await fsp.writeFile(path.join(dir, 'job'), formatJob(job));
   await fsp.writeFile(path.join(dir, 'result'), formatResult({ id, name, platform: 'debian-12', worker: 'w1', attempt: 1, queued, started: queued, finished: new Date('2026-01-01T00:00:02Z'), status: { kind: 'exited', code: 0 } }));
   await fsp.writeFile(path.join(dir, 'console.log'), 'ok\n');
@@ -103,7 +105,9 @@ test('fsck reports each planted violation on its own line, naming the path and t
   });
   // running/
   const leftover = newId();
-  p(new RegExp(`^bctl fsck: running/${leftover}: no job file \\(left by a crash\\); start spoold`), () => fsp.mkdir(sp.runningDir(leftover)));
+  p(new RegExp(`^bctl fsck: running/${leftover}: no job file \\(left by a crash\\); start spoold`), async () => mkdirSpool(sp.runningDir(leftover)));
+  // Found by a tester: bctl cancel run by root under umask 022 made done/NAME 2755, and spoold, the spool's user, could store no more results of NAME.
+  p(/^bctl fsck: done\/locked: not writable by the spool's group \(mode 2755\), so spoold cannot store results there; chmod 2775 done\/locked$/, async () => { await fsp.mkdir(sp.doneName('locked')); await fsp.chmod(sp.doneName('locked'), 0o2755); });
   // done/NAME/ID contents
   let noConsole = '';
   p(/^bctl fsck: done\/hello\/(\S+)\/console\.log: missing; create it empty/, async () => { const { id, dir } = await doneJob(); noConsole = id; await fsp.rm(path.join(dir, 'console.log')); });
@@ -171,7 +175,7 @@ test('fsck reports each planted violation on its own line, naming the path and t
 test('fsck leaves tmp/ and running/ leftovers to a running spoold (lock held)', async () => {
   await soundSpool();
   const leftover = newId();
-  await fsp.mkdir(sp.runningDir(leftover));
+  mkdirSpool(sp.runningDir(leftover));
   await fsp.writeFile(path.join(sp.tmp, 'staging.1'), 'x');
   const before = await fsck();
   assert.is(before.lines.length, 2, before.lines.join('\n'));

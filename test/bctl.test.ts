@@ -707,6 +707,10 @@ test('cancel of a queued job finalizes it as canceled in done/NAME/ID', async ()
   assert.equal(ls(sp.new), [other]);
   assert.equal(ls(sp.running), []);
   await fails(['cancel', id], new RegExp(`job ${id} already finished: canceled`));
+  // Found by a tester: run by root under umask 022, it made done/NAME 2755, where spoold, the spool's user, could store no more.
+  const r = await run('/bin/sh', ['-c', 'umask 022; exec "$@"', 'sh', process.execPath, BIN('bctl'), '-s', spool, 'cancel', other]);
+  assert.is(r.code, 0, r.stderr);
+  for (const d of [sp.doneName('exit3.sh'), sp.doneDir('exit3.sh', other)]) assert.is(fs.statSync(d).mode & 0o7777, 0o2775, d);
 });
 
 test('cancel of a running job leaves the request for spoold', async () => {

@@ -15,6 +15,8 @@
 //   tmp/           empty while no spoold holds the lock (stale staged writes)
 //   schedules/F    parses; state/F parses
 //   bad/F          has bad/F.why
+//   group-writable the spool's directories, done/NAME, running/ID and its
+//                  artifacts/ (spoold writes there as the spool's user)
 //   everywhere     nothing world-writable; no symlink but done/*/latest and
 //                  those inside artifacts/
 //
@@ -33,7 +35,7 @@ import { pipeline } from 'node:stream/promises';
 import { SpoolError, errno } from '../spool/errors.js';
 import { parseJob, parseSchedule } from '../spool/job.js';
 import { parseResult } from '../spool/result.js';
-import { isId, isName } from '../spool/paths.js';
+import { isId, isName, DIRS } from '../spool/paths.js';
 import { parseScheduleState } from '../spool/schedstate.js';
 import { isLocked } from '../spool/lock.js';
 import { checkSpool } from '../spool/layout.js';
@@ -60,6 +62,12 @@ function why(e: unknown): string {
     return (e.line === undefined ? '' : `line ${e.line}: `) + (e.message.startsWith(at) ? e.message.slice(at.length) : e.message);
   }
   throw e;
+}
+
+/** The directories spoold writes into, by their path's parts below the spool. */
+function spooldWrites(parts: string[]): boolean {
+  return (parts.length === 1 && (DIRS as readonly string[]).includes(parts[0]!)) || (parts[0] === 'done' && parts.length === 2)
+    || (parts[0] === 'running' && (parts.length === 2 || (parts.length === 3 && parts[2] === 'artifacts')));
 }
 
 async function lstatIf(p: string): Promise<fs.Stats | undefined> {
@@ -190,6 +198,9 @@ export async function fsck(ctx: Ctx): Promise<number> {
         continue;
       }
       if (st.mode & 0o002) report(rel, `world-writable (mode ${(st.mode & 0o7777).toString(8)})`, `chmod o-w ${rel}`);
+      if (st.isDirectory() && spooldWrites(rel.split(path.sep)) && !(st.mode & 0o020)) {
+        report(rel, `not writable by the spool's group (mode ${(st.mode & 0o7777).toString(8)}), so spoold cannot store results there`, `chmod 2775 ${rel}`);
+      }
       if (st.isDirectory()) await walk(p, inArtifacts || (e.name === 'artifacts' && rel.split(path.sep).length === 4 && rel.startsWith(`done${path.sep}`)));
     }
   };

@@ -32,6 +32,18 @@ import { stagingPid, type SpoolPaths } from './paths.js';
 export const FILE_MODE = 0o664;   // group-writable for the builder group, never world-writable
 export const DIR_MODE = 0o2775;   // setgid: files inherit the spool's group
 
+/**
+ * mkdir(2) of a job's directory (running/ID, done/NAME, artifacts/) at
+ * exactly DIR_MODE, whatever the umask: one made by root (bctl cancel) or
+ * under umask 022 was not writable by the spool's group, so spoold, running
+ * as the spool's user, could store no more results there. Throws as
+ * mkdirSync does (EEXIST included); an existing directory keeps its mode.
+ */
+export function mkdirSpool(dir: string): void {
+  fs.mkdirSync(dir, { mode: DIR_MODE });
+  fs.chmodSync(dir, DIR_MODE);
+}
+
 const fsyncFd = promisify(fs.fsync);
 
 /** fsync a file or directory by path (any fd of it flushes its inode). */

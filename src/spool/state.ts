@@ -25,7 +25,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
-import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, DIR_MODE } from './stage.js';
+import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool } from './stage.js';
 import { errno, ioError, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import type { SpoolPaths } from './paths.js';
@@ -92,7 +92,7 @@ export async function adopt(sp: SpoolPaths, fileName: string, wanted: string | u
 export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
   const dir = sp.runningDir(id);
   try {
-    fs.mkdirSync(dir, { mode: DIR_MODE });
+    mkdirSpool(dir);
   } catch (e) {
     if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create');
     // Without a job file it holds nothing, or a cancel request for this job
@@ -166,7 +166,7 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   const made = (what: string, f: () => void) => { try { f(); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, what, 'cannot create'); } };
   // 'wx': created only when missing; an existing console or SHA256SUMS is kept.
   for (const f of ['console.log', 'SHA256SUMS'] as const) made(`running/${id}/${f}`, () => fs.writeFileSync(sp.runningFile(id, f), '', { mode: 0o664, flag: 'wx' }));
-  made(`running/${id}/artifacts/`, () => fs.mkdirSync(sp.runningFile(id, 'artifacts'), { mode: DIR_MODE }));
+  made(`running/${id}/artifacts/`, () => mkdirSpool(sp.runningFile(id, 'artifacts')));
   // Every file of the directory is flushed before the directory is, and the
   // directory before the rename publishes it. The result (staged in tmp/, so a
   // crash leaves no partial file in running/ID/), console.log and SHA256SUMS
@@ -185,7 +185,7 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   fs.rmSync(sp.runningFile(id, 'cancel'), { force: true });
   await fsyncDir(dir);
   const nameDir = sp.doneName(name);
-  made(sp.rel(nameDir), () => fs.mkdirSync(nameDir, { mode: DIR_MODE }));
+  made(sp.rel(nameDir), () => mkdirSpool(nameDir));
   const target = sp.doneDir(name, id);
   try {
     // commit: after this rename the job is finished, whole, in done/
@@ -213,7 +213,7 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
  * claimed the job first, the request cancels its run.
  */
 export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promise<Result | undefined> {
-  await fsp.mkdir(sp.runningDir(id), { mode: DIR_MODE }).catch((e) => { if (errno(e) !== 'EEXIST') throw ioError(e, `running/${id}`, 'cannot create'); });
+  try { mkdirSpool(sp.runningDir(id)); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, `running/${id}`, 'cannot create'); }
   await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
   if (!(await claimInto(sp, id))) return undefined;
   const now = new Date();
@@ -296,7 +296,7 @@ export { SpoolError };
 /** Record a job that cannot run at all (its template is missing): straight to done/ as failed. */
 export async function recordFailed(sp: SpoolPaths, job: ParsedJob & { id: string }, why: string): Promise<string> {
   const dir = sp.runningDir(job.id);
-  await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => { throw ioError(e, sp.rel(dir), 'cannot create'); });
+  try { mkdirSpool(dir); } catch (e) { throw ioError(e, sp.rel(dir), 'cannot create'); }
   const now = new Date();
   const result: Result = { id: job.id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt,
     queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'failed', why } };

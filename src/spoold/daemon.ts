@@ -23,7 +23,7 @@ import { promisify } from 'node:util';
 import { claim, finalize, requeue, clearLeftover, reject, exists, existsOr } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeStatus, writePrivate, cleanTmp, DIR_MODE } from '../spool/stage.js';
+import { writeStatus, writePrivate, cleanTmp, mkdirSpool } from '../spool/stage.js';
 import { decodeFile, formatHeaders, parseHeaders, parseTime } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
@@ -651,7 +651,7 @@ export class Daemon implements ConnOwner {
       // The worker left meanwhile (detach): a receiver made now would wait for ever.
       if (r.worker !== c) return;
       const dir = this.sp.runningFile(r.id, 'artifacts');
-      fs.mkdirSync(dir, { mode: DIR_MODE });
+      mkdirSpool(dir);
       const rx = receiveArtifacts(dir, this.opts.maxArtifactBytes);
       const a = { ...rx, failed: false };
       a.done.catch(() => { a.failed = true; });
