@@ -313,6 +313,16 @@ test("workerd.8 states the job's kill grace and every variable the job gets", ()
   assert.equal(missing(set, (v) => hasWord(section(PAGES.workerd, 'ENVIRONMENT'), v)), [], 'job variables missing from workerd.8 ENVIRONMENT');
 });
 
+// Found by a tester: the README's and spoold.8's blocks lacked the types
+// lines, so nginx served a job's index.html and .svg as pages.
+test('the README and spoold.8 carry builder-spool.5\'s nginx server block verbatim', () => {
+  const block = /^server \{\n[\s\S]*?^\}$/m;
+  const spool = block.exec(source(PAGES.spool))?.[0];
+  assert.ok(spool && spool.includes('default_type application/octet-stream;') && spool.includes('disable_symlinks on'), 'builder-spool.5 SERVING DONE has the server block');
+  assert.is(block.exec(source(PAGES.spoold))?.[0], spool, 'spoold.8 EXAMPLES');
+  assert.is(block.exec(code('README.md'))?.[0], spool, 'README.md, Serving the archive');
+});
+
 test('workerd.8 carries the SSH recipe of docs/ssh.md verbatim, and its caveat', () => {
   const doc = code('docs/ssh.md');
   const man = source(PAGES.workerd);
