@@ -21,10 +21,11 @@
 # two runs of the same NAME would destroy each other's clone.
 #
 # Exit status of build and loop: workerd's --once status (0 a job ran and its
-# result was delivered, 75 spoold gone or the result undelivered, 78 bad
-# configuration, 2 bad usage), or load.sh's own: 78 for a configuration error
-# it can see (no snapshot, no jail.conf, no workerd in the snapshot), 2 for bad
-# usage, 1 when the jail could not be run at all (retried by loop).
+# result was delivered, 75 spoold unreachable before a job was taken, or the
+# job taken back, 78 bad configuration, 2 bad usage), or load.sh's own: 78 for
+# a configuration error it can see (no snapshot, no jail.conf, no workerd in
+# the snapshot), 2 for bad usage, 1 when the jail could not be run at all
+# (retried by loop).
 #
 # BUGS: workerd's status travels through a file in the jail (see STATUS below),
 # which the job could overwrite. A job that can do that can also lie to spoold
@@ -220,7 +221,7 @@ loop() {
 			delay=$BACKOFF_MIN
 			;;
 		"$EX_TEMPFAIL")
-			log "spoold unreachable or the result undelivered (75)"
+			log "spoold unreachable, or the job taken back (75)"
 			pause
 			;;
 		"$EX_CONFIG")

@@ -208,7 +208,7 @@ test('the recipe: a worker reaches spoold through ssh -L to its TCP listener, an
 
   const local = path.join(dir, 'run', 'spoold.sock');
   await fsp.mkdir(path.dirname(local), { mode: 0o700 });
-  const t = await tunnel([...sshBase(sshd), ...sshCommand('ssh', [
+  const t = await tunnel([...sshBase(sshd), ...sshCommand('ssh', [['/etc/builder/known_hosts', sshd.knownHosts],
     [DOC_PORT, String(sport)], ['/run/builder/spoold.sock', local], ['/etc/builder/tunnel_key', user.key], ['builder-tunnel@spool.example.org', DEST]])]);
   procs.push(t);
   await until('the tunnel socket', () => fs.existsSync(local));
