@@ -69,6 +69,34 @@ test('a sandboxed job cannot write outside its directory, has its own /tmp, and 
   assert.ok(Number(fs.readFileSync(path.join(dir, 'artifacts', 'tmp-count'), 'utf8')) <= 1);
 });
 
+// Found by a deployment tester: the read-only view showed builder's token and
+// spoold.sock (a socket on a read-only mount still accepts connections), so a
+// job could pose as a worker.
+test("a sandboxed job sees none of builder's own directories: not the spool (BUILDER_SPOOL), nor its socket", async () => {
+  if (unusable) { console.log(`SKIPPED (${unusable})`); return; }
+  const home = await fsp.mkdtemp(path.join(ROOT, '.sandbox-spool-'));   // not under /tmp, which the sandbox replaces anyway
+  const sp = path.join(home, 'spool');
+  try {
+    await ensureSpool(new SpoolPaths(sp));
+    await fsp.writeFile(path.join(home, 'spool', 'secret'), 'token\n');
+    procs.push(daemon('spoold', ['-s', sp, '--lease', '2s', '--heartbeat', '400ms']));
+    procs.push(daemon('workerd', ['-s', sp, '--name', 'sb', '--workdir', path.join(home, 'wd'), '--sandbox', SANDBOX, 'debian-12'], { BUILDER_SPOOL: sp }));
+    const id = newId();
+    await submit(new SpoolPaths(sp), submission({ name: 'peek', platform: 'debian-12', network: false, body: [
+      '#!/bin/sh',
+      `cat ${sp}/secret 2>/dev/null && echo read-secret || echo secret-hidden`,
+      `[ -S ${sp}/spoold.sock ] && echo socket-visible || echo socket-hidden`,
+      `ls -A ${sp} | wc -l | tr -d " "`,
+    ].join('\n') + '\n', id }));
+    const text = await until(`result of ${id}`, () => readIf(path.join(sp, 'done', 'peek', id, 'result')), 30_000);
+    assert.equal(parseResult(text, 'result').status, { kind: 'exited', code: 0 });
+    assert.is(fs.readFileSync(path.join(sp, 'done', 'peek', id, 'console.log'), 'utf8'), 'secret-hidden\nsocket-hidden\n0\n');
+  } finally {
+    for (const p of procs.splice(0)) await p.stop('SIGKILL');
+    await fsp.rm(home, { recursive: true, force: true });
+  }
+});
+
 test('a sandboxed job has no network unless it asks for it', async () => {
   if (unusable) { console.log(`SKIPPED (${unusable})`); return; }
   start();
