@@ -107,7 +107,13 @@ test('fsck reports each planted violation on its own line, naming the path and t
   const leftover = newId();
   p(new RegExp(`^bctl fsck: running/${leftover}: no job file \\(left by a crash\\); start spoold`), async () => mkdirSpool(sp.runningDir(leftover)));
   // Found by a tester: bctl cancel run by root under umask 022 made done/NAME 2755, and spoold, the spool's user, could store no more results of NAME.
-  p(/^bctl fsck: done\/locked: not writable by the spool's group \(mode 2755\), so spoold cannot store results there; chmod 2775 done\/locked$/, async () => { await fsp.mkdir(sp.doneName('locked')); await fsp.chmod(sp.doneName('locked'), 0o2755); });
+  // (The test runs as the spool's owner, so another owner stands for root.)
+  p(/^bctl fsck: done\/locked: owned by uid 65534 and not writable by the spool's group \(mode 2755\), so spoold cannot store results there; chmod 2775 done\/locked$/, async () => {
+    await fsp.mkdir(sp.doneName('locked'));
+    await fsp.chmod(sp.doneName('locked'), 0o2755);
+    await fsp.chown(sp.doneName('locked'), 65534, fs.statSync(spool).gid);
+  });
+
   // done/NAME/ID contents
   let noConsole = '';
   p(/^bctl fsck: done\/hello\/(\S+)\/console\.log: missing; create it empty/, async () => { const { id, dir } = await doneJob(); noConsole = id; await fsp.rm(path.join(dir, 'console.log')); });
@@ -156,6 +162,10 @@ test('fsck reports each planted violation on its own line, naming the path and t
   p(/^bctl fsck: schedules\/linked: unexpected symlink; only done\/NAME\/latest and files inside artifacts\/ may be symlinks/, () => fsp.symlink('/etc/passwd', sp.schedule('linked')));
 
   for (const [, f] of plant) await f();
+  // A 2755 directory of the spool's owner (made by an older spoold under umask 022) is sound, and so is a 0755 templates/: no line (below).
+  await fsp.mkdir(sp.doneName('older'));
+  await fsp.chmod(sp.doneName('older'), 0o2755);
+  await fsp.chmod(sp.templates, 0o755);
   // What spoold set aside in bad/ as it was, a link too, beside its .why, is no problem (a daily fsck would fail for ever).
   await fsp.symlink('/etc/passwd', path.join(sp.bad, 'new.alink.1'));
   await fsp.writeFile(path.join(sp.bad, 'new.alink.1.why'), 'new/alink is not a regular file (a symlink)\n');

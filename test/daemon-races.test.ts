@@ -99,6 +99,23 @@ test('a cancel request that comes as the lease runs out is not lost to the reque
   assert.not.ok(fs.existsSync(sp.runningDir(id)));
 });
 
+// Found in review: such a request was honored only at a start or a requeue,
+// so the job waited in new/ for a worker of its platform.
+test('a cancel request left beside a queued job by a bctl cancel that died before its claim is honored by the periodic scan, with no worker', async () => {
+  const { sp, d } = await spool();
+  const job = submission({ name: 'half-cancel', platform: 'p', body: '#!/bin/sh\ntrue\n' });
+  await submit(sp, job);
+  fs.mkdirSync(sp.runningDir(job.id));
+  fs.writeFileSync(sp.runningFile(job.id, 'cancel'), 'canceled: now\n');
+  await d.adoptOrphans();
+  assert.ok(fs.existsSync(sp.queued(job.id)), 'a request this fresh may be a bctl cancel at work: left to it');
+  await later(ORPHAN_MS + 1000, () => d.adoptOrphans());
+  const r = resultIn(sp, 'half-cancel', job.id);
+  assert.equal(r?.status, { kind: 'canceled' });
+  assert.is(r?.attempt, 0);
+  assert.not.ok(fs.existsSync(sp.queued(job.id)));
+});
+
 // Found by a tester: such a job was logged 'waiting' for a worker, and its
 // result said attempt 1 though it never started.
 test('at start, a claimed job with a cancel request and no lease (a bctl cancel killed after its claim) is recorded canceled at once, attempt 0', async () => {

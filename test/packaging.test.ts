@@ -603,6 +603,11 @@ test('the systemd units parse and carry the required settings', async () => {
   assert.ok(s.get('Service')!.get('Environment')!.includes('BUILDER_SPOOL=/var/spool/builder'));
   assert.is(one(s, 'Service', 'ExecStart'), '/usr/local/bin/spoold -s ${BUILDER_SPOOL} $SPOOLD_FLAGS');
   assert.is(one(s, 'Install', 'WantedBy'), 'multi-user.target');
+  assert.is(one(s, 'Service', 'RestartPreventExitStatus'), '2', 'no restart after bad usage');
+  // Found in review: systemd's RestrictSUIDSGID refuses a mkdir or chmod that asks
+  // for setgid, and the spool's directories are 2775: spoold could not make a new
+  // spool's directories nor claim a job.
+  assert.is(one(s, 'Service', 'RestrictSUIDSGID'), undefined, 'spoold.service must not set RestrictSUIDSGID');
 
   const w = parseUnit(await fsp.readFile(path.join(UNITS, 'workerd@.service'), 'utf8'), 'workerd@.service');
   const wantW: [string, string][] = [['Type', 'simple'], ['User', 'builder'], ['Restart', 'always'], ['RestartSec', '1'],

@@ -3,6 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { tmpdir, daemon, until, readIf, ROOT, type Daemon } from './lib.js';
@@ -71,26 +72,33 @@ test('a sandboxed job cannot write outside its directory, has its own /tmp, and 
 
 // Found by a deployment tester: the read-only view showed builder's token and
 // spoold.sock (a socket on a read-only mount still accepts connections), so a
-// job could pose as a worker.
-test("a sandboxed job sees none of builder's own directories: not the spool (BUILDER_SPOOL), nor its socket", async () => {
+// job could pose as a worker; and in review: a spool named only by -s, and a
+// token file, were not hidden at all.
+test("a sandboxed job sees neither workerd's spool (its socket) nor its token file", async () => {
   if (unusable) { console.log(`SKIPPED (${unusable})`); return; }
-  const home = await fsp.mkdtemp(path.join(ROOT, '.sandbox-spool-'));   // not under /tmp, which the sandbox replaces anyway
+  // Not under /tmp or /var/tmp, which the sandbox replaces anyway: that would hide them whatever the script did.
+  const base = /^\/(var\/)?tmp\//.test(`${ROOT}/`) ? os.homedir() : ROOT;
+  const home = await fsp.mkdtemp(path.join(base, '.sandbox-spool-'));
   const sp = path.join(home, 'spool');
+  const tok = path.join(home, 'token');
   try {
     await ensureSpool(new SpoolPaths(sp));
-    await fsp.writeFile(path.join(home, 'spool', 'secret'), 'token\n');
-    procs.push(daemon('spoold', ['-s', sp, '--lease', '2s', '--heartbeat', '400ms']));
-    procs.push(daemon('workerd', ['-s', sp, '--name', 'sb', '--workdir', path.join(home, 'wd'), '--sandbox', SANDBOX, 'debian-12'], { BUILDER_SPOOL: sp }));
+    await fsp.writeFile(path.join(sp, 'secret'), 'spool secret\n');
+    await fsp.writeFile(tok, 'the token\n', { mode: 0o600 });
+    procs.push(daemon('spoold', ['-s', sp, '--lease', '2s', '--heartbeat', '400ms', '--token-file', tok]));
+    procs.push(daemon('workerd', ['-s', sp, '--name', 'sb', '--workdir', path.join(home, 'wd'), '--token-file', tok, '--sandbox', SANDBOX, 'debian-12'], { BUILDER_SPOOL: '' }));
     const id = newId();
     await submit(new SpoolPaths(sp), submission({ name: 'peek', platform: 'debian-12', network: false, body: [
       '#!/bin/sh',
-      `cat ${sp}/secret 2>/dev/null && echo read-secret || echo secret-hidden`,
+      `cat ${sp}/secret 2>/dev/null | grep -q secret && echo read-secret || echo secret-hidden`,
       `[ -S ${sp}/spoold.sock ] && echo socket-visible || echo socket-hidden`,
-      `ls -A ${sp} | wc -l | tr -d " "`,
+      `cat ${tok} 2>/dev/null | grep -q token && echo read-token || echo token-hidden`,
+      'echo hidden-below-ok > ran.txt',
     ].join('\n') + '\n', id }));
     const text = await until(`result of ${id}`, () => readIf(path.join(sp, 'done', 'peek', id, 'result')), 30_000);
     assert.equal(parseResult(text, 'result').status, { kind: 'exited', code: 0 });
-    assert.is(fs.readFileSync(path.join(sp, 'done', 'peek', id, 'console.log'), 'utf8'), 'secret-hidden\nsocket-hidden\n0\n');
+    assert.is(fs.readFileSync(path.join(sp, 'done', 'peek', id, 'console.log'), 'utf8'), 'secret-hidden\nsocket-hidden\ntoken-hidden\n');
+    assert.is(fs.readFileSync(path.join(sp, 'done', 'peek', id, 'artifacts', 'ran.txt'), 'utf8'), 'hidden-below-ok\n');
   } finally {
     for (const p of procs.splice(0)) await p.stop('SIGKILL');
     await fsp.rm(home, { recursive: true, force: true });

@@ -15,7 +15,8 @@
 //   tmp/           empty while no spoold holds the lock (stale staged writes)
 //   schedules/F    parses; state/F parses
 //   bad/F          has bad/F.why
-//   group-writable the spool's directories, done/NAME, running/ID and its
+//   writable       by the spool's owner or group: the spool's directories
+//                  (not templates/, platforms/), done/NAME, running/ID and its
 //                  artifacts/ (spoold writes there as the spool's user)
 //   everywhere     nothing world-writable; no symlink but done/*/latest and
 //                  those inside artifacts/
@@ -64,9 +65,10 @@ function why(e: unknown): string {
   throw e;
 }
 
-/** The directories spoold writes into, by their path's parts below the spool. */
+/** The directories spoold writes into, by their path's parts below the spool (not templates/ nor platforms/, which it reads). */
 function spooldWrites(parts: string[]): boolean {
-  return (parts.length === 1 && (DIRS as readonly string[]).includes(parts[0]!)) || (parts[0] === 'done' && parts.length === 2)
+  return (parts.length === 1 && (DIRS as readonly string[]).includes(parts[0]!) && parts[0] !== 'templates' && parts[0] !== 'platforms')
+    || (parts[0] === 'done' && parts.length === 2)
     || (parts[0] === 'running' && (parts.length === 2 || (parts.length === 3 && parts[2] === 'artifacts')));
 }
 
@@ -198,12 +200,14 @@ export async function fsck(ctx: Ctx): Promise<number> {
         continue;
       }
       if (st.mode & 0o002) report(rel, `world-writable (mode ${(st.mode & 0o7777).toString(8)})`, `chmod o-w ${rel}`);
-      if (st.isDirectory() && spooldWrites(rel.split(path.sep)) && !(st.mode & 0o020)) {
-        report(rel, `not writable by the spool's group (mode ${(st.mode & 0o7777).toString(8)}), so spoold cannot store results there`, `chmod 2775 ${rel}`);
+      if (st.isDirectory() && spooldWrites(rel.split(path.sep)) && !spooldCanWrite(st)) {
+        report(rel, `owned by uid ${st.uid} and not writable by the spool's group (mode ${(st.mode & 0o7777).toString(8)}), so spoold cannot store results there`, `chmod 2775 ${rel}`);
       }
       if (st.isDirectory()) await walk(p, inArtifacts || (e.name === 'artifacts' && rel.split(path.sep).length === 4 && rel.startsWith(`done${path.sep}`)));
     }
   };
+  // spoold runs as the spool's owner, or as a member of its group.
+  const spooldCanWrite = (st: fs.Stats): boolean => st.uid === rootSt.uid || (st.gid === rootSt.gid && (st.mode & 0o020) !== 0);
   if (rootSt.mode & 0o002) report(sp.root, 'world-writable', `chmod o-w ${sp.root}`);
   await walk(sp.root, false);
 

@@ -198,6 +198,7 @@ export class Daemon implements ConnOwner {
       }
       return;
     }
+    this.unfinalized.delete(id);   // its result was removed by hand, if it had one
     const r = this.newRunning(id, job, undefined);
     const lease = readLease(this.sp, id);
     if (existsOr(this.sp.runningFile(id, 'cancel'), false)) {
@@ -234,7 +235,14 @@ export class Daemon implements ConnOwner {
     for (const id of await fsp.readdir(this.sp.running).catch(() => [] as string[])) {
       if (!isId(id) || this.running.has(id) || this.unparsable.has(id)) continue;
       const st = await fsp.stat(this.sp.runningFile(id, 'job')).catch(() => undefined);
-      if (!st || Date.now() - st.ctimeMs < ORPHAN_MS || this.running.has(id)) continue;   // ctime: the claim (a rename) sets it
+      if (!st) {
+        this.unfinalized.delete(id);
+        // A bctl cancel that died before its claim left its request beside a queued job.
+        const req = await fsp.stat(this.sp.runningFile(id, 'cancel')).catch(() => undefined);
+        if (req && Date.now() - req.ctimeMs >= ORPHAN_MS && existsOr(this.sp.queued(id), false)) await this.cancelQueued(id);
+        continue;
+      }
+      if (Date.now() - st.ctimeMs < ORPHAN_MS || this.running.has(id)) continue;   // ctime: the claim (a rename) sets it
       if (!this.unfinalized.has(id)) log('orphan', { id, why: 'a claimed job nobody holds (its writer died); taking it over' });
       await this.reconcileEntry(id, false);
     }

@@ -485,6 +485,14 @@ export async function main(argv: string[]): Promise<void> {
     say(`cannot create --workdir ${workdir}: ${(e as Error).message}`);
     process.exit(EXIT_CONFIG);
   }
+  if (a.sandbox) {
+    // What the sandbox is to hide from the job, one absolute path a line
+    // (workerd.8): the directory of the socket to spoold (the spool, or the
+    // tunnel's end) and the token file. A job that reached either could pose
+    // as this worker. The standby shell, and so the sandbox, inherit it.
+    const hide = [...('path' in target ? [path.dirname(path.resolve(target.path))] : []), ...(a['token-file'] ? [path.resolve(a['token-file'])] : [])];
+    process.env.BUILDER_SANDBOX_HIDE = hide.join('\n');
+  }
   const w = new Worker(target, name, platform, { once: !!a.once, ...(a.sandbox ? { sandbox: a.sandbox } : {}), ...(token ? { token } : {}), workdir });
   let stopping = false;
   const stop = (sig: string) => {
