@@ -289,6 +289,23 @@ test('a workerd told to stop while it waits to deliver a job that was recorded l
   assert.ok(fs.existsSync(path.join(spool, 'new', next)), 'the next job still waits, not started by a stopping worker');
 });
 
+// Found when a workerd left from a hand test, whose spoold and spool were
+// gone, ignored SIGTERM for good: it waited to deliver an ended job.
+test('a workerd whose ended job cannot be delivered waits on SIGTERM, and a second SIGTERM makes it exit 75 at once', async () => {
+  const s = spoold();
+  const w = workerd('w1');
+  const id = await queue('undeliverable', '#!/bin/sh\nsleep 1\n');
+  await w.waitLog(new RegExp(`running ${id}`));
+  await s.stop('SIGKILL');
+  await w.waitLog(new RegExp(`finished ${id}`));
+  w.child.kill('SIGTERM');
+  await w.waitLog(new RegExp(`SIGTERM: delivering job ${id} first`));
+  assert.is(w.child.exitCode, null, 'it waits to deliver');
+  w.child.kill('SIGTERM');
+  assert.is(await exitCode(w), 75);
+  assert.match(w.log(), new RegExp(`SIGTERM again: exiting without delivering job ${id}`));
+});
+
 test('spoold killed with SIGKILL mid-job and restarted: the worker re-attaches, the job runs once and finishes once', async () => {
   const s1 = spoold();
   const w = workerd('w1');

@@ -499,7 +499,16 @@ export async function main(argv: string[]): Promise<void> {
     // SIGTERM: a job that has ended is delivered first (its result is worth
     // keeping); a running one is killed and handed back with `release`, so
     // spoold requeues it at once instead of waiting out the lease.
-    if (stopping) return;
+    if (stopping) {
+      // A second signal while an ended job waits for spoold (which may be gone
+      // for good): go now. Its lease runs out, and spoold runs it again or
+      // records it lost, as for a worker that died.
+      if (w.exitAfterDelivery && w.job) {
+        say(`${sig} again: exiting without delivering job ${w.job.spec.id}; spoold runs it again, or records it lost, when its lease runs out`);
+        process.exit(EXIT_TEMPFAIL);
+      }
+      return;
+    }
     stopping = true;
     w.exiting = true;
     const j = w.job;
