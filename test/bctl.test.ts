@@ -571,6 +571,9 @@ test('info --json has schedules, queues, running, workers, dropped; unparsable f
   assert.match(human, new RegExp(`^ {2}w1 +debian-12 +2026-01-01T00:00:00Z +${id1} +2026-01-01T00:00:09Z +unix$`, 'm'));
   assert.match(human, /^ {2}w2 +freebsd-14 +- +- +2026-01-01T00:00:08Z +127\.0\.0\.1:5555$/m);
   assert.match(human, new RegExp(`^ {2}${id1} +ok\\.sh +debian-12 +w1 +2026-01-01T00:00:00\\.000Z$`, 'm'));
+  // A worker no file in workers/ names is away (found by a tester: info showed it as if it held the job).
+  fs.rmSync(sp.worker('w1'));
+  assert.match(await ok(['info']), new RegExp(`^ {2}${id1} +ok\\.sh +debian-12 +w1 \\(away\\) +2026-01-01T00:00:00\\.000Z$`, 'm'));
   assert.is(j.dropped.length, 1);
   assert.is(j.dropped[0].platform, 'sparc');
   assert.is(j.dropped[0].reason, 'no hardware left');

@@ -157,8 +157,10 @@ export async function info(ctx: Ctx): Promise<number> {
     for (const q of jobs) qrows.push([platform, q.id ?? `(new/${q.file})`, q.name, String(q.priority), q.origin, String(q.attempt), dash(q.queued)]);
   }
   section(ctx, 'queued', ['PLATFORM', 'ID', 'NAME', 'PRIO', 'ORIGIN', 'ATTEMPT', 'QUEUED'], qrows);
+  // A worker with no file in workers/ is not connected: spoold waits for it until the job's lease runs out.
+  const connected = new Set(i.workers.map((w) => w.name));
   section(ctx, 'running', ['ID', 'NAME', 'PLATFORM', 'WORKER', 'STARTED'], i.running.map((r) => [
-    r.id, r.name, r.platform, dash(r.worker), `${dash(r.started)}${r.cancelRequested ? ' (cancel requested)' : ''}`,
+    r.id, r.name, r.platform, r.worker && !connected.has(r.worker) ? `${r.worker} (away)` : dash(r.worker), `${dash(r.started)}${r.cancelRequested ? ' (cancel requested)' : ''}`,
   ]));
   section(ctx, 'workers', ['NAME', 'PLATFORM', 'CONNECTED', 'JOB', 'SEEN', 'PEER'], i.workers.map((w) => [
     dash(w.name), dash(w.platform), dash(w.connected), dash(w.job), dash(w.seen), dash(w.peer),
