@@ -108,7 +108,7 @@ test('fsck reports each planted violation on its own line, naming the path and t
   p(new RegExp(`^bctl fsck: running/${leftover}: no job file \\(left by a crash\\); start spoold`), async () => mkdirSpool(sp.runningDir(leftover)));
   // Found by a tester: bctl cancel run by root under umask 022 made done/NAME 2755, and spoold, the spool's user, could store no more results of NAME.
   // (The test runs as the spool's owner, so another owner stands for root.)
-  p(/^bctl fsck: done\/locked: owned by uid 65534 and not writable by the spool's group \(mode 2755\), so spoold cannot store results there; chmod 2775 done\/locked$/, async () => {
+  p(/^bctl fsck: done\/locked: owned by uid 65534, group \d+, mode 2755: spoold cannot store results there; chmod 2775 done\/locked$/, async () => {
     await fsp.mkdir(sp.doneName('locked'));
     await fsp.chmod(sp.doneName('locked'), 0o2755);
     await fsp.chown(sp.doneName('locked'), 65534, fs.statSync(spool).gid);
@@ -161,6 +161,11 @@ test('fsck reports each planted violation on its own line, naming the path and t
   p(/^bctl fsck: schedules\/nightly: world-writable \(mode 666\); chmod o-w schedules\/nightly$/, () => fsp.chmod(sp.schedule('nightly'), 0o666));
   p(/^bctl fsck: schedules\/linked: unexpected symlink; only done\/NAME\/latest and files inside artifacts\/ may be symlinks/, () => fsp.symlink('/etc/passwd', sp.schedule('linked')));
 
+  p(/^bctl fsck: done\/foreign: owned by uid 65534, group 65534, mode 2775: spoold cannot store results there; chgrp \d+ done\/foreign && chmod 2775 done\/foreign$/, async () => {
+    await fsp.mkdir(sp.doneName('foreign'));
+    await fsp.chmod(sp.doneName('foreign'), 0o2775);
+    await fsp.chown(sp.doneName('foreign'), 65534, 65534);
+  });
   for (const [, f] of plant) await f();
   // A 2755 directory of the spool's owner (made by an older spoold under umask 022) is sound, and so is a 0755 templates/: no line (below).
   await fsp.mkdir(sp.doneName('older'));

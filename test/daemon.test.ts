@@ -303,7 +303,7 @@ test('a workerd whose ended job cannot be delivered waits on SIGTERM, and a seco
   assert.is(w.child.exitCode, null, 'it waits to deliver');
   w.child.kill('SIGTERM');
   assert.is(await exitCode(w), 75);
-  assert.match(w.log(), new RegExp(`SIGTERM again: exiting without delivering job ${id}`));
+  assert.match(w.log(), new RegExp(`SIGTERM again: exiting without delivering or handing back job ${id}`));
 });
 
 test('spoold killed with SIGKILL mid-job and restarted: the worker re-attaches, the job runs once and finishes once', async () => {

@@ -80,11 +80,14 @@ test("a sandboxed job sees neither workerd's spool (its socket) nor its token fi
   const base = /^\/(var\/)?tmp\//.test(`${ROOT}/`) ? os.homedir() : ROOT;
   const home = await fsp.mkdtemp(path.join(base, '.sandbox-spool-'));
   const sp = path.join(home, 'spool');
-  const tok = path.join(home, 'token');
+  const tok = path.join(home, 'token');           // a link to the token, as a reviewer found one broke every job
+  const tokReal = path.join(home, 'secrets', 'token');
   try {
     await ensureSpool(new SpoolPaths(sp));
     await fsp.writeFile(path.join(sp, 'secret'), 'spool secret\n');
-    await fsp.writeFile(tok, 'the token\n', { mode: 0o600 });
+    await fsp.mkdir(path.dirname(tokReal));
+    await fsp.writeFile(tokReal, 'the token\n', { mode: 0o600 });
+    await fsp.symlink(tokReal, tok);
     procs.push(daemon('spoold', ['-s', sp, '--lease', '2s', '--heartbeat', '400ms', '--token-file', tok]));
     procs.push(daemon('workerd', ['-s', sp, '--name', 'sb', '--workdir', path.join(home, 'wd'), '--token-file', tok, '--sandbox', SANDBOX, 'debian-12'], { BUILDER_SPOOL: '' }));
     const id = newId();
@@ -92,7 +95,7 @@ test("a sandboxed job sees neither workerd's spool (its socket) nor its token fi
       '#!/bin/sh',
       `cat ${sp}/secret 2>/dev/null | grep -q secret && echo read-secret || echo secret-hidden`,
       `[ -S ${sp}/spoold.sock ] && echo socket-visible || echo socket-hidden`,
-      `cat ${tok} 2>/dev/null | grep -q token && echo read-token || echo token-hidden`,
+      `cat ${tok} ${tokReal} 2>/dev/null | grep -q token && echo read-token || echo token-hidden`,
       'echo hidden-below-ok > ran.txt',
     ].join('\n') + '\n', id }));
     const text = await until(`result of ${id}`, () => readIf(path.join(sp, 'done', 'peek', id, 'result')), 30_000);

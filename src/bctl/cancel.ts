@@ -21,6 +21,7 @@ export async function cancel(ctx: Ctx): Promise<number> {
   const { sp } = ctx;
   const id = asUsage(() => checkId(ctx.args[0]!));
   checkSpool(sp);
+  let asked = false;   // our request is in running/ID/cancel: spoold may complete the cancel itself
   for (let tries = 0; tries < 3; tries++) {
     const w = await where(sp, id);
     if (w.state === 'queued') {
@@ -29,6 +30,7 @@ export async function cancel(ctx: Ctx): Promise<number> {
       const job = parseJob(buf, sp.rel(w.file), id);
       await ensureSpool(sp, { makeRoot: false });   // running/, done/, tmp/ for the move
       const r = await cancelQueued(sp, id, job);
+      asked = true;
       if (r) {
         ctx.out(`canceled ${id} (was queued)`);
         // A schedule's job: its state says how its last job ended, as spoold's does for the jobs it finishes.
@@ -50,7 +52,12 @@ export async function cancel(ctx: Ctx): Promise<number> {
     if (w.state === 'done') {
       const rel = sp.rel(doneFile(w.dir, 'result'));
       const buf = await readIf(doneFile(w.dir, 'result'));
-      const status = buf === undefined ? 'no result file' : formatStatus(parseResult(buf, rel).status);
+      const result = buf === undefined ? undefined : parseResult(buf, rel);
+      if (asked && result?.status.kind === 'canceled') {
+        ctx.out(`canceled ${id} (spoold completed the cancel)`);   // we were held up past its orphan wait, or it claimed the job first
+        return EXIT_OK;
+      }
+      const status = result ? formatStatus(result.status) : 'no result file';
       throw new SpoolError('SPOOL_NOT_FOUND', `job ${id} already finished: ${status}`, { path: sp.rel(w.dir), hint: `bctl inspect ${id} shows it` });
     }
     break;

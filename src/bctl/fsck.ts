@@ -201,13 +201,15 @@ export async function fsck(ctx: Ctx): Promise<number> {
       }
       if (st.mode & 0o002) report(rel, `world-writable (mode ${(st.mode & 0o7777).toString(8)})`, `chmod o-w ${rel}`);
       if (st.isDirectory() && spooldWrites(rel.split(path.sep)) && !spooldCanWrite(st)) {
-        report(rel, `owned by uid ${st.uid} and not writable by the spool's group (mode ${(st.mode & 0o7777).toString(8)}), so spoold cannot store results there`, `chmod 2775 ${rel}`);
+        report(rel, `owned by uid ${st.uid}, group ${st.gid}, mode ${(st.mode & 0o7777).toString(8)}: spoold cannot store results there`, `${st.gid === rootSt.gid ? '' : `chgrp ${rootSt.gid} ${rel} && `}chmod 2775 ${rel}`);
       }
       if (st.isDirectory()) await walk(p, inArtifacts || (e.name === 'artifacts' && rel.split(path.sep).length === 4 && rel.startsWith(`done${path.sep}`)));
     }
   };
-  // spoold runs as the spool's owner, or as a member of its group.
-  const spooldCanWrite = (st: fs.Stats): boolean => st.uid === rootSt.uid || (st.gid === rootSt.gid && (st.mode & 0o020) !== 0);
+  // spoold runs as the owner of its lock (while it runs), else as the spool's
+  // owner, or as a member of the spool's group.
+  const spooldUid = (await lstatIf(sp.lock))?.uid ?? rootSt.uid;
+  const spooldCanWrite = (st: fs.Stats): boolean => (st.uid === spooldUid && (st.mode & 0o200) !== 0) || (st.gid === rootSt.gid && (st.mode & 0o020) !== 0);
   if (rootSt.mode & 0o002) report(sp.root, 'world-writable', `chmod o-w ${sp.root}`);
   await walk(sp.root, false);
 

@@ -33,18 +33,18 @@ export const FILE_MODE = 0o664;   // group-writable for the builder group, never
 export const DIR_MODE = 0o2775;   // setgid: files inherit the spool's group
 
 /**
- * mkdir(2) of a job's directory (running/ID, done/NAME, artifacts/),
- * writable by the spool's group whatever the caller's umask: one made by
- * root (bctl cancel) under umask 022 was not, so spoold, running as the
- * spool's user, could store no more results there. The umask is lifted for
- * the one call, so the mode is right from the start (a chmod after would
- * leave a window for a crash); setgid comes from the parent, as mkdir(2)
- * ignores it in the mode, and is not asked for (systemd's RestrictSUIDSGID
- * refuses a mkdir that asks). Throws as mkdirSync does (EEXIST included).
+ * mkdir(2) of a job's directory (running/ID, done/NAME, artifacts/) at
+ * exactly DIR_MODE, whatever the umask: one made by root (bctl cancel) under
+ * umask 022 was not writable by the spool's group, so spoold, running as the
+ * spool's user, could store no more results there. The chmod follows the
+ * mkdir: a crash between them leaves the directory as the umask made it,
+ * which bctl fsck reports. (Lifting the umask instead would loosen the modes
+ * of files spoold's thread pool creates meanwhile.) Throws as mkdirSync does
+ * (EEXIST included); an existing directory keeps its mode.
  */
 export function mkdirSpool(dir: string): void {
-  const umask = process.umask(0o002);
-  try { fs.mkdirSync(dir, { mode: 0o775 }); } finally { process.umask(umask); }
+  fs.mkdirSync(dir, { mode: DIR_MODE });
+  fs.chmodSync(dir, DIR_MODE);
 }
 
 const fsyncFd = promisify(fs.fsync);

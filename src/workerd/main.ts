@@ -487,10 +487,12 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (a.sandbox) {
     // What the sandbox is to hide from the job, one absolute path a line
-    // (workerd.8): the directory of the socket to spoold (the spool, or the
-    // tunnel's end) and the token file. A job that reached either could pose
-    // as this worker. The standby shell, and so the sandbox, inherit it.
-    const hide = [...('path' in target ? [path.dirname(path.resolve(target.path))] : []), ...(a['token-file'] ? [path.resolve(a['token-file'])] : [])];
+    // (workerd.8): the spool (-s), or the socket to spoold (--connect, the
+    // tunnel's end: its directory may be /run), and the token file. A job
+    // that reached either could pose as this worker. The standby shell, and
+    // so the sandbox, inherit it.
+    const sock = 'path' in target ? path.resolve(target.path) : undefined;
+    const hide = [...(sock ? [a.connect ? sock : path.dirname(sock)] : []), ...(a['token-file'] ? [path.resolve(a['token-file'])] : [])];
     process.env.BUILDER_SANDBOX_HIDE = hide.join('\n');
   }
   const w = new Worker(target, name, platform, { once: !!a.once, ...(a.sandbox ? { sandbox: a.sandbox } : {}), ...(token ? { token } : {}), workdir });
@@ -500,11 +502,12 @@ export async function main(argv: string[]): Promise<void> {
     // keeping); a running one is killed and handed back with `release`, so
     // spoold requeues it at once instead of waiting out the lease.
     if (stopping) {
-      // A second signal while an ended job waits for spoold (which may be gone
-      // for good): go now. Its lease runs out, and spoold runs it again or
-      // records it lost, as for a worker that died.
-      if (w.exitAfterDelivery && w.job) {
-        say(`${sig} again: exiting without delivering job ${w.job.spec.id}; spoold runs it again, or records it lost, when its lease runs out`);
+      // A second signal while a job is still held (an ended one waiting for a
+      // spoold that may be gone for good, or one that will not die): go now.
+      // Its lease runs out, and spoold runs it again or records it lost, as
+      // for a worker that died.
+      if (w.job) {
+        say(`${sig} again: exiting without delivering or handing back job ${w.job.spec.id}; spoold runs it again, or records it lost, when its lease runs out`);
         process.exit(EXIT_TEMPFAIL);
       }
       return;
