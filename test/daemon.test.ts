@@ -18,8 +18,18 @@ let spool = '';
 let procs: Daemon[] = [];
 
 test.before.each(async () => { spool = await tmpdir('daemon'); procs = []; });
+/** Kill the process groups of jobs a SIGKILLed workerd left running (their scripts live in SPOOL-wd). */
+function killStrayJobs(): void {
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let cmd = '';
+    try { cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { continue; }
+    if (cmd.includes(`${spool}-wd/`)) { try { process.kill(-Number(pid), 'SIGKILL'); } catch { /* not a group leader, or gone */ } }
+  }
+}
+
 test.after.each(async () => {
   for (const p of procs) await p.stop('SIGKILL');
+  killStrayJobs();
   await fsp.rm(spool, { recursive: true, force: true });
   await fsp.rm(`${spool}-wd`, { recursive: true, force: true });
 });
@@ -304,6 +314,23 @@ test('a workerd whose ended job cannot be delivered waits on SIGTERM, and a seco
   w.child.kill('SIGTERM');
   assert.is(await exitCode(w), 75);
   assert.match(w.log(), new RegExp(`SIGTERM again: exiting without delivering or handing back job ${id}`));
+});
+
+// Found in review: the second signal's exit left a job that ignores SIGTERM
+// running in its own process group, beside the next attempt spoold starts.
+test('a second SIGTERM while a job ignores the first kills the job at once, and workerd exits 75', async () => {
+  spoold();
+  const w = workerd('w1');
+  const pidFile = `${spool}-wd/stubborn.pid`;
+  const id = await queue('stubborn', `#!/bin/sh\ntrap '' TERM\necho $$ > ${pidFile}\nwhile :; do sleep 0.1; done\n`);
+  const pid = Number(await until('the job\'s pid', () => readIf(pidFile)?.trim()));
+  w.child.kill('SIGTERM');
+  await w.waitLog(new RegExp(`SIGTERM: killing job ${id}`));
+  w.child.kill('SIGTERM');
+  assert.is(await exitCode(w), 75);
+  // Dead: gone, or a zombie its new parent has not reaped yet.
+  const dead = () => { try { return /^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')) || undefined; } catch { return true; } };
+  await until('the job killed', dead, 2_000);
 });
 
 test('spoold killed with SIGKILL mid-job and restarted: the worker re-attaches, the job runs once and finishes once', async () => {

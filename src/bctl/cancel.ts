@@ -54,7 +54,7 @@ export async function cancel(ctx: Ctx): Promise<number> {
       const buf = await readIf(doneFile(w.dir, 'result'));
       const result = buf === undefined ? undefined : parseResult(buf, rel);
       if (asked && result?.status.kind === 'canceled') {
-        ctx.out(`canceled ${id} (spoold completed the cancel)`);   // we were held up past its orphan wait, or it claimed the job first
+        ctx.out(`canceled ${id} (completed meanwhile)`);   // by spoold, our request found; or by another bctl cancel
         return EXIT_OK;
       }
       const status = result ? formatStatus(result.status) : 'no result file';

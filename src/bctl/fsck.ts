@@ -206,10 +206,11 @@ export async function fsck(ctx: Ctx): Promise<number> {
       if (st.isDirectory()) await walk(p, inArtifacts || (e.name === 'artifacts' && rel.split(path.sep).length === 4 && rel.startsWith(`done${path.sep}`)));
     }
   };
-  // spoold runs as the owner of its lock (while it runs), else as the spool's
-  // owner, or as a member of the spool's group.
-  const spooldUid = (await lstatIf(sp.lock))?.uid ?? rootSt.uid;
-  const spooldCanWrite = (st: fs.Stats): boolean => (st.uid === spooldUid && (st.mode & 0o200) !== 0) || (st.gid === rootSt.gid && (st.mode & 0o020) !== 0);
+  // spoold runs as the owner of its lock while it runs (a stale lock says
+  // nothing), else as the spool's owner, or as a member of the spool's group;
+  // as root it writes anywhere.
+  const spooldUid = (locked ? (await lstatIf(sp.lock))?.uid : undefined) ?? rootSt.uid;
+  const spooldCanWrite = (st: fs.Stats): boolean => spooldUid === 0 || (st.uid === spooldUid && (st.mode & 0o200) !== 0) || (st.gid === rootSt.gid && (st.mode & 0o020) !== 0);
   if (rootSt.mode & 0o002) report(sp.root, 'world-writable', `chmod o-w ${sp.root}`);
   await walk(sp.root, false);
 

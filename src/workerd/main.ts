@@ -487,12 +487,14 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (a.sandbox) {
     // What the sandbox is to hide from the job, one absolute path a line
-    // (workerd.8): the spool (-s), or the socket to spoold (--connect, the
-    // tunnel's end: its directory may be /run), and the token file. A job
-    // that reached either could pose as this worker. The standby shell, and
-    // so the sandbox, inherit it.
+    // (workerd.8): the directory of the socket to spoold (the spool, or the
+    // tunnel's end, whose socket a restarted tunnel replaces), or the socket
+    // alone when that directory is a shared one (/run), and the token file.
+    // A job that reached either could pose as this worker. The standby
+    // shell, and so the sandbox, inherit it.
     const sock = 'path' in target ? path.resolve(target.path) : undefined;
-    const hide = [...(sock ? [a.connect ? sock : path.dirname(sock)] : []), ...(a['token-file'] ? [path.resolve(a['token-file'])] : [])];
+    const shared = (d: string) => ['/', '/run', '/var/run', '/tmp', '/var/tmp', '/dev/shm'].includes(d);
+    const hide = [...(sock ? [shared(path.dirname(sock)) ? sock : path.dirname(sock)] : []), ...(a['token-file'] ? [path.resolve(a['token-file'])] : [])];
     process.env.BUILDER_SANDBOX_HIDE = hide.join('\n');
   }
   const w = new Worker(target, name, platform, { once: !!a.once, ...(a.sandbox ? { sandbox: a.sandbox } : {}), ...(token ? { token } : {}), workdir });
@@ -507,6 +509,7 @@ export async function main(argv: string[]): Promise<void> {
       // Its lease runs out, and spoold runs it again or records it lost, as
       // for a worker that died.
       if (w.job) {
+        w.job.killNow();   // its own process group outlives us: it must not run on beside the next attempt
         say(`${sig} again: exiting without delivering or handing back job ${w.job.spec.id}; spoold runs it again, or records it lost, when its lease runs out`);
         process.exit(EXIT_TEMPFAIL);
       }

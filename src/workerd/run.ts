@@ -217,6 +217,9 @@ export class LocalJob {
     t.unref();
   }
 
+  /** SIGKILL the job's process group now (workerd exits at once: no grace, no later timer). */
+  killNow(): void { if (this.status === undefined) this.killGroup('SIGKILL'); }
+
   private killGroup(sig: NodeJS.Signals): void {
     const pid = this.child?.pid;
     if (pid === undefined) return;
