@@ -8,6 +8,8 @@
 // -x.sh` was -x -. -s -h, and -h printed the help and exited 0). Both are
 // usage errors (exit 2), with a message that says what was meant.
 
+import mri from 'mri';
+
 export interface FlagNames {
   strings: string[];                // flags that take a value
   booleans: string[];               // flags that take none
@@ -38,4 +40,28 @@ export function argvProblem(argv: string[], flags: FlagNames): string | undefine
     }
   }
   return undefined;
+}
+
+/**
+ * The command line of a daemon (spoold, workerd): long flags that take one
+ * value (`strings`) or none (`booleans`, help included), -s for --spool and
+ * -h for --help, and arguments. Every usage problem goes to `usage` (which
+ * exits 2): the checks above, an unknown flag, a flag given twice or without
+ * its value. With --help, the flags are returned unchecked.
+ */
+export function daemonArgs(argv: string[], strings: string[], booleans: string[], usage: (msg: string) => never): mri.Argv {
+  const problem = argvProblem(argv, { strings, booleans, shorts: { s: 'spool', h: 'help' } });
+  if (problem) usage(problem);
+  let unknown: string | undefined;
+  const alias: Record<string, string | string[]> = { s: 'spool', h: 'help' };
+  for (const f of [...strings, ...booleans]) if (f !== 'spool' && f !== 'help') alias[f] = [];   // declared, so strict mode knows them
+  const a = mri(argv, { alias, string: strings, boolean: booleans, unknown: (f) => { unknown = f; } });
+  // mri returns what unknown() returned (undefined) when it fires: check that first (DEPENDENCIES.md 6).
+  if (unknown) usage(`unknown option ${unknown}`);
+  if (a.help) return a;
+  for (const k of strings) {
+    if (Array.isArray(a[k])) usage(`--${k} given more than once`);
+    if (a[k] === '') usage(`--${k} needs a value`);
+  }
+  return a;
 }

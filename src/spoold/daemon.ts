@@ -177,7 +177,7 @@ export class Daemon implements ConnOwner {
     try {
       job = parseJob(readRunning(this.sp, id, 'job'), `running/${id}/job`, id);
     } catch (e) {
-      if (errno(e) === 'ENOENT') { if (atStart) await this.clearLeftover(id); return; }
+      if (errno(e) === 'ENOENT') { if (atStart) await this.clearAtStart(id); return; }
       if (!this.unparsable.has(id)) log('error', { file: `running/${id}/job`, why: e instanceof SpoolError ? `${e.message}; fix or remove it by hand` : (e as Error).message });
       this.unparsable.add(id);
       return;
@@ -201,25 +201,19 @@ export class Daemon implements ConnOwner {
     this.unfinalized.delete(id);   // its result was removed by hand, if it had one
     const r = this.newRunning(id, job, undefined);
     const lease = readLease(this.sp, id);
-    if (existsOr(this.sp.runningFile(id, 'cancel'), false)) {
-      // Canceled, and nobody holds it: recorded at once. Without a lease it was
-      // never sent (a bctl cancel died after its claim), so no attempt started.
-      if (!lease.worker) r.attempt = job.attempt;
-      r.cancelRequested = true;
-      this.running.set(id, r);
-      await this.settle(r, { kind: 'canceled' });
-      return;
-    }
     // After a restart a worker needs its reconnect backoff on top of the lease.
     r.workerName = lease.worker;
     if (lease.started) r.started = lease.started;   // when it was handed over, before the restart
     r.deadline += RECONNECT_GRACE_MS;
     this.running.set(id, r);
+    // Canceled, and nobody holds it: recorded at once. Without a lease it was
+    // never sent (a bctl cancel died after its claim), so no attempt started.
+    if (await this.cancelIfAsked(r, lease.worker !== undefined)) return;
     log('waiting', { id, name: job.name, attempt: job.attempt + 1, why: `worker may re-attach within ${this.opts.leaseMs + RECONNECT_GRACE_MS} ms` });
   }
 
   /** running/ID without a job file, at start (state.ts clearLeftover). */
-  private async clearLeftover(id: string): Promise<void> {
+  private async clearAtStart(id: string): Promise<void> {
     const dir = `running/${id}`;
     try {
       const done = await clearLeftover(this.sp, id);
@@ -471,13 +465,20 @@ export class Daemon implements ConnOwner {
     }
     const r = this.newRunning(id, job, undefined);
     this.running.set(id, r);
-    if (existsOr(this.sp.runningFile(id, 'cancel'), false)) {
-      r.attempt = job.attempt;   // none started
-      r.cancelRequested = true;
-      await this.settle(r, { kind: 'canceled' });
-      return undefined;
-    }
-    return r;
+    return (await this.cancelIfAsked(r, false)) ? undefined : r;
+  }
+
+  /**
+   * A held job that no worker runs (just claimed, or found at start) with a
+   * cancel request beside it: recorded canceled, true. `started` says whether
+   * it may have run (a lease names a worker); if not, no attempt is counted.
+   */
+  private async cancelIfAsked(r: Running, started: boolean): Promise<boolean> {
+    if (!existsOr(this.sp.runningFile(r.id, 'cancel'), false)) return false;
+    if (!started) r.attempt = r.job.attempt;
+    r.cancelRequested = true;
+    await this.settle(r, { kind: 'canceled' });
+    return true;
   }
 
   /** new/ID with a cancel request beside it (see take), which no worker need come for. */

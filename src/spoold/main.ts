@@ -12,8 +12,7 @@ import fsp from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import net from 'node:net';
 import path from 'node:path';
-import mri from 'mri';
-import { argvProblem } from '../spool/argv.js';
+import { daemonArgs } from '../spool/argv.js';
 import { SpoolPaths, isName } from '../spool/paths.js';
 import { ensureSpool } from '../spool/layout.js';
 import { cleanTmp } from '../spool/stage.js';
@@ -53,23 +52,9 @@ export function parseListen(s: string): { host: string; port: number } {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const problem = argvProblem(argv, { strings: ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts'], booleans: ['help'], shorts: { s: 'spool', h: 'help' } });
-  if (problem) usage(problem);
-  let unknown: string | undefined;
-  const a = mri(argv, {
-    alias: { s: 'spool', h: 'help', listen: [], templates: [], 'token-file': [], lease: [], heartbeat: [], 'max-artifacts': [] },
-    string: ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts'],
-    boolean: ['help'],
-    unknown: (f) => { unknown = f; },
-  });
-  // mri returns what unknown() returned (undefined) when it fires: check that first (DEPENDENCIES.md 6).
-  if (unknown) usage(`unknown option ${unknown}`);
+  const a = daemonArgs(argv, ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts'], ['help'], usage);
   if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
   if (a._.length > 0) usage(`unexpected argument ${String(a._[0])}`);
-  for (const k of ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts']) {
-    if (Array.isArray(a[k])) usage(`--${k} given more than once`);
-    if (a[k] === '') usage(`--${k} needs a value`);
-  }
   let heartbeatMs = 5_000;
   let leaseMs = 60_000;
   let maxArtifactBytes = 64 * 2 ** 30;

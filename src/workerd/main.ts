@@ -19,8 +19,7 @@ import fsp from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import mri from 'mri';
-import { argvProblem } from '../spool/argv.js';
+import { daemonArgs } from '../spool/argv.js';
 import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, MAX_JOB_MSG, MAX_MANIFEST_PART, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { packArtifacts, type LentBuffers } from '../spool/tar.js';
 import { SpoolPaths, isName, isId, NAME_RULE } from '../spool/paths.js';
@@ -445,22 +444,8 @@ export function parseTarget(s: string): Target {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  let unknown: string | undefined;
-  const problem = argvProblem(argv, { strings: ['spool', 'connect', 'name', 'sandbox', 'token-file', 'workdir'], booleans: ['help', 'once'], shorts: { s: 'spool', h: 'help' } });
-  if (problem) usage(problem);
-  const a = mri(argv, {
-    alias: { s: 'spool', h: 'help', connect: [], name: [], once: [], sandbox: [], 'token-file': [], workdir: [] },
-    string: ['spool', 'connect', 'name', 'sandbox', 'token-file', 'workdir'],
-    boolean: ['help', 'once'],
-    unknown: (f) => { unknown = f; },
-  });
-  // mri returns what unknown() returned (undefined) when it fires: check that first (DEPENDENCIES.md 6).
-  if (unknown) usage(`unknown option ${unknown}`);
+  const a = daemonArgs(argv, ['spool', 'connect', 'name', 'sandbox', 'token-file', 'workdir'], ['help', 'once'], usage);
   if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
-  for (const k of ['spool', 'connect', 'name', 'sandbox', 'token-file', 'workdir']) {
-    if (Array.isArray(a[k])) usage(`--${k} given more than once`);
-    if (a[k] === '') usage(`--${k} needs a value`);
-  }
   const pos = a._.map(String);
   if (pos.length !== 1) usage(pos.length === 0 ? 'missing PLATFORM' : `unexpected argument ${pos[1]}`);
   const platform = pos[0]!;
