@@ -195,13 +195,14 @@ function daemonOptions(rel: string): { long: string[]; short: string[]; usage: s
   const text = code(rel);
   const usage = /const USAGE = `([\s\S]*?)`/.exec(text)?.[1];
   assert.ok(usage, `${rel} has a USAGE string`);
-  const mri = /mri\(argv, \{([\s\S]*?)\n {2}\}\)/.exec(text)?.[1];
-  assert.ok(mri, `${rel} declares its options to mri`);
-  const list = (key: string) => [.../\[([^\]]*)\]/.exec(new RegExp(`${key}: (\\[[^\\]]*\\])`).exec(mri!)?.[1] ?? '')![1]!.matchAll(/'([a-z-]+)'/g)].map((m) => m[1]!);
+  // Declared with daemonArgs(argv, STRINGS, BOOLEANS, usage); its short flags are argv.ts's.
+  const decl = /daemonArgs\(argv, (\[[^\]]*\]), (\[[^\]]*\])/.exec(text);
+  assert.ok(decl, `${rel} declares its options to daemonArgs`);
+  const names = (list: string) => [...list.matchAll(/'([a-z-]+)'/g)].map((m) => m[1]!);
   const fromUsage = [...usage!.matchAll(/--([a-z][a-z-]*)/g)].map((m) => m[1]!);
-  const long = [...new Set([...list('string'), ...list('boolean'), ...fromUsage])];
-  const alias = /alias: \{([^}]*)\}/.exec(mri!)?.[1] ?? '';
-  const short = [...alias.matchAll(/\b([a-z]): '/g)].map((m) => m[1]!);
+  const long = [...new Set([...names(decl![1]!), ...names(decl![2]!), ...fromUsage])];
+  const shorts = /shorts: \{([^}]*)\}/.exec(code('src/spool/argv.ts').split('export function daemonArgs')[1] ?? '')?.[1] ?? '';
+  const short = [...shorts.matchAll(/\b([a-z]): '/g)].map((m) => m[1]!);
   assert.ok(long.length >= 5 && short.length >= 2, `${rel}: found options ${long.join(' ')} and ${short.join(' ')}`);
   return { long, short, usage: fromUsage };
 }
