@@ -228,6 +228,29 @@ test('a job whose worker is lost more often than its retries allow is recorded l
   assert.equal((await result('lostjob', id)).status, { kind: 'lost' });
 });
 
+// Found in review: a requeue killed after rewriting running/ID/job with the
+// attempt it counted, and before moving it to new/, had that attempt counted
+// again at the next start, so the job was recorded lost one retry early.
+test('a requeue cut short by a crash after its job file was rewritten does not count the attempt twice', async () => {
+  const s1 = spoold();
+  await s1.waitLog(/started/);
+  await s1.stop('SIGTERM');
+  const id = newId();
+  const dir = path.join(spool, 'running', id);
+  fs.mkdirSync(dir);
+  // Attempt 1 of 2 (retries 1) ran on w9, whose lease ran out; the requeue had
+  // rewritten the job file with attempt 1 when spoold died.
+  fs.writeFileSync(path.join(dir, 'job'), formatJob(submission({ name: 'cut', platform: 'debian-12', retries: 1, body: '#!/bin/sh\necho again\n', id, attempt: 1 })));
+  fs.writeFileSync(path.join(dir, 'lease'), `worker: w9\nstarted: ${new Date(Date.now() - 60_000).toISOString()}\nattempt: 1\n`);
+  const s2 = spoold();
+  await s2.waitLog(new RegExp(`waiting id=${id} name=cut attempt=1 `));
+  workerd('w1');
+  const r = await result('cut', id);
+  assert.equal(r.status, { kind: 'exited', code: 0 }, 'the second attempt ran, rather than the job being recorded lost');
+  assert.is(r.attempt, 2);
+  assert.is(fs.readFileSync(path.join(doneDir('cut', id), 'console.log'), 'utf8'), 'again\n');
+});
+
 test('a result stored in running/ before spoold was killed is finalized at the next start, and logged as every finished job is', async () => {
   const s1 = spoold();
   await s1.waitLog(/started/);

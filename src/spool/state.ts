@@ -14,7 +14,9 @@
 //   running/ID/ without job        requeue or finalize committed, cleanup not done: removed
 //   running/ID/job with result     finalize interrupted after the result: finalized
 //   running/ID/job, no result      claimed, maybe running: a worker may re-attach
-//                                  within the lease, else requeue (attempt+1) or lost
+//                                  within the lease, else requeue (attempt+1) or lost;
+//                                  a job file whose attempt the lease names too was
+//                                  being requeued: that attempt is not counted again
 //   tmp/*                          staged by a writer that died before publishing:
 //                                  removed on start and by the periodic rescan (cleanTmp)
 // BUGS: a job file dropped into new/ with `attempt:` already at the limit is
@@ -132,17 +134,24 @@ async function claimInto(sp: SpoolPaths, id: string): Promise<boolean> {
  * claim it into a new running/ID/, which a recursive remove here would destroy.
  * A cancel request stays (and so does the directory, for it): one that came
  * as the lease ran out is honored by the next claim, which keeps it.
+ * The lease goes only after the commit: until then it names the attempt that
+ * ran, and a job file already rewritten with that same attempt tells a restart
+ * that this requeue was cut short, so that it does not count the attempt again
+ * (spoold's reconcile). It goes in the same tick as the commit, before anything
+ * in spoold can claim the job again and write a new one.
  * `committed` is called right after the commit, before anything can claim it
  * (the rename is synchronous), so a log line of it comes before the claim's.
  */
 export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: number, committed: () => void = () => {}): Promise<void> {
   const jobFile = sp.runningFile(id, 'job');
-  await writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
+  const lease = sp.runningFile(id, 'lease');
   for (const f of await fsp.readdir(sp.runningDir(id)).catch(() => [] as string[])) {
-    if (f !== 'job' && f !== 'cancel') await fsp.rm(`${sp.runningDir(id)}/${f}`, { recursive: true, force: true });
+    if (f !== 'job' && f !== 'cancel' && f !== 'lease') await fsp.rm(`${sp.runningDir(id)}/${f}`, { recursive: true, force: true });
   }
+  await writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
   // commit: after this rename the job is queued again
   try { fs.renameSync(jobFile, sp.queued(id)); } catch (e) { throw ioError(e, `running/${id}/job`, 'cannot requeue'); }
+  try { fs.rmSync(lease, { force: true }); } catch { /* the rmdir below leaves the directory, and the next claim's lease replaces it */ }
   committed();
   await fsyncDirQuiet(sp.new);
   await fsp.rmdir(sp.runningDir(id)).catch(() => {});   // ENOTEMPTY: a cancel request, or claimed again already; that claim owns it
@@ -260,8 +269,9 @@ export async function reject(sp: SpoolPaths, file: string, why: string, as = fil
 
 /**
  * Remove running/ID, whose job file is gone: empty, or holding a cancel
- * request (see claim). A request for a job still queued in new/ID is kept for
- * its claim ('kept'). Nothing else is removed, and the directory only with
+ * request (see claim) or the lease of a requeue cut short after its commit.
+ * A request for a job still queued in new/ID is kept for its claim ('kept').
+ * Nothing else is removed, and the directory only with
  * rmdir, so a job that a bctl cancel claims into it meanwhile stays ('not
  * empty', as for files someone else put there).
  */
@@ -269,6 +279,7 @@ export async function clearLeftover(sp: SpoolPaths, id: string): Promise<'cleane
   const cancel = sp.runningFile(id, 'cancel');
   if (exists(cancel) && exists(sp.queued(id))) return 'kept';
   await fsp.rm(cancel, { force: true });
+  await fsp.rm(sp.runningFile(id, 'lease'), { force: true });
   try {
     await fsp.rmdir(sp.runningDir(id));
   } catch (e) {

@@ -201,6 +201,9 @@ export class Daemon implements ConnOwner {
     this.unfinalized.delete(id);   // its result was removed by hand, if it had one
     const r = this.newRunning(id, job, undefined);
     const lease = readLease(this.sp, id);
+    // The job file names the attempt its lease names: a requeue was cut short
+    // after rewriting it (state.ts requeue), and that attempt is counted already.
+    if (lease.attempt === job.attempt) r.attempt = job.attempt;
     // After a restart a worker needs its reconnect backoff on top of the lease.
     r.workerName = lease.worker;
     if (lease.started) r.started = lease.started;   // when it was handed over, before the restart
@@ -209,7 +212,7 @@ export class Daemon implements ConnOwner {
     // Canceled, and nobody holds it: recorded at once. Without a lease it was
     // never sent (a bctl cancel died after its claim), so no attempt started.
     if (await this.cancelIfAsked(r, lease.worker !== undefined)) return;
-    log('waiting', { id, name: job.name, attempt: job.attempt + 1, why: `worker may re-attach within ${this.opts.leaseMs + RECONNECT_GRACE_MS} ms` });
+    log('waiting', { id, name: job.name, attempt: r.attempt, why: `worker may re-attach within ${this.opts.leaseMs + RECONNECT_GRACE_MS} ms` });
   }
 
   /** running/ID without a job file, at start (state.ts clearLeftover). */
@@ -902,8 +905,8 @@ function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer
   return r;
 }
 
-/** The worker and start that running/ID/lease names, if any (the lease is informational, so it may be missing). */
-function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; started: Date | undefined } {
+/** The worker, start and attempt that running/ID/lease names, if any (the lease is informational, so it may be missing). */
+function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; started: Date | undefined; attempt: number | undefined } {
   const file = sp.runningFile(id, 'lease');
   let h = new Map<string, string>();
   try {
@@ -912,6 +915,7 @@ function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; st
   } catch { /* none, or not one spoold wrote */ }
   const w = h.get('worker');
   const s = h.get('started');
-  return { worker: w && isName(w) ? w : undefined, started: s === undefined ? undefined : parseTime(s) };
+  const a = h.get('attempt');
+  return { worker: w && isName(w) ? w : undefined, started: s === undefined ? undefined : parseTime(s), attempt: a && /^[1-9]\d{0,8}$/.test(a) ? Number(a) : undefined };
 }
 
