@@ -21,4 +21,19 @@ test('a value to a flag that takes none, and unknown letters in a dash word, are
   assert.is(argvProblem(['-hx'], F), 'unknown option -x in -hx (to name a file that starts with -, write ./-hx)');
 });
 
+// Found by a new user: mri keeps the first of `-s A --spool B` and drops the
+// other; `--frob info` swallowed the command ("no command given"); `-s/dir`
+// was read as the flags -s -/ -d -i -r.
+test('a flag given twice under its two names, an unknown long flag, and a value glued to a short flag are named', () => {
+  assert.is(argvProblem(['-s', '/tmp', '--spool', '/x', 'info'], F), '--spool given more than once');
+  assert.is(argvProblem(['--spool=/tmp', '-s', '/x', 'info'], F), '--spool given more than once');
+  assert.is(argvProblem(['-s=/tmp', '--spool=/x'], F), '--spool given more than once');
+  assert.is(argvProblem(['submit', '--name', 'a', 'p', '--name=b'], F), '--name given more than once');
+  assert.is(argvProblem(['--frob', 'info'], F), 'unknown option --frob');
+  assert.is(argvProblem(['--version'], F), 'unknown option --version');
+  assert.is(argvProblem(['-s/tmp/spool', 'info'], F), 'option -s takes its value as the next argument: write -s /tmp/spool');
+  assert.is(argvProblem(['-hs/tmp', 'info'], F), 'option -s takes its value as the next argument: write -s /tmp');
+  assert.is(argvProblem(['--wait', '--wait', '--', '--frob', '-s', 'x', '-s', 'y'], F), undefined, 'booleans may repeat; after -- all are arguments');
+});
+
 test.run();

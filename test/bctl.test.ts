@@ -116,6 +116,17 @@ test('a value given to a flag that takes none, and a word starting with - that i
   assert.equal(ls(path.join(spool, 'new')), [], 'nothing queued');
 });
 
+// Found by a new user: `-s A --spool B` used A and dropped B without a word,
+// `--frob info` said "no command given", and `-s/dir` was read as flags.
+test('a flag given as -s and as --spool, an unknown flag before the command, and -sDIR are usage errors that say so', async () => {
+  await usageAll([
+    [['--spool', '/tmp', 'info'], /^bctl: --spool given more than once$/],   // after the -s SPOOL every call here starts with
+    [['--frob', 'info'], /^bctl: unknown option --frob$/],
+    [['--version'], /^bctl: unknown option --version$/],
+    [[`-s${spool}`, 'info'], new RegExp(`^bctl: option -s takes its value as the next argument: write -s ${spool}$`)],
+  ]);
+});
+
 test('missing and extra arguments exit 2 and name what is missing', async () => {
   await usageAll([
     [['schedule', 'a', 'p'], /missing SCRIPT/],

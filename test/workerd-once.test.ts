@@ -64,6 +64,10 @@ test('bad usage exits 2 with the reason', async () => {
   const twice = once(['--name', 'a', '--name', 'b']);
   assert.is(await exitOf(twice), 2);
   assert.match(twice.log(), /workerd: --name given more than once/);
+  // Found by a tester: mri kept the first of -s A --spool B, silently.
+  const both = once(['--spool', `${spool}-other`]);
+  assert.is(await exitOf(both), 2);
+  assert.match(both.log(), /workerd: --spool given more than once/);
 });
 
 test.run();

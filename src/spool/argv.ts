@@ -18,13 +18,30 @@ export interface FlagNames {
 
 /** The first such problem in argv, as a message, or undefined. */
 export function argvProblem(argv: string[], flags: FlagNames): string | undefined {
+  // Flags that take a value, by long name: mri keeps only the first of `-s A --spool B`.
+  const given = new Set<string>();
+  const once = (name: string) => {
+    if (!flags.strings.includes(name)) return undefined;
+    if (given.has(name)) return `--${name} given more than once`;
+    given.add(name);
+    return undefined;
+  };
+  // An unknown long flag is the caller's to report too (mri's `unknown`), but
+  // before the command word, which `--frob info` would take as its value; and
+  // not beside --help, which is answered whatever else is given.
+  let unknown: string | undefined;
+  let help = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--') return undefined;   // the rest are arguments
+    if (a === '--') break;   // the rest are arguments
     const long = /^--([^=]+)(=[\s\S]*)?$/.exec(a);
     if (long) {
       const [, name, value] = long;
-      if (value !== undefined && flags.booleans.includes(name!) && !flags.strings.includes(name!)) return `option --${name} takes no value (${a})`;
+      if (name === 'help') help = true;
+      if (!flags.strings.includes(name!) && !flags.booleans.includes(name!)) { unknown ??= `unknown option --${name}`; continue; }
+      if (value !== undefined && !flags.strings.includes(name!)) return `option --${name} takes no value (${a})`;
+      const twice = once(name!);
+      if (twice) return twice;
       if (value === undefined && flags.strings.includes(name!)) i++;   // the next argument is its value
       continue;
     }
@@ -33,13 +50,19 @@ export function argvProblem(argv: string[], flags: FlagNames): string | undefine
     const letters = [...a.slice(1, eq < 0 ? undefined : eq)];   // -s=DIR: the value follows the =
     for (const [k, c] of letters.entries()) {
       const name = flags.shorts[c];
+      if (name === 'help') help = true;
       if (name === undefined) {
         return letters.length > 1 ? `unknown option -${c} in ${a} (to name a file that starts with -, write ./${a})` : `unknown option -${c}`;
       }
-      if (flags.strings.includes(name) && k === letters.length - 1 && eq < 0) i++;   // the next argument is its value
+      if (!flags.strings.includes(name)) continue;
+      // -sDIR: getopt would take DIR as the value; mri reads it as more flags.
+      if (k < letters.length - 1) return `option -${c} takes its value as the next argument: write -${c} ${letters.slice(k + 1).join('')}`;
+      const twice = once(name);
+      if (twice) return twice;
+      if (eq < 0) i++;   // the next argument is its value
     }
   }
-  return undefined;
+  return help ? undefined : unknown;
 }
 
 /**
