@@ -50,8 +50,9 @@ export function bctl(spool: string, args: string[], opts: { input?: string | Buf
 /** A long-running program (spoold, workerd) whose stderr we keep for assertions. */
 export interface Daemon { child: ChildProcess; log: () => string; waitLog: (re: RegExp, ms?: number) => Promise<string>; stop: (sig?: NodeJS.Signals) => Promise<void> }
 
-export function daemon(name: 'spoold' | 'workerd', args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
-  const child = spawn(process.execPath, [BIN(name), ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `as`: run it as this user (the tests run as root). */
+export function daemon(name: 'spoold' | 'workerd', args: string[], env: NodeJS.ProcessEnv = {}, as?: { uid: number; gid: number }): Daemon {
+  const child = spawn(process.execPath, [BIN(name), ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...as });
   let log = '';
   const onData = (b: Buffer) => { log += b.toString(); if (process.env.BUILDER_TEST_VERBOSE) process.stderr.write(`[${name} ${child.pid}] ${b}`); };
   child.stdout!.on('data', onData);

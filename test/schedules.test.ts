@@ -288,4 +288,56 @@ test('spoold warns about a worker whose platform has no job, schedule or templat
   await s.waitLog(/warning worker=w-typo-platform platform=typo-platform why="no queued job, schedule or template/);
 });
 
+// Found in review: a firing whose state/NAME could not be written (here a
+// directory stands in its place) was not recorded, so the schedule was due
+// again at once, for ever: an @hourly job ran 88 times in 6 s.
+test('a schedule whose state/NAME cannot be written fires once in its period, not again and again', async () => {
+  worker('debian-12');
+  fs.mkdirSync(path.join(spool, 'state', 'stuck'));
+  await drop(spool, 'schedules', 'stuck', 'platform: debian-12\nschedule: @hourly\n\n#!/bin/sh\necho once\n');
+  await until('first run', () => doneIds('stuck').length === 1);
+  await s.waitLog(/error file=state\/stuck why=".*this spoold keeps the state in memory/);
+  await sleep(2000);
+  assert.is(doneIds('stuck').length, 1, 'fired once in its hour');
+  assert.is(queued('stuck').length, 0);
+});
+
+// Found in review: the skip of a schedule whose last instance still waits
+// counted every platform, so a template schedule whose job waited on one
+// platform (no worker there) queued nothing on the others either.
+test('a template schedule whose instance still waits on one platform fires on the others all the same', async () => {
+  await drop(spool, 'templates', 'tw.template.idle-plat', '#!/bin/sh\necho idle\n');
+  await drop(spool, 'templates', 'tw.template.busy-plat', '#!/bin/sh\necho busy\n');
+  await drop(spool, 'schedules', 'tw', 'template: tw\nschedule: @hourly\n');
+  worker('busy-plat');
+  await until('first firing: one run, one waiting', () => doneIds('tw').length === 1 && queued('tw').length === 1);
+  await ok(['reschedule', 'tw', iso(Date.now() + 1000)]);
+  await until('second run on busy-plat', () => doneIds('tw').length === 2, 10_000);
+  await s.waitLog(/skipped name=tw platform=idle-plat why="its last instance still waits in new\/"/);
+  assert.is(queued('tw').length, 1, 'still one instance waiting on idle-plat, not two');
+});
+
+// Found in review: a schedule file spoold could not read (EACCES: spoold
+// runs as its own user) threw out of the rescan, so no schedule fired at all,
+// and dispatch and the rest of every periodic rescan were skipped.
+test('a schedule file spoold cannot read is logged once and holds up no other schedule', async () => {
+  await s.stop('SIGTERM');
+  const nobody = { uid: 65534, gid: 65534 };
+  await drop(spool, 'schedules', 'secret', 'platform: debian-12\nschedule: @hourly\n\n#!/bin/sh\necho hidden\n');
+  await drop(spool, 'schedules', 'open', 'platform: debian-12\nschedule: @hourly\n\n#!/bin/sh\necho open\n');
+  for (const f of [spool, ...fs.readdirSync(spool, { recursive: true, encoding: 'utf8' }).map((f) => path.join(spool, f))]) fs.lchownSync(f, nobody.uid, nobody.gid);
+  fs.chownSync(path.join(spool, 'schedules', 'secret'), 0, 0);
+  fs.chmodSync(path.join(spool, 'schedules', 'secret'), 0o600);
+  const d = daemon('spoold', ['-s', spool, '--lease', '2s', '--heartbeat', '400ms'], {}, nobody);
+  procs.push(d);
+  await until('the readable schedule fired', () => queued('open').length === 1);
+  await d.waitLog(/error file=schedules\/secret why=".*EACCES.*it is not fired until spoold can read it/);
+  await sleep(5500);   // past a periodic rescan
+  assert.is(d.log().match(/file=schedules\/secret/g)?.length, 1, 'logged once');
+  worker('debian-12');
+  await until('the queued job ran (dispatch goes on)', () => doneIds('open').length === 1);
+  fs.chownSync(path.join(spool, 'schedules', 'secret'), nobody.uid, nobody.gid);
+  await until('made readable, it fires at the next rescan', () => doneIds('secret').length === 1, 10_000);
+});
+
 test.run();

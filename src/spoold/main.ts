@@ -119,23 +119,25 @@ export async function main(argv: string[]): Promise<void> {
     watchNew(sp.new, (n) => void d.queue.consider(n).catch((e) => log('error', { file: `new/${n}`, why: (e as Error).message })), wErr('new/')),
     watchDir(sp.schedules, () => void timer.rescan(), wErr('schedules/')),
     watchDir(sp.platforms, () => void readDropped().then(() => timer.arm()), wErr('platforms/')),
-    watchDir(sp.templates, () => void timer.arm(), wErr('templates/')),
-    watchDir(sp.state, () => void timer.arm(), wErr('state/')),          // bctl reschedule
+    watchDir(sp.templates, () => timer.arm(), wErr('templates/')),
+    watchDir(sp.state, (n) => timer.stateChanged(n), wErr('state/')),   // bctl reschedule, execute, cancel; and spoold's own writes
   ];
   let scanning = false;
   const rescan = async () => {
     if (scanning) return;
     scanning = true;
+    // Each step on its own: one that fails (an unreadable directory) holds up none of the others.
+    const step = async (what: string, f: () => unknown) => { try { await f(); } catch (e) { log('error', { why: `${what}: ${(e as Error).message}` }); } };
     try {
       // A spool directory removed by hand (tmp/, say, where every write is
       // staged) is made again, rather than failing every write until restart.
-      await ensureSpool(sp).catch((e) => log('error', { why: (e as Error).message }));
-      await readDropped();
-      await d.queue.rescan();
-      await timer.rescan();
+      await step('cannot make the spool', () => ensureSpool(sp));
+      await step('platforms/', readDropped);
+      await step('new/', () => d.queue.rescan());
+      await step('schedules/', () => timer.rescan());
       d.dispatchAll();
-      await d.adoptOrphans();
-      for (const f of await cleanTmp(sp)) log('cleaned', { file: `tmp/${f}`, why: 'staged by a writer that is gone' });
+      await step('running/', () => d.adoptOrphans());
+      await step('tmp/', async () => { for (const f of await cleanTmp(sp)) log('cleaned', { file: `tmp/${f}`, why: 'staged by a writer that is gone' }); });
     } finally { scanning = false; }
   };
   // The first scan comes once every watcher is ready, so that a file written

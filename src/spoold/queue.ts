@@ -31,7 +31,12 @@ export class Queue {
 
   get size(): number { return this.byId.size; }
   has(id: string): boolean { return this.byId.has(id); }
-  hasName(name: string): boolean { for (const { q } of this.byId.values()) if (q.name === name) return true; return false; }
+  /** The platforms on which a job of this name waits. */
+  platformsOf(name: string): Set<string> {
+    const out = new Set<string>();
+    for (const { q } of this.byId.values()) if (q.name === name) out.add(q.platform);
+    return out;
+  }
   platforms(): string[] { return [...this.byPlatform.keys()].filter((p) => (this.byPlatform.get(p)?.length ?? 0) > 0); }
 
   /** The next job for platform, without removing it. */

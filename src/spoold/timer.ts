@@ -8,6 +8,17 @@
 // and the period moves on. Missed runs after downtime fire once (nextDue).
 // A firing whose state spoold did not live to write is found by its job
 // (firedUnrecorded) and recorded, not repeated.
+//
+// spoold keeps each schedule's state, and the due time it gives, in memory:
+// read from state/NAME when the schedule appears, when state/NAME changes
+// (bctl reschedule, execute, cancel) and at each rescan; written through
+// to it at each firing and each finished job, one write after the other per
+// name. A firing counts from the moment it is decided, whatever becomes of
+// its write: a state/NAME that cannot be written (a directory in its place,
+// a full disk) no longer makes the schedule fire again at once, for ever;
+// nor can a finished job's write, landing after a firing's, undo it. Arming
+// the timer reads nothing, so thousands of schedules cost no file reads per
+// firing.
 // A schedule file that does not parse moves to bad/ with a .why, once it has
 // stayed unchanged for SETTLE_MS (it may be being written); a schedule
 // of a dropped platform is set aside (kept, not fired) until it is undropped.
@@ -18,8 +29,9 @@ import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
 import { idTime } from '../spool/ids.js';
 import { queueInstances } from '../spool/instance.js';
 import { findTemplate } from '../spool/template.js';
+import { templatePlatforms } from '../spool/template.js';
 import { readScheduleState, writeScheduleState, nextDue, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
-import { reject } from '../spool/state.js';
+import { reject, existsOr } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
 import { isId, isName, NAME_RULE, type SpoolPaths } from '../spool/paths.js';
@@ -35,6 +47,12 @@ export const SETTLE_MS = 2_000;
 
 export class ScheduleTimer {
   private schedules = new Map<string, { s: Schedule; mtimeMs: number; size: number }>();
+  /** Each schedule's state as this spoold knows it, and when that makes it due (undefined: never). */
+  private states = new Map<string, { st: ScheduleState; due: number | undefined }>();
+  /** The write of state/NAME in progress, per name: the next waits for it. */
+  private writes = new Map<string, Promise<boolean>>();
+  /** Schedule files that could not be read (EACCES), by name: the version already logged. */
+  private unreadable = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private firing = false;
   private stopped = false;
@@ -47,20 +65,51 @@ export class ScheduleTimer {
     for (const t of this.retries.values()) clearTimeout(t);
   }
 
-  /** List schedules/, parse what changed, drop what is gone, re-arm. */
+  /**
+   * List schedules/, parse what changed, drop what is gone, read every
+   * state/NAME again (a watcher event may have been missed), re-arm. One
+   * schedule that cannot be read holds up none of the others.
+   */
   async rescan(): Promise<void> {
-    let names: string[] = [];
-    try { names = await fsp.readdir(this.sp.schedules); } catch (e) { log('error', { dir: 'schedules/', why: (e as Error).message }); }
-    const present = new Set(names.filter((n) => !n.startsWith('.')));
-    for (const n of [...this.schedules.keys()]) if (!present.has(n)) { this.schedules.delete(n); log('unscheduled', { name: n }); }
-    for (const n of present) await this.consider(n);
-    await this.arm();
+    try {
+      let names: string[] = [];
+      try { names = await fsp.readdir(this.sp.schedules); } catch (e) { log('error', { dir: 'schedules/', why: (e as Error).message }); }
+      const present = new Set(names.filter((n) => !n.startsWith('.')));
+      for (const n of [...this.schedules.keys()]) if (!present.has(n)) this.forget(n);
+      for (const n of present) {
+        try { await this.consider(n); } catch (e) { this.cannotRead(n, e); }
+      }
+      for (const n of [...this.schedules.keys()]) await this.loadState(n).catch((e) => log('error', { file: `state/${n}`, why: (e as Error).message }));
+    } finally { this.arm(); }
+  }
+
+  /** state/n changed (a watcher event): read it again and re-arm. */
+  stateChanged(n: string): void {
+    void this.loadState(n).catch((e) => log('error', { file: `state/${n}`, why: (e as Error).message })).then(() => this.arm());
+  }
+
+  /** schedules/n is gone: no more firings, nothing kept of it. */
+  private forget(n: string): void {
+    this.unsettled.delete(n);
+    this.unreadable.delete(n);
+    this.states.delete(n);
+    if (this.schedules.delete(n)) log('unscheduled', { name: n });
+  }
+
+  /** schedules/n could not be looked at (EACCES): logged once per version, and not fired until it can be read. */
+  private cannotRead(n: string, e: unknown): void {
+    const why = (e as Error).message;
+    this.schedules.delete(n);
+    this.states.delete(n);
+    if (this.unreadable.get(n) === why) return;
+    this.unreadable.set(n, why);
+    log('error', { file: `schedules/${n}`, why: `${why}; it is not fired until spoold can read it (make it readable by spoold's user, or remove it)` });
   }
 
   private async consider(n: string): Promise<void> {
     const file = path.join(this.sp.schedules, n);
     let st;
-    try { st = await fsp.lstat(file); } catch (e) { if (errno(e) === 'ENOENT') { this.schedules.delete(n); this.unsettled.delete(n); return; } throw e; }
+    try { st = await fsp.lstat(file); } catch (e) { if (errno(e) === 'ENOENT') { this.forget(n); return; } throw e; }
     const known = this.schedules.get(n);
     if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) return;
     let why: string | undefined;
@@ -71,11 +120,12 @@ export class ScheduleTimer {
     if (!why) {
       try {
         const buf = readSpoolFile(file);   // it may have changed since the lstat
+        this.unreadable.delete(n);
         if (buf) s = parseSchedule(buf, `schedules/${n}`, n);
         else why = `schedules/${n} is not a regular file of at most ${MAX_FILE} bytes; write schedules as plain files`;
       } catch (e) {
         if (errno(e) === 'ENOENT') return;
-        if (!(e instanceof SpoolError)) throw e;
+        if (!(e instanceof SpoolError)) { this.cannotRead(n, e); return; }
         why = e.message;
         // Written in place (by an editor, cat > file), it may be half-written
         // now: it goes to bad/ only if it still does not parse once it has
@@ -90,6 +140,7 @@ export class ScheduleTimer {
     this.unsettled.delete(n);
     if (why || !s) {
       this.schedules.delete(n);
+      this.states.delete(n);
       const bad = await reject(this.sp, file, why ?? 'unreadable')
         .catch((e) => { log('error', { file: `schedules/${n}`, why: `${(e as Error).message}; it was rejected because: ${why}` }); return undefined; });
       if (bad) log('rejected', { file: `schedules/${n}`, bad: `bad/${bad}`, why });
@@ -97,6 +148,30 @@ export class ScheduleTimer {
     }
     if (!known) log('scheduled', { name: s.name, platform: s.platform ?? '(template)', schedule: s.schedule, tz: s.tz === 'UTC' ? undefined : s.tz });
     this.schedules.set(n, { s, mtimeMs: st.mtimeMs, size: st.size });
+    const cur = this.states.get(n);
+    if (cur) this.setState(n, cur.st);   // its period may have changed: due again
+    else await this.loadState(n);
+  }
+
+  /** Keep st as schedule n's state, and the due time it gives. */
+  private setState(n: string, st: ScheduleState): void {
+    const e = this.schedules.get(n);
+    if (!e) return;
+    this.states.set(n, { st, due: nextDue(e.s, st)?.getTime() });
+  }
+
+  /**
+   * Read state/n into memory, unless what it holds fired before what this
+   * spoold has fired: a write of ours still on its way there, or one that
+   * failed, must not undo a firing. A missing file is taken as it is (bctl
+   * unschedule, or a person, removed it).
+   */
+  private async loadState(n: string): Promise<void> {
+    if (!this.schedules.has(n)) return;
+    const st = await readScheduleState(this.sp, n);
+    const mine = this.states.get(n)?.st.fired;
+    if (mine !== undefined && (st.fired === undefined || st.fired < mine) && existsOr(this.sp.scheduleState(n), true)) return;
+    this.setState(n, st);
   }
 
   private retries = new Map<string, NodeJS.Timeout>();
@@ -115,17 +190,14 @@ export class ScheduleTimer {
   }
 
   /** Arm the timer for the earliest due schedule. */
-  async arm(): Promise<void> {
+  arm(): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     let earliest = Infinity;
-    for (const { s } of this.schedules.values()) {
-      // One whose file is gone is not fired (fire skips it): its timer would
-      // spin until the rescan drops it. Back, its watcher event arms again.
-      if (this.setAside(s) || !scheduled(this.sp, s.name)) continue;
-      const due = nextDue(s, await readScheduleState(this.sp, s.name));
-      if (due) earliest = Math.min(earliest, due.getTime());
+    for (const [n, { s }] of this.schedules) {
+      const due = this.states.get(n)?.due;
+      if (due !== undefined && !this.setAside(s)) earliest = Math.min(earliest, due);
     }
     if (earliest === Infinity) return;
     const delay = Math.max(0, Math.min(MAX_TIMEOUT, earliest - Date.now()));
@@ -136,48 +208,59 @@ export class ScheduleTimer {
     if (this.firing || this.stopped) return;
     this.firing = true;
     try {
-      const now = new Date();
-      for (const { s } of [...this.schedules.values()]) {
+      for (const [n, { s }] of [...this.schedules]) {
         if (this.setAside(s) || this.d.stopping) continue;
-        if (!scheduled(this.sp, s.name)) continue;   // removed meanwhile: the rescan drops it; back, arm() fires it
-        let st = await readScheduleState(this.sp, s.name);
-        const due = nextDue(s, st);
-        if (!due || due.getTime() > now.getTime()) continue;
-        let next = stateAfterFire(st, now);
-        let unrecorded: string | undefined;
-        const queued: string[] = [];
-        if (this.d.queue.hasName(s.name)) {
-          log('skipped', { name: s.name, why: 'its last instance still waits in new/' });
-        } else if ((unrecorded = await this.firedUnrecorded(s.name, due, st))) {
-          log('fired', { name: s.name, id: unrecorded, why: 'this firing queued its instance before spoold was stopped, and is recorded now' });
-          next = stateAfterFire(st, idTime(unrecorded), unrecorded);
-        } else {
-          // A first firing's commit point: since: is on disk before anything
-          // is queued, so that after a crash firedUnrecorded can tell this
-          // firing's jobs from older ones of the name.
-          if (st.fired === undefined && st.since === undefined) {
-            st = { ...st, since: now };
-            if (!(await this.record(s.name, st, []))) continue;
-          }
-          try {
-            const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip: this.d.dropped });
-            next = stateAfterFire(st, now, list[list.length - 1]?.id);
-            for (const i of list) {
-              if (i.error) {
-                log('failed', { id: i.id, name: s.name, platform: i.platform, why: i.error });
-                next = stateAfterFinish(next, { kind: 'failed', why: i.error }, now);   // recorded in done/ at once
-              } else { queued.push(i.id); await this.d.queue.consider(i.id); }
-            }
-          } catch (e) {
-            log('error', { name: s.name, why: (e as Error).message });
-          }
-        }
-        await this.record(s.name, next, queued);
+        const cur = this.states.get(n);
+        const now = new Date();
+        if (cur?.due === undefined || cur.due > now.getTime()) continue;
+        // Removed meanwhile: not fired, and forgotten until it is back (its
+        // watcher event brings it back), or the timer would spin till the rescan.
+        if (!scheduled(this.sp, n)) { this.forget(n); continue; }
+        try { await this.fireOne(s, cur.st, cur.due, now); } catch (e) { log('error', { name: n, why: (e as Error).message }); }
       }
     } finally {
       this.firing = false;
-      await this.arm();
+      this.arm();
     }
+  }
+
+  /** Fire schedule s, due at `dueMs`, whose state is st: queue its instances, but on a platform where its last one still waits. */
+  private async fireOne(s: Schedule, st: ScheduleState, dueMs: number, now: Date): Promise<void> {
+    let next = stateAfterFire(st, now);
+    let unrecorded: string | undefined;
+    const queued: string[] = [];
+    // Platforms where an instance of it still waits in new/, and dropped ones, get none this time.
+    const waiting = this.d.queue.platformsOf(s.name);
+    const skip = new Set([...this.d.dropped, ...waiting]);
+    const platforms = s.platform !== undefined ? [s.platform] : await templatePlatforms(this.templateDirs, s.template);
+    if (waiting.size > 0) log('skipped', { name: s.name, platform: [...waiting].sort().join(','), why: 'its last instance still waits in new/' });
+    if (platforms.length > 0 && platforms.every((p) => skip.has(p))) {
+      // Nothing to queue: the period moves on.
+    } else if ((unrecorded = await this.firedUnrecorded(s.name, new Date(dueMs), st))) {
+      log('fired', { name: s.name, id: unrecorded, why: 'this firing queued its instance before spoold was stopped, and is recorded now' });
+      next = stateAfterFire(st, idTime(unrecorded), unrecorded);
+    } else {
+      // A first firing's commit point: since: is on disk before anything
+      // is queued, so that after a crash firedUnrecorded can tell this
+      // firing's jobs from older ones of the name.
+      if (st.fired === undefined && st.since === undefined) {
+        st = { ...st, since: now };
+        if (!(await this.record(s.name, st, []))) return;
+      }
+      try {
+        const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip });
+        next = stateAfterFire(st, now, list[list.length - 1]?.id);
+        for (const i of list) {
+          if (i.error) {
+            log('failed', { id: i.id, name: s.name, platform: i.platform, why: i.error });
+            next = stateAfterFinish(next, { kind: 'failed', why: i.error }, now);   // recorded in done/ at once
+          } else { queued.push(i.id); await this.d.queue.consider(i.id); }
+        }
+      } catch (e) {
+        log('error', { name: s.name, why: (e as Error).message });
+      }
+    }
+    await this.record(s.name, next, queued);
   }
 
   /**
@@ -219,8 +302,21 @@ export class ScheduleTimer {
 
   /** A job finished: record its result in its schedule's state. */
   async finished(r: Result): Promise<void> {
-    if (!this.schedules.has(r.name)) return;
-    await this.record(r.name, stateAfterFinish(await readScheduleState(this.sp, r.name), r.status, r.finished), []);
+    const cur = this.states.get(r.name);
+    if (!cur) return;
+    await this.record(r.name, stateAfterFinish(cur.st, r.status, r.finished), []);
+  }
+
+  /**
+   * Take st as schedule name's state at once (the next firing counts from
+   * it), and write it to state/NAME after the writes of it already under way.
+   */
+  private record(name: string, st: ScheduleState, queued: string[]): Promise<boolean> {
+    this.setState(name, st);
+    const p = (this.writes.get(name) ?? Promise.resolve(true)).then(() => this.write(name, st, queued));
+    this.writes.set(name, p);
+    void p.finally(() => { if (this.writes.get(name) === p) this.writes.delete(name); });
+    return p;
   }
 
   /**
@@ -231,18 +327,18 @@ export class ScheduleTimer {
    * the jobs just `queued` are removed. Whichever comes last, nothing of the
    * schedule outlives it but jobs already running. False when it was gone.
    */
-  private async record(name: string, st: ScheduleState, queued: string[]): Promise<boolean> {
+  private async write(name: string, st: ScheduleState, queued: string[]): Promise<boolean> {
     // A schedule removed while it fired (schedstate.ts says how that is
     // found): the jobs this firing queued go first, then its state.
     const undo = async (): Promise<void> => {
-      if (this.schedules.delete(name)) log('unscheduled', { name });
+      this.forget(name);
       for (const id of queued) {
         this.d.queue.remove(id);
         await fsp.rm(this.sp.queued(id), { force: true }).catch((e) => log('error', { file: `new/${id}`, why: (e as Error).message }));
       }
     };
     try { return await writeScheduleState(this.sp, name, st, undo); } catch (e) {
-      log('error', { file: `state/${name}`, why: (e as Error).message });
+      log('error', { file: `state/${name}`, why: `${(e as Error).message}; this spoold keeps the state in memory (its next start fires the schedule at once if state/${name} is still not a good file: fix or remove it)` });
       return true;
     }
   }
