@@ -12,7 +12,7 @@ import { Daemon, ORPHAN_MS } from '../src/spoold/daemon.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { ensureSpool } from '../src/spool/layout.js';
 import { submission, parseJob } from '../src/spool/job.js';
-import { submit, claim } from '../src/spool/state.js';
+import { submit, claim, finalize } from '../src/spool/state.js';
 import { formatResult, parseResult } from '../src/spool/result.js';
 
 type Spool = SpoolPaths;
@@ -219,6 +219,57 @@ async function logOf(f: () => Promise<void>): Promise<string> {
   try { await f(); } finally { process.stderr.write = write; }
   return out;
 }
+
+// Found by a chaos test: a spoold starting while a bctl cancel finished the
+// queued job it had claimed took the job over too; when bctl's finalize came
+// first, spoold's failed, and it tried again every 2 s for ever.
+test('a job another writer finalizes while spoold tries to record it is let go, and its result stands', async () => {
+  const { sp, d } = await spool();
+  const id = await claimed(sp, 'raced');
+  fs.writeFileSync(sp.runningFile(id, 'cancel'), 'canceled: now\n');
+  fs.writeFileSync(path.join(sp.done, 'raced'), 'in the way\n');     // spoold's first finalize fails
+  await logOf(() => d.reconcile());
+  assert.ok(inside(d).running.has(id), 'held, to be tried again');
+  fs.rmSync(path.join(sp.done, 'raced'));
+  const job = parseJob(fs.readFileSync(sp.runningFile(id, 'job')), 'job', id);
+  const theirs = new Date('2001-02-03T04:05:06Z');
+  await finalize(sp, { id, name: 'raced', platform: 'p', worker: '', attempt: 0, queued: job.queued!, started: undefined, finished: theirs, status: { kind: 'canceled' } });
+  const said = await logOf(() => later(60_000, () => inside(d).checkLeases()));
+  assert.match(said, new RegExp(`forgotten id=${id} name=raced`));
+  assert.not.ok(inside(d).running.has(id), 'not tried again');
+  assert.is(resultIn(sp, 'raced', id)?.finished.toISOString(), theirs.toISOString());
+  assert.not.ok(fs.existsSync(sp.runningDir(id)));
+});
+
+// Found by a chaos test: a job recorded lost after spoold and its worker were
+// killed as it uploaded kept the files that had arrived, with an empty SHA256SUMS.
+test('a job recorded lost keeps no half-delivered artifacts', async () => {
+  const { sp, d } = await spool();
+  const id = await claimed(sp, 'halfway', 0);
+  fs.mkdirSync(sp.runningFile(id, 'artifacts'));
+  fs.writeFileSync(path.join(sp.runningFile(id, 'artifacts'), 'cut.bin'), 'part of it');
+  fs.writeFileSync(sp.runningFile(id, 'SHA256SUMS'), '');
+  await d.reconcile();
+  inside(d).running.get(id)!.deadline = 0;
+  await logOf(() => inside(d).checkLeases());
+  assert.equal(resultIn(sp, 'halfway', id)?.status, { kind: 'lost' });
+  assert.equal(fs.readdirSync(path.join(sp.doneDir('halfway', id), 'artifacts')), []);
+});
+
+// Found by a chaos test: a crash between finalize's rename and the new
+// latest link left done/NAME without one for good when NAME ran only once.
+test('at start, a done/NAME without latest gets one, pointing at its newest job', async () => {
+  const { sp, d } = await spool();
+  const ids = [await claimed(sp, 'once'), await claimed(sp, 'once')];
+  for (const id of ids) {
+    const now = new Date();
+    await finalize(sp, { id, name: 'once', platform: 'p', worker: 'w1', attempt: 1, queued: now, started: now, finished: now, status: { kind: 'exited', code: 0 } });
+  }
+  fs.rmSync(sp.latest('once'));
+  const said = await logOf(() => d.reconcile());
+  assert.is(fs.readlinkSync(sp.latest('once')), ids.sort()[1]);
+  assert.match(said, /mended file=done\/once\/latest/);
+});
 
 // Found by a tester: a worker back while its platform's job waited in
 // running/ for its worker (a restart) was warned that nothing serves it.

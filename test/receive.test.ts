@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { tmpdir } from './lib.js';
 import { packTar } from './fakeworker.js';
-import { receiveArtifacts } from '../src/spool/tar.js';
+import { receiveArtifacts, removeTree } from '../src/spool/tar.js';
 
 const openUnder = (dir: string): string[] => fs.readdirSync('/proc/self/fd')
   .map((n) => { try { return fs.readlinkSync(`/proc/self/fd/${n}`); } catch { return ''; } })
@@ -51,6 +51,24 @@ test('a receiver destroyed at any moment settles, holds nothing open, and change
     assert.equal(tree(dir), before, `run ${k}: the directory changed after done settled`);
   }
   fs.rmSync(base, { recursive: true, force: true });
+});
+
+test('removeTree removes a tree of files, links and directories, never following a link out of it', async () => {
+  const base = await tmpdir('rmtree');
+  const outside = path.join(base, 'outside');
+  fs.mkdirSync(outside);
+  fs.writeFileSync(path.join(outside, 'keep'), 'kept');
+  const tree = path.join(base, 'artifacts');
+  fs.mkdirSync(path.join(tree, 'a', 'b'), { recursive: true });
+  for (let i = 0; i < 100; i++) fs.writeFileSync(path.join(tree, 'a', `f${i}`), 'x');
+  fs.writeFileSync(path.join(tree, 'a', 'b', 'deep'), 'x');
+  fs.symlinkSync(outside, path.join(tree, 'dirlink'));
+  fs.symlinkSync(path.join(outside, 'keep'), path.join(tree, 'a', 'filelink'));
+  await removeTree(tree);
+  assert.not.ok(fs.existsSync(tree));
+  assert.is(fs.readFileSync(path.join(outside, 'keep'), 'utf8'), 'kept');
+  await removeTree(tree);   // gone already: no error
+  fs.rmSync(base, { recursive: true });
 });
 
 test.run();

@@ -29,7 +29,14 @@ export async function cancel(ctx: Ctx): Promise<number> {
       if (buf === undefined) continue;   // claimed meanwhile: look again
       const job = parseJob(buf, sp.rel(w.file), id);
       await ensureSpool(sp, { makeRoot: false });   // running/, done/, tmp/ for the move
-      const r = await cancelQueued(sp, id, job);
+      let r;
+      try {
+        r = await cancelQueued(sp, id, job);
+      } catch (e) {
+        // A spoold starting just now finalized the job we had claimed (its
+        // start takes over what it finds in running/): look where it went.
+        if ((await where(sp, id)).state !== 'done') throw e;
+      }
       asked = true;
       if (r) {
         ctx.out(`canceled ${id} (was queued)`);

@@ -30,7 +30,7 @@ import { formatResult, type Result } from './result.js';
 import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool } from './stage.js';
 import { errno, ioError, SpoolError } from './errors.js';
 import { newId } from './ids.js';
-import type { SpoolPaths } from './paths.js';
+import { isId, isName, type SpoolPaths } from './paths.js';
 
 /** Queue a job: stage it in tmp/, then rename into new/ID. */
 export async function submit(sp: SpoolPaths, job: ParsedJob & { id: string }): Promise<void> {
@@ -212,6 +212,24 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   const flushed = fsyncDirQuiet(nameDir);
   if (!background) await flushed;
   return target;
+}
+
+/**
+ * done/NAME without `latest`, which a crash between finalize's rename and its
+ * new link leaves (a name that runs once gets no next job to set it right):
+ * point it at the newest ID there. The names mended, each with its ID.
+ */
+export async function mendLatest(sp: SpoolPaths): Promise<Array<{ name: string; id: string }>> {
+  const mended: Array<{ name: string; id: string }> = [];
+  for (const name of await fsp.readdir(sp.done).catch(() => [] as string[])) {
+    if (!isName(name) || existsOr(sp.latest(name), true)) continue;   // a dangling link is fsck's to report
+    const ids = (await fsp.readdir(sp.doneName(name)).catch(() => [] as string[])).filter(isId).sort();
+    const id = ids[ids.length - 1];
+    if (id === undefined) continue;
+    replaceSymlink(sp, id, sp.latest(name));
+    mended.push({ name, id });
+  }
+  return mended;
 }
 
 /**

@@ -20,13 +20,13 @@ import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { claim, finalize, requeue, clearLeftover, reject, exists, existsOr } from '../spool/state.js';
+import { claim, finalize, requeue, clearLeftover, reject, exists, existsOr, mendLatest } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
 import { writeStatus, writePrivate, cleanTmp, mkdirSpool } from '../spool/stage.js';
 import { decodeFile, formatHeaders, parseHeaders, parseTime } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
-import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
+import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher, removeTree } from '../spool/tar.js';
 import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, MAX_ARTIFACT_NAMES, nameBytes, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { errno, SpoolError } from '../spool/errors.js';
 import { readRegular, readSpoolFile } from '../spool/read.js';
@@ -163,6 +163,9 @@ export class Daemon implements ConnOwner {
       await fsp.rm(`${this.sp.workers}/${f}`, { force: true });              // nobody is connected yet
     }
     for (const id of await fsp.readdir(this.sp.running)) await this.reconcileEntry(id, true);
+    try {
+      for (const { name, id } of await mendLatest(this.sp)) log('mended', { file: `done/${name}/latest`, why: `missing (a crash came before it was made); now points at ${id}` });
+    } catch (e) { log('error', { dir: 'done/', why: `cannot mend latest: ${(e as Error).message}` }); }
   }
 
   /**
@@ -645,7 +648,7 @@ export class Daemon implements ConnOwner {
       await before;
       await a?.done.catch(() => {});
       const dir = this.sp.runningFile(r.id, 'artifacts');
-      if (existsOr(dir, true)) await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
+      if (existsOr(dir, true)) await removeTree(dir).catch(() => {});
       try { fs.rmSync(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }); } catch { /* finalize or the next delivery replaces it */ }
     })();
     r.resetting = reset;
@@ -757,6 +760,13 @@ export class Daemon implements ConnOwner {
       if (status.kind === 'failed' && status.why === NO_SPACE) await this.makeRoom(r);
       await finalize(this.sp, result, true);   // `done` need not wait for done/NAME's flush (finalize says why)
     } catch (e) {
+      if (this.finishedElsewhere(r)) {
+        // Another writer finalized it first: a bctl cancel finishing the job
+        // it had claimed as this spoold started. Its result stands.
+        if (this.running.get(r.id) === r) this.running.delete(r.id);
+        log('forgotten', { id: r.id, name: r.job.name, why: 'finished meanwhile by another writer (bctl cancel); its result stands' });
+        return true;
+      }
       log('error', { id: r.id, why: `cannot finalize: ${(e as Error).message}` });
       return false;
     }
@@ -766,13 +776,18 @@ export class Daemon implements ConnOwner {
     return true;
   }
 
+  /** running/ID is gone and done/NAME/ID is there: the job was finalized by someone else. */
+  private finishedElsewhere(r: Running): boolean {
+    return !existsOr(this.sp.runningDir(r.id), true) && existsOr(this.sp.doneDir(r.job.name, r.id), false);
+  }
+
   /**
    * The disk is full: give back the partial artifacts and, when the console
    * was what did not fit, its last NO_SPACE_RESERVE bytes, saying so at its end, so that the
    * result, SHA256SUMS and the rename into done/ can still happen.
    */
   private async makeRoom(r: Running): Promise<void> {
-    await fsp.rm(this.sp.runningFile(r.id, 'artifacts'), { recursive: true, force: true }).catch(() => {});
+    await removeTree(this.sp.runningFile(r.id, 'artifacts')).catch(() => {});
     if (!r.consoleFailed) return;   // the artifacts filled the disk: removing them made the room
     const p = this.sp.runningFile(r.id, 'console.log');
     const size = await fsp.stat(p).then((st) => st.size, () => 0);
@@ -804,6 +819,9 @@ export class Daemon implements ConnOwner {
    */
   private async settle(r: Running, status: Status, worker = '', started?: Date): Promise<void> {
     r.phase = 'finishing';
+    // No worker delivered this end, so no artifacts come with it: what an
+    // unfinished delivery left (before a crash, say) is not kept half.
+    await this.resetArtifacts(r);
     if (await this.finalizeJob(r, status, worker, started)) return;
     r.ending = { status, worker, started };
     r.worker = undefined;
