@@ -288,6 +288,31 @@ test('spoold warns about a worker whose platform has no job, schedule or templat
   await s.waitLog(/warning worker=w-typo-platform platform=typo-platform why="no queued job, schedule or template/);
 });
 
+// Found by a new user: a schedule removed by hand leaves its state/NAME (on
+// purpose: an editor may save by moving the file away), and a bctl schedule
+// under that name then did not run at once; bctl unschedule refused to
+// remove that state ("no schedule").
+test('bctl schedule under the name of a schedule removed by hand runs at once, saying it removed the old state; unschedule removes what such a schedule left', async () => {
+  worker('debian-12');
+  const sh = await script('#!/bin/sh\necho hi\n');
+  await ok(['schedule', 'again', 'debian-12', sh, '--period', 'hourly']);
+  await until('first run recorded', () => doneIds('again').length === 1 && /^last-status: exited 0$/m.test(state('again')));
+  fs.rmSync(path.join(spool, 'schedules', 'again'));
+  await s.waitLog(/unscheduled name=again/);
+  const r = await bctl(spool, ['schedule', 'again', 'debian-12', sh, '--period', 'hourly']);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stderr, 'bctl: removed state/again, left by an earlier schedule again removed by hand, so that this one runs at once\n');
+  await until('second run, at once, recorded', () => doneIds('again').length === 2 && /^last-status: exited 0$/m.test(state('again')), 10_000);
+  fs.rmSync(path.join(spool, 'schedules', 'again'));
+  const u = await bctl(spool, ['unschedule', 'again']);
+  assert.is(u.code, 0, u.stderr);
+  assert.match(u.stderr, /^bctl: no schedule again \(removed by hand\); removing what it left: state\/again and its jobs waiting in new\/$/m);
+  assert.not.ok(fs.existsSync(path.join(spool, 'state', 'again')));
+  const none = await bctl(spool, ['unschedule', 'again']);
+  assert.is(none.code, 1);
+  assert.match(none.stderr, /no schedule again/);
+});
+
 // Found in review: a firing whose state/NAME could not be written (here a
 // directory stands in its place) was not recorded, so the schedule was due
 // again at once, for ever: an @hourly job ran 88 times in 6 s.

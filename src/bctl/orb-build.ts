@@ -23,6 +23,6 @@ export async function orbBuild(ctx: Ctx): Promise<number> {
   await writeNewSchedule(ctx.sp, {
     name, platform, timeout: undefined, retries: undefined, priority: 0, network: true,   // orb-build fetches opam, orb and sources: it needs the network under --sandbox
     template: ORB_TEMPLATE, vars: { OPAM_PACKAGE: pkg }, body: '', schedule: when, tz: 'UTC',
-  });
+  }, undefined, ctx.warn);
   return EXIT_OK;
 }

@@ -6,7 +6,9 @@
 // schedules/ only if no file of that name exists, so a person's schedule is
 // never overwritten, not even one written between our check and our write.
 
+import fsp from 'node:fs/promises';
 import { ensureSpool } from '../spool/layout.js';
+import { existsOr } from '../spool/state.js';
 import { formatJob, formatSchedule, parseSchedule, EXECUTE_PRIORITY, MAX_RETRIES, type Schedule } from '../spool/job.js';
 import { instances } from '../spool/instance.js';
 import { periodToSchedule } from '../spool/schedule.js';
@@ -28,9 +30,12 @@ export function whenOf(ctx: Ctx, tz: string, hasCron: boolean): string {
 
 /**
  * Validate s by a round trip through the daemon's parser, then create
- * schedules/NAME. `source` names the script in messages.
+ * schedules/NAME. `source` names the script in messages. A state/NAME left
+ * by a schedule of that name removed by hand is removed first, so that this
+ * new one fires at once rather than when that one was next due; then `warn`
+ * says so.
  */
-export async function writeNewSchedule(sp: SpoolPaths, s: Schedule, source?: string): Promise<void> {
+export async function writeNewSchedule(sp: SpoolPaths, s: Schedule, source: string | undefined, warn: (msg: string) => void): Promise<void> {
   const target = sp.schedule(s.name);
   const text = formatSchedule(s);
   parseSchedule(text, sp.rel(target), s.name);
@@ -48,6 +53,12 @@ export async function writeNewSchedule(sp: SpoolPaths, s: Schedule, source?: str
     checkFits(longest, 'the job file of each run', source ?? sp.rel(target), 'the script');
   }
   await ensureSpool(sp, { makeRoot: false });
+  const state = sp.scheduleState(s.name);
+  if (!existsOr(target, true) && existsOr(state, false)) {
+    await fsp.rm(state, { force: true })
+      .then(() => warn(`removed ${sp.rel(state)}, left by an earlier schedule ${s.name} removed by hand, so that this one runs at once`))
+      .catch((e) => warn(`cannot remove ${sp.rel(state)}, left by an earlier schedule ${s.name}: ${(e as Error).message}; this one runs when that one was next due unless you remove it`));
+  }
   const staged = await writeStaged(sp, `schedule-${s.name}`, text, target);
   await publishNew(sp, staged, target, () => new SpoolError('SPOOL_EXISTS', `schedule ${s.name} exists`,
     { path: sp.rel(target), hint: `run bctl unschedule ${s.name} first, or edit the file` }));
@@ -66,6 +77,6 @@ export async function schedule(ctx: Ctx): Promise<number> {
   const { body, source } = await readScript(ctx, script);
   await writeNewSchedule(ctx.sp, {
     name, platform, timeout, retries, priority: 0, network: false, template: undefined, vars: {}, body, schedule: when, tz,
-  }, source);
+  }, source, ctx.warn);
   return EXIT_OK;
 }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { errno, ioError } from '../spool/errors.js';
 import { parseJob } from '../spool/job.js';
 import { checkSpool } from '../spool/layout.js';
+import { existsOr } from '../spool/state.js';
 import { isId } from '../spool/paths.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { argName, list, readIf, type Ctx } from './cli.js';
@@ -21,8 +22,13 @@ export async function unschedule(ctx: Ctx): Promise<number> {
   const name = argName(ctx.args[0]!);
   checkSpool(sp);
   const file = sp.schedule(name);
-  // Refuse a missing schedule; a broken one is still removed (that may be why).
-  await loadSchedule(sp, name).catch((e) => { if ((e as { code?: string }).code === 'SPOOL_NOT_FOUND') throw e; });
+  // Refuse a missing schedule, unless one removed by hand left its state (and
+  // maybe its jobs) behind; a broken one is still removed (that may be why).
+  await loadSchedule(sp, name).catch((e) => {
+    if ((e as { code?: string }).code !== 'SPOOL_NOT_FOUND') return;
+    if (!existsOr(sp.scheduleState(name), false)) throw e;
+    ctx.warn(`no schedule ${name} (removed by hand); removing what it left: ${sp.rel(sp.scheduleState(name))} and its jobs waiting in new/`);
+  });
   await fsp.rm(file).catch((e) => { if (errno(e) !== 'ENOENT') throw ioError(e, sp.rel(file), 'cannot remove'); });
   await fsp.rm(sp.scheduleState(name), { force: true }).catch((e) => { throw ioError(e, sp.rel(sp.scheduleState(name)), 'cannot remove'); });
   for (const f of await list(sp.new)) {
