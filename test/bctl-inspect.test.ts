@@ -113,6 +113,12 @@ test('inspect --output copies artifacts, symlinks as symlinks, and never overwri
   assert.match(again.stderr, /^bctl: .*escape: exists; not overwritten; give an empty or new directory/);
   assert.is(fs.readFileSync(path.join(out, 'sub', 'x.txt'), 'utf8'), 'mine\n');
   assert.not.ok(fs.existsSync(path.join(out, 'hello.txt')), 'nothing was copied');
+
+  // Into a file: said so (it said "cannot check: ENOTDIR").
+  const file = path.join(out, 'sub', 'x.txt');
+  const onFile = await bctl(spool, ['inspect', id, '--output', file]);
+  assert.is(onFile.code, 1);
+  assert.match(onFile.stderr, /^bctl: .*sub\/x\.txt: not a directory; give an empty or new directory to --output/);
 });
 
 test('inspect of a missing, queued or malformed job fails with a message; two views are a usage error', async () => {

@@ -384,6 +384,11 @@ test('execute --platform, and templates from --templates and $BUILDER_TEMPLATES'
   const r = await bctl(spool, ['execute', 'orb', '--platform', 'freebsd-14'], { env: { BUILDER_TEMPLATES: tdir } });
   assert.is(r.code, 0, r.stderr);
   assert.is(parseJob(fs.readFileSync(sp.queued(r.stdout.trim())), 'x').platform, 'freebsd-14');
+  // Found by a new user: a --templates directory that is not there was taken silently.
+  await usageFails(['execute', 'orb', '--templates', `${tdir}-missing`], new RegExp(`^bctl: --templates ${tdir}-missing: not a directory$`));
+  const env = await bctl(spool, ['execute', 'orb'], { env: { BUILDER_TEMPLATES: `${tdir}/orb-build.template.debian-12` } });
+  assert.is(env.code, 2);
+  assert.match(env.stderr, /^bctl: \$BUILDER_TEMPLATES .*: not a directory$/m);
 });
 
 test('execute --platform refuses a platform the schedule does not run on, and queues nothing', async () => {
@@ -725,6 +730,8 @@ test('cancel of a queued job finalizes it as canceled in done/NAME/ID', async ()
   const r = await run('/bin/sh', ['-c', 'umask 022; exec "$@"', 'sh', process.execPath, BIN('bctl'), '-s', spool, 'cancel', other]);
   assert.is(r.code, 0, r.stderr);
   for (const d of [sp.doneName('exit3.sh'), sp.doneDir('exit3.sh', other)]) assert.is(fs.statSync(d).mode & 0o7777, 0o2775, d);
+  // Found by a new user: its empty console.log and SHA256SUMS were 0644 under that umask; spoold's are 0664.
+  for (const f of ['console.log', 'SHA256SUMS', 'result']) assert.is(fs.statSync(path.join(sp.doneDir('exit3.sh', other), f)).mode & 0o777, 0o664, f);
 });
 
 test('cancel of a running job leaves the request for spoold', async () => {

@@ -8,12 +8,13 @@
 // state records the firing (fired:, last-id:), so the next periodic run
 // counts from now, as a timer firing would.
 
+import fs from 'node:fs';
 import { EXECUTE_PRIORITY, formatJob } from '../spool/job.js';
 import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { instances, queueList } from '../spool/instance.js';
 import { readScheduleState, stateAfterFinish, writeScheduleState } from '../spool/schedstate.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
-import { argName, argPlatform, checkFits, str, type Ctx } from './cli.js';
+import { argName, argPlatform, checkFits, str, usage, type Ctx } from './cli.js';
 import { loadSchedule } from './find.js';
 
 export async function execute(ctx: Ctx): Promise<number> {
@@ -22,6 +23,9 @@ export async function execute(ctx: Ctx): Promise<number> {
   const p = str(ctx, 'platform');
   const platform = p === undefined ? undefined : argPlatform(p);
   const extra = str(ctx, 'templates') ?? (ctx.env.BUILDER_TEMPLATES || undefined);
+  if (extra !== undefined && !fs.statSync(extra, { throwIfNoEntry: false })?.isDirectory()) {
+    usage(`${str(ctx, 'templates') !== undefined ? '--templates' : '$BUILDER_TEMPLATES'} ${extra}: not a directory`);
+  }
   checkSpool(sp);
   const s = await loadSchedule(sp, name);
   const now = new Date();

@@ -77,6 +77,8 @@ async function copyArtifacts(ctx: Ctx, dir: string, dest: string): Promise<void>
     if (e instanceof SpoolError) throw e;
     throw ioError(e, src, 'cannot read artifacts');
   }
+  const at = await fsp.stat(dest).catch(() => undefined);
+  if (at && !at.isDirectory()) throw new SpoolError('SPOOL_EXISTS', 'not a directory', { path: dest, hint: 'give an empty or new directory to --output' });
   const copies: Copy[] = [];
   await plan(ctx, src, dest, copies);
   for (const c of copies) {

@@ -174,7 +174,10 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   const dir = sp.runningDir(id);
   const made = (what: string, f: () => void) => { try { f(); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, what, 'cannot create'); } };
   // 'wx': created only when missing; an existing console or SHA256SUMS is kept.
-  for (const f of ['console.log', 'SHA256SUMS'] as const) made(`running/${id}/${f}`, () => fs.writeFileSync(sp.runningFile(id, f), '', { mode: 0o664, flag: 'wx' }));
+  // Mode 0664 whatever the umask (a bctl cancel's), as every file written through tmp/.
+  for (const f of ['console.log', 'SHA256SUMS'] as const) {
+    made(`running/${id}/${f}`, () => { const fd = fs.openSync(sp.runningFile(id, f), 'wx', 0o664); try { fs.fchmodSync(fd, 0o664); } finally { fs.closeSync(fd); } });
+  }
   made(`running/${id}/artifacts/`, () => mkdirSpool(sp.runningFile(id, 'artifacts')));
   // Every file of the directory is flushed before the directory is, and the
   // directory before the rename publishes it. The result (staged in tmp/, so a

@@ -8,6 +8,7 @@
 // release the lock, exit 0; running jobs stay in running/ and are re-attached
 // or requeued by the next start.
 
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import net from 'node:net';
@@ -71,6 +72,9 @@ export async function main(argv: string[]): Promise<void> {
   const sp = new SpoolPaths(a.spool ?? process.env.BUILDER_SPOOL ?? '/var/spool/builder');
   const extraTemplates = a.templates ?? process.env.BUILDER_TEMPLATES;   // as bctl execute reads them
   const templateDirs = [sp.templates, ...(extraTemplates ? [path.resolve(extraTemplates)] : [])];
+  if (extraTemplates && !fs.statSync(extraTemplates, { throwIfNoEntry: false })?.isDirectory()) {
+    log('warning', { dir: extraTemplates, why: 'the template directory given (--templates or $BUILDER_TEMPLATES) is not a directory; templates are read from the spool only until it is' });
+  }
   let token: Buffer | undefined;
   let release: () => Promise<void>;
   try {
