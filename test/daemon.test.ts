@@ -448,6 +448,13 @@ test('a job leaving thousands of artifacts finishes: the manifest travels in par
   await jobDirsGone('w1');
 });
 
+// Found by a new user: a --templates directory that is not there was taken silently.
+test('spoold warns at start of a --templates that is not a directory, and runs', async () => {
+  const s = spoold(['--templates', `${spool}-no-templates`]);
+  await s.waitLog(new RegExp(`warning dir=${spool}-no-templates why="the template directory given \\(--templates or \\$BUILDER_TEMPLATES\\) is not a directory`));
+  await s.waitLog(/started/);
+});
+
 test('a second spoold on the same spool exits 1 with a clear message', async () => {
   const s1 = spoold();
   await s1.waitLog(/started/);
