@@ -504,6 +504,9 @@ test('a script within 1 MiB whose job or schedule file would be over it is refus
   script(MAX_FILE - overhead + 1);
   await fails(['submit', 'debian-12', small], new RegExp(`near\\.sh: the job file would be ${MAX_FILE + 1} bytes, over the limit of ${MAX_FILE}; shorten the script by 1 bytes`));
   assert.equal(ls(sp.new), []);
+  // A script over the limit by itself says how much to cut too (found by a new user).
+  script(MAX_FILE + 100);
+  await fails(['submit', 'debian-12', small], new RegExp(`near\\.sh: file is ${MAX_FILE + 100} bytes, over the limit of ${MAX_FILE}; cut it by 100 bytes or more`));
   script(MAX_FILE - 76);   // the tester's near.sh: the schedule file fits, its jobs do not
   await fails(['schedule', 'big', 'debian-11', small, '--period', 'never'], /near\.sh: the job file of each run would be \d+ bytes, over the limit of 1048576/);
   script(MAX_FILE);
