@@ -140,6 +140,12 @@ function compile(expr: string, where: Where = {}): Compiled {
       throw bad(expr, `${FIELDS[i]} field ${quote(f)}: it takes ${FIELD_ACCEPTS[i]}`, where);
     }
   });
+  // cron-parser's words for a bad field, in ours.
+  const cronWhy = (m: string) => m
+    .replace(/^Constraint error, got value (\d+) expected range (\d+)-(\d+)$/, '$1 is outside $2-$3')
+    .replace(/^Constraint error, got range (\S+) expected range (\d+)-(\d+)$/, 'not a value or range within $2-$3')
+    .replace(/^Constraint error, cannot repeat at every 0 time\.$/, 'a step of 0 repeats nothing')
+    .replace(/^Constraint error, /, '');
   let fc;
   try {
     fc = cron().parse(fields.join(' '), { tz: 'UTC' }).fields;
@@ -149,7 +155,7 @@ function compile(expr: string, where: Where = {}): Compiled {
       try {
         cron().parse(fields.map((g, j) => (j === i ? g : '*')).join(' '), { tz: 'UTC' });
       } catch (e2) {
-        throw bad(expr, `${FIELDS[i]} field ${quote(f)}: ${(e2 as Error).message}`, where);
+        throw bad(expr, `${FIELDS[i]} field ${quote(f)}: ${cronWhy((e2 as Error).message)}`, where);
       }
     });
     throw bad(expr, `it never fires (${(e as Error).message}: no month it names has that day)`, where);
