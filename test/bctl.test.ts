@@ -124,6 +124,8 @@ test('a flag given as -s and as --spool, an unknown flag before the command, and
     [['--frob', 'info'], /^bctl: unknown option --frob$/],
     [['--version'], /^bctl: unknown option --version$/],
     [[`-s${spool}`, 'info'], new RegExp(`^bctl: option -s takes its value as the next argument: write -s ${spool}$`)],
+    // --job takes a value in observe-latest but none in inspect: the command's own flags decide (found in review).
+    [['inspect', '--job', '-s/tmp/x', 'ID'], /^bctl: option -s takes its value as the next argument: write -s \/tmp\/x$/],
   ]);
 });
 
@@ -386,6 +388,7 @@ test('execute --platform, and templates from --templates and $BUILDER_TEMPLATES'
   assert.is(parseJob(fs.readFileSync(sp.queued(r.stdout.trim())), 'x').platform, 'freebsd-14');
   // Found by a new user: a --templates directory that is not there was taken silently.
   await usageFails(['execute', 'orb', '--templates', `${tdir}-missing`], new RegExp(`^bctl: --templates ${tdir}-missing: not a directory$`));
+  await usageFails(['execute', 'orb', '--templates', '/etc/passwd/t'], /^bctl: --templates \/etc\/passwd\/t: not a directory$/);   // ENOTDIR: it exited 1 with the errno
   const env = await bctl(spool, ['execute', 'orb'], { env: { BUILDER_TEMPLATES: `${tdir}/orb-build.template.debian-12` } });
   assert.is(env.code, 2);
   assert.match(env.stderr, /^bctl: \$BUILDER_TEMPLATES .*: not a directory$/m);

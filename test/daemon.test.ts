@@ -449,9 +449,10 @@ test('a job leaving thousands of artifacts finishes: the manifest travels in par
 });
 
 // Found by a new user: a --templates directory that is not there was taken silently.
+// In review: one below a file (ENOTDIR) crashed spoold at start.
 test('spoold warns at start of a --templates that is not a directory, and runs', async () => {
-  const s = spoold(['--templates', `${spool}-no-templates`]);
-  await s.waitLog(new RegExp(`warning dir=${spool}-no-templates why="the template directory given \\(--templates or \\$BUILDER_TEMPLATES\\) is not a directory`));
+  const s = spoold(['--templates', '/etc/passwd/templates']);
+  await s.waitLog(/warning dir=\/etc\/passwd\/templates why="the template directory given \(--templates or \$BUILDER_TEMPLATES\) is not a directory/);
   await s.waitLog(/started/);
 });
 

@@ -8,7 +8,6 @@
 // state records the firing (fired:, last-id:), so the next periodic run
 // counts from now, as a timer firing would.
 
-import fs from 'node:fs';
 import { EXECUTE_PRIORITY, formatJob } from '../spool/job.js';
 import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { instances, queueList } from '../spool/instance.js';
@@ -16,6 +15,7 @@ import { readScheduleState, stateAfterFinish, writeScheduleState } from '../spoo
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
 import { argName, argPlatform, checkFits, str, usage, type Ctx } from './cli.js';
 import { loadSchedule } from './find.js';
+import { isDir } from '../spool/read.js';
 
 export async function execute(ctx: Ctx): Promise<number> {
   const { sp } = ctx;
@@ -23,7 +23,7 @@ export async function execute(ctx: Ctx): Promise<number> {
   const p = str(ctx, 'platform');
   const platform = p === undefined ? undefined : argPlatform(p);
   const extra = str(ctx, 'templates') ?? (ctx.env.BUILDER_TEMPLATES || undefined);
-  if (extra !== undefined && !fs.statSync(extra, { throwIfNoEntry: false })?.isDirectory()) {
+  if (extra !== undefined && !isDir(extra)) {
     usage(`${str(ctx, 'templates') !== undefined ? '--templates' : '$BUILDER_TEMPLATES'} ${extra}: not a directory`);
   }
   checkSpool(sp);

@@ -153,16 +153,27 @@ function flagNames(flags: Flag[]): FlagNames {
   };
 }
 
+/** The command argv names: its first word that is neither a flag nor the value of -s/--spool, if that is a command. */
+function commandWord(av: string[]): Command | undefined {
+  for (let i = 0; i < av.length; i++) {
+    const a = av[i]!;
+    if (a === '-s' || a === '--spool') { i++; continue; }
+    if (a.startsWith('-') && a !== STDIN) continue;
+    return COMMANDS.find((c) => c.name === a);
+  }
+  return undefined;
+}
+
 interface Parsed { command: Command | undefined; help: boolean; opts: Record<string, string | boolean | undefined>; args: string[] }
 
 /** Parse argv; UsageError on anything wrong. */
 export function parseArgs(argv: string[]): Parsed {
   const av = argv.map((a) => (a === '-' ? STDIN : a));
-  const problem = argvProblem(av, flagNames([...GLOBAL_FLAGS, ...COMMANDS.flatMap((c) => c.flags)]));
-  if (problem) {
-    const command = COMMANDS.find((c) => av.includes(c.name));
-    throw command ? new CommandUsageError(problem, command) : new UsageError(problem);
-  }
+  // The command's own flags when the command is known: a flag may take a
+  // value in one command and none in another (--job).
+  const named = commandWord(av);
+  const problem = argvProblem(av, flagNames([...GLOBAL_FLAGS, ...(named ? named.flags : COMMANDS.flatMap((c) => c.flags))]));
+  if (problem) throw named ? new CommandUsageError(problem, named) : new UsageError(problem);
   // Pre-parse: global flags only, and every command's booleans, so that a
   // boolean before the command (`--json info`) does not swallow it.
   const allBooleans = COMMANDS.flatMap((c) => c.flags.filter((f) => !f.arg).map((f) => f.name));

@@ -53,3 +53,8 @@ export async function readTokenFile(file: string): Promise<string> {
   if (!text) throw new Error(`--token-file ${file} is empty: put the shared secret in it (say, head -c 32 /dev/urandom | base64 > ${file})`);
   return text;
 }
+
+/** Whether p is a directory (following links); false for anything that cannot be looked at (ENOENT, ENOTDIR, EACCES). */
+export function isDir(p: string): boolean {
+  try { return fs.statSync(p).isDirectory(); } catch { return false; }
+}

@@ -229,8 +229,7 @@ export async function mendLatest(sp: SpoolPaths): Promise<Array<{ name: string; 
     const ids = (await fsp.readdir(sp.doneName(name)).catch(() => [] as string[])).filter(isId).sort();
     const id = ids[ids.length - 1];
     if (id === undefined) continue;
-    replaceSymlink(sp, id, sp.latest(name));
-    mended.push({ name, id });
+    try { replaceSymlink(sp, id, sp.latest(name)); mended.push({ name, id }); } catch { /* a full disk: the next start tries again, and fsck reports it */ }
   }
   return mended;
 }

@@ -8,7 +8,6 @@
 // release the lock, exit 0; running jobs stay in running/ and are re-attached
 // or requeued by the next start.
 
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import net from 'node:net';
@@ -23,6 +22,7 @@ import { readTokenFile } from '../spool/read.js';
 import { parseDuration } from '../spool/duration.js';
 import { SpoolError } from '../spool/errors.js';
 import { EXIT_FAIL, EXIT_OK, EXIT_USAGE } from '../spool/exit.js';
+import { isDir } from '../spool/read.js';
 import { DEAD_AFTER } from '../spool/protocol.js';
 import { Daemon } from './daemon.js';
 import { Conn } from './conn.js';
@@ -72,7 +72,7 @@ export async function main(argv: string[]): Promise<void> {
   const sp = new SpoolPaths(a.spool ?? process.env.BUILDER_SPOOL ?? '/var/spool/builder');
   const extraTemplates = a.templates ?? process.env.BUILDER_TEMPLATES;   // as bctl execute reads them
   const templateDirs = [sp.templates, ...(extraTemplates ? [path.resolve(extraTemplates)] : [])];
-  if (extraTemplates && !fs.statSync(extraTemplates, { throwIfNoEntry: false })?.isDirectory()) {
+  if (extraTemplates && !isDir(extraTemplates)) {
     log('warning', { dir: extraTemplates, why: 'the template directory given (--templates or $BUILDER_TEMPLATES) is not a directory; templates are read from the spool only until it is' });
   }
   let token: Buffer | undefined;

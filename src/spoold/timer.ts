@@ -53,6 +53,11 @@ export class ScheduleTimer {
   private writes = new Map<string, Promise<boolean>>();
   /** Schedule files that could not be read (EACCES), by name: the version already logged. */
   private unreadable = new Map<string, string>();
+  /** state/NAME files whose last write failed, with its cause (logged once per cause): memory is ahead of them. */
+  private unwritten = new Map<string, string>();
+  /** The rescan under way, and whether another was asked for meanwhile. */
+  private scanning: Promise<void> | undefined;
+  private scanAgain = false;
   private timer: NodeJS.Timeout | undefined;
   private firing = false;
   private stopped = false;
@@ -71,6 +76,16 @@ export class ScheduleTimer {
    * schedule that cannot be read holds up none of the others.
    */
   async rescan(): Promise<void> {
+    // One at a time: each watcher event asks for one, and a burst of them
+    // (many bctl schedule) makes one more after the running one, not many.
+    if (this.scanning) { this.scanAgain = true; return this.scanning; }
+    this.scanning = (async () => {
+      do { this.scanAgain = false; await this.scanOnce(); } while (this.scanAgain && !this.stopped);
+    })().finally(() => { this.scanning = undefined; });
+    return this.scanning;
+  }
+
+  private async scanOnce(): Promise<void> {
     try {
       let names: string[] = [];
       try { names = await fsp.readdir(this.sp.schedules); } catch (e) { log('error', { dir: 'schedules/', why: (e as Error).message }); }
@@ -91,6 +106,7 @@ export class ScheduleTimer {
   /** schedules/n is gone: no more firings, nothing kept of it. */
   private forget(n: string): void {
     this.unsettled.delete(n);
+    this.unwritten.delete(n);
     this.unreadable.delete(n);
     this.states.delete(n);
     if (this.schedules.delete(n)) log('unscheduled', { name: n });
@@ -161,17 +177,22 @@ export class ScheduleTimer {
   }
 
   /**
-   * Read state/n into memory, unless what it holds fired before what this
-   * spoold has fired: a write of ours still on its way there, or one that
-   * failed, must not undo a firing. A missing file is taken as it is (bctl
-   * unschedule, or a person, removed it).
+   * Read state/n into memory. While a write of ours is on its way there, or
+   * after one failed, the file is older than memory: it is not read (the
+   * failed write is tried again instead, once the file may have been mended).
+   * Otherwise the file is taken (bctl reschedule's next:, execute's firing,
+   * cancel's last status), but a firing it lacks that memory has is kept.
+   * A missing file is taken as it is: bctl unschedule, or a person, removed
+   * it, and the schedule fires at once.
    */
   private async loadState(n: string): Promise<void> {
-    if (!this.schedules.has(n)) return;
+    const cur = this.states.get(n)?.st;
+    if (!this.schedules.has(n) || (cur && this.writes.has(n))) return;
+    if (cur && this.unwritten.has(n)) { void this.record(n, cur, []); return; }
     const st = await readScheduleState(this.sp, n);
-    const mine = this.states.get(n)?.st.fired;
-    if (mine !== undefined && (st.fired === undefined || st.fired < mine) && existsOr(this.sp.scheduleState(n), true)) return;
-    this.setState(n, st);
+    const behind = cur?.fired !== undefined && (st.fired === undefined || st.fired < cur.fired);
+    if (behind && existsOr(this.sp.scheduleState(n), true)) this.setState(n, { ...st, fired: cur!.fired, lastId: cur!.lastId, since: cur!.since ?? st.since });
+    else this.setState(n, st);
   }
 
   private retries = new Map<string, NodeJS.Timeout>();
@@ -208,8 +229,9 @@ export class ScheduleTimer {
     if (this.firing || this.stopped) return;
     this.firing = true;
     try {
-      for (const [n, { s }] of [...this.schedules]) {
-        if (this.setAside(s) || this.d.stopping) continue;
+      for (const n of [...this.schedules.keys()]) {
+        const s = this.schedules.get(n)?.s;   // as read now: an earlier firing's awaits may have let a new version in
+        if (!s || this.setAside(s) || this.d.stopping) continue;
         const cur = this.states.get(n);
         const now = new Date();
         if (cur?.due === undefined || cur.due > now.getTime()) continue;
@@ -226,9 +248,13 @@ export class ScheduleTimer {
 
   /** Fire schedule s, due at `dueMs`, whose state is st: queue its instances, but on a platform where its last one still waits. */
   private async fireOne(s: Schedule, st: ScheduleState, dueMs: number, now: Date): Promise<void> {
-    let next = stateAfterFire(st, now);
-    let unrecorded: string | undefined;
+    // What the firing records is applied at its end to the state as it is
+    // then: a job of the schedule may finish meanwhile (finished()).
+    let firedAt = now;
+    let lastId: string | undefined;
+    const failed: string[] = [];
     const queued: string[] = [];
+    let unrecorded: string | undefined;
     // Platforms where an instance of it still waits in new/, and dropped ones, get none this time.
     const waiting = this.d.queue.platformsOf(s.name);
     const skip = new Set([...this.d.dropped, ...waiting]);
@@ -238,28 +264,30 @@ export class ScheduleTimer {
       // Nothing to queue: the period moves on.
     } else if ((unrecorded = await this.firedUnrecorded(s.name, new Date(dueMs), st))) {
       log('fired', { name: s.name, id: unrecorded, why: 'this firing queued its instance before spoold was stopped, and is recorded now' });
-      next = stateAfterFire(st, idTime(unrecorded), unrecorded);
+      firedAt = idTime(unrecorded);
+      lastId = unrecorded;
     } else {
       // A first firing's commit point: since: is on disk before anything
       // is queued, so that after a crash firedUnrecorded can tell this
       // firing's jobs from older ones of the name.
       if (st.fired === undefined && st.since === undefined) {
-        st = { ...st, since: now };
-        if (!(await this.record(s.name, st, []))) return;
+        if (!(await this.record(s.name, { ...st, since: now }, []))) return;
       }
       try {
         const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip });
-        next = stateAfterFire(st, now, list[list.length - 1]?.id);
+        lastId = list[list.length - 1]?.id;
         for (const i of list) {
           if (i.error) {
             log('failed', { id: i.id, name: s.name, platform: i.platform, why: i.error });
-            next = stateAfterFinish(next, { kind: 'failed', why: i.error }, now);   // recorded in done/ at once
+            failed.push(i.error);   // recorded in done/ at once
           } else { queued.push(i.id); await this.d.queue.consider(i.id); }
         }
       } catch (e) {
         log('error', { name: s.name, why: (e as Error).message });
       }
     }
+    let next = stateAfterFire(this.states.get(s.name)?.st ?? st, firedAt, lastId);
+    for (const why of failed) next = stateAfterFinish(next, { kind: 'failed', why }, now);
     await this.record(s.name, next, queued);
   }
 
@@ -337,8 +365,17 @@ export class ScheduleTimer {
         await fsp.rm(this.sp.queued(id), { force: true }).catch((e) => log('error', { file: `new/${id}`, why: (e as Error).message }));
       }
     };
-    try { return await writeScheduleState(this.sp, name, st, undo); } catch (e) {
-      log('error', { file: `state/${name}`, why: `${(e as Error).message}; this spoold keeps the state in memory (its next start fires the schedule at once if state/${name} is still not a good file: fix or remove it)` });
+    try {
+      const kept = await writeScheduleState(this.sp, name, st, undo);
+      this.unwritten.delete(name);
+      return kept;
+    } catch (e) {
+      // Logged once per cause (its errno: the message names a fresh staging file each time).
+      const cause = errno(e) ?? (e as Error).message;
+      if (this.unwritten.get(name) !== cause) {
+        log('error', { file: `state/${name}`, why: `${(e as Error).message}; spoold keeps the state in memory and writes it at each rescan until it can (fix or remove state/${name}); a restart before that fires the schedule once at once` });
+      }
+      this.unwritten.set(name, cause);
       return true;
     }
   }
