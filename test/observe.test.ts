@@ -78,6 +78,16 @@ test('observe of an unknown id exits 1; a malformed id is a usage error', async 
   assert.match(r.stderr, /no job 01a21e3b/);
   const u = await bctl(spool, ['observe', '../x']);
   assert.is(u.code, 2);
+  // Rejected by spoold into bad/: said so, with the file that says why (found by a new user; submit --wait did, observe did not).
+  const id = '01a21e3b-171c-7029-81fc-d19acecbf8ce';
+  fs.mkdirSync(path.join(spool, 'bad'), { recursive: true });
+  fs.writeFileSync(path.join(spool, 'bad', `new.${id}.1764300000000`), 'garbage\n');
+  fs.writeFileSync(path.join(spool, 'bad', `new.${id}.1764300000000.why`), 'no name: header\n');
+  for (const verb of ['observe', 'cancel']) {
+    const b = await bctl(spool, [verb, id]);
+    assert.is(b.code, 1, verb);
+    assert.is(b.stderr, `bctl: bad/new.${id}.1764300000000: job ${id} was rejected by spoold: it never ran; bad/new.${id}.1764300000000.why says why\n`, verb);
+  }
 });
 
 test.run();

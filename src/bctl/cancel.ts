@@ -15,7 +15,7 @@ import { SpoolError } from '../spool/errors.js';
 import { checkId } from '../spool/paths.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { asUsage, readIf, type Ctx } from './cli.js';
-import { doneFile, where } from './find.js';
+import { doneFile, noJob, where } from './find.js';
 
 export async function cancel(ctx: Ctx): Promise<number> {
   const { sp } = ctx;
@@ -69,5 +69,5 @@ export async function cancel(ctx: Ctx): Promise<number> {
     }
     break;
   }
-  throw new SpoolError('SPOOL_NOT_FOUND', `no job ${id}`, { path: sp.root, hint: 'bctl info lists queued and running jobs' });
+  throw await noJob(sp, id);
 }

@@ -49,6 +49,17 @@ export async function where(sp: SpoolPaths, id: string): Promise<Where> {
   return { state: 'none' };
 }
 
+/**
+ * The error for a job id that is neither queued, running nor done: naming the
+ * bad/ file when spoold rejected it there (a job file that did not parse).
+ */
+export async function noJob(sp: SpoolPaths, id: string): Promise<SpoolError> {
+  const bad = (await list(sp.bad)).find((f) => f.startsWith(`new.${id}.`) && !f.endsWith('.why'));
+  return bad === undefined
+    ? new SpoolError('SPOOL_NOT_FOUND', `no job ${id}`, { path: sp.root, hint: 'bctl info lists queued and running jobs' })
+    : new SpoolError('SPOOL_NOT_FOUND', `job ${id} was rejected by spoold: it never ran`, { path: `bad/${bad}`, hint: `bad/${bad}.why says why` });
+}
+
 /** Parse schedules/NAME; SpoolError SPOOL_NOT_FOUND when there is none. */
 export async function loadSchedule(sp: SpoolPaths, name: string): Promise<Schedule> {
   const file = sp.schedule(name);

@@ -20,7 +20,7 @@ import { SpoolError } from '../spool/errors.js';
 import { checkSpool } from '../spool/layout.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
 import { asUsage, argName, argPlatform, list, readIf, str, type Ctx } from './cli.js';
-import { where, doneFile } from './find.js';
+import { where, doneFile, noJob } from './find.js';
 
 const POLL_MS = 100;
 const CHUNK = 256 << 10;
@@ -97,7 +97,7 @@ async function follow(ctx: Ctx, id: string): Promise<number> {
     for (;;) {
       const w = await where(sp, id);
       if (w.state === 'none') {
-        throw new SpoolError('SPOOL_NOT_FOUND', `no job ${id}`, { path: sp.root, hint: 'bctl info lists queued and running jobs' });
+        throw await noJob(sp, id);
       }
       if (w.state === 'queued') {
         if (fh) { await close(); ctx.warn(`${id} was requeued (its worker was lost); following its next attempt`); }
