@@ -179,6 +179,8 @@ test('--help and -h print the usage of bctl and of every command on stdout, exit
       for (const f of c.flags) assert.ok(r.stdout.includes(`--${f.name}`), `${c.name} --help shows --${f.name}`);
     }
   }
+  // Flags that exclude each other show so (found by a new user).
+  assert.match((await inProcess(['inspect', '--help'])).stdout, /^usage: bctl \[-s SPOOL\] inspect ID\|DIR \[--console \| --script \| --job \| --output DIR\]\n/);
   assert.equal(ls(spool), [], 'help writes nothing');
 });
 

@@ -30,6 +30,7 @@ export interface Command {
   max: number;             // Infinity for SCRIPT...
   summary: string;
   flags: Flag[];           // a flag with `arg` is a string flag, else a boolean
+  oneOf?: boolean;         // the flags exclude each other: [--a | --b]
   run: (ctx: Ctx) => Promise<number>;
 }
 
@@ -88,7 +89,7 @@ export const COMMANDS: Command[] = [
     flags: [{ name: 'console', help: "print the job's console output" },
       { name: 'script', help: "print the job's script" },
       { name: 'job', help: 'print the whole job file' },
-      { name: 'output', arg: 'DIR', help: 'copy the artifacts into DIR (created; existing files are never overwritten)' }] },
+      { name: 'output', arg: 'DIR', help: 'copy the artifacts into DIR (created; existing files are never overwritten)' }], oneOf: true },
   { name: 'cancel', args: 'ID', min: 1, max: 1, run: lazy(() => import('./cancel.js'), 'cancel'),
     summary: 'cancel a queued job at once, or ask spoold to stop a running one',
     flags: [] },
@@ -104,11 +105,12 @@ export const COMMANDS: Command[] = [
 ];
 
 function flagSynopsis(f: Flag): string {
-  return `[${f.short ? `-${f.short}|` : ''}--${f.name}${f.arg ? ` ${f.arg}` : ''}]`;
+  return `${f.short ? `-${f.short}|` : ''}--${f.name}${f.arg ? ` ${f.arg}` : ''}`;
 }
 
 export function synopsis(c: Command): string {
-  return ['bctl [-s SPOOL]', c.name, c.args, ...c.flags.map(flagSynopsis)].filter((x) => x !== '').join(' ');
+  const flags = c.oneOf ? [`[${c.flags.map(flagSynopsis).join(' | ')}]`] : c.flags.map((f) => `[${flagSynopsis(f)}]`);
+  return ['bctl [-s SPOOL]', c.name, c.args, ...flags].filter((x) => x !== '').join(' ');
 }
 
 export function commandHelp(c: Command): string {
