@@ -72,6 +72,15 @@ async function awayUntilLost(name: string, body: string, args: string[] = []): P
   assert.equal((await result(name, id)).status, { kind: 'lost' });
   return { w, id };
 }
+/** running/ID/, made by hand in a spool a spoold made and stopped, for the leftovers of a crash. */
+async function leftoverDir(id: string): Promise<string> {
+  const s = spoold();
+  await s.waitLog(/started/);
+  await s.stop('SIGTERM');
+  const dir = path.join(spool, 'running', id);
+  fs.mkdirSync(dir);
+  return dir;
+}
 const sha = (p: string) => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 
 // Found in review: JSON writes each control character of a script as 6
@@ -232,12 +241,8 @@ test('a job whose worker is lost more often than its retries allow is recorded l
 // attempt it counted, and before moving it to new/, had that attempt counted
 // again at the next start, so the job was recorded lost one retry early.
 test('a requeue cut short by a crash after its job file was rewritten does not count the attempt twice', async () => {
-  const s1 = spoold();
-  await s1.waitLog(/started/);
-  await s1.stop('SIGTERM');
   const id = newId();
-  const dir = path.join(spool, 'running', id);
-  fs.mkdirSync(dir);
+  const dir = await leftoverDir(id);
   // Attempt 1 of 2 (retries 1) ran on w9, whose lease ran out; the requeue had
   // rewritten the job file with attempt 1 when spoold died.
   fs.writeFileSync(path.join(dir, 'job'), formatJob(submission({ name: 'cut', platform: 'debian-12', retries: 1, body: '#!/bin/sh\necho again\n', id, attempt: 1 })));
@@ -252,12 +257,8 @@ test('a requeue cut short by a crash after its job file was rewritten does not c
 });
 
 test('a result stored in running/ before spoold was killed is finalized at the next start, and logged as every finished job is', async () => {
-  const s1 = spoold();
-  await s1.waitLog(/started/);
-  await s1.stop('SIGTERM');
   const id = newId();
-  const dir = path.join(spool, 'running', id);
-  fs.mkdirSync(dir);
+  const dir = await leftoverDir(id);
   const queued = new Date(Date.now() - 10_000);
   fs.writeFileSync(path.join(dir, 'job'), formatJob(makeJob({ ...submission({ name: 'half', platform: 'debian-12', body: '#!/bin/sh\ntrue\n' }), id, queued })));
   fs.writeFileSync(path.join(dir, 'result'), formatResult({ id, name: 'half', platform: 'debian-12', worker: 'w9', attempt: 1, queued,
