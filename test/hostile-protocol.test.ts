@@ -680,6 +680,7 @@ test('artifacts: a tar stream whose paths and link targets take more than MAX_AR
   const { f, id } = await sendArtifacts(e, 'manynames', await packTar(entries), []);
   const r = await resultOf(e, 'manynames', id);
   assert.is(formatStatus(r.status), `failed: artifacts rejected: paths over ${MAX_ARTIFACT_NAMES} bytes in all`);
+  assert.equal(fs.readdirSync(path.join(e.spool, 'done', 'manynames', id, 'artifacts')), [], 'what arrived of the rejected stream is not kept');
   await assertClosed(f, 'a tar stream over MAX_ARTIFACT_NAMES');
   await survived(e, /worker left worker=tarworker why="artifacts rejected: paths over/);
 });
