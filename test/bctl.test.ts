@@ -127,6 +127,8 @@ test('a flag given as -s and as --spool, an unknown flag before the command, and
     // --job takes a value in observe-latest but none in inspect: the command's own flags decide (found in review).
     [['inspect', '--job', '-s/tmp/x', 'ID'], /^bctl: option -s takes its value as the next argument: write -s \/tmp\/x$/],
   ]);
+  // A command flag before the command, whose value is a command's name, is still that flag's value (found in review).
+  assert.match(await ok(['--name', 'info', 'submit', 'debian-12', OK]), /^[0-9a-f-]{36}\n$/);
 });
 
 test('missing and extra arguments exit 2 and name what is missing', async () => {

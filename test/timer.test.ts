@@ -98,4 +98,45 @@ test('a schedule changed while another fires is fired as it is now, not as it wa
   assert.match(jobs[1]!.body, /^#!\/bin\/sh\necho NEW /);
 });
 
+// Found in review: a bctl cancel that read state/NAME before a firing's write
+// landed wrote back the next: that firing had used up; the timer took it and
+// fired again at once.
+test("a writer's next: that the last firing used up is not taken back from a file behind on firings", async () => {
+  const sp = await spool();
+  fs.writeFileSync(sp.schedule('x'), 'platform: p\nschedule: @hourly\n\n#!/bin/sh\ntrue\n');
+  const fired0 = new Date(Date.now() - 1800e3);
+  fs.writeFileSync(sp.scheduleState('x'), `fired: ${fired0.toISOString()}\nnext: ${new Date(Date.now() - 1000).toISOString()}\n`);   // bctl reschedule: due now
+  const stale = fs.readFileSync(sp.scheduleState('x'), 'utf8');   // what a bctl cancel reads as the firing runs
+  const t = timerOf(sp);
+  await t.rescan();
+  await until('fired and recorded', () => stateOf(sp, 'x').lastId !== undefined);
+  // ...and writes back, with its last status, after spoold's write.
+  fs.writeFileSync(sp.scheduleState('x'), `${stale}last-status: canceled\n`);
+  t.stateChanged('x');
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.is(queued(sp).length, 1, 'fired once, not again at once');
+});
+
+// Found in review: while a state spoold could not write was pending, a bctl
+// reschedule written once the file could be written again was overwritten.
+test('a state spoold could not write does not overwrite a reschedule written after the fault cleared', async () => {
+  const sp = await spool();
+  fs.writeFileSync(sp.schedule('x'), 'platform: p\nschedule: @hourly\n\n#!/bin/sh\ntrue\n');
+  fs.mkdirSync(sp.scheduleState('x'));   // spoold cannot write state/x
+  const t = timerOf(sp);
+  await t.rescan();
+  await until('fired', () => queued(sp).length === 1);
+  fs.rmdirSync(sp.scheduleState('x'));
+  const next = new Date(Date.now() + 600e3);
+  fs.writeFileSync(sp.scheduleState('x'), `next: ${next.toISOString()}\n`);   // bctl reschedule x, on the empty state it read
+  t.stateChanged('x');
+  await until('the merged state written', () => { try { return stateOf(sp, 'x').fired !== undefined; } catch { return false; } });
+  const st = stateOf(sp, 'x');
+  assert.is(st.next?.getTime(), next.getTime(), 'the reschedule is kept');
+  assert.ok(st.fired, "spoold's firing is kept too");
+  await t.rescan();
+  assert.is(stateOf(sp, 'x').next?.getTime(), next.getTime(), 'and not overwritten by a later rescan');
+  assert.is(queued(sp).length, 1);
+});
+
 test.run();

@@ -155,33 +155,22 @@ function flagNames(flags: Flag[]): FlagNames {
   };
 }
 
-/** The command argv names: its first word that is neither a flag nor the value of -s/--spool, if that is a command. */
-function commandWord(av: string[]): Command | undefined {
-  for (let i = 0; i < av.length; i++) {
-    const a = av[i]!;
-    if (a === '-s' || a === '--spool') { i++; continue; }
-    if (a.startsWith('-') && a !== STDIN) continue;
-    return COMMANDS.find((c) => c.name === a);
-  }
-  return undefined;
-}
-
 interface Parsed { command: Command | undefined; help: boolean; opts: Record<string, string | boolean | undefined>; args: string[] }
 
 /** Parse argv; UsageError on anything wrong. */
 export function parseArgs(argv: string[]): Parsed {
   const av = argv.map((a) => (a === '-' ? STDIN : a));
-  // The command's own flags when the command is known: a flag may take a
-  // value in one command and none in another (--job).
-  const named = commandWord(av);
-  const problem = argvProblem(av, flagNames([...GLOBAL_FLAGS, ...(named ? named.flags : COMMANDS.flatMap((c) => c.flags))]));
-  if (problem) throw named ? new CommandUsageError(problem, named) : new UsageError(problem);
   // Pre-parse: global flags only, and every command's booleans, so that a
   // boolean before the command (`--json info`) does not swallow it.
   const allBooleans = COMMANDS.flatMap((c) => c.flags.filter((f) => !f.arg).map((f) => f.name));
   const g = declare(GLOBAL_FLAGS);
   const pre = mri(av, { string: g.string, boolean: [...g.boolean, ...allBooleans], alias: g.alias });
   const name = pre._.length > 0 ? String(pre._[0]) : undefined;
+  // Checked against the command's own flags when it is known: a flag may take
+  // a value in one command and none in another (--job).
+  const named = COMMANDS.find((c) => c.name === name);
+  const problem = argvProblem(av, flagNames([...GLOBAL_FLAGS, ...(named ? named.flags : COMMANDS.flatMap((c) => c.flags))]));
+  if (problem) throw named ? new CommandUsageError(problem, named) : new UsageError(problem);
   const help = pre.help === true || (Array.isArray(pre.help) && pre.help.length > 0);
   if (name === undefined) {
     if (help) return { command: undefined, help, opts: {}, args: [] };

@@ -98,6 +98,19 @@ export async function readScheduleState(sp: SpoolPaths, name: string): Promise<S
   }
 }
 
+/** state/NAME as readScheduleState reads it, and whether the file is there and good, missing, or there but broken (read as empty). */
+export async function readScheduleStateFound(sp: SpoolPaths, name: string): Promise<{ st: ScheduleState; found: 'good' | 'missing' | 'broken' }> {
+  const p = sp.scheduleState(name);
+  try {
+    const buf = readSpoolFile(p);
+    return buf ? { st: parseScheduleState(buf, sp.rel(p)), found: 'good' } : { st: emptyState(), found: 'broken' };
+  } catch (e) {
+    if (['ENOENT', 'ENOTDIR'].includes(errno(e) ?? '')) return { st: emptyState(), found: 'missing' };
+    if (e instanceof SpoolError) return { st: emptyState(), found: 'broken' };
+    throw e;
+  }
+}
+
 /** How long schedules/NAME must stay missing to count as removed: an editor that saves by renaming the old file away leaves it missing for a moment. */
 export const GONE_MS = 250;
 

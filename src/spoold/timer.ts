@@ -29,7 +29,7 @@ import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
 import { idTime } from '../spool/ids.js';
 import { queueInstances } from '../spool/instance.js';
 import { findTemplate, templatePlatforms } from '../spool/template.js';
-import { readScheduleState, writeScheduleState, nextDue, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
+import { readScheduleStateFound, writeScheduleState, nextDue, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
 import { reject, existsOr } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
@@ -79,8 +79,10 @@ export class ScheduleTimer {
     // (many bctl schedule) makes one more after the running one, not many.
     if (this.scanning) { this.scanAgain = true; return this.scanning; }
     this.scanning = (async () => {
-      do { this.scanAgain = false; await this.scanOnce(); } while (this.scanAgain && !this.stopped);
-    })().finally(() => { this.scanning = undefined; });
+      try {
+        do { this.scanAgain = false; await this.scanOnce(); } while (this.scanAgain && !this.stopped);
+      } finally { this.scanning = undefined; }   // in the same tick as the last look at scanAgain: no request falls between
+    })();
     return this.scanning;
   }
 
@@ -176,22 +178,31 @@ export class ScheduleTimer {
   }
 
   /**
-   * Read state/n into memory. While a write of ours is on its way there, or
-   * after one failed, the file is older than memory: it is not read (the
-   * failed write is tried again instead, once the file may have been mended).
-   * Otherwise the file is taken (bctl reschedule's next:, execute's firing,
-   * cancel's last status), but a firing it lacks that memory has is kept.
-   * A missing file is taken as it is: bctl unschedule, or a person, removed
-   * it, and the schedule fires at once.
+   * Read state/n into memory. While a write of ours is on its way there, the
+   * file is older than memory: it is not read. Otherwise the file is taken
+   * (bctl reschedule's next:, execute's firing, cancel's last status), but
+   * when it is behind on firings (a writer that read it before our last
+   * firing was written, or our write that failed) memory's firing is kept,
+   * and a next: at or before it, which that firing used up, is dropped. A
+   * missing file is taken as it is (bctl unschedule, or a person, removed
+   * it, and the schedule fires at once), unless our last write failed: then
+   * memory is written there. A state spoold could not write is written
+   * again at each call, merged with what someone else wrote meanwhile.
    */
   private async loadState(n: string): Promise<void> {
     const cur = this.states.get(n)?.st;
     if (!this.schedules.has(n) || (cur && this.writes.has(n))) return;
-    if (cur && this.unwritten.has(n)) { void this.record(n, cur, []); return; }
-    const st = await readScheduleState(this.sp, n);
-    const behind = cur?.fired !== undefined && (st.fired === undefined || st.fired < cur.fired);
-    if (behind && existsOr(this.sp.scheduleState(n), true)) this.setState(n, { ...st, fired: cur!.fired, lastId: cur!.lastId, since: cur!.since ?? st.since });
-    else this.setState(n, st);
+    const { st, found } = await readScheduleStateFound(this.sp, n);
+    const failed = cur !== undefined && this.unwritten.has(n);
+    if (cur && found === 'missing' && failed) { void this.record(n, cur, []); return; }
+    if (cur?.fired !== undefined && found !== 'missing' && (st.fired === undefined || st.fired < cur.fired)) {
+      const merged = { ...st, fired: cur.fired, lastId: cur.lastId, since: cur.since ?? st.since, next: st.next && st.next > cur.fired ? st.next : undefined };
+      if (failed) void this.record(n, merged, []);
+      else this.setState(n, merged);
+      return;
+    }
+    this.setState(n, st);
+    if (found === 'good') this.unwritten.delete(n);   // someone wrote a good file, newer than ours
   }
 
   private retries = new Map<string, NodeJS.Timeout>();
