@@ -54,7 +54,7 @@ export async function where(sp: SpoolPaths, id: string): Promise<Where> {
  * bad/ file when spoold rejected it there (a job file that did not parse).
  */
 export async function noJob(sp: SpoolPaths, id: string): Promise<SpoolError> {
-  const bad = (await list(sp.bad)).find((f) => f.startsWith(`new.${id}.`) && !f.endsWith('.why'));
+  const bad = (await list(sp.bad).catch(() => [] as string[])).find((f) => f.startsWith(`new.${id}.`) && !f.endsWith('.why'));   // bad/ unreadable: just "no job"
   return bad === undefined
     ? new SpoolError('SPOOL_NOT_FOUND', `no job ${id}`, { path: sp.root, hint: 'bctl info lists queued and running jobs' })
     : new SpoolError('SPOOL_NOT_FOUND', `job ${id} was rejected by spoold: it never ran`, { path: `bad/${bad}`, hint: `bad/${bad}.why says why` });

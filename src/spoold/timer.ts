@@ -190,9 +190,10 @@ export class ScheduleTimer {
    * again at each call, merged with what someone else wrote meanwhile.
    */
   private async loadState(n: string): Promise<void> {
+    const { st, found } = await readScheduleStateFound(this.sp, n);
+    // Memory as it is after the read (a firing may have recorded meanwhile); from here on nothing awaits.
     const cur = this.states.get(n)?.st;
     if (!this.schedules.has(n) || (cur && this.writes.has(n))) return;
-    const { st, found } = await readScheduleStateFound(this.sp, n);
     const failed = cur !== undefined && this.unwritten.has(n);
     if (cur && found === 'missing' && failed) { void this.record(n, cur, []); return; }
     if (cur?.fired !== undefined && found !== 'missing' && (st.fired === undefined || st.fired < cur.fired)) {
@@ -382,6 +383,7 @@ export class ScheduleTimer {
     } catch (e) {
       // Logged once per cause (its errno: the message names a fresh staging file each time).
       const cause = errno(e) ?? (e as Error).message;
+      if (!this.schedules.has(name)) return true;   // forgotten meanwhile: nothing to write again
       if (this.unwritten.get(name) !== cause) {
         log('error', { file: `state/${name}`, why: `${(e as Error).message}; spoold keeps the state in memory and writes it at each rescan until it can (fix or remove state/${name}); a restart before that fires the schedule once at once` });
       }
