@@ -139,4 +139,47 @@ test('a state spoold could not write does not overwrite a reschedule written aft
   assert.is(queued(sp).length, 1);
 });
 
+// Found in review: a reschedule spoold read in while the schedule fired was
+// wiped by the end of that firing, which cleared every next:.
+test('a reschedule read in while the schedule fires outlives the firing', async () => {
+  const sp = await spool();
+  fs.writeFileSync(sp.schedule('x'), 'platform: p\nschedule: @hourly\n\n#!/bin/sh\ntrue\n');
+  fs.writeFileSync(sp.scheduleState('x'), `fired: ${new Date(Date.now() - 2 * 3600e3).toISOString()}\n`);
+  const later = new Date(Date.now() + 6 * 3600e3);
+  const t = timerOf(sp, async (timer) => {
+    fs.writeFileSync(sp.scheduleState('x'), `${fs.readFileSync(sp.scheduleState('x'), 'utf8')}next: ${later.toISOString()}\n`);   // bctl reschedule x
+    timer.stateChanged('x');
+    await new Promise((r) => setTimeout(r, 50));
+  });
+  await t.rescan();
+  await until('fired and recorded', () => stateOf(sp, 'x').lastId !== undefined);
+  assert.is(stateOf(sp, 'x').next?.getTime(), later.getTime());
+  assert.is(queued(sp).length, 1);
+});
+
+// Found in review: one failed listing of schedules/ (EMFILE) took every
+// schedule as removed, and with it a firing only memory held (its state/NAME
+// could not be written), which was then made again.
+test('a listing of schedules/ that fails forgets nothing, and a firing only memory holds is not made again', async () => {
+  const sp = await spool();
+  fs.writeFileSync(sp.schedule('x'), 'platform: p\nschedule: @hourly\n\n#!/bin/sh\ntrue\n');
+  fs.mkdirSync(sp.scheduleState('x'));   // spoold cannot write state/x
+  const t = timerOf(sp);
+  await t.rescan();
+  await until('fired', () => queued(sp).length === 1);
+  const real = fsp.readdir;
+  (fsp as { readdir: unknown }).readdir = async (p: string, ...a: unknown[]) => {
+    if (p === sp.schedules) { (fsp as { readdir: unknown }).readdir = real; throw Object.assign(new Error('EMFILE: too many open files, scandir'), { code: 'EMFILE' }); }
+    return (real as (...x: unknown[]) => Promise<unknown>)(p, ...a);
+  };
+  try { await t.rescan(); } finally { (fsp as { readdir: unknown }).readdir = real; }
+  // And an editor's save by rename: the file away for a moment, then back.
+  fs.renameSync(sp.schedule('x'), path.join(sp.schedules, '.x.swp'));
+  await t.rescan();
+  fs.renameSync(path.join(sp.schedules, '.x.swp'), sp.schedule('x'));
+  await t.rescan();
+  await new Promise((r) => setTimeout(r, 500));
+  assert.is(queued(sp).length, 1, 'fired once in its hour');
+});
+
 test.run();

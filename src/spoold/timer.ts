@@ -89,7 +89,8 @@ export class ScheduleTimer {
   private async scanOnce(): Promise<void> {
     try {
       let names: string[] = [];
-      try { names = await fsp.readdir(this.sp.schedules); } catch (e) { log('error', { dir: 'schedules/', why: (e as Error).message }); }
+      // Not listed (EMFILE, say): nothing is taken as gone.
+      try { names = await fsp.readdir(this.sp.schedules); } catch (e) { log('error', { dir: 'schedules/', why: (e as Error).message }); return; }
       const present = new Set(names.filter((n) => !n.startsWith('.')));
       for (const n of [...this.schedules.keys()]) if (!present.has(n)) this.forget(n);
       for (const n of present) {
@@ -104,20 +105,22 @@ export class ScheduleTimer {
     void this.loadState(n).catch((e) => log('error', { file: `state/${n}`, why: (e as Error).message })).then(() => this.arm());
   }
 
-  /** schedules/n is gone: no more firings, nothing kept of it. */
+  /**
+   * schedules/n is gone: no more firings, nothing kept of it; but a state only
+   * memory holds (its write failed) outlives a moment's absence of the file
+   * (an editor that saves by renaming), or its firing would be made again.
+   */
   private forget(n: string): void {
     this.unsettled.delete(n);
-    this.unwritten.delete(n);
     this.unreadable.delete(n);
-    this.states.delete(n);
+    if (!this.unwritten.has(n)) this.states.delete(n);
     if (this.schedules.delete(n)) log('unscheduled', { name: n });
   }
 
   /** schedules/n could not be looked at (EACCES): logged once per version, and not fired until it can be read. */
   private cannotRead(n: string, e: unknown): void {
     const why = (e as Error).message;
-    this.schedules.delete(n);
-    this.states.delete(n);
+    this.schedules.delete(n);   // its state stays: readable again, it fires on from there
     if (this.unreadable.get(n) === why) return;
     this.unreadable.set(n, why);
     log('error', { file: `schedules/${n}`, why: `${why}; it is not fired until spoold can read it (make it readable by spoold's user, or remove it)` });
@@ -297,7 +300,10 @@ export class ScheduleTimer {
         log('error', { name: s.name, why: (e as Error).message });
       }
     }
-    let next = stateAfterFire(this.states.get(s.name)?.st ?? st, firedAt, lastId);
+    const base = this.states.get(s.name)?.st ?? st;
+    let next = stateAfterFire(base, firedAt, lastId);
+    // A next: later than this firing (a bctl reschedule read in meanwhile) is not this firing's to use up.
+    if (base.next && base.next.getTime() > now.getTime()) next = { ...next, next: base.next };
     for (const why of failed) next = stateAfterFinish(next, { kind: 'failed', why }, now);
     await this.record(s.name, next, queued);
   }
