@@ -45,6 +45,17 @@ function timerOf(sp: SpoolPaths, onQueued: (t: ScheduleTimer) => Promise<void> =
   return t;
 }
 
+/** Schedule x (@hourly), fired once by a timer that cannot write its state/x (a directory stands there). */
+async function firedUnwritable(): Promise<{ sp: SpoolPaths; t: ScheduleTimer }> {
+  const sp = await spool();
+  fs.writeFileSync(sp.schedule('x'), 'platform: p\nschedule: @hourly\n\n#!/bin/sh\ntrue\n');
+  fs.mkdirSync(sp.scheduleState('x'));
+  const t = timerOf(sp);
+  await t.rescan();
+  await until('fired', () => queued(sp).length === 1);
+  return { sp, t };
+}
+
 const stateOf = (sp: SpoolPaths, name: string) => parseScheduleState(fs.readFileSync(sp.scheduleState(name)), 'state');
 const finished = (name: string, code: number, at = new Date()) => ({ name, status: { kind: 'exited', code }, finished: at }) as unknown as Result;
 const queued = (sp: SpoolPaths) => fs.readdirSync(sp.new).map((f) => parseJob(fs.readFileSync(path.join(sp.new, f)), f, f));
@@ -120,12 +131,7 @@ test("a writer's next: that the last firing used up is not taken back from a fil
 // Found in review: while a state spoold could not write was pending, a bctl
 // reschedule written once the file could be written again was overwritten.
 test('a state spoold could not write does not overwrite a reschedule written after the fault cleared', async () => {
-  const sp = await spool();
-  fs.writeFileSync(sp.schedule('x'), 'platform: p\nschedule: @hourly\n\n#!/bin/sh\ntrue\n');
-  fs.mkdirSync(sp.scheduleState('x'));   // spoold cannot write state/x
-  const t = timerOf(sp);
-  await t.rescan();
-  await until('fired', () => queued(sp).length === 1);
+  const { sp, t } = await firedUnwritable();
   fs.rmdirSync(sp.scheduleState('x'));
   const next = new Date(Date.now() + 600e3);
   fs.writeFileSync(sp.scheduleState('x'), `next: ${next.toISOString()}\n`);   // bctl reschedule x, on the empty state it read
@@ -161,12 +167,7 @@ test('a reschedule read in while the schedule fires outlives the firing', async 
 // schedule as removed, and with it a firing only memory held (its state/NAME
 // could not be written), which was then made again.
 test('a listing of schedules/ that fails forgets nothing, and a firing only memory holds is not made again', async () => {
-  const sp = await spool();
-  fs.writeFileSync(sp.schedule('x'), 'platform: p\nschedule: @hourly\n\n#!/bin/sh\ntrue\n');
-  fs.mkdirSync(sp.scheduleState('x'));   // spoold cannot write state/x
-  const t = timerOf(sp);
-  await t.rescan();
-  await until('fired', () => queued(sp).length === 1);
+  const { sp, t } = await firedUnwritable();
   const real = fsp.readdir;
   (fsp as { readdir: unknown }).readdir = async (p: string, ...a: unknown[]) => {
     if (p === sp.schedules) { (fsp as { readdir: unknown }).readdir = real; throw Object.assign(new Error('EMFILE: too many open files, scandir'), { code: 'EMFILE' }); }
