@@ -88,14 +88,7 @@ export function formatScheduleState(st: ScheduleState): string {
  * so the schedule fires once and spoold writes a good file over it.
  */
 export async function readScheduleState(sp: SpoolPaths, name: string): Promise<ScheduleState> {
-  const p = sp.scheduleState(name);
-  try {
-    const buf = readSpoolFile(p);
-    return buf ? parseScheduleState(buf, sp.rel(p)) : emptyState();
-  } catch (e) {
-    if (e instanceof SpoolError || ['ENOENT', 'ENOTDIR'].includes(errno(e) ?? '')) return emptyState();
-    throw e;
-  }
+  return (await readScheduleStateFound(sp, name)).st;
 }
 
 /** state/NAME as readScheduleState reads it, and whether the file is there and good, missing, or there but broken (read as empty). */
