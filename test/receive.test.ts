@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { tmpdir } from './lib.js';
 import { packTar } from './fakeworker.js';
-import { receiveArtifacts, removeTree } from '../src/spool/tar.js';
+import { receiveArtifacts } from '../src/spool/tar.js';
+import { removeTree } from '../src/spool/stage.js';
 
 const openUnder = (dir: string): string[] => fs.readdirSync('/proc/self/fd')
   .map((n) => { try { return fs.readlinkSync(`/proc/self/fd/${n}`); } catch { return ''; } })

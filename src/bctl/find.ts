@@ -49,12 +49,17 @@ export async function where(sp: SpoolPaths, id: string): Promise<Where> {
   return { state: 'none' };
 }
 
+/** Of the names in bad/, the one spoold gave job `id`'s file when it rejected it from new/. */
+export function rejectedFile(names: string[], id: string): string | undefined {
+  return names.find((f) => f.startsWith(`new.${id}.`) && !f.endsWith('.why'));
+}
+
 /**
  * The error for a job id that is neither queued, running nor done: naming the
  * bad/ file when spoold rejected it there (a job file that did not parse).
  */
 export async function noJob(sp: SpoolPaths, id: string): Promise<SpoolError> {
-  const bad = (await list(sp.bad).catch(() => [] as string[])).find((f) => f.startsWith(`new.${id}.`) && !f.endsWith('.why'));   // bad/ unreadable: just "no job"
+  const bad = rejectedFile(await list(sp.bad).catch(() => [] as string[]), id);   // bad/ unreadable: just "no job"
   return bad === undefined
     ? new SpoolError('SPOOL_NOT_FOUND', `no job ${id}`, { path: sp.root, hint: 'bctl info lists queued and running jobs' })
     : new SpoolError('SPOOL_NOT_FOUND', `job ${id} was rejected by spoold: it never ran`, { path: `bad/${bad}`, hint: `bad/${bad}.why says why` });

@@ -40,6 +40,7 @@ import { isId, isName, DIRS } from '../spool/paths.js';
 import { parseScheduleState } from '../spool/schedstate.js';
 import { isLocked } from '../spool/lock.js';
 import { checkSpool } from '../spool/layout.js';
+import { DIR_MODE } from '../spool/stage.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
 import { list, readIf, type Ctx } from './cli.js';
 import { doneFile } from './find.js';
@@ -190,20 +191,20 @@ export async function fsck(ctx: Ctx): Promise<number> {
     for (const e of entries) {
       const p = path.join(dir, e.name);
       const rel = sp.rel(p);
+      const parts = rel.split(path.sep);
       const st = await lstatIf(p);
       if (!st) continue;
       if (st.isSymbolicLink()) {
-        const parts = rel.split(path.sep);
         const isLatest = parts.length === 3 && parts[0] === 'done' && parts[2] === 'latest';
         // bad/ holds what spoold refused as it was, a link included (bad/ is checked below).
         if (!isLatest && !inArtifacts && !(parts.length >= 2 && parts[0] === 'bad')) report(rel, 'unexpected symlink', 'only done/NAME/latest and files inside artifacts/ may be symlinks; replace it with the file or remove it');
         continue;
       }
       if (st.mode & 0o002) report(rel, `world-writable (mode ${(st.mode & 0o7777).toString(8)})`, `chmod o-w ${rel}`);
-      if (st.isDirectory() && spooldWrites(rel.split(path.sep)) && !spooldCanWrite(st)) {
-        report(rel, `owned by uid ${st.uid}, group ${st.gid}, mode ${(st.mode & 0o7777).toString(8)}: spoold cannot store results there`, `${st.gid === rootSt.gid ? '' : `chgrp ${rootSt.gid} ${rel} && `}chmod 2775 ${rel}`);
+      if (st.isDirectory() && spooldWrites(parts) && !spooldCanWrite(st)) {
+        report(rel, `owned by uid ${st.uid}, group ${st.gid}, mode ${(st.mode & 0o7777).toString(8)}: spoold cannot store results there`, `${st.gid === rootSt.gid ? '' : `chgrp ${rootSt.gid} ${rel} && `}chmod ${DIR_MODE.toString(8)} ${rel}`);
       }
-      if (st.isDirectory()) await walk(p, inArtifacts || (e.name === 'artifacts' && rel.split(path.sep).length === 4 && rel.startsWith(`done${path.sep}`)));
+      if (st.isDirectory()) await walk(p, inArtifacts || (e.name === 'artifacts' && parts.length === 4 && parts[0] === 'done'));
     }
   };
   // spoold runs as the owner of its lock while it runs (a stale lock says

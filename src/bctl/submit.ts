@@ -18,7 +18,7 @@ import { parseResult, isSuccess, formatStatus } from '../spool/result.js';
 import { NAME_MAX, isName, type SpoolPaths } from '../spool/paths.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
 import { argDuration, argInt, argName, argPlatform, checkFits, flag, list, readIf, readScript, str, usage, type Ctx } from './cli.js';
-import { doneFile } from './find.js';
+import { doneFile, rejectedFile } from './find.js';
 import { ensureSpool } from '../spool/layout.js';
 
 export const WAIT_POLL_MS = 100;
@@ -76,7 +76,7 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
       await sleep(WAIT_POLL_MS);
     }
     if (buf === undefined) {
-      const bad = (await list(sp.bad)).find((f) => f.startsWith(`new.${job.id}.`) && !f.endsWith('.why'));
+      const bad = rejectedFile(await list(sp.bad), job.id);
       ctx.warn(`${job.id} is gone: it is neither queued, running nor done; ${bad === undefined
         ? 'it was taken out of new/ (bctl info lists the queue)'
         : `spoold rejected it to bad/${bad}, and bad/${bad}.why says why`}`);

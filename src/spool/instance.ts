@@ -23,13 +23,14 @@ export interface InstanceOpts {
   templateDirs: string[];          // SPOOL/templates first, then --templates DIR
   now?: Date;
   skip?: ReadonlySet<string>;      // platforms a template schedule does not run on (dropped ones)
+  platforms?: string[];            // a template schedule's platforms, when the caller has listed them already
 }
 
 /** Build the instances of `s`, without writing anything. */
 export async function instances(s: Schedule, o: InstanceOpts): Promise<Instance[]> {
   let platforms: string[];
   if (s.platform !== undefined) platforms = [s.platform];
-  else platforms = (await templatePlatforms(o.templateDirs, s.template!)).filter((p) => !o.skip?.has(p));
+  else platforms = (o.platforms ?? await templatePlatforms(o.templateDirs, s.template!)).filter((p) => !o.skip?.has(p));
   if (o.platform !== undefined) {
     // Only narrows: a platform the schedule does not run on (a typo) would
     // queue a job that waits for a worker that never comes.

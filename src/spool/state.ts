@@ -27,7 +27,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
-import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool } from './stage.js';
+import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, createSpoolFile, removeTree } from './stage.js';
 import { errno, ioError, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import { isId, isName, type SpoolPaths } from './paths.js';
@@ -146,7 +146,7 @@ export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: num
   const jobFile = sp.runningFile(id, 'job');
   const lease = sp.runningFile(id, 'lease');
   for (const f of await fsp.readdir(sp.runningDir(id)).catch(() => [] as string[])) {
-    if (f !== 'job' && f !== 'cancel' && f !== 'lease') await fsp.rm(`${sp.runningDir(id)}/${f}`, { recursive: true, force: true });
+    if (f !== 'job' && f !== 'cancel' && f !== 'lease') await removeTree(`${sp.runningDir(id)}/${f}`);
   }
   await writeAtomic(sp, jobFile, formatJob({ ...job, id, attempt }));
   // commit: after this rename the job is queued again
@@ -175,9 +175,7 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   const made = (what: string, f: () => void) => { try { f(); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, what, 'cannot create'); } };
   // 'wx': created only when missing; an existing console or SHA256SUMS is kept.
   // Mode 0664 whatever the umask (a bctl cancel's), as every file written through tmp/.
-  for (const f of ['console.log', 'SHA256SUMS'] as const) {
-    made(`running/${id}/${f}`, () => { const fd = fs.openSync(sp.runningFile(id, f), 'wx', 0o664); try { fs.fchmodSync(fd, 0o664); } finally { fs.closeSync(fd); } });
-  }
+  for (const f of ['console.log', 'SHA256SUMS'] as const) made(`running/${id}/${f}`, () => createSpoolFile(sp.runningFile(id, f)));
   made(`running/${id}/artifacts/`, () => mkdirSpool(sp.runningFile(id, 'artifacts')));
   // Every file of the directory is flushed before the directory is, and the
   // directory before the rename publishes it. The result (staged in tmp/, so a

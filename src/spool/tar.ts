@@ -127,26 +127,6 @@ class Syncs {
   }
 }
 
-/**
- * rm -r of a received artifacts tree (an unfinished delivery), BATCH entries
- * of a directory at a time, its subdirectories one after the other. fs.rm
- * starts the removal of every entry of a directory at once: for a hostile
- * worker's 8,000 links that took spoold's memory up by 45 MiB; this, by 10,
- * and in less time. A tree that is gone is no error.
- */
-export async function removeTree(dir: string): Promise<void> {
-  let entries: fs.Dirent[];
-  try { entries = await fsp.readdir(dir, { withFileTypes: true }); } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') { await fsp.rm(dir, { force: true }); return; }
-    throw e;
-  }
-  const files = entries.filter((e) => !e.isDirectory());
-  for (let i = 0; i < files.length; i += BATCH) await Promise.all(files.slice(i, i + BATCH).map((e) => fsp.rm(path.join(dir, e.name), { force: true })));
-  for (const e of entries) if (e.isDirectory()) await removeTree(path.join(dir, e.name));
-  await fsp.rmdir(dir).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
-}
-
 type Found = { rel: string; abs: string; kind: 'directory' | 'symlink' | 'file'; st: fs.Stats };
 
 /** Entries of the job's directory are looked at this many at a time: one after the other, a job's thousands of files took a thread-pool round trip each. */

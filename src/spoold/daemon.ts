@@ -23,10 +23,10 @@ import { promisify } from 'node:util';
 import { claim, finalize, requeue, clearLeftover, reject, exists, existsOr, mendLatest } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeStatus, writePrivate, cleanTmp, mkdirSpool } from '../spool/stage.js';
+import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree } from '../spool/stage.js';
 import { decodeFile, formatHeaders, parseHeaders, parseTime } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
-import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher, removeTree } from '../spool/tar.js';
+import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
 import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, MAX_ARTIFACT_NAMES, nameBytes, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { errno, SpoolError } from '../spool/errors.js';
 import { readRegular, readSpoolFile } from '../spool/read.js';
@@ -495,10 +495,14 @@ export class Daemon implements ConnOwner {
     const r = await this.take(id);
     this.claiming.delete(id);
     if (!r) return;
-    // The request was gone by the time of the claim: queued again as it was.
+    this.unsent(r, 'its cancel request was withdrawn');   // gone by the time of the claim
+  }
+
+  /** A held job never sent to a worker: queued again at once (checkLeases), its attempt not counted. */
+  private unsent(r: Running, why: string): void {
     r.attempt = r.job.attempt;
     r.deadline = 0;
-    r.released = 'its cancel request was withdrawn';
+    r.released = why;
   }
 
   private async dispatch(c: Conn, q: Queued): Promise<void> {
@@ -510,10 +514,8 @@ export class Daemon implements ConnOwner {
       return;
     }
     const job = r.job;
-    if (c.closed) {           // the worker left while we claimed: queued again at once, the attempt not counted
-      r.attempt--;
-      r.released = `its worker ${c.name} left before the job was sent`;
-      r.deadline = 0;
+    if (c.closed) {           // the worker left while we claimed
+      this.unsent(r, `its worker ${c.name} left before the job was sent`);
       this.busy.delete(c);
       return;
     }
@@ -631,8 +633,9 @@ export class Daemon implements ConnOwner {
   }
 
   /**
-   * Remove what an earlier delivery of this attempt left, once its receiver
-   * has stopped writing there. Usually there is nothing (a first delivery):
+   * Remove what an earlier delivery of this attempt left (before a new one,
+   * or before an end no worker delivers: settle), once its receiver has
+   * stopped writing there. Usually there is nothing (a first delivery):
    * that is found with one synchronous lstat; a tree that is there may be
    * large, and goes in the thread pool.
    */

@@ -93,16 +93,21 @@ export class ScheduleTimer {
       try { names = await fsp.readdir(this.sp.schedules); } catch (e) { log('error', { dir: 'schedules/', why: (e as Error).message }); return; }
       const present = new Set(names.filter((n) => !n.startsWith('.')));
       for (const n of [...this.schedules.keys()]) if (!present.has(n)) this.forget(n);
+      const known = new Set(this.states.keys());   // the others are read by consider, as they appear
       for (const n of present) {
         try { await this.consider(n); } catch (e) { this.cannotRead(n, e); }
       }
-      for (const n of [...this.schedules.keys()]) await this.loadState(n).catch((e) => log('error', { file: `state/${n}`, why: (e as Error).message }));
+      for (const n of [...this.schedules.keys()]) if (known.has(n)) await this.loadLogged(n);
     } finally { this.arm(); }
   }
 
   /** state/n changed (a watcher event): read it again and re-arm. */
   stateChanged(n: string): void {
-    void this.loadState(n).catch((e) => log('error', { file: `state/${n}`, why: (e as Error).message })).then(() => this.arm());
+    void this.loadLogged(n).then(() => this.arm());
+  }
+
+  private loadLogged(n: string): Promise<void> {
+    return this.loadState(n).catch((e) => log('error', { file: `state/${n}`, why: (e as Error).message }));
   }
 
   /**
@@ -193,10 +198,12 @@ export class ScheduleTimer {
    * again at each call, merged with what someone else wrote meanwhile.
    */
   private async loadState(n: string): Promise<void> {
+    const pending = () => !this.schedules.has(n) || (this.states.has(n) && this.writes.has(n));
+    if (pending()) return;   // (the common case of our own write's event: no read)
     const { st, found } = await readScheduleStateFound(this.sp, n);
     // Memory as it is after the read (a firing may have recorded meanwhile); from here on nothing awaits.
+    if (pending()) return;
     const cur = this.states.get(n)?.st;
-    if (!this.schedules.has(n) || (cur && this.writes.has(n))) return;
     const failed = cur !== undefined && this.unwritten.has(n);
     if (cur && found === 'missing' && failed) { void this.record(n, cur, []); return; }
     if (cur?.fired !== undefined && found !== 'missing' && (st.fired === undefined || st.fired < cur.fired)) {
@@ -288,7 +295,7 @@ export class ScheduleTimer {
         if (!(await this.record(s.name, { ...st, since: now }, []))) return;
       }
       try {
-        const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip });
+        const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip, platforms });
         lastId = list[list.length - 1]?.id;
         for (const i of list) {
           if (i.error) {
