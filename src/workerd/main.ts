@@ -24,7 +24,8 @@ import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, MAX_JO
 import { packArtifacts, type LentBuffers } from '../spool/tar.js';
 import { SpoolPaths, isName, isId, NAME_RULE } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
-import { LocalJob, Standby, SCRIPT } from './run.js';
+import { LocalJob, Standby, SCRIPT, KILL_GRACE_MS } from './run.js';
+import { cleanLeftovers } from './leftovers.js';
 import { makeDirs } from '../spool/layout.js';
 import { readTokenFile } from '../spool/read.js';
 
@@ -470,6 +471,7 @@ export async function main(argv: string[]): Promise<void> {
     say(`cannot create --workdir ${workdir}: ${(e as Error).message}`);
     process.exit(EXIT_CONFIG);
   }
+  await cleanLeftovers(workdir, KILL_GRACE_MS, say);
   if (a.sandbox) {
     // What the sandbox is to hide from the job, one absolute path a line
     // (workerd.8): the directory of the socket to spoold (the spool, or the

@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { formatStatus, type Status } from '../spool/result.js';
 import { artifactNotes } from '../spool/tar.js';
+import { OWNER, ownerLine } from './leftovers.js';
 
 export const KILL_GRACE_MS = 5_000;
 
@@ -165,8 +166,16 @@ export class LocalJob {
     let child: ChildProcess;
     try {
       child = standby.take();
+    } catch (e) {
+      this.end({ kind: 'failed', why: `cannot start the job: ${(e as Error).message}` });
+      return;
+    }
+    try {
+      // Whose job this is, before it starts: a later workerd kills what it left running if we die (leftovers.ts).
+      fs.writeFileSync(path.join(this.dir, OWNER), ownerLine(child.pid!));
       child.stdin!.end(`${this.spec.id} ${this.spec.name} ${this.spec.platform} ${this.spec.network ? 'yes' : 'no'}\n${this.dir}\n`);
     } catch (e) {
+      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
       this.end({ kind: 'failed', why: `cannot start the job: ${(e as Error).message}` });
       return;
     }

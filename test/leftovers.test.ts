@@ -1,0 +1,104 @@
+// A workerd killed with SIGKILL leaves its job's process group running and its
+// directory in --workdir. The next workerd on that --workdir kills the group
+// (only if it is still the job's) and removes the directory; a directory whose
+// workerd still runs is left alone (leftovers.ts).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { tmpdir, daemon, until, readIf, queueJob, type Daemon } from './lib.js';
+import { newId } from '../src/spool/ids.js';
+import { parseResult } from '../src/spool/result.js';
+
+let spool = '';
+let wd = '';
+const procs: Daemon[] = [];
+const strays: number[] = [];
+
+test.before(async () => {
+  spool = await tmpdir('leftovers');
+  wd = `${spool}-wd`;
+  procs.push(daemon('spoold', ['-s', spool, '--lease', '2s', '--heartbeat', '400ms']));
+  await procs[0]!.waitLog(/started/);
+});
+test.after(async () => {
+  for (const p of procs) await p.stop('SIGKILL');
+  for (const pid of strays) { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } }
+  await fsp.rm(spool, { recursive: true, force: true });
+  await fsp.rm(wd, { recursive: true, force: true });
+});
+
+const workerd = (name: string) => {
+  const d = daemon('workerd', ['-s', spool, '--name', name, '--workdir', wd, 'debian-12']);
+  procs.push(d);
+  return d;
+};
+
+/** The live (not zombie) processes of group `pgid`, from /proc. */
+function members(pgid: number): number[] {
+  return fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).filter((p) => {
+    const stat = readIf(`/proc/${p}/stat`);
+    if (!stat) return false;
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[2]) === pgid && f[0] !== 'Z';
+  }).map(Number);
+}
+
+/** A job whose first attempt starts a child and waits for ever; a second attempt ends at once. */
+async function stuckJob(name: string, mark: string): Promise<{ id: string; pgid: number }> {
+  const id = await queueJob(spool, { name, body: `#!/bin/sh\nif [ -e ${mark} ]; then echo again; exit 0; fi\ntouch ${mark}\nsleep 600 &\necho started\nwait\n` });
+  await until('the job to start', () => /started/.test(readIf(path.join(spool, 'running', id, 'console.log')) ?? ''));
+  const owner = fs.readFileSync(path.join(wd, id, 'owner'), 'utf8');
+  const m = /^(\d+) (\d+)\n$/.exec(owner);
+  assert.ok(m, `owner says "workerd-pid pgid": ${JSON.stringify(owner)}`);
+  const pgid = Number(m![2]);
+  assert.is(members(pgid).length, 2, 'the script and its sleep run in the job\'s group');
+  return { id, pgid };
+}
+
+test('a workerd killed with SIGKILL: the next one on its --workdir kills the job it left running and removes its directory; the job runs again, once', async () => {
+  const a = workerd('a');
+  await a.waitLog(/connected/);
+  const mark = `${spool}-mark-1`;
+  const { id, pgid } = await stuckJob('orphan', mark);
+  a.child.kill('SIGKILL');
+  await until('workerd a to die', () => a.child.signalCode !== null);
+  assert.is(members(pgid).length, 2, 'the job outlives its workerd');
+  const b = workerd('b');
+  await b.waitLog(new RegExp(`job ${id} was left running by a workerd that died \\(process group ${pgid}\\): killing it`));
+  await b.waitLog(new RegExp(`removed ${wd}/${id}, left by a workerd that died`));
+  assert.equal(members(pgid), [], 'the group is gone');
+  assert.not.ok(fs.existsSync(path.join(wd, id)), 'its directory is gone');
+  // spoold requeues it when the lease runs out; b runs it again, to its end.
+  const res = await until('the result', () => readIf(path.join(spool, 'done', 'orphan', id, 'result')), 30_000);
+  assert.equal(parseResult(res, 'result').status, { kind: 'exited', code: 0 });
+  assert.match(fs.readFileSync(path.join(spool, 'done', 'orphan', id, 'console.log'), 'utf8'), /again/);
+  await b.stop();
+});
+
+test('a job whose workerd still runs is left alone, and a group that is no longer the job\'s is not killed', async () => {
+  const a = workerd('c');
+  await a.waitLog(/connected/);
+  const { id, pgid } = await stuckJob('busy', `${spool}-mark-2`);
+  // A leftover whose workerd is gone and whose group number now belongs to
+  // something else (the kernel reuses numbers): that process must live.
+  const other = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' });
+  strays.push(other.pid!);
+  const fake = newId();
+  await fsp.mkdir(path.join(wd, fake, 'job'), { recursive: true });
+  await fsp.writeFile(path.join(wd, fake, 'owner'), `2147483646 ${other.pid}\n`);
+  const b = workerd('d');
+  await b.waitLog(new RegExp(`removed ${wd}/${fake}, left by a workerd that died`));
+  await b.waitLog(/connected/);
+  assert.not.match(b.log(), /killing it/);
+  assert.equal(members(other.pid!), [other.pid], 'the unrelated group lives');
+  assert.is(members(pgid).length, 2, 'workerd c\'s job still runs');
+  assert.ok(fs.existsSync(path.join(wd, id, 'owner')), 'and keeps its directory');
+  await a.stop();   // SIGTERM: c kills its job and hands it back
+  assert.equal(members(pgid), []);
+  await b.stop();
+});
+
+test.run();
