@@ -55,6 +55,19 @@ test('after downtime a missed run fires once: @hourly last fired 2 years ago is 
   assert.is(firings, 1);
 });
 
+test('a firing recorded over 3 hours ahead of the clock (set back since) counts as made now; a smaller step keeps it', () => {
+  const s = sched('@hourly');
+  const far = state({ fired: new Date('2030-01-01T00:00:00Z') });
+  assert.is(nextDue(s, far, NOW)!.toISOString(), '2026-06-15T11:00:00.000Z', 'not held until 2030');
+  assert.is(nextDue(sched('never'), far, NOW), undefined);
+  // NTP sets the clock back 10 minutes after a firing at 11:00: the 11:00 period is not run again
+  const near = state({ fired: new Date('2026-06-15T11:00:00Z') });
+  assert.is(nextDue(s, near, new Date('2026-06-15T10:50:00Z'))!.toISOString(), '2026-06-15T12:00:00.000Z');
+  // exactly 3 hours ahead is still taken as it is
+  const edge = state({ fired: new Date(NOW.getTime() + 3 * H) });
+  assert.is(nextDue(s, edge, NOW)!.toISOString(), '2026-06-15T14:00:00.000Z');
+});
+
 test('planAfterFire is strictly after the firing, also when it fired exactly on a due time', () => {
   assert.is(planAfterFire(sched('@hourly'), new Date('2026-06-15T10:00:00Z'))!.toISOString(), '2026-06-15T11:00:00.000Z');
   assert.is(planAfterFire(sched('@daily'), new Date('2026-06-15T00:00:00Z'))!.toISOString(), '2026-06-16T00:00:00.000Z');

@@ -93,6 +93,18 @@ test('after downtime a missed run fires once, and the period counts from that fi
   assert.ok(next > Date.now() && next <= Date.now() + 3600_000, 'next run within the hour');
 });
 
+test('a firing recorded in 2030 (the clock was ahead, and was set back) does not hold the schedule until then', async () => {
+  await s.stop('SIGTERM');
+  await drop(spool, 'schedules', 'ahead', 'platform: nobody\nschedule: @hourly\n\n#!/bin/sh\necho\n');
+  await drop(spool, 'state', 'ahead', 'fired: 2030-01-01T00:00:00Z\n');
+  s = start();
+  await s.waitLog(/warning name=ahead why="state\/ahead says it last fired at 2030-01-01T00:00:00.000Z, over 3 hours from now: the clock was set back since\? that firing counts as made now"/);
+  const info = JSON.parse(await ok(['info', '--json']));
+  const next = new Date(info.schedules.find((x: { name: string }) => x.name === 'ahead').next).getTime();
+  assert.ok(next > Date.now() && next <= Date.now() + 3600_000, `next run within the hour, not in 2030: ${new Date(next).toISOString()}`);
+  assert.is(queued('ahead').length, 0, 'and not at once either: that firing was a run');
+});
+
 test('spoold killed between queueing a schedule\'s job and recording the firing: the firing is recorded, not repeated, whether the job is running or done', async () => {
   await s.stop('SIGTERM');
   // The state of a firing spoold did not live to record: both schedules were

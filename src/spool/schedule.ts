@@ -42,6 +42,12 @@
 //   @daily runs at 01:00 on the day midnight does not exist).
 //   So a daily schedule fires exactly once on every local day, also on the
 //   days the clocks change; an hourly one fires once per hour that passes.
+//   A system clock set back (it was ahead when a firing was made, as on a
+//   machine that booted with a wrong clock): a firing recorded more than 3
+//   hours after the present counts as made now, so the schedule is next due
+//   at its first due time after now instead of waiting for the clock to reach
+//   that firing. A smaller step back (an NTP correction) keeps the firing,
+//   so that no period runs twice.
 //
 // How: cron-parser only parses and validates; its own next() is not used.
 // cron-parser 5.10.6 mis-steps around DST transitions (see test/schedule.dst.test.ts:

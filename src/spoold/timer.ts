@@ -29,7 +29,7 @@ import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
 import { idTime } from '../spool/ids.js';
 import { queueInstances } from '../spool/instance.js';
 import { findTemplate, templatePlatforms } from '../spool/template.js';
-import { readScheduleStateFound, writeScheduleState, nextDue, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
+import { readScheduleStateFound, writeScheduleState, nextDue, clockSetBack, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
 import { reject, existsOr } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
@@ -182,7 +182,11 @@ export class ScheduleTimer {
   private setState(n: string, st: ScheduleState): void {
     const e = this.schedules.get(n);
     if (!e) return;
-    this.states.set(n, { st, due: nextDue(e.s, st)?.getTime() });
+    const now = new Date();
+    if (clockSetBack(st, now) && this.states.get(n)?.st.fired?.getTime() !== st.fired!.getTime()) {
+      log('warning', { name: e.s.name, why: `state/${n} says it last fired at ${st.fired!.toISOString()}, over 3 hours from now: the clock was set back since? that firing counts as made now` });
+    }
+    this.states.set(n, { st, due: nextDue(e.s, st, now)?.getTime() });
   }
 
   /**
