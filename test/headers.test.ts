@@ -5,6 +5,7 @@ import { SpoolError } from '../src/spool/errors.js';
 import { parseJob } from '../src/spool/job.js';
 import { newId, idTime } from '../src/spool/ids.js';
 import { isId } from '../src/spool/paths.js';
+import { formatStatus, parseStatus } from '../src/spool/result.js';
 
 function err(f: () => unknown): SpoolError {
   try { f(); } catch (e) { if (e instanceof SpoolError) return e; throw e; }
@@ -87,6 +88,18 @@ test('ids are UUIDv7, strictly increasing within a process, carry their time, an
   }
   assert.is(idTime(ids[0]!).getTime(), t);
   assert.is(new Set(ids.map((id) => id.slice(19))).size, ids.length, 'the random tails differ');
+});
+
+test('a failed status from any text can be written as a result header and reads back as failed (no " #", no "#" first, no blank at an end)', () => {
+  for (const why of ['#1', 'a ##b', 'a # #b', ' # ', '#', '###', 'x\u00a0#y', 'line\n#two', `${'x'.repeat(499)} #tail`, `${'y'.repeat(499)}  z`, 'issue#42 stays']) {
+    const v = formatStatus({ kind: 'failed', why });
+    assert.not.throws(() => formatHeaders([['status', v]]), `${JSON.stringify(why)} -> ${JSON.stringify(v)}`);
+    const back = parseHeaders(formatHeaders([['status', v]]), 'result').headers[0]!.value;
+    assert.is(back, v);
+    assert.is(parseStatus(back)?.kind, 'failed');
+  }
+  assert.is(formatStatus({ kind: 'failed', why: 'issue#42 stays' }), 'failed: issue#42 stays');
+  assert.is(formatStatus({ kind: 'failed', why: '###' }), 'failed: unknown');
 });
 
 test.run();

@@ -23,7 +23,8 @@ export function formatStatus(s: Status): string {
     case 'exited': return `exited ${s.code}`;
     case 'signalled': return `signalled ${s.signal}`;
     case 'stopped': return `stopped ${s.signal}`;
-    case 'failed': return `failed: ${s.why.replace(/[\r\n\0]+/g, ' ').replace(/\s#/g, ' ').trim().slice(0, 500) || 'unknown'}`;
+    // A header value (headers.ts): one line, no '#' after a blank (a comment), none first, no blank at either end.
+    case 'failed': return `failed: ${s.why.replace(/[\r\n\0]+/g, ' ').replace(/(^|\s)#+/g, '$1').trim().slice(0, 500).trim() || 'unknown'}`;
     default: return s.kind;
   }
 }
