@@ -1,6 +1,9 @@
 // log.ts: one line per event on stderr, for people and grep:
 //   spoold: finished id=0190... name=hello status="exited 0" duration=3s
-// Values with blanks or quotes are JSON-quoted so every line splits cleanly.
+// Values with blanks, quotes or anything but printable ASCII are JSON-quoted,
+// so every line splits cleanly, and with every control character escaped
+// (C1 and U+2028/9 too, which JSON leaves as they are): a value a worker
+// chose cannot move the cursor or clear the screen of whoever reads the log.
 //
 // A log reader that goes away (the pipe to a supervisor or to `tee` closed)
 // costs the log, not the daemon: stderr's write errors are ignored. Left to
@@ -13,7 +16,11 @@ export function log(event: string, fields: Record<string, string | number | unde
   for (const [k, v] of Object.entries(fields)) {
     if (v === undefined) continue;
     const s = String(v);
-    line += ` ${k}=${/^[^\s"=]+$/.test(s) ? s : JSON.stringify(s)}`;
+    line += ` ${k}=${/^[\x21\x23-\x3c\x3e-\x7e]+$/.test(s) ? s : quote(s)}`;
   }
   process.stderr.write(`${line}\n`);
+}
+
+function quote(s: string): string {
+  return JSON.stringify(s).replace(/[\x7f-\x9f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
