@@ -132,6 +132,11 @@ async function waitLog(e: Env, re: RegExp, ms = 10_000): Promise<void> {
   });
 }
 
+function vmRSS(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]) * 1024;
+}
+
 function vmHWM(pid: number): number {
   const m = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmHWM in /proc/${pid}/status`);
@@ -932,6 +937,30 @@ test('before hello, a frame over MAX_CONTROL is refused at its header: 40 connec
   const refused = logNow(e).match(/connection refused peer=unix why="(protocol violation: [^"]*|no hello within \d+ ms)"/g) ?? [];
   assert.is(refused.length, 40, `refused at the header (or by the hello deadline), not by the heartbeat timeout after buffering; spoold logged:\n${logNow(e).slice(-1500)}`);
   await survived(e, /connection refused peer=unix why="protocol violation: /);
+});
+
+// Found by a hostile-peer tester: each socket read was a view of a fresh
+// 64 KiB buffer, and the frame reader held the views of an unfinished frame,
+// so a peer writing one byte at a time made spoold hold 64 KiB per byte
+// (60 connections: 54 -> 537 MiB in 13 s, over TCP without a token). Small
+// reads are now copied into the reader's own buffer.
+test('frames dripped one byte per write, by 10 connections, cost spoold their bytes, not a read buffer per byte', async () => {
+  const e = await setup({ fresh: true });
+  const conns = await Promise.all(Array.from({ length: 10 }, (_, i) => welcomed(e, `drip${i}`)));
+  const base = vmRSS(e.spoold.child.pid!);
+  for (const f of conns) f.raw(f.header(60_000, 1));   // a control frame that never completes
+  // A millisecond apart, so that spoold reads them one by one.
+  for (let i = 0; i < 2_000; i++) {
+    for (const f of conns) f.raw(Buffer.from('x'));
+    await sleep(1);
+  }
+  await sleep(300);
+  const grew = vmRSS(e.spoold.child.pid!) - base;
+  // A read buffer costs the pages the kernel wrote: 4 KiB per dripped byte before, 20,000 bytes in all.
+  assert.ok(grew < 32 * 2 ** 20, `10 connections holding 2,000 dripped bytes each grew spoold by ${(grew / 2 ** 20).toFixed(1)} MiB`);
+  for (const f of conns) assert.not.ok(f.closed, 'a dripping worker is slow, not dead');
+  for (const f of conns) f.destroy();
+  await survived(e, /worker left worker=drip9 why="connection closed inside a frame \(truncated\)"/);
 });
 
 // ---- the fuzzer ---------------------------------------------------------

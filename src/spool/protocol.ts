@@ -134,16 +134,30 @@ export function checkMsg(v: unknown): Msg {
  * buffer and a copy of every byte. An empty data frame is returned as one
  * empty payload, so it is checked like any other.
  */
+/**
+ * A read under this many bytes is copied into the reader's own buffer (a tail
+ * of TAIL bytes, filled in turn) rather than held as a view: each view keeps
+ * the whole buffer it was read into alive, 64 KiB for a socket read, so a
+ * peer sending one byte per write made spoold hold 64 KiB per byte of an
+ * unfinished frame (60 connections took it from 54 to 537 MiB). Larger reads
+ * are held as they are: their buffer is at most 4 times their size.
+ */
+const SMALL_READ = 16 << 10;
+const TAIL = 64 << 10;
+
 export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  private tail: Buffer | undefined;
+  private tailUsed = 0;
   /** maxControl: the largest control frame accepted; spoold uses MAX_CONTROL, workerd MAX_JOB_MSG (job scripts). */
   constructor(private readonly maxControl = MAX_CONTROL) {}
   /** The largest data frame accepted; spoold sets 0 until the hello is done, so a stranger cannot make it hold 4 MiB. */
   maxData = MAX_FRAME;
 
   push(chunk: Buffer): Frame[] {
-    this.chunks.push(chunk);
+    if (chunk.length < SMALL_READ) this.append(chunk);
+    else this.chunks.push(chunk);
     this.buffered += chunk.length;
     const out: Frame[] = [];
     for (;;) {
@@ -174,6 +188,24 @@ export class FrameReader {
       }
     }
     return out;
+  }
+
+  /**
+   * Copy a small read to the free room of the tail, and hold it as a view of
+   * that (one view with the bytes before it, when those are the tail's last).
+   * Bytes handed out earlier stay where they are: the tail is only written
+   * past them.
+   */
+  private append(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    if (!this.tail || this.tailUsed + chunk.length > this.tail.length) { this.tail = Buffer.allocUnsafeSlow(TAIL); this.tailUsed = 0; }
+    const start = this.tailUsed;
+    chunk.copy(this.tail, start);
+    this.tailUsed += chunk.length;
+    const k = this.chunks.length - 1;
+    const last = this.chunks[k];
+    if (last && last.buffer === this.tail.buffer && last.byteOffset + last.length === start) this.chunks[k] = this.tail.subarray(last.byteOffset, this.tailUsed);
+    else this.chunks.push(this.tail.subarray(start, this.tailUsed));
   }
 
   /** Does this reader hold bytes of `buffer` (those of its unfinished frame)? */
