@@ -144,20 +144,20 @@ export async function writeScheduleState(sp: SpoolPaths, name: string, st: Sched
  * fired is due at once (as robur builder runs a new job at once: the epoch,
  * so always in the past); otherwise the first due time after the last firing.
  * A time in the past means due now: however long spoold was down, that is one
- * firing, and planAfterFire() then counts from it. A firing far ahead of
- * `now` counts from now (clockSetBack).
+ * firing, and planAfterFire() then counts from it.
  */
-export function nextDue(s: Schedule, st: ScheduleState, now = new Date()): Date | undefined {
+export function nextDue(s: Schedule, st: ScheduleState): Date | undefined {
   if (st.next !== undefined) return st.next;
   if (s.schedule === 'never') return undefined;
   if (st.fired === undefined) return new Date(0);
-  return nextRun(s.schedule, s.tz, clockSetBack(st, now) ? now : st.fired);
+  return nextRun(s.schedule, s.tz, st.fired);
 }
 
 /**
  * A firing ahead of the clock by more than this was made while the clock was
- * wrong, and counts as made now (schedule.ts, the rules): as cron(8) takes a
- * clock set back by 3 hours or more as a new time rather than wait for it.
+ * wrong, and spoold records it as made now (schedule.ts, the rules; timer.ts):
+ * as cron(8) takes a clock set back by 3 hours or more as a new time rather
+ * than wait for it.
  */
 export const CLOCK_SET_BACK_MS = 3 * 3600_000;
 

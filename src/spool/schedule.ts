@@ -44,10 +44,11 @@
 //   days the clocks change; an hourly one fires once per hour that passes.
 //   A system clock set back (it was ahead when a firing was made, as on a
 //   machine that booted with a wrong clock): a firing recorded more than 3
-//   hours after the present counts as made now, so the schedule is next due
-//   at its first due time after now instead of waiting for the clock to reach
-//   that firing. A smaller step back (an NTP correction) keeps the firing,
-//   so that no period runs twice.
+//   hours after the present is recorded again as made now (spoold rewrites
+//   fired:, with a warning), so the schedule is next due at its first due
+//   time after that instead of waiting for the clock to reach the old firing.
+//   A smaller step back (an NTP correction) keeps the firing, so that no
+//   period runs twice.
 //
 // How: cron-parser only parses and validates; its own next() is not used.
 // cron-parser 5.10.6 mis-steps around DST transitions (see test/schedule.dst.test.ts:

@@ -182,11 +182,7 @@ export class ScheduleTimer {
   private setState(n: string, st: ScheduleState): void {
     const e = this.schedules.get(n);
     if (!e) return;
-    const now = new Date();
-    if (clockSetBack(st, now) && this.states.get(n)?.st.fired?.getTime() !== st.fired!.getTime()) {
-      log('warning', { name: e.s.name, why: `state/${n} says it last fired at ${st.fired!.toISOString()}, over 3 hours from now: the clock was set back since? that firing counts as made now` });
-    }
-    this.states.set(n, { st, due: nextDue(e.s, st, now)?.getTime() });
+    this.states.set(n, { st, due: nextDue(e.s, st)?.getTime() });
   }
 
   /**
@@ -207,6 +203,14 @@ export class ScheduleTimer {
     const { st, found } = await readScheduleStateFound(this.sp, n);
     // Memory as it is after the read (a firing may have recorded meanwhile); from here on nothing awaits.
     if (pending()) return;
+    // A firing far ahead of the clock was made while the clock was wrong: it is
+    // recorded as made now, once, or the schedule would wait for the clock.
+    const now = new Date();
+    if (clockSetBack(st, now)) {
+      log('warning', { name: n, why: `state/${n} says it last fired at ${st.fired!.toISOString()}, over 3 hours from now: the clock was set back since? that firing is recorded as made now` });
+      void this.record(n, { ...st, fired: now }, []);
+      return;
+    }
     const cur = this.states.get(n)?.st;
     const failed = cur !== undefined && this.unwritten.has(n);
     if (cur && found === 'missing' && failed) { void this.record(n, cur, []); return; }
