@@ -377,11 +377,12 @@ test('spoold killed with SIGKILL mid-job and restarted: the worker re-attaches, 
   assert.match(w.log(), /re-attached/);
 });
 
-/** The worker removed its job directories (run.ts discard), whatever their size. */
+/** The worker removed its job directories (run.ts discard), whatever their size: only its lock is left. */
 async function jobDirsGone(worker: string): Promise<void> {
   const wd = `${spool}-wd/${worker}`;
-  await until(`${wd} to be empty`, () => fs.readdirSync(wd).length === 0, 10_000)
-    .catch(() => assert.unreachable(`left in ${wd}: ${fs.readdirSync(wd).join(' ')}`));
+  const left = () => fs.readdirSync(wd).filter((n) => n !== 'workerd.lock' && n !== 'workerd.pid');
+  await until(`${wd} to be empty`, () => left().length === 0, 10_000)
+    .catch(() => assert.unreachable(`left in ${wd}: ${left().join(' ')}`));
 }
 
 test('a worker that cannot write its job files reports that as the job result', async () => {
@@ -464,6 +465,15 @@ test('a second spoold on the same spool exits 1 with a clear message', async () 
   const code = await new Promise<number | null>((r) => s2.child.on('close', (c) => r(c)));
   assert.is(code, 1);
   assert.match(s2.log(), /another spoold holds the spool lock \(pid \d+\)/);
+});
+
+test('a spoold whose lock is removed under it stops at once with 75, so that no two claim jobs', async () => {
+  const s = spoold();
+  await s.waitLog(/started/);
+  await fsp.rm(path.join(spool, 'spoold.lock'), { recursive: true, force: true });
+  const code = await new Promise<number | null>((r) => s.child.on('close', (c) => r(c)));
+  assert.is(code, 75);
+  assert.match(s.log(), /spoold: fatal why="spool lock lost: /);
 });
 
 test('spoold.pid is replaced, not written through: a link planted there leaves its target alone', async () => {

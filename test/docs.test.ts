@@ -392,7 +392,7 @@ test('every exit status a program uses is in the EXIT STATUS of its page, and no
   type Name = keyof typeof exits;
   const names = Object.keys(exits).filter((k) => k.startsWith('EXIT_')) as Name[];
   const used = (text: string): Name[] => names.filter((n) => new RegExp(`\\b${n}\\b`).test(text));
-  // Library functions that exit the process themselves (takeLock exits 75): an
+  // Library functions that exit the process themselves: an
   // exported function's body, up to the next export, names the statuses it uses.
   const libExits: Array<{ fn: string; names: Name[] }> = [];
   for (const { text } of codeDir('src/spool')) {

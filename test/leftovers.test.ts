@@ -1,7 +1,7 @@
 // A workerd killed with SIGKILL leaves its job's process group running and its
 // directory in --workdir. The next workerd on that --workdir kills the group
-// (only if it is still the job's) and removes the directory; a directory whose
-// workerd still runs is left alone (leftovers.ts).
+// (only if it is still the job's) and removes the directory (leftovers.ts);
+// a second workerd on a --workdir in use is refused (lock.ts).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
@@ -50,10 +50,10 @@ function members(pgid: number): number[] {
 async function stuckJob(name: string, mark: string): Promise<{ id: string; pgid: number }> {
   const id = await queueJob(spool, { name, body: `#!/bin/sh\nif [ -e ${mark} ]; then echo again; exit 0; fi\ntouch ${mark}\nsleep 600 &\necho started\nwait\n` });
   await until('the job to start', () => /started/.test(readIf(path.join(spool, 'running', id, 'console.log')) ?? ''));
-  const owner = fs.readFileSync(path.join(wd, id, 'owner'), 'utf8');
-  const m = /^(\d+) (\d+)\n$/.exec(owner);
-  assert.ok(m, `owner says "workerd-pid pgid": ${JSON.stringify(owner)}`);
-  const pgid = Number(m![2]);
+  const rec = fs.readFileSync(path.join(wd, id, 'pgid'), 'utf8');
+  const m = /^(\d+) (\d+)\n$/.exec(rec);
+  assert.ok(m, `pgid says "pgid starttime": ${JSON.stringify(rec)}`);
+  const pgid = Number(m![1]);
   assert.is(members(pgid).length, 2, 'the script and its sleep run in the job\'s group');
   return { id, pgid };
 }
@@ -78,27 +78,44 @@ test('a workerd killed with SIGKILL: the next one on its --workdir kills the job
   await b.stop();
 });
 
-test('a job whose workerd still runs is left alone, and a group that is no longer the job\'s is not killed', async () => {
+test('a second workerd on a --workdir in use is refused, and harms nothing there; a group that is no longer the job\'s is not killed', async () => {
   const a = workerd('c');
   await a.waitLog(/connected/);
   const { id, pgid } = await stuckJob('busy', `${spool}-mark-2`);
-  // A leftover whose workerd is gone and whose group number now belongs to
-  // something else (the kernel reuses numbers): that process must live.
+  const twin = workerd('d');
+  await until('the second workerd to exit', () => twin.child.exitCode !== null, 10_000);
+  assert.is(twin.child.exitCode, 78);
+  assert.match(twin.log(), new RegExp(`workerd: ${wd}/workerd.lock: another workerd \\(pid ${a.child.pid}\\) uses --workdir ${wd}; give each workerd its own --workdir`));
+  assert.is(members(pgid).length, 2, 'workerd c\'s job still runs');
+  assert.ok(fs.existsSync(path.join(wd, id, 'pgid')), 'and keeps its directory');
+  // c stops (SIGTERM: it kills its job and hands it back). A leftover whose
+  // group number now belongs to something else (the kernel reuses numbers):
+  // that process must live.
+  await a.stop();
+  assert.equal(members(pgid), []);
   const other = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' });
   strays.push(other.pid!);
   const fake = newId();
   await fsp.mkdir(path.join(wd, fake, 'job'), { recursive: true });
-  await fsp.writeFile(path.join(wd, fake, 'owner'), `2147483646 ${other.pid}\n`);
-  const b = workerd('d');
+  await fsp.writeFile(path.join(wd, fake, 'pgid'), `${other.pid} 1\n`);
+  const b = workerd('e');
   await b.waitLog(new RegExp(`removed ${wd}/${fake}, left by a workerd that died`));
   await b.waitLog(/connected/);
+  assert.match(b.log(), new RegExp(`process group ${other.pid}, which job ${fake} ran in, runs, but is not the job's any more or cannot be checked: not killed`));
   assert.not.match(b.log(), /killing it/);
   assert.equal(members(other.pid!), [other.pid], 'the unrelated group lives');
-  assert.is(members(pgid).length, 2, 'workerd c\'s job still runs');
-  assert.ok(fs.existsSync(path.join(wd, id, 'owner')), 'and keeps its directory');
-  await a.stop();   // SIGTERM: c kills its job and hands it back
-  assert.equal(members(pgid), []);
   await b.stop();
+});
+
+test('a workerd whose --workdir lock is removed under it kills its job and exits 75', async () => {
+  const a = workerd('f');
+  await a.waitLog(/connected/);
+  const { pgid } = await stuckJob('locked', `${spool}-mark-3`);
+  await fsp.rm(path.join(wd, 'workerd.lock'), { recursive: true, force: true });
+  await until('workerd to exit', () => a.child.exitCode !== null, 10_000);
+  assert.is(a.child.exitCode, 75);
+  assert.match(a.log(), new RegExp(`lost the lock of --workdir ${wd} \\(.*\\); exiting so that no two workerds share it`));
+  await until('its job to die', () => members(pgid).length === 0, 5_000);
 });
 
 test.run();

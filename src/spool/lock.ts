@@ -1,66 +1,97 @@
-// lock.ts: one spoold per spool. The only importer of proper-lockfile.
+// lock.ts: one spoold per spool, one workerd per --workdir. The only importer of proper-lockfile.
 //
-// The lock is the directory SPOOL/spoold.lock, refreshed every UPDATE_MS; a
-// holder killed with SIGKILL leaves it behind, and it becomes stale after
-// STALE_MS, so a restart right after a crash retries for longer than STALE_MS
-// (DEPENDENCIES.md 2). spoold.pid beside it tells people who holds it.
+// The lock is a directory (SPOOL/spoold.lock, WORKDIR/workerd.lock), refreshed
+// every UPDATE_MS; a holder killed with SIGKILL leaves it behind, and it
+// becomes stale after STALE_MS, so a restart right after a crash retries for
+// longer than STALE_MS (DEPENDENCIES.md 2). A pid file beside it tells people
+// who holds it, and lets a restart take at once a lock whose holder is gone.
 // If the lock is taken from us (deleted by hand, or our event loop stalled past
-// STALE_MS and another spoold took it) we must stop claiming at once: exit 75.
+// STALE_MS and another took it) we must stop at once: onLost exits 75.
 
 import lockfile from 'proper-lockfile';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import path from 'node:path';
 import { SpoolError, errno } from './errors.js';
 import type { SpoolPaths } from './paths.js';
-import { EXIT_TEMPFAIL } from './exit.js';
 import { readSpoolFile } from './read.js';
 import { writeStatus } from './stage.js';
 
 export const STALE_MS = 10_000;
 export const UPDATE_MS = 2_000;
 
-/** The pid in spoold.pid, if that process is gone: the lock it left is stale. */
-async function deadHolder(sp: SpoolPaths): Promise<number | undefined> {
-  const pid = Number(readPid(sp));
-  if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) return undefined;
-  try { process.kill(pid, 0); return undefined; } catch (e) { return errno(e) === 'ESRCH' ? pid : undefined; }
+/** What a lock guards: a directory, its lock and pid file, and what to say to a second taker. */
+interface Site {
+  root: string;
+  lock: string;
+  pid: string;
+  held: (pid: string) => string;   // "another ... holds ...", naming the holder's pid if known
+  hint: string;
+  writePid: (text: string) => void;
 }
 
-export async function takeLock(sp: SpoolPaths, onLost: (err: Error) => void, waitForStale = true): Promise<() => Promise<void>> {
-  // A spoold killed with SIGKILL leaves its lock for STALE_MS. When spoold.pid
-  // names a process that no longer exists, the lock is that dead spoold's:
+/** The pid in a pid file, and whether that process runs (EPERM: it does, as another user). */
+function holder(pidFile: string): { pid: number; alive: boolean } | undefined {
+  const pid = Number(readPid(pidFile));
+  if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) return undefined;
+  try { process.kill(pid, 0); return { pid, alive: true }; } catch (e) { return { pid, alive: errno(e) !== 'ESRCH' }; }
+}
+
+async function lockSite(site: Site, onLost: (err: Error) => void, waitForStale: boolean): Promise<() => Promise<void>> {
+  // A holder killed with SIGKILL leaves its lock for STALE_MS. When the pid
+  // file names a process that no longer exists, the lock is that dead one's:
   // remove it, so a restart after a crash is immediate. (Same host only: the
-  // spool is local. BUGS: two spoolds started at the same instant after a crash
+  // directory is local. BUGS: two started at the same instant after a crash
   // may both remove it; the loser sees its lock compromised and exits 75.)
-  if (await deadHolder(sp) !== undefined) {
-    await fsp.rm(sp.lock, { recursive: true, force: true });
-    await fsp.rm(sp.pid, { force: true });
+  if (holder(site.pid)?.alive === false) {
+    await fsp.rm(site.lock, { recursive: true, force: true });
+    await fsp.rm(site.pid, { force: true });
   }
   let release: () => Promise<void>;
   try {
-    release = await lockfile.lock(sp.root, {
-      lockfilePath: sp.lock, stale: STALE_MS, update: UPDATE_MS, realpath: false,
+    release = await lockfile.lock(site.root, {
+      lockfilePath: site.lock, stale: STALE_MS, update: UPDATE_MS, realpath: false,
       retries: waitForStale ? { retries: Math.ceil(STALE_MS / 1000) + 3, factor: 1, minTimeout: 1000, maxTimeout: 1000 } : 0,
-      onCompromised: (err) => { onLost(err); process.exit(EXIT_TEMPFAIL); },
+      onCompromised: onLost,
     });
   } catch (e) {
-    if (errno(e) === 'ELOCKED') {
-      const pid = readPid(sp);
-      throw new SpoolError('SPOOL_LOCKED', `another spoold holds the spool lock${pid ? ` (pid ${pid})` : ''}`,
-        { path: sp.lock, hint: 'stop it first; a lock left by a crashed spoold expires by itself within 10 seconds' });
-    }
+    if (errno(e) === 'ELOCKED') throw new SpoolError('SPOOL_LOCKED', site.held(readPid(site.pid)), { path: site.lock, hint: site.hint });
     throw e;
   }
-  // Replaced, never written through: a link planted there must not lead the write outside the spool.
-  try { writeStatus(sp, sp.pid, `${process.pid}\n`); } catch { /* informational, for people */ }
+  try { site.writePid(`${process.pid}\n`); } catch { /* informational, for people */ }
   return async () => {
-    await fsp.rm(sp.pid, { force: true }).catch(() => {});
+    await fsp.rm(site.pid, { force: true }).catch(() => {});
     await release().catch(() => {});
   };
 }
 
-/** The text of spoold.pid, '' when there is none or it is not a plain small file (a link, a fifo). */
-function readPid(sp: SpoolPaths): string {
-  try { return readSpoolFile(sp.pid)?.toString('utf8').trim() ?? ''; } catch { return ''; }
+export async function takeLock(sp: SpoolPaths, onLost: (err: Error) => void, waitForStale = true): Promise<() => Promise<void>> {
+  return lockSite({
+    root: sp.root, lock: sp.lock, pid: sp.pid,
+    held: (pid) => `another spoold holds the spool lock${pid ? ` (pid ${pid})` : ''}`,
+    hint: 'stop it first; a lock left by a crashed spoold expires by itself within 10 seconds',
+    // Replaced, never written through: a link planted there must not lead the write outside the spool.
+    writePid: (text) => writeStatus(sp, sp.pid, text),
+  }, onLost, waitForStale);
+}
+
+/**
+ * One workerd per --workdir: the directory is its own (workerd cleans up at
+ * its start what a workerd that died there left, leftovers.ts).
+ */
+export async function takeWorkdirLock(dir: string, onLost: (err: Error) => void): Promise<() => Promise<void>> {
+  const pid = path.join(dir, 'workerd.pid');
+  return lockSite({
+    root: dir, lock: path.join(dir, 'workerd.lock'), pid,
+    held: (p) => `another workerd${p ? ` (pid ${p})` : ''} uses --workdir ${dir}`,
+    hint: 'give each workerd its own --workdir; a lock left by a crashed workerd expires by itself within 10 seconds',
+    writePid: (text) => { fs.rmSync(pid, { force: true }); fs.writeFileSync(pid, text, { flag: 'wx' }); },
+  }, onLost, holder(pid)?.alive !== true);   // a workerd that runs will not let go soon: say so at once
+}
+
+/** The text of the pid file, '' when there is none or it is not a plain small file (a link, a fifo). */
+function readPid(pidFile: string): string {
+  try { return readSpoolFile(pidFile)?.toString('utf8').trim() ?? ''; } catch { return ''; }
 }
 
 /** True while some spoold holds the lock (for bctl info and fsck). */

@@ -21,7 +21,7 @@ import { takeLock } from '../spool/lock.js';
 import { isDir, readTokenFile } from '../spool/read.js';
 import { parseDuration } from '../spool/duration.js';
 import { SpoolError } from '../spool/errors.js';
-import { EXIT_FAIL, EXIT_OK, EXIT_USAGE } from '../spool/exit.js';
+import { EXIT_FAIL, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
 import { DEAD_AFTER } from '../spool/protocol.js';
 import { Daemon } from './daemon.js';
 import { Conn } from './conn.js';
@@ -79,7 +79,10 @@ export async function main(argv: string[]): Promise<void> {
   try {
     if (a['token-file']) token = Buffer.from(await readTokenFile(a['token-file']));
     await ensureSpool(sp);
-    release = await takeLock(sp, (err) => log('fatal', { why: `spool lock lost: ${err.message}; stopping so that no two spoolds claim jobs` }));
+    release = await takeLock(sp, (err) => {
+      log('fatal', { why: `spool lock lost: ${err.message}; stopping so that no two spoolds claim jobs` });
+      process.exit(EXIT_TEMPFAIL);
+    });
   } catch (e) {
     process.stderr.write(`spoold: ${e instanceof SpoolError ? e.message : (e as Error).message}\n`);
     process.exit(EXIT_FAIL);

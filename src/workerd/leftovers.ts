@@ -1,123 +1,114 @@
-// leftovers.ts: what a workerd killed with SIGKILL left in its --workdir.
+// leftovers.ts: what a workerd that died left in its --workdir.
 //
-// Each job's directory WORKDIR/ID/ holds OWNER, one line "WORKERD_PID PGID":
-// the workerd that ran it and the job's process group, written before the job
-// is handed its script (run.ts). A workerd that dies without killing its job
-// (SIGKILL, the OOM killer, a crash) leaves that group running, while spoold
-// runs the job again elsewhere once its lease runs out. So at its start
-// workerd looks at every job directory in its --workdir whose workerd is gone:
-// it kills the group, if that group is still the job's, and removes the
-// directory (its result was never delivered; spoold has run the job again or
-// recorded it lost).
+// One workerd at a time uses a --workdir (lock.ts), so at its start every job
+// directory there is a leftover of one that died without cleaning up (SIGKILL,
+// the OOM killer, a crash). Its job's process group may still run, while
+// spoold runs the job again elsewhere once its lease runs out. Each job
+// directory holds PGID, one line "PGID START": the job's process group and its
+// leader's start time (/proc/PGID/stat), written before the job is handed its
+// script (run.ts). At its start workerd kills each such group that is still
+// the job's, then removes the directories: their results were never
+// delivered, and spoold has run the jobs again or recorded them lost.
 //
-// The group is the job's only if one of its processes still has the job's id
-// in its environment (BUILDER_JOB_ID) or its directory as its working
-// directory: a group that has ended gives its number back, and the kernel may
-// hand it to any process after that. A directory whose workerd still runs
-// (two workerds given one --workdir) is left alone.
+// A group is the job's while its leader is the process that started then, or
+// while one of its processes has the job's BUILDER_JOB_DIR in its
+// environment: a group that has ended gives its number back, and the kernel
+// may hand it to any process after that. Linux only (/proc): elsewhere
+// nothing is killed, and the log says so.
 
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { isId } from '../spool/paths.js';
 
-export const OWNER = 'owner';
+export const PGID = 'pgid';
 
-/** A leftover directory of a job: the id, and ".old.N" when start() had moved it aside. */
+/** A job directory: the id, and ".old.N" when start() had moved it aside. */
 const LEFTOVER = /^(.{36})(?:\.old\.\d+)?$/;
 
-/** Written by run.ts before the job starts. */
-export function ownerLine(pgid: number): string { return `${process.pid} ${pgid}\n`; }
+/** Fields of /proc/PID/stat after the command name (which may hold blanks and parentheses): [0] state, [2] pgrp, [19] starttime. */
+function stat(pid: number | 'self'): string[] | undefined {
+  let text: string;
+  try { text = fs.readFileSync(`/proc/${pid}/stat`, 'latin1'); } catch { return undefined; }
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The line run.ts writes for a job whose group leader is `pgid`. */
+export function pgidLine(pgid: number): string { return `${pgid} ${stat(pgid)?.[19] ?? '-'}\n`; }
 
 /**
- * Kill what the jobs of dead workerds left running under `workdir`, and
+ * Kill what the jobs of a dead workerd left running under `workdir`, and
  * remove their directories. Returns when that is done: at most `graceMs`
  * after the first SIGTERM (a group still there then gets SIGKILL).
  */
 export async function cleanLeftovers(workdir: string, graceMs: number, say: (line: string) => void): Promise<void> {
   let names: string[];
-  try { names = await fsp.readdir(workdir); } catch (e) { say(`cannot list --workdir ${workdir}: ${(e as Error).message}; leftovers of an earlier workerd are not looked for`); return; }
-  const found: Array<{ dir: string; id: string; pgid: number | undefined }> = [];
-  for (const n of names) {
-    const id = LEFTOVER.exec(n)?.[1];
-    if (!id || !isId(id)) continue;
-    const dir = path.join(workdir, n);
-    const owner = readOwner(dir);
-    if (owner === undefined) {
-      // No OWNER: its workerd died between making the directory and starting
-      // the job, or another workerd is in that instant now. Only an old one is removed.
-      const st = fs.lstatSync(dir, { throwIfNoEntry: false });
-      if (st?.isDirectory() && Date.now() - st.mtimeMs > 60_000) found.push({ dir, id, pgid: undefined });
-      continue;
-    }
-    if (owner.workerd !== process.pid && isWorkerd(owner.workerd)) continue;
-    found.push({ dir, id, pgid: owner.pgid });
+  try { names = await fsp.readdir(workdir); } catch (e) { say(`cannot list --workdir ${workdir}: ${(e as Error).message}; what an earlier workerd left there is not looked at`); return; }
+  const dirs = names.flatMap((n) => { const id = LEFTOVER.exec(n)?.[1]; return id && isId(id) ? [{ dir: path.join(workdir, n), id }] : []; });
+  if (dirs.length === 0) return;
+  const own = Number(stat('self')?.[2]);
+  const kill: Array<{ id: string; pgid: number }> = [];
+  for (const { dir, id } of dirs) {
+    const rec = readPgid(dir);
+    if (!rec || !groupLives(rec.pgid)) continue;
+    if (rec.pgid !== own && isJobs(rec, path.join(workdir, id, 'job'))) kill.push({ id, pgid: rec.pgid });
+    else say(`process group ${rec.pgid}, which job ${id} ran in, runs, but is not the job's any more or cannot be checked: not killed (if it is the job's: kill -KILL -- -${rec.pgid})`);
   }
-  if (found.length === 0) return;
-  const kill = found.filter((f) => f.pgid !== undefined && groupIsJob(f.pgid, f.id, workdir));
-  for (const f of kill) {
-    say(`job ${f.id} was left running by a workerd that died (process group ${f.pgid}): killing it`);
-    signalGroup(f.pgid!, 'SIGTERM');
+  for (const k of kill) {
+    say(`job ${k.id} was left running by a workerd that died (process group ${k.pgid}): killing it`);
+    signalGroup(k.pgid, 'SIGTERM');
   }
-  const until = Date.now() + graceMs;
-  while (kill.some((f) => groupLives(f.pgid!)) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  for (const f of kill) {
-    if (!groupLives(f.pgid!)) continue;
-    say(`job ${f.id}'s process group ${f.pgid} outlived SIGTERM by ${graceMs / 1000} s: SIGKILL`);
-    signalGroup(f.pgid!, 'SIGKILL');
+  await until(() => !kill.some((k) => groupLives(k.pgid)), graceMs);
+  const stubborn = kill.filter((k) => groupLives(k.pgid));
+  for (const k of stubborn) {
+    say(`job ${k.id}'s process group ${k.pgid} outlived SIGTERM by ${graceMs / 1000} s: SIGKILL`);
+    signalGroup(k.pgid, 'SIGKILL');
   }
-  for (const f of found) {
+  await until(() => !stubborn.some((k) => groupLives(k.pgid)), 1_000);   // no process of it still writing into the directory
+  for (const { dir } of dirs) {
     try {
-      await fsp.rm(f.dir, { recursive: true, force: true });
-      say(`removed ${f.dir}, left by a workerd that died`);
+      await fsp.rm(dir, { recursive: true, force: true, maxRetries: 3 });
+      say(`removed ${dir}, left by a workerd that died`);
     } catch (e) {
-      say(`cannot remove ${f.dir}, left by a workerd that died: ${(e as Error).message}; remove it by hand`);
+      say(`cannot remove ${dir}, left by a workerd that died: ${(e as Error).message}; remove it by hand`);
     }
   }
 }
 
-function readOwner(dir: string): { workerd: number; pgid: number } | undefined {
+function readPgid(dir: string): { pgid: number; start: string } | undefined {
   let text: string;
-  try { text = fs.readFileSync(path.join(dir, OWNER), 'utf8'); } catch { return undefined; }
-  const m = /^(\d+) (\d+)\n$/.exec(text);
-  if (!m) return undefined;
-  const workerd = Number(m[1]);
-  const pgid = Number(m[2]);
-  return workerd > 1 && pgid > 1 ? { workerd, pgid } : undefined;
-}
-
-/** A running workerd has this pid (its command line names workerd): not a number the kernel gave to something else. */
-function isWorkerd(pid: number): boolean {
-  try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('workerd'); } catch { return false; }
+  try { text = fs.readFileSync(path.join(dir, PGID), 'utf8'); } catch { return undefined; }
+  const m = /^(\d+) (\d+|-)\n$/.exec(text);
+  return m && Number(m[1]) > 1 ? { pgid: Number(m[1]), start: m[2]! } : undefined;
 }
 
 /** The live (not zombie) processes of process group `pgid`. */
 function members(pgid: number): number[] {
-  const out: number[] = [];
   let pids: string[];
-  try { pids = fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)); } catch { return out; }
-  for (const p of pids) {
-    let stat: string;
-    try { stat = fs.readFileSync(`/proc/${p}/stat`, 'latin1'); } catch { continue; }
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses; the last ")" ends it.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(f[2]) === pgid && f[0] !== 'Z') out.push(Number(p));
-  }
-  return out;
+  try { pids = fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)); } catch { return []; }
+  return pids.map(Number).filter((p) => { const f = stat(p); return f !== undefined && Number(f[2]) === pgid && f[0] !== 'Z'; });
 }
 
-function groupLives(pgid: number): boolean { return members(pgid).length > 0; }
+/** Some process of the group runs (signal 0 reaches it; /proc, where there is one, says it is no zombie). */
+function groupLives(pgid: number): boolean {
+  try { process.kill(-pgid, 0); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false; }
+  return !fs.existsSync('/proc/self/stat') || members(pgid).length > 0;
+}
 
-/** Some process of the group has job `id`'s environment or works in its directory. */
-function groupIsJob(pgid: number, id: string, workdir: string): boolean {
-  const mark = `BUILDER_JOB_ID=${id}`;
-  const home = path.join(workdir, id);
-  return members(pgid).some((p) => {
-    try { if (fs.readFileSync(`/proc/${p}/environ`, 'latin1').split('\0').includes(mark)) return true; } catch { /* gone, or not ours to read */ }
-    try { return fs.readlinkSync(`/proc/${p}/cwd`).startsWith(home); } catch { return false; }
+/** The group is still the job's: the leader that started then, or a process with the job's directory in its environment. */
+function isJobs(rec: { pgid: number; start: string }, jobDir: string): boolean {
+  if (rec.start !== '-' && stat(rec.pgid)?.[19] === rec.start) return true;
+  const mark = `BUILDER_JOB_DIR=${jobDir}`;
+  return members(rec.pgid).some((p) => {
+    try { return fs.readFileSync(`/proc/${p}/environ`, 'latin1').split('\0').includes(mark); } catch { return false; }
   });
 }
 
 function signalGroup(pgid: number, sig: NodeJS.Signals): void {
   try { process.kill(-pgid, sig); } catch { /* gone meanwhile */ }
+}
+
+async function until(done: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!done() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
 }

@@ -26,6 +26,8 @@ import { SpoolPaths, isName, isId, NAME_RULE } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
 import { LocalJob, Standby, SCRIPT, KILL_GRACE_MS } from './run.js';
 import { cleanLeftovers } from './leftovers.js';
+import { takeWorkdirLock } from '../spool/lock.js';
+import { SpoolError } from '../spool/errors.js';
 import { makeDirs } from '../spool/layout.js';
 import { readTokenFile } from '../spool/read.js';
 
@@ -471,6 +473,17 @@ export async function main(argv: string[]): Promise<void> {
     say(`cannot create --workdir ${workdir}: ${(e as Error).message}`);
     process.exit(EXIT_CONFIG);
   }
+  let w: Worker | undefined;
+  try {
+    await takeWorkdirLock(workdir, (err) => {
+      w?.job?.killNow();   // its own process group would outlive us
+      say(`lost the lock of --workdir ${workdir} (${err.message}); exiting so that no two workerds share it`);
+      process.exit(EXIT_TEMPFAIL);
+    });
+  } catch (e) {
+    say(e instanceof SpoolError ? e.message : `cannot lock --workdir ${workdir}: ${(e as Error).message}`);
+    process.exit(EXIT_CONFIG);
+  }
   await cleanLeftovers(workdir, KILL_GRACE_MS, say);
   if (a.sandbox) {
     // What the sandbox is to hide from the job, one absolute path a line
@@ -484,7 +497,7 @@ export async function main(argv: string[]): Promise<void> {
     const hide = [...(sock ? [shared(path.dirname(sock)) ? sock : path.dirname(sock)] : []), ...(a['token-file'] ? [path.resolve(a['token-file'])] : [])];
     process.env.BUILDER_SANDBOX_HIDE = hide.join('\n');
   }
-  const w = new Worker(target, name, platform, { once: !!a.once, ...(a.sandbox ? { sandbox: a.sandbox } : {}), ...(token ? { token } : {}), workdir });
+  w = new Worker(target, name, platform, { once: !!a.once, ...(a.sandbox ? { sandbox: a.sandbox } : {}), ...(token ? { token } : {}), workdir });
   let stopping = false;
   const stop = (sig: string) => {
     // SIGTERM: a job that has ended is delivered first (its result is worth

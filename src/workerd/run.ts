@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { formatStatus, type Status } from '../spool/result.js';
 import { artifactNotes } from '../spool/tar.js';
-import { OWNER, ownerLine } from './leftovers.js';
+import { PGID, pgidLine } from './leftovers.js';
 
 export const KILL_GRACE_MS = 5_000;
 
@@ -171,8 +171,8 @@ export class LocalJob {
       return;
     }
     try {
-      // Whose job this is, before it starts: a later workerd kills what it left running if we die (leftovers.ts).
-      fs.writeFileSync(path.join(this.dir, OWNER), ownerLine(child.pid!));
+      // The job's process group, before it starts: if we die, the next workerd here kills what it left running (leftovers.ts).
+      fs.writeFileSync(path.join(this.dir, PGID), pgidLine(child.pid!));
       child.stdin!.end(`${this.spec.id} ${this.spec.name} ${this.spec.platform} ${this.spec.network ? 'yes' : 'no'}\n${this.dir}\n`);
     } catch (e) {
       try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
