@@ -963,6 +963,19 @@ test('frames dripped one byte per write, by 10 connections, cost spoold their by
   await survived(e, /worker left worker=drip9 why="connection closed inside a frame \(truncated\)"/);
 });
 
+// Found by a hostile-peer tester: a worker that pings but reads nothing kept
+// what spoold wrote to it (a job of up to 8 MiB escaped) in spoold's memory,
+// and held its job, for as long as it pinged.
+test('a worker that pings but reads nothing is dropped once what spoold sent it stops draining, and its job is requeued', async () => {
+  const e = await setup();
+  const id = await queue(e, 'deaf', EVIL_PLATFORM, `#!/bin/sh\n# ${'\x01'.repeat(900_000)}\necho\n`);
+  const f = await welcomed(e, 'deaf');
+  f.sock.pause();                  // reads nothing from here on
+  f.keepAlive(HEARTBEAT_MS / 2);   // but pings
+  await waitLog(e, new RegExp(`worker left worker=deaf why="read nothing of the last \\d+ bytes sent to it for ${3 * HEARTBEAT_MS} ms"`), 10_000);
+  await survived(e, new RegExp(`requeued id=${id} name=deaf attempt=1 why="lease expired: the worker is gone"`));
+});
+
 // ---- the fuzzer ---------------------------------------------------------
 
 test('scripts/fuzz.mjs --seconds 8 finds spoold alive, serving, bounded and contained', async () => {

@@ -87,12 +87,26 @@ export class Conn {
 
   private tick(): void {
     if (this.closed) return;
-    if (this.heldPaused === 0 && Date.now() - this.lastRx > DEAD_AFTER * this.owner.heartbeatMs) {
-      this.close(`no heartbeat for ${DEAD_AFTER * this.owner.heartbeatMs} ms`);
+    const now = Date.now();
+    const dead = DEAD_AFTER * this.owner.heartbeatMs;
+    if (this.heldPaused === 0 && now - this.lastRx > dead) {
+      this.close(`no heartbeat for ${dead} ms`);
+      return;
+    }
+    // A peer that pings but reads nothing would keep what we wrote to it (a
+    // job of up to 8 MiB) in our memory for ever: what waits to be sent must
+    // go down, or be gone, within the same time as a heartbeat must come.
+    const unsent = this.sock.writableLength;
+    if (unsent === 0 || unsent < this.unsent) this.drainedAt = now;
+    this.unsent = unsent;
+    if (now - this.drainedAt > dead) {
+      this.close(`read nothing of the last ${unsent} bytes sent to it for ${dead} ms`);
       return;
     }
     this.send({ t: 'ping' });
   }
+  private unsent = 0;
+  private drainedAt = Date.now();
 
   private onData(chunk: Buffer): void {
     if (this.closed) return;
