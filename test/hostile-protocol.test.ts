@@ -976,6 +976,19 @@ test('a worker that pings but reads nothing is dropped once what spoold sent it 
   await survived(e, new RegExp(`requeued id=${id} name=deaf attempt=1 why="lease expired: the worker is gone"`));
 });
 
+// Found by a hostile-peer tester: connections were not limited; 1,500 that
+// never said hello, each with a partial frame, cost 1,522 descriptors.
+test('at most 64 connections wait for their hello: more are refused at once, logged once, and workers still connect', async () => {
+  const e = await setup({ fresh: true });
+  const conns = await Promise.all(Array.from({ length: 80 }, () => fake(e)));
+  await until('the connections over 64 to be closed', () => conns.filter((f) => f.closed).length >= 16, 1_000);
+  assert.is(conns.filter((f) => f.closed).length, 16, 'the first 64 wait for their hello');
+  const lines = logNow(e).match(/connection refused peer=unix why="64 connections have not said hello yet; \d+ refused since the last such line \(at most one a minute\)"/g) ?? [];
+  assert.is(lines.length, 1, 'one line for 16 refusals');
+  for (const f of conns) f.destroy();
+  await survived(e, /connection refused peer=unix why="64 connections have not said hello yet/);
+});
+
 // ---- the fuzzer ---------------------------------------------------------
 
 test('scripts/fuzz.mjs --seconds 8 finds spoold alive, serving, bounded and contained', async () => {

@@ -113,6 +113,9 @@ const isStorage = (e: unknown): boolean => /^(ENOSPC|EDQUOT|EROFS|EACCES|EPERM|E
 const isNoSpace = (e: unknown): boolean => /ENOSPC|EDQUOT|no space left/i.test(`${(e as NodeJS.ErrnoException)?.code} ${(e as Error)?.message}`);
 /** Console bytes given back when the disk is full, so the result and SHA256SUMS fit (finalizeJob). */
 export const NO_SPACE_RESERVE = 64 << 10;
+/** Connections spoold keeps open at most (daemon.admit), and of them at most this many before their hello. */
+export const MAX_CONNECTIONS = 1024;
+export const MAX_STRANGERS = 64;
 
 export class Daemon implements ConnOwner {
   readonly heartbeatMs: number;
@@ -259,6 +262,28 @@ export class Daemon implements ConnOwner {
   // ---- workers ----------------------------------------------------------
 
   addConnection(c: Conn): void { this.workers.add(c); }
+
+  private refused = { count: 0, loggedAt: 0 };
+  /**
+   * May a new connection from `peer` be taken? Not past MAX_CONNECTIONS open,
+   * nor past MAX_STRANGERS that have not said hello (each may hold a partial
+   * frame: a flood of them must not cost spoold its memory or descriptors).
+   * A refusal is logged at most once a minute, with a count.
+   */
+  admit(peer: string): boolean {
+    let strangers = 0;
+    for (const c of this.workers) if (!c.hello) strangers++;
+    const why = this.workers.size >= MAX_CONNECTIONS ? `${MAX_CONNECTIONS} connections are open`
+      : strangers >= MAX_STRANGERS ? `${MAX_STRANGERS} connections have not said hello yet` : undefined;
+    if (!why) return true;
+    this.refused.count++;
+    const now = Date.now();
+    if (now - this.refused.loggedAt >= 60_000) {
+      log('connection refused', { peer, why: `${why}; ${this.refused.count} refused since the last such line (at most one a minute)` });
+      this.refused = { count: 0, loggedAt: now };
+    }
+    return false;
+  }
 
   onHello(c: Conn, h: Extract<Msg, { t: 'hello' }>): void {
     for (const other of this.workers) {

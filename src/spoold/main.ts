@@ -101,7 +101,10 @@ export async function main(argv: string[]): Promise<void> {
   };
   await readDropped();
 
-  const onConn = (sock: net.Socket, peer: string) => d.addConnection(new Conn(sock, d, peer));
+  const onConn = (sock: net.Socket, peer: string) => {
+    if (d.admit(peer)) d.addConnection(new Conn(sock, d, peer));
+    else sock.destroy();
+  };
   const servers: net.Server[] = [];
   await fsp.rm(sp.socket, { force: true });     // stale from a crash; we hold the lock, so it is ours
   // pauseOnConnect: a connection's socket is remade to read into slabs (conn.ts), before it reads.
