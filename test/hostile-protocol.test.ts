@@ -29,7 +29,7 @@ import { daemon, run, until, readIf, sleep, tmpdir, ROOT, type Daemon } from './
 import { FakeWorker, hostileTars, packTar, patchSize, sha256 } from './fakeworker.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { submission } from '../src/spool/job.js';
-import { submit } from '../src/spool/state.js';
+import { submit, requestCancel } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult, formatStatus } from '../src/spool/result.js';
 import { MAX_FRAME, MAX_CONTROL, MAX_NAME, MAX_ARTIFACT_NAMES, T_CONSOLE, T_ARTIFACTS } from '../src/spool/protocol.js';
@@ -987,6 +987,56 @@ test('at most 64 connections wait for their hello: more are refused at once, log
   assert.is(lines.length, 1, 'one line for 16 refusals');
   for (const f of conns) f.destroy();
   await survived(e, /connection refused peer=unix why="64 connections have not said hello yet/);
+});
+
+// Found by a hostile-peer tester: spoold left timeouts and cancels to the
+// worker alone, so a worker that kept pinging but never ended its job, or
+// stalled in its artifacts, held the job for ever. spoold is now the backstop.
+test('a worker that never ends its job is let go 5 s + 12 heartbeats past the job\'s timeout, and the job is recorded timeout', async () => {
+  const e = await setup();
+  const id = newId();
+  await submit(new SpoolPaths(e.spool), submission({ name: 'wedged', platform: EVIL_PLATFORM, timeout: 1_000, body: '#!/bin/sh\nsleep 600\n', id }));
+  const f = await welcomed(e, 'wedged');
+  f.keepAlive(HEARTBEAT_MS / 2);
+  assert.is((await f.expect('job')).id, id);
+  f.data(T_CONSOLE, Buffer.from('working...\n'));
+  const r = await resultOf(e, 'wedged', id, 30_000);
+  assert.equal(r.status, { kind: 'timeout' });
+  assert.is(r.worker, 'wedged');
+  assert.is(fs.readFileSync(path.join(e.spool, 'done', 'wedged', id, 'console.log'), 'utf8'), 'working...\n');
+  await assertClosed(f, 'a worker past its job\'s timeout');
+  assert.match(f.bye?.why ?? '', new RegExp(`^job ${id}: it ran 9s800ms past its timeout of 1s, and the worker did not stop it; spoold records it timeout$`));
+  await survived(e, new RegExp(`overdue id=${id} name=wedged worker=wedged why="it ran 9s800ms past its timeout of 1s, and the worker did not stop it"`));
+});
+
+test('a worker that ignores a cancel is let go 5 s + 6 heartbeats after it, and the job is recorded canceled', async () => {
+  const e = await setup();
+  const id = await queue(e, 'deafcancel', EVIL_PLATFORM, '#!/bin/sh\nsleep 600\n');
+  const f = await welcomed(e, 'stubborn');
+  f.keepAlive(HEARTBEAT_MS / 2);
+  assert.is((await f.expect('job')).id, id);
+  assert.ok(await requestCancel(new SpoolPaths(e.spool), id), 'the cancel is requested (as bctl cancel does)');
+  await f.expect('cancel');
+  const r = await resultOf(e, 'deafcancel', id, 20_000);
+  assert.equal(r.status, { kind: 'canceled' });
+  await assertClosed(f, 'a worker that ignored a cancel');
+  await survived(e, new RegExp(`overdue id=${id} name=deafcancel worker=stubborn why="the worker did not stop it within 7s400ms of the cancel"`));
+});
+
+test('artifacts of which nothing comes for 24 heartbeats end the job failed, and the worker is let go', async () => {
+  const e = await setup();
+  const id = await queue(e, 'stall', EVIL_PLATFORM);
+  const f = await welcomed(e, 'staller');
+  f.keepAlive(HEARTBEAT_MS / 2);
+  assert.is((await f.expect('job')).id, id);
+  f.send({ t: 'artifacts', id });
+  const tar = await packTar([{ header: { name: 'big.bin', size: 10 << 20 }, body: Buffer.alloc(10 << 20) }], false);
+  f.data(T_ARTIFACTS, tar.subarray(0, 1 << 20));   // the first MiB of a 10 MiB entry, then nothing
+  const r = await resultOf(e, 'stall', id, 30_000);
+  assert.equal(r.status, { kind: 'failed', why: 'its artifacts stalled: nothing came for 9s600ms' });
+  assert.equal(fs.readdirSync(path.join(e.spool, 'done', 'stall', id, 'artifacts')), [], 'no half artifact is kept');
+  await assertClosed(f, 'a stalled artifact stream');
+  await survived(e, new RegExp(`overdue id=${id} name=stall worker=staller why="its artifacts stalled: nothing came for 9s600ms"`));
 });
 
 // ---- the fuzzer ---------------------------------------------------------

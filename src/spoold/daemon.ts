@@ -42,6 +42,19 @@ import { formatDuration } from '../spool/duration.js';
  */
 const DISOWNED_HEARTBEATS = 6;
 
+/**
+ * spoold's backstop for a worker that stays connected but does not do what
+ * it must (stuck(), checkLeases): a job it has not ended WORKER_KILL_MS (its
+ * TERM, KILL_GRACE_MS and KILL) plus this many heartbeats after its timeout
+ * (60 s at the default 5 s), or after a cancel was sent to it; and artifacts
+ * of which nothing came for ARTIFACT_STALL_HEARTBEATS (2 minutes).
+ */
+const OVERDUE_HEARTBEATS = 12;
+const CANCEL_HEARTBEATS = 6;
+const ARTIFACT_STALL_HEARTBEATS = 24;
+/** workerd's grace between its SIGTERM and SIGKILL of a job (workerd/run.ts KILL_GRACE_MS). */
+const WORKER_KILL_MS = 5_000;
+
 /** How long a job whose end (a result, or a requeue) the spool would not take waits before spoold tries again. */
 const RETRY_MS = 2_000;
 
@@ -99,7 +112,10 @@ interface Running {
   /** Why its worker handed it back (release), for the requeued line; else its lease ran out. */
   released?: string;
   cancelSent: boolean;
+  cancelSentAt: number | undefined;   // when the cancel went to its worker (stuck())
   cancelRequested: boolean;
+  artifactsAt: number;                // when artifact bytes or a manifest part last came, or the disk took them (stuck())
+  ended: boolean;                     // its worker, re-attaching, said the job has ended: only its delivery is to come
   /** How it ended, when no worker is to deliver it: its finalize failed and is tried again (settle). */
   ending?: { status: Status; worker: string; started: Date | undefined };
   consoleFailed: boolean;
@@ -254,7 +270,7 @@ export class Daemon implements ConnOwner {
   private newRunning(id: string, job: ParsedJob, worker: Conn | undefined): Running {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
-      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelRequested: false, consoleFailed: false, storeError: undefined, resetting: undefined,
+      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelSentAt: undefined, cancelRequested: false, artifactsAt: 0, ended: false, consoleFailed: false, storeError: undefined, resetting: undefined,
       manifest: [], manifestNames: 0, workerName: worker?.name,
     };
   }
@@ -328,6 +344,7 @@ export class Daemon implements ConnOwner {
         && r.workerName === c.name && r.job.platform === c.platform) {
       r.worker = c;
       r.phase = 'console';
+      r.ended = h.finished;
       this.busy.set(c, r.id);
       // The dropped connection's console bytes may still be on their way to
       // disk (detach starts the close): the offset is taken once they are all
@@ -570,10 +587,11 @@ export class Daemon implements ConnOwner {
     }
     if (f.type === T_ARTIFACTS) {
       if (!r || r.worker !== c || r.phase !== 'artifacts' || !r.artifacts) throw new ProtocolError('artifact data outside an artifact stream');
+      r.artifactsAt = Date.now();
       if (r.artifacts.failed) return;            // refused already: the rest is dropped, the manifest settles it
       // Backpressure: the returned promise holds the connection (conn.ts) until
-      // the disk has taken the bytes, with one listener at a time.
-      if (!r.artifacts.sink.write(f.data)) return drained(r.artifacts.sink, r.artifacts.done);
+      // the disk has taken the bytes, with one listener at a time. The wait is ours, not a stall of the worker's.
+      if (!r.artifacts.sink.write(f.data)) return drained(r.artifacts.sink, r.artifacts.done).then(() => { r.artifactsAt = Date.now(); });
       return;
     }
     if (f.type !== 1) return;
@@ -587,9 +605,11 @@ export class Daemon implements ConnOwner {
         if (r.manifest.length + m.files.length > MAX_ARTIFACT_FILES) throw new ProtocolError(`manifest of more than ${MAX_ARTIFACT_FILES} entries`);
         for (const e of m.files) if ((r.manifestNames += nameBytes(e)) > MAX_ARTIFACT_NAMES) throw new ProtocolError(`manifest paths over ${MAX_ARTIFACT_NAMES} bytes in all`);
         for (const e of m.files) r.manifest.push(e);
+        r.artifactsAt = Date.now();
         if (m.more) return;
         r.phase = 'manifest';
-        return this.endArtifacts(c, r, r.manifest);
+        // Its files' fsyncs are ours to wait for, not a stall of the worker's (stuck()).
+        return this.endArtifacts(c, r, r.manifest).finally(() => { r.artifactsAt = Date.now(); });
       case 'release':
         // The worker is stopping and killed the job unfinished: requeue it now
         // (the attempt counts) rather than when the lease runs out.
@@ -685,6 +705,7 @@ export class Daemon implements ConnOwner {
 
   private async beginArtifacts(c: Conn, r: Running): Promise<void> {
     r.phase = 'artifacts';
+    r.artifactsAt = Date.now();
     // The console is complete (the worker sends it all before `artifacts`):
     // close and fsync it now, while the artifacts stream in, rather than
     // after them on the way to done/ (finish waits for this close).
@@ -864,6 +885,17 @@ export class Daemon implements ConnOwner {
     try {
       const now = Date.now();
       for (const r of [...this.running.values()]) {
+        const stuck = r.worker && r.phase !== 'finishing' ? this.stuck(r, now) : undefined;
+        if (stuck) {
+          // Its worker keeps the connection but not its promise: the job ends
+          // here, and the worker is told why and let go (a reconnect holding
+          // the job is told it is done).
+          const c = r.worker!;
+          log('overdue', { id: r.id, name: r.job.name, worker: c.name, why: stuck.why });
+          c.close(`job ${r.id}: ${stuck.why}`, { t: 'bye', why: `job ${r.id}: ${stuck.why}; spoold records it ${formatStatus(stuck.status)}` });
+          await this.settle(r, stuck.status, c.name, r.started);
+          continue;
+        }
         if (r.worker || r.phase === 'finishing' || r.deadline > now) continue;
         if (r.ending) { await this.settle(r, r.ending.status, r.ending.worker, r.ending.started); continue; }
         if (r.cancelRequested) { await this.settle(r, { kind: 'canceled' }); continue; }
@@ -892,6 +924,24 @@ export class Daemon implements ConnOwner {
     } finally { this.checking = false; }
   }
 
+  /** How a job its connected worker should have ended by now ends here, and why; undefined while all is well. */
+  private stuck(r: Running, now: number): { status: Status; why: string } | undefined {
+    const hb = this.opts.heartbeatMs;
+    if (r.phase === 'console' && !r.ended) {
+      if (r.cancelSentAt !== undefined && now - r.cancelSentAt > WORKER_KILL_MS + CANCEL_HEARTBEATS * hb) {
+        return { status: { kind: 'canceled' }, why: `the worker did not stop it within ${formatDuration(WORKER_KILL_MS + CANCEL_HEARTBEATS * hb)} of the cancel` };
+      }
+      const timeout = timeoutOf(r.job);
+      if (now - r.started.getTime() > timeout + WORKER_KILL_MS + OVERDUE_HEARTBEATS * hb) {
+        return { status: { kind: 'timeout' }, why: `it ran ${formatDuration(WORKER_KILL_MS + OVERDUE_HEARTBEATS * hb)} past its timeout of ${formatDuration(timeout)}, and the worker did not stop it` };
+      }
+    } else if ((r.phase === 'artifacts' || r.phase === 'manifest') && now - r.artifactsAt > ARTIFACT_STALL_HEARTBEATS * hb) {
+      const why = `its artifacts stalled: nothing came for ${formatDuration(ARTIFACT_STALL_HEARTBEATS * hb)}`;
+      return { status: { kind: 'failed', why }, why };
+    }
+    return undefined;
+  }
+
   private async checkCancels(): Promise<void> {
     for (const r of [...this.running.values()]) {
       if (r.cancelSent || r.phase === 'finishing') continue;
@@ -899,6 +949,7 @@ export class Daemon implements ConnOwner {
       r.cancelRequested = true;
       if (r.worker) {
         r.cancelSent = true;
+        r.cancelSentAt = Date.now();
         r.worker.send({ t: 'cancel', id: r.id });
         log('cancel', { id: r.id, name: r.job.name, worker: r.worker.name });
       } else {
