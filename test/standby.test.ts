@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { tmpdir, daemon, bctl, until, run, type Daemon } from './lib.js';
+import { LocalJob } from '../src/workerd/run.js';
+import { newId } from '../src/spool/ids.js';
 
 let spool = '';
 let wd = '';
@@ -89,6 +91,15 @@ test('the script is run by its absolute path ($0), as before the standby', async
   await start();
   const { id, console } = await submit('#!/bin/sh\necho "script=$0"\n', 'dollar0');
   assert.ok(console.includes(`script=${path.join(wd, id, 'job', 'script.sh')}\n`), console);
+});
+
+test('waiting for console news that does not come keeps nothing: a job silent for hours does not grow workerd', async () => {
+  const j = new LocalJob({ id: newId(), name: 'quiet', platform: 'p', attempt: 1, timeoutMs: 1000, network: false, script: '' }, wd);
+  for (let i = 0; i < 2_000; i++) await j.changed(j.version, 0);   // the console pump's wait, a thousand times over
+  assert.is((j as unknown as { wake: unknown[] }).wake.length, 0, 'wakers of waits that timed out are gone');
+  const news = j.changed(j.version, 60_000);
+  j.notify();
+  await news;   // news still wakes a waiter at once
 });
 
 test.run();
