@@ -506,6 +506,36 @@ test('a worker of another name and platform cannot re-attach to a job whose work
   await survived(e, /refused id=\S+ worker=hijack2/);
 });
 
+// Found by a hostile-peer tester: the worker's name was its only credential.
+// A peer that said hello under the name of the worker running a job, holding
+// that job, was answered resume, and its forged end was stored. Each attempt
+// now has a key, given to its worker only, which a re-attach must show.
+test('a peer under the name of a job\'s worker, holding that job without its key, is refused; the real worker re-attaches and delivers', async () => {
+  const e = await setup();
+  const id = await queue(e, 'stolen', EVIL_PLATFORM);
+  const owner = await welcomed(e, 'namesake');
+  const job = await owner.expect('job');
+  assert.match(job.key ?? '', /^[0-9a-f]{32}$/);
+  const lease = await until('the lease', () => readIf(path.join(e.spool, 'running', id, 'lease')));
+  assert.match(lease, new RegExp(`^key: ${job.key}$`, 'm'), 'the lease keeps the key for a restart');
+  owner.data(T_CONSOLE, Buffer.from('real\n'));
+  await sleep(100);
+  const thief = await fake(e);
+  thief.control(hello(e, { name: 'namesake', holding: { id, name: 'stolen', attempt: 1, finished: true } }));
+  assert.is((await thief.expect('not-yours')).why, 'the job was given to another worker');
+  await assertClosed(owner, 'the replaced connection');
+  const back = await fake(e);
+  back.keepAlive(HEARTBEAT_MS / 2);
+  back.control(hello(e, { name: 'namesake', holding: { id, name: 'stolen', attempt: 1, finished: true, key: job.key } }));
+  assert.is((await back.expect('resume')).consoleOffset, 5);
+  await finishJob(back, id, 'more\n', {});
+  await back.expect('done');
+  const r = await resultOf(e, 'stolen', id);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.is(fs.readFileSync(path.join(e.spool, 'done', 'stolen', id, 'console.log'), 'utf8'), 'real\nmore\n');
+  await survived(e, new RegExp(`refused id=${id} worker=namesake why="the job was given to another worker"`));
+});
+
 test('a connection told not-yours gets no job while its old job may be dying, and one after six heartbeats if its workerd never reconnects free (an older workerd)', async () => {
   const e = await setup();
   const old = await welcomed(e, 'oldworker', { holding: { id: newId(), name: 'forgotten', attempt: 1, finished: false } });
@@ -544,14 +574,14 @@ test('a worker that drops in a burst of console and re-attaches: the console hol
   const e = await setup();
   const id = await queue(e, 'burst', EVIL_PLATFORM);
   const f = await welcomed(e, 'burster');
-  assert.is((await f.expect('job')).id, id);
+  const { key } = await f.expect('job');
   const big = Buffer.alloc(24 << 20);
   for (let i = 0; i < big.length; i += 64) big.write(`${String(i).padStart(12, '0')} console line of the burst test ..................\n`.slice(0, 64), i, 'latin1');
   f.data(T_CONSOLE, big);
   f.sock.end();                       // all of it sent, then gone
   await waitLog(e, /worker left worker=burster/);
   const back = await fake(e);
-  back.control(hello(e, { name: 'burster', holding: { id, name: 'burst', attempt: 1, finished: true } }));
+  back.control(hello(e, { name: 'burster', holding: { id, name: 'burst', attempt: 1, finished: true, key } }));
   const { consoleOffset } = await back.expect('resume');
   assert.ok(consoleOffset <= big.length, `resume offset ${consoleOffset} past the ${big.length} bytes sent`);
   back.data(T_CONSOLE, big.subarray(consoleOffset));
@@ -817,7 +847,8 @@ test('a worker that vanishes inside an artifact entry and delivers again at once
     const id = await queue(e, 'again', EVIL_PLATFORM, undefined, 0);
     const name = `again${k}`;
     const f = await welcomed(e, name);
-    assert.is((await f.expect('job')).id, id);
+    const job = await f.expect('job');
+    assert.is(job.id, id);
     f.raw(Buffer.concat([f.controlFrame({ t: 'artifacts', id }), f.dataFrames(T_ARTIFACTS, full.subarray(0, 512 + (k % 4) * 200))]));
     for (let i = 0; i < k % 3; i++) await new Promise((r) => setImmediate(r));
     f.destroy();
@@ -827,7 +858,7 @@ test('a worker that vanishes inside an artifact entry and delivers again at once
     for (;; conns++) {
       assert.ok(conns < 200, `spoold never took ${name} back`);
       back = await fake(e);
-      back.control(hello(e, { name, holding: { id, name: 'again', attempt: 1, finished: true } }));
+      back.control(hello(e, { name, holding: { id, name: 'again', attempt: 1, finished: true, key: job.key } }));
       if ((await back.expectOneOf(['resume', 'not-yours'])).t === 'resume') break;
       back.destroy();
     }

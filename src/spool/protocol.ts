@@ -43,11 +43,11 @@ export const T_ARTIFACTS = 3;
 export interface ArtifactEntry { name: string; type: 'file' | 'directory' | 'symlink'; size: number; sha256?: string; target?: string }
 
 export type Msg =
-  | { t: 'hello'; v: number; name: string; platform: string; token?: string; once?: boolean; holding?: { id: string; name: string; attempt: number; finished: boolean } }
+  | { t: 'hello'; v: number; name: string; platform: string; token?: string; once?: boolean; holding?: { id: string; name: string; attempt: number; finished: boolean; key?: string } }
   | { t: 'welcome'; v: number; heartbeatMs: number }
   | { t: 'bye'; why: string; code?: 'version' | 'token' | 'name' | 'platform' | 'protocol' }
   | { t: 'ping' }
-  | { t: 'job'; id: string; name: string; platform: string; attempt: number; timeoutMs: number; network: boolean; script: string }
+  | { t: 'job'; id: string; name: string; platform: string; attempt: number; timeoutMs: number; network: boolean; script: string; key?: string }
   | { t: 'resume'; id: string; consoleOffset: number }
   | { t: 'not-yours'; id: string; why: string }
   | { t: 'cancel'; id: string }
@@ -97,12 +97,12 @@ export function checkMsg(v: unknown): Msg {
       case 'hello': {
         const h = m.holding as Record<string, unknown> | undefined;
         return INT(m.v) && STR(m.name, 256) && STR(m.platform, 256) && (m.token === undefined || STR(m.token, 4096)) && (m.once === undefined || typeof m.once === 'boolean')
-          && (h === undefined || (typeof h === 'object' && h !== null && STR(h.id, 64) && STR(h.name, 256) && INT(h.attempt) && typeof h.finished === 'boolean'));
+          && (h === undefined || (typeof h === 'object' && h !== null && STR(h.id, 64) && STR(h.name, 256) && INT(h.attempt) && typeof h.finished === 'boolean' && (h.key === undefined || STR(h.key, 64))));
       }
       case 'welcome': return INT(m.v) && INT(m.heartbeatMs);
       case 'bye': return STR(m.why);
       case 'ping': return true;
-      case 'job': return STR(m.id, 64) && STR(m.name, 256) && STR(m.platform, 256) && INT(m.attempt) && INT(m.timeoutMs) && typeof m.network === 'boolean' && STR(m.script, MAX_FRAME);
+      case 'job': return STR(m.id, 64) && STR(m.name, 256) && STR(m.platform, 256) && INT(m.attempt) && INT(m.timeoutMs) && typeof m.network === 'boolean' && STR(m.script, MAX_FRAME) && (m.key === undefined || STR(m.key, 64));
       case 'resume': return STR(m.id, 64) && INT(m.consoleOffset);
       case 'not-yours': return STR(m.id, 64) && STR(m.why);
       case 'cancel': case 'artifacts': case 'done': return STR(m.id, 64);

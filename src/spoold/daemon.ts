@@ -16,6 +16,7 @@
 // `failed: ...` when it can, and is logged; the daemon goes on.
 
 import fs from 'node:fs';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -107,6 +108,7 @@ interface Running {
   manifest: ArtifactEntry[];         // the parts received so far
   manifestNames: number;             // their nameBytes, against MAX_ARTIFACT_NAMES
   workerName: string | undefined;    // who holds this attempt: only that worker may re-attach
+  key: string | undefined;           // this attempt's secret, given to its worker: a re-attach must show it
   artifactError: string | undefined;
   started: Date;
   /** Why its worker handed it back (release), for the requeued line; else its lease ran out. */
@@ -228,6 +230,7 @@ export class Daemon implements ConnOwner {
     if (lease.attempt === job.attempt) r.attempt = job.attempt;
     // After a restart a worker needs its reconnect backoff on top of the lease.
     r.workerName = lease.worker;
+    r.key = lease.key;
     if (lease.started) r.started = lease.started;   // when it was handed over, before the restart
     r.deadline += RECONNECT_GRACE_MS;
     this.running.set(id, r);
@@ -270,7 +273,7 @@ export class Daemon implements ConnOwner {
   private newRunning(id: string, job: ParsedJob, worker: Conn | undefined): Running {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
-      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, started: new Date(), cancelSent: false, cancelSentAt: undefined, cancelRequested: false, artifactsAt: 0, ended: false, consoleFailed: false, storeError: undefined, resetting: undefined,
+      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, key: undefined, started: new Date(), cancelSent: false, cancelSentAt: undefined, cancelRequested: false, artifactsAt: 0, ended: false, consoleFailed: false, storeError: undefined, resetting: undefined,
       manifest: [], manifestNames: 0, workerName: worker?.name,
     };
   }
@@ -328,7 +331,7 @@ export class Daemon implements ConnOwner {
     }
   }
 
-  private async reattach(c: Conn, h: { id: string; name: string; attempt: number; finished: boolean }): Promise<void> {
+  private async reattach(c: Conn, h: { id: string; name: string; attempt: number; finished: boolean; key?: string }): Promise<void> {
     // A job still being finalized from the previous connection: wait for it, then answer done.
     for (let i = 0; i < 600 && isId(h.id) && this.running.get(h.id)?.phase === 'finishing'; i++) await sleep(50);
     if (c.closed) return;
@@ -341,7 +344,7 @@ export class Daemon implements ConnOwner {
     // Only the worker that was given this attempt may take it back: same name (as
     // dispatched, or as the lease on disk says after a restart), same platform.
     if (r && !r.worker && r.attempt === h.attempt && !r.cancelRequested && !r.ending
-        && r.workerName === c.name && r.job.platform === c.platform) {
+        && r.workerName === c.name && r.job.platform === c.platform && sameKey(r.key, h.key)) {
       r.worker = c;
       r.phase = 'console';
       r.ended = h.finished;
@@ -372,7 +375,7 @@ export class Daemon implements ConnOwner {
       const why = done ? `the job finished without this worker's result while it was away (${stored ? formatStatus(stored.status) : 'its result is unreadable'})`
         : r?.cancelRequested ? 'the job was canceled'
         : r?.worker ? 'another connection holds the job'
-          : r && (r.workerName !== c.name || r.job.platform !== c.platform) ? 'the job was given to another worker'
+          : r && (r.workerName !== c.name || r.job.platform !== c.platform || !sameKey(r.key, h.key)) ? 'the job was given to another worker'
             : 'the job is no longer yours (its lease ran out, it was requeued or finished elsewhere)';
       c.send({ t: 'not-yours', id: h.id, why });
       log('refused', { id: h.id, worker: c.name, why });
@@ -563,14 +566,15 @@ export class Daemon implements ConnOwner {
     }
     r.worker = c;
     r.workerName = c.name;
+    r.key = randomBytes(16).toString('hex');
     this.busy.set(c, q.id);
-    c.send({ t: 'job', id: q.id, name: job.name, platform: job.platform, attempt: r.attempt, timeoutMs: timeoutOf(job), network: job.network, script: job.body });
+    c.send({ t: 'job', id: q.id, name: job.name, platform: job.platform, attempt: r.attempt, timeoutMs: timeoutOf(job), network: job.network, script: job.body, key: r.key });
     log('dispatched', { id: q.id, name: job.name, platform: job.platform, worker: c.name, attempt: r.attempt });
     // The lease records who holds the job, for people and bctl info. It is not
     // needed for recovery: a claimed job without one is treated as possibly running.
     try {
       writeStatus(this.sp, this.sp.runningFile(q.id, 'lease'),
-        formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)]]));
+        formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)], ['key', r.key]]));
     } catch { /* informational: see above */ }
     this.writeWorker(c);
   }
@@ -1003,7 +1007,17 @@ function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer
 }
 
 /** The worker, start and attempt that running/ID/lease names, if any (the lease is informational, so it may be missing). */
-function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; started: Date | undefined; attempt: number | undefined } {
+/**
+ * A re-attach shows the attempt's key (workerd has it from the job message),
+ * so that a worker name alone, which any peer may claim, does not take a job.
+ * A lease spoold wrote before keys has none: the name then suffices.
+ */
+function sameKey(want: string | undefined, shown: string | undefined): boolean {
+  if (want === undefined) return true;
+  return shown !== undefined && shown.length === want.length && timingSafeEqual(Buffer.from(shown), Buffer.from(want));
+}
+
+function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; started: Date | undefined; attempt: number | undefined; key: string | undefined } {
   const file = sp.runningFile(id, 'lease');
   let h = new Map<string, string>();
   try {
@@ -1013,6 +1027,7 @@ function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; st
   const w = h.get('worker');
   const s = h.get('started');
   const a = h.get('attempt');
-  return { worker: w && isName(w) ? w : undefined, started: s === undefined ? undefined : parseTime(s), attempt: a && /^[1-9]\d{0,8}$/.test(a) ? Number(a) : undefined };
+  const k = h.get('key');
+  return { worker: w && isName(w) ? w : undefined, started: s === undefined ? undefined : parseTime(s), attempt: a && /^[1-9]\d{0,8}$/.test(a) ? Number(a) : undefined, key: k && /^[0-9a-f]{32}$/.test(k) ? k : undefined };
 }
 

@@ -99,7 +99,7 @@ class Worker {
       const hello: Msg = { t: 'hello', v: PROTOCOL_VERSION, name: this.name, platform: this.platform,
         ...(this.opts.token ? { token: this.opts.token } : {}),
         ...(this.opts.once ? { once: true } : {}),
-        ...(j ? { holding: { id: j.spec.id, name: j.spec.name, attempt: j.spec.attempt, finished: j.status !== undefined } } : {}) };
+        ...(j ? { holding: { id: j.spec.id, name: j.spec.name, attempt: j.spec.attempt, finished: j.status !== undefined, ...(j.spec.key ? { key: j.spec.key } : {}) } } : {}) };
       sock.write(encodeMsg(hello));
     });
     sock.on('data', (chunk: Buffer) => {

@@ -92,7 +92,7 @@ export class Standby {
 }
 export const SCRIPT = 'script.sh';
 
-export interface JobSpec { id: string; name: string; platform: string; attempt: number; timeoutMs: number; network: boolean; script: string }
+export interface JobSpec { id: string; name: string; platform: string; attempt: number; timeoutMs: number; network: boolean; script: string; key?: string }
 
 export class LocalJob {
   readonly dir: string;            // WORKDIR/ID: ours
