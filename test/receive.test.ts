@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { tmpdir } from './lib.js';
 import { packTar } from './fakeworker.js';
-import { receiveArtifacts } from '../src/spool/tar.js';
+import { receiveArtifacts, compareManifest } from '../src/spool/tar.js';
 import { removeTree } from '../src/spool/stage.js';
 
 const openUnder = (dir: string): string[] => fs.readdirSync('/proc/self/fd')
@@ -70,6 +70,20 @@ test('removeTree removes a tree of files, links and directories, never following
   assert.is(fs.readFileSync(path.join(outside, 'keep'), 'utf8'), 'kept');
   await removeTree(tree);   // gone already: no error
   fs.rmSync(base, { recursive: true });
+});
+
+test('compareManifest: the same entries in any order match; a changed, missing, extra or doubled entry is named', () => {
+  const f = (name: string, sha = 'a'.repeat(64), size = 1) => ({ name, type: 'file' as const, size, sha256: sha });
+  const l = (name: string, target: string) => ({ name, type: 'symlink' as const, size: 0, target });
+  const d = (name: string) => ({ name, type: 'directory' as const, size: 0 });
+  const all = [d('x'), f('x/a'), l('x/l', 'a'), f('b')];
+  assert.is(compareManifest(all, [...all].reverse()), undefined);
+  assert.is(compareManifest(all, [d('x'), f('x/a', 'b'.repeat(64)), l('x/l', 'a'), f('b')]), `received but not announced: file x/a 1 ${'b'.repeat(64)} `);
+  assert.is(compareManifest(all, [d('x'), f('x/a'), l('x/l', 'elsewhere'), f('b')]), 'received but not announced: symlink x/l 0  elsewhere');
+  assert.is(compareManifest(all, [d('x'), f('x/a'), l('x/l', 'a')]), `announced but not received: file b 1 ${'a'.repeat(64)} `);
+  assert.is(compareManifest(all, [...all, f('c')]), `received but not announced: file c 1 ${'a'.repeat(64)} `);
+  assert.is(compareManifest([...all, f('b')], all), `announced twice: file b 1 ${'a'.repeat(64)} `);
+  assert.is(compareManifest(all, [...all, f('b')]), `received twice: file b 1 ${'a'.repeat(64)} `);
 });
 
 test.run();

@@ -520,13 +520,28 @@ export function receiveArtifacts(dir: string, maxBytes: number): { sink: NodeJS.
   }
 }
 
-/** Compare what arrived with what the sender announced; the first difference, or undefined. */
+/**
+ * Compare what arrived with what the sender announced; the first difference,
+ * or undefined. By name, through one map of the announced entries: a key
+ * string per entry, on both sides, held a job's artifact paths (up to
+ * MAX_ARTIFACT_NAMES, 16 MiB) twice more in spoold's memory.
+ */
 export function compareManifest(announced: ArtifactEntry[], got: ArtifactEntry[]): string | undefined {
-  const key = (e: ArtifactEntry) => `${e.type} ${e.name} ${e.size} ${e.sha256 ?? ''} ${e.target ?? ''}`;
-  const a = new Set(announced.map(key));
-  const g = new Set(got.map(key));
-  for (const k of a) if (!g.has(k)) return `announced but not received: ${k.slice(0, 200)}`;
-  for (const k of g) if (!a.has(k)) return `received but not announced: ${k.slice(0, 200)}`;
+  const show = (e: ArtifactEntry) => `${e.type} ${e.name} ${e.size} ${e.sha256 ?? ''} ${e.target ?? ''}`.slice(0, 200);
+  const same = (x: ArtifactEntry, y: ArtifactEntry) => x.type === y.type && x.size === y.size && (x.sha256 ?? '') === (y.sha256 ?? '') && (x.target ?? '') === (y.target ?? '');
+  const byName = new Map<string, ArtifactEntry>();
+  for (const e of announced) {
+    if (byName.has(e.name)) return `announced twice: ${show(e)}`;
+    byName.set(e.name, e);
+  }
+  const seen = new Set<string>();
+  for (const g of got) {
+    if (seen.has(g.name)) return `received twice: ${show(g)}`;
+    const a = byName.get(g.name);
+    if (!a || !same(a, g)) return `received but not announced: ${show(g)}`;
+    seen.add(g.name);
+  }
+  for (const a of byName.values()) if (!seen.has(a.name)) return `announced but not received: ${show(a)}`;
   return undefined;
 }
 
