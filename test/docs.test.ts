@@ -26,7 +26,7 @@ import { DIRS, NAME_MAX, SpoolPaths } from '../src/spool/paths.js';
 import { formatDuration, parseDuration } from '../src/spool/duration.js';
 import { MAX_FRAME, MAX_CONTROL, MAX_MANIFEST_PART, MAX_ARTIFACT_FILES, MAX_ARTIFACT_NAMES, MAX_JOB_MSG, DEAD_AFTER, T_CONTROL, T_CONSOLE, T_ARTIFACTS, PROTOCOL_VERSION } from '../src/spool/protocol.js';
 import * as exits from '../src/spool/exit.js';
-import { KILL_GRACE_MS } from '../src/workerd/run.js';
+import { KILL_GRACE_MS } from '../src/spool/protocol.js';
 import { RECONNECT_GRACE_MS, NO_SPACE_RESERVE, ORPHAN_MS } from '../src/spoold/daemon.js';
 import { COMMANDS, GLOBAL_FLAGS } from '../src/bctl/main.js';
 

@@ -447,14 +447,14 @@ test('finished, artifacts and manifest for a random id are refused', async () =>
 });
 
 /** Send the rest of a normal job as a well-behaved worker would. */
-async function finishJob(f: FakeWorker, id: string, consoleText: string, files: Record<string, string>): Promise<void> {
+async function finishJob(f: FakeWorker, id: string, consoleText: string, files: Record<string, string>, status = 'exited 0'): Promise<void> {
   if (consoleText) f.data(T_CONSOLE, Buffer.from(consoleText));
   f.send({ t: 'artifacts', id });
   const entries = Object.entries(files).map(([name, text]) => ({ header: { name, type: 'file' as const, size: Buffer.byteLength(text) }, body: Buffer.from(text) }));
   f.data(T_ARTIFACTS, await packTar(entries));
   f.send({ t: 'manifest', id, files: entries.map((x) => ({ name: x.header.name, type: 'file' as const, size: x.body.length, sha256: sha256(x.body) })) });
   const now = new Date().toISOString();
-  f.send({ t: 'finished', id, status: 'exited 0', started: now, finished: now });
+  f.send({ t: 'finished', id, status, started: now, finished: now });
 }
 
 test('another worker cannot speak about a job it was not given: artifacts, manifest, finished and a hijacking hello are refused, and the job is unharmed', async () => {
@@ -510,11 +510,12 @@ test('a worker of another name and platform cannot re-attach to a job whose work
 // Found by a hostile-peer tester: the worker's name was its only credential.
 // A peer that said hello under the name of the worker running a job, holding
 // that job, was answered resume, and its forged end was stored. Each attempt
-// now has a key, given to its worker only, which a re-attach must show.
-test('a peer under the name of a job\'s worker, holding that job without its key, is refused; the real worker re-attaches and delivers', async () => {
+// given to a worker that keeps keys (workerd says so in its hello) now has
+// one, which a re-attach must show; a hello without it replaces nothing.
+test('a peer under the name of a job\'s worker, holding that job without its key, is refused and displaces nobody; the key re-attaches', async () => {
   const e = await setup();
   const id = await queue(e, 'stolen', EVIL_PLATFORM);
-  const owner = await welcomed(e, 'namesake');
+  const owner = await welcomed(e, 'namesake', { keys: true });
   owner.keepAlive(HEARTBEAT_MS / 2);
   const job = await owner.expect('job');
   assert.match(job.key ?? '', /^[0-9a-f]{32}$/);
@@ -522,20 +523,46 @@ test('a peer under the name of a job\'s worker, holding that job without its key
   assert.match(lease, new RegExp(`^key: ${job.key}$`, 'm'), 'the lease keeps the key for a restart');
   owner.data(T_CONSOLE, Buffer.from('real\n'));
   await sleep(100);
-  const thief = await fake(e);
-  thief.control(hello(e, { name: 'namesake', holding: { id, name: 'stolen', attempt: 1, finished: true } }));
-  assert.is((await thief.expect('not-yours')).why, 'the job was given to another worker');
-  await assertClosed(owner, 'the replaced connection');
+  for (const key of [undefined, 'f'.repeat(32)]) {
+    const thief = await fake(e);
+    thief.control(hello(e, { name: 'namesake', keys: true, holding: { id, name: 'stolen', attempt: 1, finished: true, ...(key ? { key } : {}) } }));
+    await assertClosed(thief, `a hello holding the job with key ${key}`);
+    assert.is(thief.bye?.code, 'protocol');
+  }
+  assert.not.ok(owner.closed, 'the real worker keeps its connection');
+  // It drops by itself, and comes back with its key.
+  owner.destroy();
+  await waitLog(e, /worker left worker=namesake/);
   const back = await fake(e);
   back.keepAlive(HEARTBEAT_MS / 2);
-  back.control(hello(e, { name: 'namesake', holding: { id, name: 'stolen', attempt: 1, finished: true, key: job.key } }));
+  back.control(hello(e, { name: 'namesake', keys: true, holding: { id, name: 'stolen', attempt: 1, finished: true, key: job.key } }));
   assert.is((await back.expect('resume')).consoleOffset, 5);
   await finishJob(back, id, 'more\n', {});
   await back.expect('done');
   const r = await resultOf(e, 'stolen', id);
   assert.equal(r.status, { kind: 'exited', code: 0 });
   assert.is(fs.readFileSync(path.join(e.spool, 'done', 'stolen', id, 'console.log'), 'utf8'), 'real\nmore\n');
-  await survived(e, new RegExp(`refused id=${id} worker=namesake why="the job was given to another worker"`));
+  await survived(e, new RegExp(`refused id=${id} worker=namesake why="it holds the job without its key"`));
+});
+
+test('a worker that does not say keys (an older workerd) gets no key, and re-attaches by its name', async () => {
+  const e = await setup();
+  const id = await queue(e, 'keyless', EVIL_PLATFORM);
+  const f = await welcomed(e, 'oldie');
+  f.keepAlive(HEARTBEAT_MS / 2);
+  const job = await f.expect('job');
+  assert.is(job.key, undefined);
+  const lease = await until('the lease', () => readIf(path.join(e.spool, 'running', id, 'lease')));
+  assert.not.match(lease, /^key:/m);
+  f.destroy();
+  await waitLog(e, /worker left worker=oldie/);
+  const back = await fake(e);
+  back.keepAlive(HEARTBEAT_MS / 2);
+  back.control(hello(e, { name: 'oldie', holding: { id, name: 'keyless', attempt: 1, finished: true } }));
+  await back.expect('resume');
+  await finishJob(back, id, 'old\n', {});
+  await back.expect('done');
+  await survived(e, new RegExp(`reattached id=${id} name=keyless worker=oldie`));
 });
 
 test('a connection told not-yours gets no job while its old job may be dying, and one after six heartbeats if its workerd never reconnects free (an older workerd)', async () => {
@@ -1040,6 +1067,42 @@ test('a worker that never ends its job is let go 5 s + 12 heartbeats past the jo
   await assertClosed(f, 'a worker past its job\'s timeout');
   assert.match(f.bye?.why ?? '', new RegExp(`^job ${id}: it ran 9s800ms past its timeout of 1s, and the worker did not stop it; spoold records it timeout$`));
   await survived(e, new RegExp(`overdue id=${id} name=wedged worker=wedged why="it ran 9s800ms past its timeout of 1s, and the worker did not stop it"`));
+});
+
+test('console still coming past the timeout\'s backstop is a delivery, not a stuck job: the job ends as its worker says', async () => {
+  const e = await setup();
+  const id = newId();
+  await submit(new SpoolPaths(e.spool), submission({ name: 'slowlink', platform: EVIL_PLATFORM, timeout: 1_000, body: '#!/bin/sh\necho\n', id }));
+  const f = await welcomed(e, 'slowlink');
+  f.keepAlive(HEARTBEAT_MS / 2);
+  assert.is((await f.expect('job')).id, id);
+  // The backstop would end it 1 s + 9.8 s after the dispatch; its console trickles in until 14 s.
+  const until14 = Date.now() + 14_000;
+  let n = 0;
+  while (Date.now() < until14) { f.data(T_CONSOLE, Buffer.from(`line ${n++}\n`)); await sleep(300); }
+  assert.not.ok(f.closed, 'a worker still delivering is not let go');
+  await finishJob(f, id, 'end\n', {}, 'exited 3');
+  await f.expect('done');
+  assert.equal((await resultOf(e, 'slowlink', id)).status, { kind: 'exited', code: 3 });
+  await survived(e, new RegExp(`finished id=${id} name=slowlink platform=${EVIL_PLATFORM} worker=slowlink status="exited 3"`));
+});
+
+test('a worker that re-attaches saying its job ended, then sends nothing, is let go after 24 heartbeats', async () => {
+  const e = await setup();
+  const id = await queue(e, 'mute', EVIL_PLATFORM);
+  const f = await welcomed(e, 'mute', { keys: true });
+  f.keepAlive(HEARTBEAT_MS / 2);
+  const job = await f.expect('job');
+  f.destroy();
+  await waitLog(e, /worker left worker=mute/);
+  const back = await fake(e);
+  back.keepAlive(HEARTBEAT_MS / 2);
+  back.control(hello(e, { name: 'mute', keys: true, holding: { id, name: 'mute', attempt: 1, finished: true, key: job.key } }));
+  await back.expect('resume');
+  const r = await resultOf(e, 'mute', id, 30_000);
+  assert.equal(r.status, { kind: 'failed', why: 'its console stalled: nothing came for 9s600ms' });
+  await assertClosed(back, 'a re-attached worker that sends nothing');
+  await survived(e, new RegExp(`overdue id=${id} name=mute worker=mute why="its console stalled: nothing came for 9s600ms"`));
 });
 
 test('a worker that ignores a cancel is let go 5 s + 6 heartbeats after it, and the job is recorded canceled', async () => {

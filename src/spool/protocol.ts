@@ -8,7 +8,7 @@
 //   2 CONSOLE   raw console bytes of the job the worker holds
 //   3 ARTIFACTS raw bytes of the artifact tar stream of the job the worker holds
 // The conversation (man/workerd.8):
-//   worker: hello {v, name, platform, token?, holding?}
+//   worker: hello {v, name, platform, token?, once?, keys?, holding?}
 //   server: welcome {v, heartbeatMs} | bye {why}
 //   server: job {...} | resume {id, consoleOffset} | not-yours {id} | done {id} | idle {why}
 //   worker: CONSOLE* ... artifacts {id} ARTIFACTS* manifest {id, files, more}+ finished {id, status}
@@ -26,6 +26,8 @@ export const MAX_CONTROL = 64 << 10;     // 64 KiB: what spoold accepts for one 
 // allowed in a script) as 6 bytes, so its script may take 6 MiB escaped.
 export const MAX_JOB_MSG = 8 << 20;
 export const DEAD_AFTER = 3;               // heartbeats of silence before a peer is taken for dead
+/** workerd's grace between the SIGTERM and the SIGKILL of a job's group; spoold allows for it (daemon.ts stuck()). */
+export const KILL_GRACE_MS = 5_000;
 export const MAX_MANIFEST_PART = 1000;  // entries in one manifest message (a worker also keeps each under MAX_CONTROL)
 // One job's artifacts: with the entries' count, the bytes of their paths and
 // link targets in all bound the two lists of them spoold holds (the
@@ -43,7 +45,7 @@ export const T_ARTIFACTS = 3;
 export interface ArtifactEntry { name: string; type: 'file' | 'directory' | 'symlink'; size: number; sha256?: string; target?: string }
 
 export type Msg =
-  | { t: 'hello'; v: number; name: string; platform: string; token?: string; once?: boolean; holding?: { id: string; name: string; attempt: number; finished: boolean; key?: string } }
+  | { t: 'hello'; v: number; name: string; platform: string; token?: string; once?: boolean; keys?: boolean; holding?: { id: string; name: string; attempt: number; finished: boolean; key?: string } }
   | { t: 'welcome'; v: number; heartbeatMs: number }
   | { t: 'bye'; why: string; code?: 'version' | 'token' | 'name' | 'platform' | 'protocol' }
   | { t: 'ping' }
@@ -96,7 +98,7 @@ export function checkMsg(v: unknown): Msg {
     switch (m.t) {
       case 'hello': {
         const h = m.holding as Record<string, unknown> | undefined;
-        return INT(m.v) && STR(m.name, 256) && STR(m.platform, 256) && (m.token === undefined || STR(m.token, 4096)) && (m.once === undefined || typeof m.once === 'boolean')
+        return INT(m.v) && STR(m.name, 256) && STR(m.platform, 256) && (m.token === undefined || STR(m.token, 4096)) && (m.once === undefined || typeof m.once === 'boolean') && (m.keys === undefined || typeof m.keys === 'boolean')
           && (h === undefined || (typeof h === 'object' && h !== null && STR(h.id, 64) && STR(h.name, 256) && INT(h.attempt) && typeof h.finished === 'boolean' && (h.key === undefined || STR(h.key, 64))));
       }
       case 'welcome': return INT(m.v) && INT(m.heartbeatMs);

@@ -33,6 +33,8 @@ export class Conn {
   closed = false;
   /** workerd --once: one job, then no more (it is about to exit). */
   once = false;
+  /** It keeps each job's key and shows it to re-attach (a workerd older than keys does not). */
+  keys = false;
   private reader = new FrameReader(MAX_CONTROL);
   private slabs = new Slabs();
   private readonly readerHolds = (buffer: ArrayBufferLike) => this.reader.holds(buffer);
@@ -185,6 +187,7 @@ export class Conn {
     this.name = h.name;
     this.platform = h.platform;
     this.once = h.once === true;
+    this.keys = h.keys === true;
     this.hello = true;
     clearTimeout(this.helloTimer);
     this.reader.maxData = MAX_FRAME;

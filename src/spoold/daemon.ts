@@ -28,7 +28,7 @@ import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree } from '../
 import { decodeFile, formatHeaders, parseHeaders, parseTime } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
-import { T_CONSOLE, T_ARTIFACTS, ProtocolError, MAX_ARTIFACT_FILES, MAX_ARTIFACT_NAMES, nameBytes, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
+import { T_CONSOLE, T_ARTIFACTS, DEAD_AFTER, KILL_GRACE_MS, ProtocolError, MAX_ARTIFACT_FILES, MAX_ARTIFACT_NAMES, nameBytes, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { errno, SpoolError } from '../spool/errors.js';
 import { readRegular, readSpoolFile } from '../spool/read.js';
 import { Queue, type Queued } from './queue.js';
@@ -45,16 +45,21 @@ const DISOWNED_HEARTBEATS = 6;
 
 /**
  * spoold's backstop for a worker that stays connected but does not do what
- * it must (stuck(), checkLeases): a job it has not ended WORKER_KILL_MS (its
- * TERM, KILL_GRACE_MS and KILL) plus this many heartbeats after its timeout
- * (60 s at the default 5 s), or after a cancel was sent to it; and artifacts
- * of which nothing came for ARTIFACT_STALL_HEARTBEATS (2 minutes).
+ * it must (stuck(), checkLeases), in heartbeats (5 s by default):
+ * - a job it has not ended KILL_GRACE_MS (its TERM, then KILL) plus
+ *   OVERDUE_HEARTBEATS (60 s) after its timeout, or plus CANCEL_HEARTBEATS
+ *   (30 s) after a cancel was sent to it, and of which nothing came for
+ *   DEAD_AFTER heartbeats; once it has ended, console still coming is its
+ *   delivery, given LATE_HEARTBEATS (10 minutes) more at most;
+ * - a delivery of which nothing came for STALL_HEARTBEATS (2 minutes).
+ * Time spoold spends waiting for its own disk does not count, and the clock
+ * is the process's monotonic one: a step of the wall clock changes nothing.
  */
 const OVERDUE_HEARTBEATS = 12;
 const CANCEL_HEARTBEATS = 6;
-const ARTIFACT_STALL_HEARTBEATS = 24;
-/** workerd's grace between its SIGTERM and SIGKILL of a job (workerd/run.ts KILL_GRACE_MS). */
-const WORKER_KILL_MS = 5_000;
+const LATE_HEARTBEATS = 120;
+const STALL_HEARTBEATS = 24;
+const mono = (): number => performance.now();
 
 /** How long a job whose end (a result, or a requeue) the spool would not take waits before spoold tries again. */
 const RETRY_MS = 2_000;
@@ -114,9 +119,11 @@ interface Running {
   /** Why its worker handed it back (release), for the requeued line; else its lease ran out. */
   released?: string;
   cancelSent: boolean;
-  cancelSentAt: number | undefined;   // when the cancel went to its worker (stuck())
+  cancelSentAt: number | undefined;   // mono(): when the cancel went to its worker (stuck())
   cancelRequested: boolean;
-  artifactsAt: number;                // when artifact bytes or a manifest part last came, or the disk took them (stuck())
+  heldAt: number;                     // mono(): when its worker got it, or re-attached (stuck())
+  progressAt: number;                 // mono(): when console or artifact bytes, or a manifest part, last came, or our disk took them
+  diskWaits: number;                  // waits of ours for the disk under way: no stall of the worker's meanwhile
   ended: boolean;                     // its worker, re-attaching, said the job has ended: only its delivery is to come
   /** How it ended, when no worker is to deliver it: its finalize failed and is tried again (settle). */
   ending?: { status: Status; worker: string; started: Date | undefined };
@@ -273,7 +280,7 @@ export class Daemon implements ConnOwner {
   private newRunning(id: string, job: ParsedJob, worker: Conn | undefined): Running {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
-      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, key: undefined, started: new Date(), cancelSent: false, cancelSentAt: undefined, cancelRequested: false, artifactsAt: 0, ended: false, consoleFailed: false, storeError: undefined, resetting: undefined,
+      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, key: undefined, started: new Date(), cancelSent: false, cancelSentAt: undefined, cancelRequested: false, heldAt: mono(), progressAt: mono(), diskWaits: 0, ended: false, consoleFailed: false, storeError: undefined, resetting: undefined,
       manifest: [], manifestNames: 0, workerName: worker?.name,
     };
   }
@@ -305,6 +312,14 @@ export class Daemon implements ConnOwner {
   }
 
   onHello(c: Conn, h: Extract<Msg, { t: 'hello' }>): void {
+    // Holding a job given to this name with a key, without that key: a peer
+    // that knows only the name. It replaces no connection and takes nothing.
+    const held = h.holding && isId(h.holding.id) ? this.running.get(h.holding.id) : undefined;
+    if (held && held.key !== undefined && held.workerName === c.name && !sameKey(held.key, h.holding!.key)) {
+      log('refused', { id: held.id, worker: c.name, why: 'it holds the job without its key' });
+      c.close(`holding job ${held.id} without its key`, { t: 'bye', why: `job ${held.id} was given to a worker of this name with a key, which this hello does not show`, code: 'protocol' });
+      return;
+    }
     for (const other of this.workers) {
       // The same workerd, back before its old connection was seen to die, never
       // reads the bye. Two workerds under one name replace each other: each
@@ -348,6 +363,7 @@ export class Daemon implements ConnOwner {
       r.worker = c;
       r.phase = 'console';
       r.ended = h.finished;
+      r.heldAt = r.progressAt = mono();   // after a restart, the time before it is unknown to this clock: counted from now
       this.busy.set(c, r.id);
       // The dropped connection's console bytes may still be on their way to
       // disk (detach starts the close): the offset is taken once they are all
@@ -566,15 +582,17 @@ export class Daemon implements ConnOwner {
     }
     r.worker = c;
     r.workerName = c.name;
-    r.key = randomBytes(16).toString('hex');
+    r.key = c.keys ? randomBytes(16).toString('hex') : undefined;
     this.busy.set(c, q.id);
     c.send({ t: 'job', id: q.id, name: job.name, platform: job.platform, attempt: r.attempt, timeoutMs: timeoutOf(job), network: job.network, script: job.body, key: r.key });
     log('dispatched', { id: q.id, name: job.name, platform: job.platform, worker: c.name, attempt: r.attempt });
-    // The lease records who holds the job, for people and bctl info. It is not
-    // needed for recovery: a claimed job without one is treated as possibly running.
+    // The lease records who holds the job, for people and bctl info, and for
+    // a restart, which lets only that worker, showing the key, re-attach. It is
+    // not flushed: a claimed job without one is treated as possibly running,
+    // and is run again when its lease runs out.
     try {
       writeStatus(this.sp, this.sp.runningFile(q.id, 'lease'),
-        formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)], ['key', r.key]]));
+        formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)], ...(r.key ? [['key', r.key] as const] : [])]));
     } catch { /* informational: see above */ }
     this.writeWorker(c);
   }
@@ -587,15 +605,17 @@ export class Daemon implements ConnOwner {
     // Each console frame is given back to the connection (c.release) once written or dropped: see conn.ts.
     if (f.type === T_CONSOLE) {
       if (!r || r.worker !== c || r.phase !== 'console') throw new ProtocolError('console data without a job in its console phase');
-      return this.writeConsole(r, f.data, () => c.release(f.data));
+      r.progressAt = mono();
+      const full = this.writeConsole(r, f.data, () => c.release(f.data));
+      return full && this.diskWait(r, full);
     }
     if (f.type === T_ARTIFACTS) {
       if (!r || r.worker !== c || r.phase !== 'artifacts' || !r.artifacts) throw new ProtocolError('artifact data outside an artifact stream');
-      r.artifactsAt = Date.now();
+      r.progressAt = mono();
       if (r.artifacts.failed) return;            // refused already: the rest is dropped, the manifest settles it
       // Backpressure: the returned promise holds the connection (conn.ts) until
-      // the disk has taken the bytes, with one listener at a time. The wait is ours, not a stall of the worker's.
-      if (!r.artifacts.sink.write(f.data)) return drained(r.artifacts.sink, r.artifacts.done).then(() => { r.artifactsAt = Date.now(); });
+      // the disk has taken the bytes, with one listener at a time.
+      if (!r.artifacts.sink.write(f.data)) return this.diskWait(r, drained(r.artifacts.sink, r.artifacts.done));
       return;
     }
     if (f.type !== 1) return;
@@ -609,11 +629,11 @@ export class Daemon implements ConnOwner {
         if (r.manifest.length + m.files.length > MAX_ARTIFACT_FILES) throw new ProtocolError(`manifest of more than ${MAX_ARTIFACT_FILES} entries`);
         for (const e of m.files) if ((r.manifestNames += nameBytes(e)) > MAX_ARTIFACT_NAMES) throw new ProtocolError(`manifest paths over ${MAX_ARTIFACT_NAMES} bytes in all`);
         for (const e of m.files) r.manifest.push(e);
-        r.artifactsAt = Date.now();
+        r.progressAt = mono();
         if (m.more) return;
         r.phase = 'manifest';
         // Its files' fsyncs are ours to wait for, not a stall of the worker's (stuck()).
-        return this.endArtifacts(c, r, r.manifest).finally(() => { r.artifactsAt = Date.now(); });
+        return this.diskWait(r, this.endArtifacts(c, r, r.manifest));
       case 'release':
         // The worker is stopping and killed the job unfinished: requeue it now
         // (the attempt counts) rather than when the lease runs out.
@@ -709,7 +729,7 @@ export class Daemon implements ConnOwner {
 
   private async beginArtifacts(c: Conn, r: Running): Promise<void> {
     r.phase = 'artifacts';
-    r.artifactsAt = Date.now();
+    r.progressAt = mono();
     // The console is complete (the worker sends it all before `artifacts`):
     // close and fsync it now, while the artifacts stream in, rather than
     // after them on the way to done/ (finish waits for this close).
@@ -889,7 +909,7 @@ export class Daemon implements ConnOwner {
     try {
       const now = Date.now();
       for (const r of [...this.running.values()]) {
-        const stuck = r.worker && r.phase !== 'finishing' ? this.stuck(r, now) : undefined;
+        const stuck = r.worker && r.phase !== 'finishing' ? this.stuck(r) : undefined;
         if (stuck) {
           // Its worker keeps the connection but not its promise: the job ends
           // here, and the worker is told why and let go (a reconnect holding
@@ -928,22 +948,32 @@ export class Daemon implements ConnOwner {
     } finally { this.checking = false; }
   }
 
+  /** Hold `r`'s stall clock while `p`, a wait of ours for the disk, runs (stuck()). */
+  private diskWait<T>(r: Running, p: Promise<T>): Promise<T> {
+    r.diskWaits++;
+    return p.finally(() => { r.diskWaits--; r.progressAt = mono(); });
+  }
+
   /** How a job its connected worker should have ended by now ends here, and why; undefined while all is well. */
-  private stuck(r: Running, now: number): { status: Status; why: string } | undefined {
+  private stuck(r: Running): { status: Status; why: string } | undefined {
+    if (r.diskWaits > 0) return undefined;
     const hb = this.opts.heartbeatMs;
+    const now = mono();
+    const quiet = now - r.progressAt;
     if (r.phase === 'console' && !r.ended) {
-      if (r.cancelSentAt !== undefined && now - r.cancelSentAt > WORKER_KILL_MS + CANCEL_HEARTBEATS * hb) {
-        return { status: { kind: 'canceled' }, why: `the worker did not stop it within ${formatDuration(WORKER_KILL_MS + CANCEL_HEARTBEATS * hb)} of the cancel` };
-      }
       const timeout = timeoutOf(r.job);
-      if (now - r.started.getTime() > timeout + WORKER_KILL_MS + OVERDUE_HEARTBEATS * hb) {
-        return { status: { kind: 'timeout' }, why: `it ran ${formatDuration(WORKER_KILL_MS + OVERDUE_HEARTBEATS * hb)} past its timeout of ${formatDuration(timeout)}, and the worker did not stop it` };
-      }
-    } else if ((r.phase === 'artifacts' || r.phase === 'manifest') && now - r.artifactsAt > ARTIFACT_STALL_HEARTBEATS * hb) {
-      const why = `its artifacts stalled: nothing came for ${formatDuration(ARTIFACT_STALL_HEARTBEATS * hb)}`;
-      return { status: { kind: 'failed', why }, why };
+      const byTimeout = r.heldAt + timeout + KILL_GRACE_MS + OVERDUE_HEARTBEATS * hb;
+      const byCancel = r.cancelSentAt === undefined ? Infinity : r.cancelSentAt + KILL_GRACE_MS + CANCEL_HEARTBEATS * hb;
+      const end = Math.min(byTimeout, byCancel);
+      // Console still coming may be the rest of a job that ended in time (a slow link): not past a cap.
+      if (now <= end || (quiet <= DEAD_AFTER * hb && now <= end + LATE_HEARTBEATS * hb)) return undefined;
+      return byCancel <= byTimeout
+        ? { status: { kind: 'canceled' }, why: `the worker did not stop it within ${formatDuration(byCancel - r.cancelSentAt!)} of the cancel` }
+        : { status: { kind: 'timeout' }, why: `it ran ${formatDuration(byTimeout - r.heldAt - timeout)} past its timeout of ${formatDuration(timeout)}, and the worker did not stop it` };
     }
-    return undefined;
+    if (quiet <= STALL_HEARTBEATS * hb) return undefined;
+    const why = `its ${r.phase === 'console' ? 'console' : 'artifacts'} stalled: nothing came for ${formatDuration(STALL_HEARTBEATS * hb)}`;
+    return { status: { kind: 'failed', why }, why };
   }
 
   private async checkCancels(): Promise<void> {
@@ -953,7 +983,7 @@ export class Daemon implements ConnOwner {
       r.cancelRequested = true;
       if (r.worker) {
         r.cancelSent = true;
-        r.cancelSentAt = Date.now();
+        r.cancelSentAt = mono();
         r.worker.send({ t: 'cancel', id: r.id });
         log('cancel', { id: r.id, name: r.job.name, worker: r.worker.name });
       } else {
@@ -1010,11 +1040,12 @@ function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer
 /**
  * A re-attach shows the attempt's key (workerd has it from the job message),
  * so that a worker name alone, which any peer may claim, does not take a job.
- * A lease spoold wrote before keys has none: the name then suffices.
+ * An attempt given to a workerd older than keys (no `keys` in its hello), or
+ * one whose lease an older spoold wrote, has none: the name then suffices.
  */
 function sameKey(want: string | undefined, shown: string | undefined): boolean {
   if (want === undefined) return true;
-  return shown !== undefined && shown.length === want.length && timingSafeEqual(Buffer.from(shown), Buffer.from(want));
+  return /^[0-9a-f]{32}$/.test(want) && shown !== undefined && shown.length === want.length && timingSafeEqual(Buffer.from(shown), Buffer.from(want));
 }
 
 function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; started: Date | undefined; attempt: number | undefined; key: string | undefined } {
@@ -1027,7 +1058,7 @@ function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; st
   const w = h.get('worker');
   const s = h.get('started');
   const a = h.get('attempt');
-  const k = h.get('key');
-  return { worker: w && isName(w) ? w : undefined, started: s === undefined ? undefined : parseTime(s), attempt: a && /^[1-9]\d{0,8}$/.test(a) ? Number(a) : undefined, key: k && /^[0-9a-f]{32}$/.test(k) ? k : undefined };
+  // A key that is not one spoold writes is kept as it is: sameKey() then lets no worker re-attach.
+  return { worker: w && isName(w) ? w : undefined, started: s === undefined ? undefined : parseTime(s), attempt: a && /^[1-9]\d{0,8}$/.test(a) ? Number(a) : undefined, key: h.get('key') };
 }
 

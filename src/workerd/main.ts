@@ -20,11 +20,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { daemonArgs } from '../spool/argv.js';
-import { FrameReader, encodeMsg, dataHeader, PROTOCOL_VERSION, MAX_FRAME, MAX_JOB_MSG, MAX_MANIFEST_PART, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg, type ArtifactEntry } from '../spool/protocol.js';
+import { FrameReader, encodeMsg, dataHeader, KILL_GRACE_MS, PROTOCOL_VERSION, MAX_FRAME, MAX_JOB_MSG, MAX_MANIFEST_PART, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { packArtifacts, type LentBuffers } from '../spool/tar.js';
 import { SpoolPaths, isName, isId, NAME_RULE } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
-import { LocalJob, Standby, SCRIPT, KILL_GRACE_MS } from './run.js';
+import { LocalJob, Standby, SCRIPT } from './run.js';
 import { cleanLeftovers } from './leftovers.js';
 import { takeWorkdirLock } from '../spool/lock.js';
 import { SpoolError } from '../spool/errors.js';
@@ -99,6 +99,7 @@ class Worker {
       const hello: Msg = { t: 'hello', v: PROTOCOL_VERSION, name: this.name, platform: this.platform,
         ...(this.opts.token ? { token: this.opts.token } : {}),
         ...(this.opts.once ? { once: true } : {}),
+        keys: true,
         ...(j ? { holding: { id: j.spec.id, name: j.spec.name, attempt: j.spec.attempt, finished: j.status !== undefined, ...(j.spec.key ? { key: j.spec.key } : {}) } } : {}) };
       sock.write(encodeMsg(hello));
     });

@@ -19,8 +19,8 @@ import path from 'node:path';
 import { formatStatus, type Status } from '../spool/result.js';
 import { artifactNotes } from '../spool/tar.js';
 import { PGID, pgidLine } from './leftovers.js';
+import { KILL_GRACE_MS } from '../spool/protocol.js';
 
-export const KILL_GRACE_MS = 5_000;
 
 /** The longest wait setTimeout takes as it is (2^31-1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
