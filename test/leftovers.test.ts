@@ -93,6 +93,7 @@ test('a second workerd on a --workdir in use is refused, and harms nothing there
   // that process must live.
   await a.stop();
   assert.equal(members(pgid), []);
+  assert.equal(fs.readdirSync(wd).filter((n) => n.startsWith('workerd.')), [], 'a workerd that stopped leaves neither its lock nor its pid file');
   const other = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' });
   strays.push(other.pid!);
   const fake = newId();

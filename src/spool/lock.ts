@@ -85,7 +85,12 @@ export async function takeWorkdirLock(dir: string, onLost: (err: Error) => void)
     root: dir, lock: path.join(dir, 'workerd.lock'), pid,
     held: (p) => `another workerd${p ? ` (pid ${p})` : ''} uses --workdir ${dir}`,
     hint: 'give each workerd its own --workdir; a lock left by a crashed workerd expires by itself within 10 seconds',
-    writePid: (text) => { fs.rmSync(pid, { force: true }); fs.writeFileSync(pid, text, { flag: 'wx' }); },
+    writePid: (text) => {
+      fs.rmSync(pid, { force: true });
+      fs.writeFileSync(pid, text, { flag: 'wx' });
+      // workerd exits through process.exit wherever it stops; proper-lockfile removes the lock then, this the pid file.
+      process.once('exit', () => { if (readPid(pid) === String(process.pid)) fs.rmSync(pid, { force: true }); });
+    },
   }, onLost, holder(pid)?.alive !== true);   // a workerd that runs will not let go soon: say so at once
 }
 

@@ -124,6 +124,18 @@ export function checkMsg(v: unknown): Msg {
 }
 
 /**
+ * A read under this many bytes is copied into the reader's own buffer (a tail
+ * of TAIL bytes, filled in turn) rather than held as a view: each view keeps
+ * the whole buffer it was read into alive, 64 KiB for a socket read, so a
+ * peer sending one byte per write made spoold hold 64 KiB per byte of an
+ * unfinished frame (60 connections took it from 54 to 537 MiB). Larger reads
+ * are held as they are: their buffer is at most 4 times their size. A tail is
+the size of the largest small read, so that an idle connection keeps 16 KiB.
+ */
+const SMALL_READ = 16 << 10;
+const TAIL = SMALL_READ;
+
+/**
  * Splits a byte stream into frames. push() takes a chunk and returns the frames
  * it completes; at most one partial frame (<= MAX_FRAME, or maxControl if
  * larger, + 5 bytes) is held.
@@ -136,17 +148,6 @@ export function checkMsg(v: unknown): Msg {
  * buffer and a copy of every byte. An empty data frame is returned as one
  * empty payload, so it is checked like any other.
  */
-/**
- * A read under this many bytes is copied into the reader's own buffer (a tail
- * of TAIL bytes, filled in turn) rather than held as a view: each view keeps
- * the whole buffer it was read into alive, 64 KiB for a socket read, so a
- * peer sending one byte per write made spoold hold 64 KiB per byte of an
- * unfinished frame (60 connections took it from 54 to 537 MiB). Larger reads
- * are held as they are: their buffer is at most 4 times their size.
- */
-const SMALL_READ = 16 << 10;
-const TAIL = 64 << 10;
-
 export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
