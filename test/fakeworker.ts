@@ -90,7 +90,14 @@ export class FakeWorker {
 
   /** Answer spoold's heartbeat, so that only what the test sends decides the connection's fate. */
   keepAlive(everyMs: number): void {
+    if (this.pinger) clearInterval(this.pinger);
     this.pinger = setInterval(() => this.send({ t: 'ping' }), everyMs);
+  }
+
+  /** Stop the pings of keepAlive (a frame written in pieces must not have pings between them). */
+  quiet(): void {
+    if (this.pinger) clearInterval(this.pinger);
+    this.pinger = undefined;
   }
 
   /** The first message of type t received (now or within ms); throws naming what did arrive. */

@@ -523,11 +523,12 @@ test('a peer under the name of a job\'s worker, holding that job without its key
   assert.match(lease, new RegExp(`^key: ${job.key}$`, 'm'), 'the lease keeps the key for a restart');
   owner.data(T_CONSOLE, Buffer.from('real\n'));
   await sleep(100);
-  for (const key of [undefined, 'f'.repeat(32)]) {
+  for (const key of [undefined, 'f'.repeat(32), `\u00e9${'a'.repeat(31)}`]) {
     const thief = await fake(e);
     thief.control(hello(e, { name: 'namesake', keys: true, holding: { id, name: 'stolen', attempt: 1, finished: true, ...(key ? { key } : {}) } }));
     await assertClosed(thief, `a hello holding the job with key ${key}`);
     assert.is(thief.bye?.code, 'protocol');
+    assert.match(thief.bye?.why ?? '', /^job \S+ was given to a worker of this name with a key, which this hello does not show$/);
   }
   assert.not.ok(owner.closed, 'the real worker keeps its connection');
   // It drops by itself, and comes back with its key.
@@ -1076,11 +1077,17 @@ test('console still coming past the timeout\'s backstop is a delivery, not a stu
   const f = await welcomed(e, 'slowlink');
   f.keepAlive(HEARTBEAT_MS / 2);
   assert.is((await f.expect('job')).id, id);
-  // The backstop would end it 1 s + 9.8 s after the dispatch; its console trickles in until 14 s.
+  // The backstop would end it 1 s + 9.8 s after the dispatch; its console
+  // trickles in until 14 s, in 256 KiB frames that take 2.4 s each to come
+  // (longer than the 3 heartbeats of silence the rule allows between frames).
+  f.quiet();   // the pieces themselves are its signs of life
   const until14 = Date.now() + 14_000;
-  let n = 0;
-  while (Date.now() < until14) { f.data(T_CONSOLE, Buffer.from(`line ${n++}\n`)); await sleep(300); }
-  assert.not.ok(f.closed, 'a worker still delivering is not let go');
+  while (Date.now() < until14) {
+    const frame = f.dataFrames(T_CONSOLE, Buffer.alloc(256 << 10, 0x2e));
+    for (let o = 0; o < frame.length; o += 16 << 10) { f.raw(frame.subarray(o, o + (16 << 10))); await sleep(150); }
+  }
+  assert.not.ok(f.closed, `a worker still delivering is not let go: ${f.bye?.why}`);
+  f.keepAlive(HEARTBEAT_MS / 2);
   await finishJob(f, id, 'end\n', {}, 'exited 3');
   await f.expect('done');
   assert.equal((await resultOf(e, 'slowlink', id)).status, { kind: 'exited', code: 3 });
@@ -1103,6 +1110,19 @@ test('a worker that re-attaches saying its job ended, then sends nothing, is let
   assert.equal(r.status, { kind: 'failed', why: 'its console stalled: nothing came for 9s600ms' });
   await assertClosed(back, 'a re-attached worker that sends nothing');
   await survived(e, new RegExp(`overdue id=${id} name=mute worker=mute why="its console stalled: nothing came for 9s600ms"`));
+});
+
+test('an empty manifest part with more to come is a protocol violation (it would only keep the stall rule at bay)', async () => {
+  const e = await setup();
+  const id = await queue(e, 'emptypart', EVIL_PLATFORM, undefined, 0);   // lost after its lease, never requeued for the next test
+  const f = await welcomed(e, 'emptypart');
+  f.keepAlive(HEARTBEAT_MS / 2);
+  assert.is((await f.expect('job')).id, id);
+  f.send({ t: 'artifacts', id });
+  f.control({ t: 'manifest', id, files: [], more: true });
+  await assertClosed(f, 'an empty manifest part');
+  assert.is(f.bye?.code, 'protocol');
+  await survived(e, /worker left worker=emptypart why="protocol violation: an empty manifest part with more to come"/);
 });
 
 test('a worker that ignores a cancel is let go 5 s + 6 heartbeats after it, and the job is recorded canceled', async () => {

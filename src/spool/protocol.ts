@@ -214,6 +214,13 @@ export class FrameReader {
   /** Does this reader hold bytes of `buffer` (those of its unfinished frame)? */
   holds(buffer: ArrayBufferLike): boolean { return this.chunks.some((c) => c.buffer === buffer); }
 
+  /** The unfinished frame is a data frame of which some bytes are in: a delivery under way, however slow its link. */
+  get readingData(): boolean {
+    if (this.buffered <= 5) return false;
+    const h = this.peek(5);
+    return h[4] !== T_CONTROL && h.readUInt32BE(0) > 0;
+  }
+
   /** Bytes of an unfinished frame: at end of stream, a truncated frame. */
   get pending(): number { return this.buffered; }
 

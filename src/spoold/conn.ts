@@ -35,6 +35,8 @@ export class Conn {
   once = false;
   /** It keeps each job's key and shows it to re-attach (a workerd older than keys does not). */
   keys = false;
+  /** performance.now() when bytes of an unfinished data frame last came (daemon.ts stuck()). */
+  dataAt = 0;
   private reader = new FrameReader(MAX_CONTROL);
   private slabs = new Slabs();
   private readonly readerHolds = (buffer: ArrayBufferLike) => this.reader.holds(buffer);
@@ -124,6 +126,7 @@ export class Conn {
       return;
     }
     this.slabs.pin(this.readerHolds);
+    if (this.reader.readingData) this.dataAt = performance.now();
     void this.drain();
   }
 

@@ -363,16 +363,18 @@ export class Daemon implements ConnOwner {
       r.worker = c;
       r.phase = 'console';
       r.ended = h.finished;
-      r.heldAt = r.progressAt = mono();   // after a restart, the time before it is unknown to this clock: counted from now
+      r.progressAt = mono();   // heldAt stays: reconnecting does not put off the backstop (after a restart it counts from the start)
       this.busy.set(c, r.id);
       // The dropped connection's console bytes may still be on their way to
       // disk (detach starts the close): the offset is taken once they are all
       // there, and an error of that close belongs to the old delivery.
-      await this.closeConsole(r);
+      await this.diskWait(r, this.closeConsole(r));
+      if (r.worker !== c || c.closed) return;   // settled or left meanwhile
       r.storeError = undefined;        // a new delivery: earlier storage failures may be over
       r.consoleFailed = false;
       r.artifactError = undefined;
-      await this.resetArtifacts(r);
+      await this.diskWait(r, this.resetArtifacts(r));
+      if (r.worker !== c || c.closed) return;
       let offset = 0;
       try { offset = (await fsp.stat(this.sp.runningFile(r.id, 'console.log'))).size; } catch { /* none yet */ }
       c.send({ t: 'resume', id: r.id, consoleOffset: offset });
@@ -605,14 +607,14 @@ export class Daemon implements ConnOwner {
     // Each console frame is given back to the connection (c.release) once written or dropped: see conn.ts.
     if (f.type === T_CONSOLE) {
       if (!r || r.worker !== c || r.phase !== 'console') throw new ProtocolError('console data without a job in its console phase');
-      r.progressAt = mono();
+      if (f.data.length > 0) r.progressAt = mono();
       const full = this.writeConsole(r, f.data, () => c.release(f.data));
       return full && this.diskWait(r, full);
     }
     if (f.type === T_ARTIFACTS) {
       if (!r || r.worker !== c || r.phase !== 'artifacts' || !r.artifacts) throw new ProtocolError('artifact data outside an artifact stream');
-      r.progressAt = mono();
       if (r.artifacts.failed) return;            // refused already: the rest is dropped, the manifest settles it
+      if (f.data.length > 0) r.progressAt = mono();
       // Backpressure: the returned promise holds the connection (conn.ts) until
       // the disk has taken the bytes, with one listener at a time.
       if (!r.artifacts.sink.write(f.data)) return this.diskWait(r, drained(r.artifacts.sink, r.artifacts.done));
@@ -628,6 +630,8 @@ export class Daemon implements ConnOwner {
         if (!r || m.id !== r.id || r.phase !== 'artifacts') throw new ProtocolError(`manifest for job ${m.id.slice(0, 40)} outside its artifact stream`);
         if (r.manifest.length + m.files.length > MAX_ARTIFACT_FILES) throw new ProtocolError(`manifest of more than ${MAX_ARTIFACT_FILES} entries`);
         for (const e of m.files) if ((r.manifestNames += nameBytes(e)) > MAX_ARTIFACT_NAMES) throw new ProtocolError(`manifest paths over ${MAX_ARTIFACT_NAMES} bytes in all`);
+        // An empty part that is not the last says nothing: it would only keep the stall rule at bay.
+        if (m.more && m.files.length === 0) throw new ProtocolError('an empty manifest part with more to come');
         for (const e of m.files) r.manifest.push(e);
         r.progressAt = mono();
         if (m.more) return;
@@ -959,7 +963,7 @@ export class Daemon implements ConnOwner {
     if (r.diskWaits > 0) return undefined;
     const hb = this.opts.heartbeatMs;
     const now = mono();
-    const quiet = now - r.progressAt;
+    const quiet = now - Math.max(r.progressAt, r.worker?.dataAt ?? 0);   // a frame's bytes count as they come, not at its end
     if (r.phase === 'console' && !r.ended) {
       const timeout = timeoutOf(r.job);
       const byTimeout = r.heldAt + timeout + KILL_GRACE_MS + OVERDUE_HEARTBEATS * hb;
@@ -1045,7 +1049,8 @@ function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer
  */
 function sameKey(want: string | undefined, shown: string | undefined): boolean {
   if (want === undefined) return true;
-  return /^[0-9a-f]{32}$/.test(want) && shown !== undefined && shown.length === want.length && timingSafeEqual(Buffer.from(shown), Buffer.from(want));
+  const hex = /^[0-9a-f]{32}$/;   // both: timingSafeEqual needs the same number of bytes
+  return hex.test(want) && shown !== undefined && hex.test(shown) && timingSafeEqual(Buffer.from(shown), Buffer.from(want));
 }
 
 function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; started: Date | undefined; attempt: number | undefined; key: string | undefined } {
