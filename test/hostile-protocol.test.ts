@@ -1125,6 +1125,31 @@ test('an empty manifest part with more to come is a protocol violation (it would
   await survived(e, /worker left worker=emptypart why="protocol violation: an empty manifest part with more to come"/);
 });
 
+test('a worker that reconnects again and again, its job never ending, does not put off the timeout\'s backstop', async () => {
+  const e = await setup();
+  const id = newId();
+  await submit(new SpoolPaths(e.spool), submission({ name: 'hopper', platform: EVIL_PLATFORM, timeout: 1_000, body: '#!/bin/sh\nsleep 600\n', id }));
+  let f = await welcomed(e, 'hopper', { keys: true });
+  f.keepAlive(HEARTBEAT_MS / 2);
+  const job = await f.expect('job');
+  // Every 2 s (well under the 10.8 s the backstop allows) it drops and re-attaches, never ending the job.
+  const give = Date.now() + 25_000;
+  while (!readIf(path.join(e.spool, 'done', 'hopper', id, 'result')) && Date.now() < give) {
+    await sleep(2_000);
+    if (f.closed) break;   // let go by the backstop
+    f.destroy();
+    await waitLog(e, /worker left worker=hopper/);
+    e.mark = e.spoold.log().length;
+    f = await fake(e);
+    f.keepAlive(HEARTBEAT_MS / 2);
+    f.control(hello(e, { name: 'hopper', keys: true, holding: { id, name: 'hopper', attempt: 1, finished: false, key: job.key } }));
+    await f.expectOneOf(['resume', 'not-yours']);
+  }
+  const r = await resultOf(e, 'hopper', id, 5_000);
+  assert.equal(r.status, { kind: 'timeout' });
+  await survived(e, new RegExp(`overdue id=${id} name=hopper worker=hopper why="it ran 9s800ms past its timeout of 1s`));
+});
+
 test('a worker that ignores a cancel is let go 5 s + 6 heartbeats after it, and the job is recorded canceled', async () => {
   const e = await setup();
   const id = await queue(e, 'deafcancel', EVIL_PLATFORM, '#!/bin/sh\nsleep 600\n');
