@@ -112,9 +112,9 @@ async function fake(e: Env): Promise<FakeWorker> {
   return f;
 }
 
-async function queue(e: Env, name: string, platform: string, body = '#!/bin/sh\necho hello\n', retries?: number): Promise<string> {
+async function queue(e: Env, name: string, platform: string, body = '#!/bin/sh\necho hello\n', retries?: number, timeout?: number): Promise<string> {
   const id = newId();
-  await submit(new SpoolPaths(e.spool), submission({ name, platform, retries, body, id }));
+  await submit(new SpoolPaths(e.spool), submission({ name, platform, retries, timeout, body, id }));
   return id;
 }
 
@@ -1055,8 +1055,7 @@ test('at most 64 connections wait for their hello: more are refused at once, log
 // stalled in its artifacts, held the job for ever. spoold is now the backstop.
 test('a worker that never ends its job is let go 5 s + 12 heartbeats past the job\'s timeout, and the job is recorded timeout', async () => {
   const e = await setup();
-  const id = newId();
-  await submit(new SpoolPaths(e.spool), submission({ name: 'wedged', platform: EVIL_PLATFORM, timeout: 1_000, body: '#!/bin/sh\nsleep 600\n', id }));
+  const id = await queue(e, 'wedged', EVIL_PLATFORM, '#!/bin/sh\nsleep 600\n', undefined, 1_000);
   const f = await welcomed(e, 'wedged');
   f.keepAlive(HEARTBEAT_MS / 2);
   assert.is((await f.expect('job')).id, id);
@@ -1072,8 +1071,7 @@ test('a worker that never ends its job is let go 5 s + 12 heartbeats past the jo
 
 test('console still coming past the timeout\'s backstop is a delivery, not a stuck job: the job ends as its worker says', async () => {
   const e = await setup();
-  const id = newId();
-  await submit(new SpoolPaths(e.spool), submission({ name: 'slowlink', platform: EVIL_PLATFORM, timeout: 1_000, body: '#!/bin/sh\necho\n', id }));
+  const id = await queue(e, 'slowlink', EVIL_PLATFORM, '#!/bin/sh\necho\n', undefined, 1_000);
   const f = await welcomed(e, 'slowlink');
   f.keepAlive(HEARTBEAT_MS / 2);
   assert.is((await f.expect('job')).id, id);
@@ -1127,8 +1125,7 @@ test('an empty manifest part with more to come is a protocol violation (it would
 
 test('a worker that reconnects again and again, its job never ending, does not put off the timeout\'s backstop', async () => {
   const e = await setup();
-  const id = newId();
-  await submit(new SpoolPaths(e.spool), submission({ name: 'hopper', platform: EVIL_PLATFORM, timeout: 1_000, body: '#!/bin/sh\nsleep 600\n', id }));
+  const id = await queue(e, 'hopper', EVIL_PLATFORM, '#!/bin/sh\nsleep 600\n', undefined, 1_000);
   let f = await welcomed(e, 'hopper', { keys: true });
   f.keepAlive(HEARTBEAT_MS / 2);
   const job = await f.expect('job');

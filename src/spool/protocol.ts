@@ -18,6 +18,8 @@
 //   server: cancel {id}        (kill the job; report `canceled`)
 //   worker: release {id, why, unstarted?}  (stopping: the job was killed unfinished, or never started; spoold requeues it now)
 
+
+import { timingSafeEqual } from 'node:crypto';
 export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME = 4 << 20;        // 4 MiB payload: the per-frame memory bound, but for the job message
 export const MAX_CONTROL = 64 << 10;     // 64 KiB: what spoold accepts for one worker message (workers never send scripts)
@@ -26,6 +28,11 @@ export const MAX_CONTROL = 64 << 10;     // 64 KiB: what spoold accepts for one 
 // allowed in a script) as 6 bytes, so its script may take 6 MiB escaped.
 export const MAX_JOB_MSG = 8 << 20;
 export const DEAD_AFTER = 3;               // heartbeats of silence before a peer is taken for dead
+/** A secret shown equals the one kept (a token, an attempt's key), in time that does not depend on where they differ. */
+export function sameSecret(shown: Buffer, kept: Buffer): boolean {
+  return shown.length === kept.length && timingSafeEqual(shown, kept);
+}
+
 /** workerd's grace between the SIGTERM and the SIGKILL of a job's group; spoold allows for it (daemon.ts stuck()). */
 export const KILL_GRACE_MS = 5_000;
 export const MAX_MANIFEST_PART = 1000;  // entries in one manifest message (a worker also keeps each under MAX_CONTROL)

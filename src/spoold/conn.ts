@@ -8,8 +8,7 @@
 // backpressure, the silence is ours and does not count.
 
 import net from 'node:net';
-import { timingSafeEqual } from 'node:crypto';
-import { FrameReader, encodeMsg, ProtocolError, PROTOCOL_VERSION, DEAD_AFTER, MAX_CONTROL, MAX_FRAME, T_CONSOLE, T_ARTIFACTS, type Frame, type Msg } from '../spool/protocol.js';
+import { FrameReader, encodeMsg, ProtocolError, sameSecret, PROTOCOL_VERSION, DEAD_AFTER, MAX_CONTROL, MAX_FRAME, T_CONSOLE, T_ARTIFACTS, type Frame, type Msg } from '../spool/protocol.js';
 import { isName } from '../spool/paths.js';
 import { Slabs } from './slabs.js';
 
@@ -179,8 +178,7 @@ export class Conn {
       return;
     }
     if (this.owner.token) {
-      const given = Buffer.from(h.token ?? '');
-      if (given.length !== this.owner.token.length || !timingSafeEqual(given, this.owner.token)) {
+      if (!sameSecret(Buffer.from(h.token ?? ''), this.owner.token)) {
         this.close(`wrong token from worker ${JSON.stringify(h.name.slice(0, 64))}`, { t: 'bye', why: 'wrong or missing token (see --token-file)', code: 'token' });
         return;
       }

@@ -16,7 +16,7 @@
 // `failed: ...` when it can, and is logged; the daemon goes on.
 
 import fs from 'node:fs';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,7 +28,7 @@ import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree } from '../
 import { decodeFile, formatHeaders, parseHeaders, parseTime } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
-import { T_CONSOLE, T_ARTIFACTS, DEAD_AFTER, KILL_GRACE_MS, ProtocolError, MAX_ARTIFACT_FILES, MAX_ARTIFACT_NAMES, nameBytes, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
+import { T_CONSOLE, T_ARTIFACTS, DEAD_AFTER, KILL_GRACE_MS, sameSecret, ProtocolError, MAX_ARTIFACT_FILES, MAX_ARTIFACT_NAMES, nameBytes, type Frame, type Msg, type ArtifactEntry } from '../spool/protocol.js';
 import { errno, SpoolError } from '../spool/errors.js';
 import { readRegular, readSpoolFile } from '../spool/read.js';
 import { Queue, type Queued } from './queue.js';
@@ -357,9 +357,9 @@ export class Daemon implements ConnOwner {
     }
     const r = isId(h.id) ? this.running.get(h.id) : undefined;
     // Only the worker that was given this attempt may take it back: same name (as
-    // dispatched, or as the lease on disk says after a restart), same platform.
-    if (r && !r.worker && r.attempt === h.attempt && !r.cancelRequested && !r.ending
-        && r.workerName === c.name && r.job.platform === c.platform && sameKey(r.key, h.key)) {
+    // dispatched, or as the lease on disk says after a restart), same platform, its key.
+    const givenTo = r !== undefined && r.workerName === c.name && r.job.platform === c.platform && sameKey(r.key, h.key);
+    if (r && givenTo && !r.worker && r.attempt === h.attempt && !r.cancelRequested && !r.ending) {
       r.worker = c;
       r.phase = 'console';
       r.ended = h.finished;
@@ -393,7 +393,7 @@ export class Daemon implements ConnOwner {
       const why = done ? `the job finished without this worker's result while it was away (${stored ? formatStatus(stored.status) : 'its result is unreadable'})`
         : r?.cancelRequested ? 'the job was canceled'
         : r?.worker ? 'another connection holds the job'
-          : r && (r.workerName !== c.name || r.job.platform !== c.platform || !sameKey(r.key, h.key)) ? 'the job was given to another worker'
+          : r && !givenTo ? 'the job was given to another worker'
             : 'the job is no longer yours (its lease ran out, it was requeued or finished elsewhere)';
       c.send({ t: 'not-yours', id: h.id, why });
       log('refused', { id: h.id, worker: c.name, why });
@@ -1049,8 +1049,8 @@ function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer
  */
 function sameKey(want: string | undefined, shown: string | undefined): boolean {
   if (want === undefined) return true;
-  const hex = /^[0-9a-f]{32}$/;   // both: timingSafeEqual needs the same number of bytes
-  return hex.test(want) && shown !== undefined && hex.test(shown) && timingSafeEqual(Buffer.from(shown), Buffer.from(want));
+  const hex = /^[0-9a-f]{32}$/;   // a key spoold did not write matches nothing
+  return hex.test(want) && shown !== undefined && sameSecret(Buffer.from(shown), Buffer.from(want));
 }
 
 function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; started: Date | undefined; attempt: number | undefined; key: string | undefined } {

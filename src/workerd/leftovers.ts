@@ -48,23 +48,25 @@ export async function cleanLeftovers(workdir: string, graceMs: number, say: (lin
   if (dirs.length === 0) return;
   const own = Number(stat('self')?.[2]);
   const kill: Array<{ id: string; pgid: number }> = [];
+  const now = groups();
   for (const { dir, id } of dirs) {
     const rec = readPgid(dir);
-    if (!rec || !groupLives(rec.pgid)) continue;
-    if (rec.pgid !== own && isJobs(rec, path.join(workdir, id, 'job'))) kill.push({ id, pgid: rec.pgid });
+    if (!rec || !lives(rec.pgid, now)) continue;
+    if (rec.pgid !== own && isJobs(rec, path.join(workdir, id, 'job'), now)) kill.push({ id, pgid: rec.pgid });
     else say(`process group ${rec.pgid}, which job ${id} ran in, runs, but is not the job's any more or cannot be checked: not killed (if it is the job's: kill -KILL -- -${rec.pgid})`);
   }
   for (const k of kill) {
     say(`job ${k.id} was left running by a workerd that died (process group ${k.pgid}): killing it`);
     signalGroup(k.pgid, 'SIGTERM');
   }
-  await until(() => !kill.some((k) => groupLives(k.pgid)), graceMs);
-  const stubborn = kill.filter((k) => groupLives(k.pgid));
+  const living = (list: typeof kill) => { const g = groups(); return list.filter((k) => lives(k.pgid, g)); };
+  await until(() => living(kill).length === 0, graceMs);
+  const stubborn = living(kill);
   for (const k of stubborn) {
     say(`job ${k.id}'s process group ${k.pgid} outlived SIGTERM by ${graceMs / 1000} s: SIGKILL`);
     signalGroup(k.pgid, 'SIGKILL');
   }
-  await until(() => !stubborn.some((k) => groupLives(k.pgid)), 1_000);   // no process of it still writing into the directory
+  await until(() => living(stubborn).length === 0, 1_000);   // no process of it still writing into the directory
   for (const { dir } of dirs) {
     try {
       await fsp.rm(dir, { recursive: true, force: true, maxRetries: 3 });
@@ -82,24 +84,33 @@ function readPgid(dir: string): { pgid: number; start: string } | undefined {
   return m && Number(m[1]) > 1 ? { pgid: Number(m[1]), start: m[2]! } : undefined;
 }
 
-/** The live (not zombie) processes of process group `pgid`. */
-function members(pgid: number): number[] {
+/** The live (not zombie) processes of each process group, from one pass over /proc; undefined where there is no /proc. */
+function groups(): Map<number, number[]> | undefined {
   let pids: string[];
-  try { pids = fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)); } catch { return []; }
-  return pids.map(Number).filter((p) => { const f = stat(p); return f !== undefined && Number(f[2]) === pgid && f[0] !== 'Z'; });
+  try { pids = fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)); } catch { return undefined; }
+  if (!fs.existsSync('/proc/self/stat')) return undefined;
+  const out = new Map<number, number[]>();
+  for (const p of pids) {
+    const f = stat(Number(p));
+    if (!f || f[0] === 'Z') continue;
+    const g = Number(f[2]);
+    const list = out.get(g);
+    if (list) list.push(Number(p)); else out.set(g, [Number(p)]);
+  }
+  return out;
 }
 
-/** Some process of the group runs (signal 0 reaches it; /proc, where there is one, says it is no zombie). */
-function groupLives(pgid: number): boolean {
-  try { process.kill(-pgid, 0); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false; }
-  return !fs.existsSync('/proc/self/stat') || members(pgid).length > 0;
+/** Some process of group `pgid` runs: by `g` (groups()), or, without /proc, as far as signal 0 can tell. */
+function lives(pgid: number, g: Map<number, number[]> | undefined): boolean {
+  if (g) return g.has(pgid);
+  try { process.kill(-pgid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code !== 'ESRCH'; }
 }
 
 /** The group is still the job's: the leader that started then, or a process with the job's directory in its environment. */
-function isJobs(rec: { pgid: number; start: string }, jobDir: string): boolean {
+function isJobs(rec: { pgid: number; start: string }, jobDir: string, g: Map<number, number[]> | undefined): boolean {
   if (rec.start !== '-' && stat(rec.pgid)?.[19] === rec.start) return true;
   const mark = `BUILDER_JOB_DIR=${jobDir}`;
-  return members(rec.pgid).some((p) => {
+  return (g?.get(rec.pgid) ?? []).some((p) => {
     try { return fs.readFileSync(`/proc/${p}/environ`, 'latin1').split('\0').includes(mark); } catch { return false; }
   });
 }

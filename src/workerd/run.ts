@@ -63,6 +63,7 @@ const STANDBY_SH = [
  */
 export class Standby {
   private ready: ChildProcess | undefined;
+  private readyPgid = '';   // its pgid line (leftovers.ts), read while idle rather than as the job starts
 
   constructor(private readonly sandbox: string | undefined) {}
 
@@ -79,15 +80,16 @@ export class Standby {
     c.once('exit', () => { if (this.ready === c) this.ready = undefined; });   // killed while idle: take() makes another
     c.stdin.on('error', () => {});     // EPIPE from one that died: its exit is the job's result
     this.ready = c;
+    this.readyPgid = pgidLine(c.pid);
   }
 
-  /** The waiting process, for one job; a fresh one when none is ready. */
-  take(): ChildProcess {
+  /** The waiting process, for one job, and its pgid line; a fresh one when none is ready. */
+  take(): { child: ChildProcess; pgid: string } {
     this.prepare();
     const c = this.ready;
     if (!c) throw new Error('cannot start /bin/sh for it (out of processes or file descriptors?)');
     this.ready = undefined;
-    return c;
+    return { child: c, pgid: this.readyPgid };
   }
 }
 export const SCRIPT = 'script.sh';
@@ -167,15 +169,16 @@ export class LocalJob {
       return;
     }
     let child: ChildProcess;
+    let pgid: string;
     try {
-      child = standby.take();
+      ({ child, pgid } = standby.take());
     } catch (e) {
       this.end({ kind: 'failed', why: `cannot start the job: ${(e as Error).message}` });
       return;
     }
     try {
       // The job's process group, before it starts: if we die, the next workerd here kills what it left running (leftovers.ts).
-      fs.writeFileSync(path.join(this.dir, PGID), pgidLine(child.pid!));
+      fs.writeFileSync(path.join(this.dir, PGID), pgid);
       child.stdin!.end(`${this.spec.id} ${this.spec.name} ${this.spec.platform} ${this.spec.network ? 'yes' : 'no'}\n${this.dir}\n`);
     } catch (e) {
       try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
