@@ -147,19 +147,25 @@ const TAIL = SMALL_READ;
  * it completes; at most one partial frame (<= MAX_FRAME, or maxControl if
  * larger, + 5 bytes) is held.
  * Every check on a frame (type, length, data before hello) is made at its
- * header, before its bytes are buffered. A data frame is returned once it is
- * complete, as one or more frames of the same type whose payloads together are
- * the frame's: each a view into the chunk its bytes came in (no copy). Console
- * and artifact bytes are a stream, so the split does not matter to the reader,
- * and assembling 1-4 MiB frames from 64 KiB socket reads cost spoold a fresh
- * buffer and a copy of every byte. An empty data frame is returned as one
- * empty payload, so it is checked like any other.
+ * header, before its bytes are buffered. A data frame's bytes are returned as
+ * they come, as one or more frames of its type whose payloads together are the
+ * frame's: each a view into the chunk its bytes came in (no copy), none held
+ * here. Console and artifact bytes are a stream, so the split does not matter
+ * to the reader. Assembling 1-4 MiB frames from 64 KiB socket reads cost
+ * spoold a fresh buffer and a copy of every byte; holding a frame's views until
+ * its end held up to 4 MiB per connection out of reach of spoold's console
+ * budget (twelve workers streaming took it to 158 MiB: npm run bench,
+ * W3-many). An empty data frame is returned as one empty payload, so it is
+ * checked like any other.
  */
 export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private tail: Buffer | undefined;
   private tailUsed = 0;
+  /** The data frame being read: its type, and how many of its bytes are still to come. */
+  private dataType: typeof T_CONSOLE | typeof T_ARTIFACTS = T_CONSOLE;
+  private dataLeft = 0;
   /** maxControl: the largest control frame accepted; spoold uses MAX_CONTROL, workerd MAX_JOB_MSG (job scripts). */
   constructor(private readonly maxControl = MAX_CONTROL) {}
   /** The largest data frame accepted; spoold sets 0 until the hello is done, so a stranger cannot make it hold 4 MiB. */
@@ -171,6 +177,13 @@ export class FrameReader {
     this.buffered += chunk.length;
     const out: Frame[] = [];
     for (;;) {
+      if (this.dataLeft > 0) {
+        if (this.buffered === 0) break;
+        const piece = this.takeSome(this.dataLeft);
+        this.dataLeft -= piece.length;
+        out.push({ type: this.dataType, data: piece });
+        continue;
+      }
       if (this.buffered < 5) break;
       const head = this.peek(5);
       const len = head.readUInt32BE(0);
@@ -180,7 +193,7 @@ export class FrameReader {
       if (type !== T_CONTROL && type !== T_CONSOLE && type !== T_ARTIFACTS) throw new ProtocolError(`unknown frame type ${type}`);
       if (type === T_CONTROL && len > this.maxControl) throw new ProtocolError(`control frame of ${len} bytes is over the limit of ${this.maxControl}`);
       if (type !== T_CONTROL && len > this.maxData) throw new ProtocolError(this.maxData === 0 ? 'data frame before hello' : `data frame of ${len} bytes is over the limit of ${this.maxData}`);
-      if (this.buffered < 5 + len) break;
+      if (type === T_CONTROL && this.buffered < 5 + len) break;
       this.take(5);
       if (type === T_CONTROL) {
         const payload = this.take(len);
@@ -189,13 +202,9 @@ export class FrameReader {
         out.push({ type: T_CONTROL, msg: checkMsg(v) });
         continue;
       }
-      const dtype = type as typeof T_CONSOLE | typeof T_ARTIFACTS;
-      if (len === 0) { out.push({ type: dtype, data: Buffer.alloc(0) }); continue; }
-      for (let left = len; left > 0;) {
-        const piece = this.takeSome(left);
-        left -= piece.length;
-        out.push({ type: dtype, data: piece });
-      }
+      this.dataType = type as typeof T_CONSOLE | typeof T_ARTIFACTS;
+      if (len === 0) out.push({ type: this.dataType, data: Buffer.alloc(0) });
+      this.dataLeft = len;
     }
     return out;
   }
@@ -222,14 +231,10 @@ export class FrameReader {
   holds(buffer: ArrayBufferLike): boolean { return this.chunks.some((c) => c.buffer === buffer); }
 
   /** The unfinished frame is a data frame of which some bytes are in: a delivery under way, however slow its link. */
-  get readingData(): boolean {
-    if (this.buffered <= 5) return false;
-    const h = this.peek(5);
-    return h[4] !== T_CONTROL && h.readUInt32BE(0) > 0;
-  }
+  get readingData(): boolean { return this.dataLeft > 0; }
 
-  /** Bytes of an unfinished frame: at end of stream, a truncated frame. */
-  get pending(): number { return this.buffered; }
+  /** Bytes of an unfinished frame, held or still to come: at end of stream, a truncated frame. */
+  get pending(): number { return this.buffered + this.dataLeft; }
 
   private peek(n: number): Buffer {
     const first = this.chunks[0]!;
