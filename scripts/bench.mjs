@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // bench.mjs: the benchmark of issue 3 item 8. `npm run bench` builds, then runs this.
 //
-//   node scripts/bench.mjs [W1 | W1-drop W1-start W1-bctl] [W2] [W3] [W4] [--dir DIR] [--jobs N] [--keep]
+//   node scripts/bench.mjs [W1 | W1-drop W1-start W1-bctl] [W2] [W3] [W3-many] [W4] [--dir DIR] [--jobs N] [--keep]
 //                          [--cpu-prof DIR] [--wrap-spoold CMD] [--nice N]
 //
 // Each workload starts real spoold and workerd processes (dist/bin, as built)
@@ -71,7 +71,7 @@ const MB = 1e6;
 
 // ---- command line ---------------------------------------------------------
 
-const USAGE = 'usage: node scripts/bench.mjs [W1 | W1-drop W1-start W1-bctl] [W2] [W3] [W4] [--dir DIR] [--jobs N] [--keep] [--cpu-prof DIR] [--wrap-spoold CMD] [--nice N]\n';
+const USAGE = 'usage: node scripts/bench.mjs [W1 | W1-drop W1-start W1-bctl] [W2] [W3] [W3-many] [W4] [--dir DIR] [--jobs N] [--keep] [--cpu-prof DIR] [--wrap-spoold CMD] [--nice N]\n';
 const opts = { dir: os.tmpdir(), jobs: 1000, keep: false, cpuProf: process.env.BENCH_CPU_PROF || undefined, wrapSpoold: process.env.BENCH_WRAP_SPOOLD || undefined, only: new Set() };
 {
   const argv = process.argv.slice(2);
@@ -79,7 +79,7 @@ const opts = { dir: os.tmpdir(), jobs: 1000, keep: false, cpuProf: process.env.B
     const a = argv[i];
     const val = () => { if (i + 1 >= argv.length) bad(`${a} needs a value`); return argv[++i]; };
     if (/^W1$/i.test(a)) for (const p of ['W1-DROP', 'W1-START', 'W1-BCTL']) opts.only.add(p);
-    else if (/^W[2-4]$|^W1-(drop|start|bctl)$/i.test(a)) opts.only.add(a.toUpperCase());
+    else if (/^W[2-4]$|^W1-(drop|start|bctl)$|^W3-many$/i.test(a)) opts.only.add(a.toUpperCase());
     else if (a === '--dir') opts.dir = path.resolve(val());
     else if (a === '--jobs') { opts.jobs = Number(val()); if (!Number.isInteger(opts.jobs) || opts.jobs < 1) bad('--jobs takes a positive whole number'); }
     else if (a === '--keep') opts.keep = true;
@@ -89,7 +89,7 @@ const opts = { dir: os.tmpdir(), jobs: 1000, keep: false, cpuProf: process.env.B
     else if (a === '-h' || a === '--help') { process.stdout.write(USAGE); process.exit(0); }
     else bad(`unknown argument ${a}`);
   }
-  if (opts.only.size === 0) for (const w of ['W1-DROP', 'W1-START', 'W1-BCTL', 'W2', 'W3', 'W4']) opts.only.add(w);
+  if (opts.only.size === 0) for (const w of ['W1-DROP', 'W1-START', 'W1-BCTL', 'W2', 'W3', 'W3-MANY', 'W4']) opts.only.add(w);
 }
 function bad(msg) { process.stderr.write(`bench: ${msg}\n${USAGE}`); process.exit(2); }
 
@@ -571,6 +571,36 @@ async function w3() {
   row(`W3 floor: the job's command alone, output to a file`, `${fmt(floor, 2)} s = ${fmt(bytes / MB / floor, 0)} MB/s`, '', undefined);
 }
 
+/**
+ * W3 with MANY workers at once: each runs a job printing 100 MB of lines. The
+ * issue bounds spoold's peak RSS "whatever the size"; a farm streams many
+ * consoles at a time, so the bound must hold for all of them together.
+ */
+const MANY = Number(process.env.BENCH_MANY) || 6;
+async function w3Many() {
+  const bytes = 100_000_000;
+  say(`W3-many: ${MANY} jobs at once, each printing ${bytes / MB} MB of lines`);
+  const rig = await new Rig('w3m').start(MANY);
+  const print = `yes 'some line of build output 0123456789' | head -c ${bytes}`;
+  const staged = [];
+  for (let i = 0; i < MANY; i++) staged.push(await rig.stage('w3m', `#!/bin/sh\n${print}\n`));
+  const idle = memOf(rig.spoold.pid);
+  const t0 = nowNs();
+  for (const s of staged) await fsp.rename(s.staged, s.target);
+  await until('the w3-many results', () => staged.every((s) => fs.existsSync(rig.resultPath('w3m', s.id))), 300_000, 10);
+  const secs = (nowNs() - t0) / 1e9;
+  const mem = memOf(rig.spoold.pid);
+  rig.account('W3-many');
+  await checkResults(rig, 'w3m', staged.map((s) => s.id));
+  for (const s of staged) {
+    const size = (await fsp.stat(path.join(rig.sp.done('w3m', s.id), 'console.log'))).size;
+    if (size !== bytes) throw new Error(`W3-many: console.log of ${s.id} has ${size} bytes, not ${bytes}`);
+  }
+  await rig.remove();
+  row(`W3-many: ${MANY} consoles of 100 MB at once, all in done/`, `${fmt(secs, 2)} s = ${fmt(MANY * bytes / MB / secs, 0)} MB/s`, '', undefined);
+  row(`W3-many spoold peak RSS (VmHWM); ${mib(idle.rss)} before the jobs`, mib(mem.hwm), '< 100 MiB', mem.hwm < 100 * MiB);
+}
+
 // ---- W4 -------------------------------------------------------------------------
 
 async function sha256File(p) {
@@ -673,7 +703,7 @@ let failed;
 const stopAll = async () => { for (const r of cleanups.splice(0)) await r.remove().catch(() => {}); };
 process.on('SIGINT', () => { void stopAll().then(() => process.exit(130)); });
 try {
-  const workloads = [['W1-DROP', w1Drop], ['W1-START', w1Start], ['W1-BCTL', w1Bctl], ['W2', w2], ['W3', w3], ['W4', w4]];
+  const workloads = [['W1-DROP', w1Drop], ['W1-START', w1Start], ['W1-BCTL', w1Bctl], ['W2', w2], ['W3', w3], ['W3-MANY', w3Many], ['W4', w4]];
   let first = true;
   for (const [name, run] of workloads) {
     if (!opts.only.has(name)) continue;

@@ -32,7 +32,7 @@ test.after.each(async () => {
 async function spool(): Promise<{ sp: Spool; d: D }> {
   const sp = new SpoolPaths(path.join(root, 'spool'));
   await ensureSpool(sp);
-  const d = new Daemon(sp, { heartbeatMs: 60_000, leaseMs: 60_000, token: undefined, maxArtifactBytes: 1 << 30 });
+  const d = new Daemon(sp, { heartbeatMs: 60_000, leaseMs: 60_000, token: undefined, maxArtifactBytes: 1 << 30, consoleBuffer: 4 << 20 });
   daemons.push(d);
   return { sp, d };
 }

@@ -137,6 +137,26 @@ test('a job runs on a worker of its platform; console, artifacts, SHA256SUMS and
   assert.match(job, /^id: /);
 });
 
+test('four consoles streaming at once, together far over spoold --console-buffer, each land whole and unmixed', async () => {
+  // 30 MB each at full speed, 120 MB in all, through 64 KiB: spoold holds the
+  // workers for its console buffer again and again, and lets them go on.
+  spoold(['--console-buffer', '65536']);
+  const names = ['c1', 'c2', 'c3', 'c4'];
+  for (const n of names) workerd(n);
+  const line = (n: string) => `${n} some line of build output 0123456789`;
+  const size = 30_000_000;
+  const ids = [];
+  for (const n of names) ids.push(await queue(`many-${n}`, `#!/bin/sh\nyes '${line(n)}' | head -c ${size}\n`));
+  for (const [k, n] of names.entries()) {
+    const r = await result(`many-${n}`, ids[k]!, 120_000);
+    assert.equal(r.status, { kind: 'exited', code: 0 }, `${n}`);
+    const got = fs.readFileSync(path.join(doneDir(`many-${n}`, ids[k]!), 'console.log'), 'latin1');
+    assert.is(got.length, size, `${n}: every byte arrived`);
+    const whole = `${line(n)}\n`.repeat(Math.ceil(size / (line(n).length + 1))).slice(0, size);
+    assert.ok(got === whole, `${n}: its own lines, in order, none from another job`);
+  }
+});
+
 test('the job sees BUILDER_JOB_ID, BUILDER_JOB_NAME, BUILDER_PLATFORM, its own process group and a fresh directory', async () => {
   spoold();
   workerd('w1');

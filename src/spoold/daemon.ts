@@ -32,6 +32,7 @@ import { T_CONSOLE, T_ARTIFACTS, DEAD_AFTER, KILL_GRACE_MS, sameSecret, Protocol
 import { errno, SpoolError } from '../spool/errors.js';
 import { readRegular, readSpoolFile } from '../spool/read.js';
 import { Queue, type Queued } from './queue.js';
+import { Budget } from './budget.js';
 import { Conn, type ConnOwner } from './conn.js';
 import { log } from './log.js';
 import { formatDuration } from '../spool/duration.js';
@@ -70,6 +71,16 @@ export const ORPHAN_MS = 30_000;
 /** Console bytes spoold queues for disk before it stops reading the job's worker: part of the memory bound per job. */
 export const CONSOLE_WINDOW = 4 << 20;
 
+/**
+ * Console bytes spoold queues for disk, all jobs together, before it stops
+ * reading every worker that adds more (the default of --console-buffer): the
+ * memory bound holds for the consoles of a whole farm, not per job. Six
+ * streaming at once took spoold to 123 MiB with the window alone, and to
+ * 98-105 MiB with a budget of two windows; 84 MiB with one, and faster
+ * (npm run bench, W3-many). One console alone still streams with its window.
+ */
+export const CONSOLE_BUDGET = CONSOLE_WINDOW;
+
 /** workers/NAME is rewritten at most this often per worker (writeWorker). */
 export const WORKER_FILE_MS = 1_000;
 
@@ -95,6 +106,8 @@ export interface DaemonOpts {
   leaseMs: number;
   token: Buffer | undefined;
   maxArtifactBytes: number;
+  /** Console bytes on their way to disk, all jobs together, before workers are held (--console-buffer; CONSOLE_BUDGET). */
+  consoleBuffer: number;
 }
 
 type Phase = 'console' | 'artifacts' | 'manifest' | 'finishing';
@@ -147,6 +160,7 @@ export class Daemon implements ConnOwner {
   readonly token: Buffer | undefined;
   readonly queue: Queue;
   private running = new Map<string, Running>();
+  private consoleBudget: Budget;   // console bytes on their way to disk, all jobs together
   private claiming = new Set<string>();     // ids between dispatchFor and running.set
   private workers = new Set<Conn>();
   private busy = new Map<Conn, Busy>();   // no entry: idle
@@ -165,6 +179,7 @@ export class Daemon implements ConnOwner {
   constructor(readonly sp: SpoolPaths, readonly opts: DaemonOpts) {
     this.heartbeatMs = opts.heartbeatMs;
     this.token = opts.token;
+    this.consoleBudget = new Budget(opts.consoleBuffer);
     this.queue = new Queue(sp, (q) => this.dispatchFor(q.platform));
   }
 
@@ -684,8 +699,9 @@ export class Daemon implements ConnOwner {
     }
     r.consoleFlush?.wrote(data.length);
     batchWrites(r.console);
-    if (!r.console.write(data, () => written())) return drained(r.console);
-    return undefined;
+    const full = this.consoleBudget.take(data.length);
+    if (!r.console.write(data, () => { this.consoleBudget.give(data.length); written(); })) return drained(r.console);
+    return full;
   }
 
   /** End the console stream: written, fsynced (flush) and closed when this resolves, also if another caller began it. */

@@ -2,6 +2,7 @@
 //
 //   spoold [-s SPOOL] [--listen HOST:PORT] [--templates DIR] [--token-file F]
 //          [--lease DUR] [--heartbeat DUR] [--max-artifacts BYTES]
+//          [--console-buffer BYTES]
 //
 // Fatal only when the spool cannot be opened or locked; everything else is
 // logged and survived. SIGTERM/SIGINT: stop dispatching, close connections,
@@ -23,7 +24,7 @@ import { parseDuration } from '../spool/duration.js';
 import { SpoolError } from '../spool/errors.js';
 import { EXIT_FAIL, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
 import { DEAD_AFTER } from '../spool/protocol.js';
-import { Daemon } from './daemon.js';
+import { Daemon, CONSOLE_BUDGET } from './daemon.js';
 import { Conn } from './conn.js';
 import { ScheduleTimer } from './timer.js';
 import { watchDir, watchNew } from './watch.js';
@@ -31,6 +32,7 @@ import { log } from './log.js';
 
 const USAGE = `usage: spoold [-s SPOOL] [--listen HOST:PORT] [--templates DIR] [--token-file FILE]
               [--lease DUR] [--heartbeat DUR] [--max-artifacts BYTES]
+              [--console-buffer BYTES]
 
 Serve the spool SPOOL (default $BUILDER_SPOOL, else /var/spool/builder) to
 workers on SPOOL/spoold.sock and, with --listen, on TCP (loopback unless a
@@ -52,17 +54,19 @@ export function parseListen(s: string): { host: string; port: number } {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const a = daemonArgs(argv, ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts'], ['help'], usage);
+  const a = daemonArgs(argv, ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts', 'console-buffer'], ['help'], usage);
   if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
   if (a._.length > 0) usage(`unexpected argument ${String(a._[0])}`);
   let heartbeatMs = 5_000;
   let leaseMs = 60_000;
   let maxArtifactBytes = 64 * 2 ** 30;
+  let consoleBuffer = CONSOLE_BUDGET;
   let listen: { host: string; port: number } | undefined;
   try {
     if (a.heartbeat) heartbeatMs = parseDuration(a.heartbeat, '--heartbeat');
     if (a.lease) leaseMs = parseDuration(a.lease, '--lease');
     if (a['max-artifacts']) { maxArtifactBytes = Number(a['max-artifacts']); if (!Number.isSafeInteger(maxArtifactBytes) || maxArtifactBytes < 0) throw new Error('--max-artifacts takes a number of bytes'); }
+    if (a['console-buffer']) { consoleBuffer = Number(a['console-buffer']); if (!Number.isSafeInteger(consoleBuffer) || consoleBuffer < 1) throw new Error('--console-buffer takes a number of bytes, at least 1'); }
     if (a.listen) listen = parseListen(a.listen);
   } catch (e) { usage((e as Error).message); }
   // LEASE must exceed DEAD_AFTER heartbeats (daemon.ts): a live but slow worker keeps its job.
@@ -88,7 +92,7 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(EXIT_FAIL);
   }
 
-  const d = new Daemon(sp, { heartbeatMs, leaseMs, token, maxArtifactBytes });
+  const d = new Daemon(sp, { heartbeatMs, leaseMs, token, maxArtifactBytes, consoleBuffer });
   const timer = new ScheduleTimer(sp, d, templateDirs);
   d.onFinished = (r) => void timer.finished(r);
   d.hasWorkFor = async (p) => (await templatePlatforms(templateDirs)).includes(p) || timer.serves(p);
