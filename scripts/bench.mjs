@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // bench.mjs: the benchmark of issue 3 item 8. `npm run bench` builds, then runs this.
 //
-//   node scripts/bench.mjs [W1 | W1-drop W1-start W1-bctl] [W2] [W3] [W3-many] [W4] [--dir DIR] [--jobs N] [--keep]
+//   node scripts/bench.mjs [W1 | W1-drop W1-start W1-bctl] [W2] [W3] [W3-many] [W4] [W4-many] [--dir DIR] [--jobs N] [--keep]
 //                          [--cpu-prof DIR] [--wrap-spoold CMD] [--nice N]
 //
 // Each workload starts real spoold and workerd processes (dist/bin, as built)
@@ -71,7 +71,7 @@ const MB = 1e6;
 
 // ---- command line ---------------------------------------------------------
 
-const USAGE = 'usage: node scripts/bench.mjs [W1 | W1-drop W1-start W1-bctl] [W2] [W3] [W3-many] [W4] [--dir DIR] [--jobs N] [--keep] [--cpu-prof DIR] [--wrap-spoold CMD] [--nice N]\n';
+const USAGE = 'usage: node scripts/bench.mjs [W1 | W1-drop W1-start W1-bctl] [W2] [W3] [W3-many] [W4] [W4-many] [--dir DIR] [--jobs N] [--keep] [--cpu-prof DIR] [--wrap-spoold CMD] [--nice N]\n';
 const opts = { dir: os.tmpdir(), jobs: 1000, keep: false, cpuProf: process.env.BENCH_CPU_PROF || undefined, wrapSpoold: process.env.BENCH_WRAP_SPOOLD || undefined, only: new Set() };
 {
   const argv = process.argv.slice(2);
@@ -79,7 +79,7 @@ const opts = { dir: os.tmpdir(), jobs: 1000, keep: false, cpuProf: process.env.B
     const a = argv[i];
     const val = () => { if (i + 1 >= argv.length) bad(`${a} needs a value`); return argv[++i]; };
     if (/^W1$/i.test(a)) for (const p of ['W1-DROP', 'W1-START', 'W1-BCTL']) opts.only.add(p);
-    else if (/^W[2-4]$|^W1-(drop|start|bctl)$|^W3-many$/i.test(a)) opts.only.add(a.toUpperCase());
+    else if (/^W[2-4]$|^W1-(drop|start|bctl)$|^W[34]-many$/i.test(a)) opts.only.add(a.toUpperCase());
     else if (a === '--dir') opts.dir = path.resolve(val());
     else if (a === '--jobs') { opts.jobs = Number(val()); if (!Number.isInteger(opts.jobs) || opts.jobs < 1) bad('--jobs takes a positive whole number'); }
     else if (a === '--keep') opts.keep = true;
@@ -89,7 +89,7 @@ const opts = { dir: os.tmpdir(), jobs: 1000, keep: false, cpuProf: process.env.B
     else if (a === '-h' || a === '--help') { process.stdout.write(USAGE); process.exit(0); }
     else bad(`unknown argument ${a}`);
   }
-  if (opts.only.size === 0) for (const w of ['W1-DROP', 'W1-START', 'W1-BCTL', 'W2', 'W3', 'W3-MANY', 'W4']) opts.only.add(w);
+  if (opts.only.size === 0) for (const w of ['W1-DROP', 'W1-START', 'W1-BCTL', 'W2', 'W3', 'W3-MANY', 'W4', 'W4-MANY']) opts.only.add(w);
 }
 function bad(msg) { process.stderr.write(`bench: ${msg}\n${USAGE}`); process.exit(2); }
 
@@ -644,6 +644,30 @@ async function w4Once(k) {
   return { secs, stored: (tArrived - wrote) / 1e9, rate: bytes / MB / secs, hwm: spooldMem.hwm, workerHwm: workerMem.hwm, floor };
 }
 
+/** W4 with MANY workers at once, each job leaving a 128 MiB artifact: the memory bound for a whole farm's deliveries. */
+async function w4Many() {
+  const bytes = 128 * MiB;
+  say(`W4-many: ${MANY} jobs at once, each leaving a ${bytes / MiB} MiB artifact`);
+  const rig = await new Rig('w4m').start(MANY);
+  const staged = [];
+  for (let i = 0; i < MANY; i++) staged.push(await rig.stage('w4m', `#!/bin/sh\nset -e\ndd if=/dev/zero of=big.bin bs=1M count=${bytes / MiB} 2>/dev/null\n`));
+  const idle = memOf(rig.spoold.pid);
+  const t0 = nowNs();
+  for (const s of staged) await fsp.rename(s.staged, s.target);
+  await until('the w4-many results', () => staged.every((s) => fs.existsSync(rig.resultPath('w4m', s.id))), 300_000, 10);
+  const secs = (nowNs() - t0) / 1e9;
+  const mem = memOf(rig.spoold.pid);
+  rig.account('W4-many');
+  await checkResults(rig, 'w4m', staged.map((s) => s.id));
+  for (const s of staged) {
+    const size = (await fsp.stat(path.join(rig.sp.done('w4m', s.id), 'artifacts', 'big.bin'))).size;
+    if (size !== bytes) throw new Error(`W4-many: big.bin of ${s.id} has ${size} bytes, not ${bytes}`);
+  }
+  await rig.remove();
+  row(`W4-many: ${MANY} artifacts of ${bytes / MiB} MiB at once, all in done/`, `${fmt(secs, 2)} s = ${fmt(MANY * bytes / MB / secs, 0)} MB/s`, '', undefined);
+  row(`W4-many spoold peak RSS (VmHWM); ${mib(idle.rss)} before the jobs`, mib(mem.hwm), '< 100 MiB', mem.hwm < 100 * MiB);
+}
+
 /** W4 RUNS times, as W3. */
 async function w4() {
   const bytes = 512 * MiB;
@@ -703,7 +727,7 @@ let failed;
 const stopAll = async () => { for (const r of cleanups.splice(0)) await r.remove().catch(() => {}); };
 process.on('SIGINT', () => { void stopAll().then(() => process.exit(130)); });
 try {
-  const workloads = [['W1-DROP', w1Drop], ['W1-START', w1Start], ['W1-BCTL', w1Bctl], ['W2', w2], ['W3', w3], ['W3-MANY', w3Many], ['W4', w4]];
+  const workloads = [['W1-DROP', w1Drop], ['W1-START', w1Start], ['W1-BCTL', w1Bctl], ['W2', w2], ['W3', w3], ['W3-MANY', w3Many], ['W4', w4], ['W4-MANY', w4Many]];
   let first = true;
   for (const [name, run] of workloads) {
     if (!opts.only.has(name)) continue;
