@@ -40,6 +40,11 @@
 //       job's `date +%s%N` after dd to the result in done/ and its sha256,
 //       computed here, matching SHA256SUMS. Floor: cp(1) of the artifact plus
 //       that sha256 check. Run 3 times, as W3.
+//   W3-many, W4-many  the memory bound for a farm: 6 workers (BENCH_MANY=N
+//       for another count) each running at once a job printing 100 MB of
+//       lines (W3-many) or leaving a 128 MiB artifact (W4-many); spoold's
+//       peak RSS against the same bound as W3 and W4, and the throughput of
+//       all together. Run once each.
 //
 // --cpu-prof DIR (or BENCH_CPU_PROF=DIR) runs spoold and workerd under
 // `node --cpu-prof`, one .cpuprofile per process, written when they stop.
