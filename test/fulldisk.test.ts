@@ -92,6 +92,25 @@ test('many small artifacts that do not fit end failed: no space left; the spool 
   assert.equal((await result('after', ok)).status, { kind: 'exited', code: 0 });
 });
 
+test('a schedule that fires while the disk is full is made again once there is room: its run is not lost for the period', async () => {
+  const s = start();
+  await s.waitLog(/worker joined worker=w /);
+  // The schedule is written while there is room, and renamed in once the disk is full (a rename takes no room on tmpfs).
+  const staged = path.join(mnt, 'nightly');
+  fs.writeFileSync(staged, 'platform: debian-12\nschedule: @daily\n\n#!/bin/sh\necho nightly ran\n');
+  const filler = path.join(mnt, 'filler');
+  try { fs.writeFileSync(filler, Buffer.alloc(SIZE)); } catch { /* ENOSPC: full, as wanted */ }
+  fs.renameSync(staged, path.join(spool, 'schedules', 'nightly'));
+  await s.waitLog(/error name=nightly why=.*no space left on device/, 20_000);
+  fs.rmSync(filler);
+  const ran = await until('the nightly job in done/', () => readIf(path.join(spool, 'done', 'nightly', 'latest', 'result')), 30_000);
+  assert.equal(parseResult(ran, 'result').status, { kind: 'exited', code: 0 });
+  assert.is(fs.readFileSync(path.join(spool, 'done', 'nightly', 'latest', 'console.log'), 'utf8'), 'nightly ran\n');
+  assert.match(s.log(), /error name=nightly why="cannot queue its job: debian-12: .*no space left on device.*; spoold tries again every 10 s until it can"/);
+  assert.is((s.log().match(/cannot queue its job/g) ?? []).length, 1, 'the error is logged once, not at every try');
+  assert.is(fs.readdirSync(path.join(spool, 'done', 'nightly')).filter((n) => n !== 'latest').length, 1, 'it ran once');
+});
+
 test('a spool that becomes read-only: nothing is lost, and work resumes when it is writable again', async () => {
   const s = start();
   // A job that prints nothing, so spoold holds no file open for writing and the

@@ -68,12 +68,7 @@ export async function instances(s: Schedule, o: InstanceOpts): Promise<Instance[
   return out;
 }
 
-/** Queue the instances of `s`: submit each good one, record each bad one as failed. */
-export async function queueInstances(sp: SpoolPaths, s: Schedule, o: InstanceOpts): Promise<Instance[]> {
-  return queueList(sp, await instances(s, o));
-}
-
-/** Queue instances already built (bctl execute checks them first). */
+/** Queue instances built by instances(): submit each good one, record each bad one as failed. */
 export async function queueList(sp: SpoolPaths, list: Instance[]): Promise<Instance[]> {
   for (const i of list) {
     if (i.error === undefined) await submit(sp, i.job as ParsedJob & { id: string });

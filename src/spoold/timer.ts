@@ -7,7 +7,9 @@
 // instance still waits in new/ does not queue a second: that firing is skipped
 // and the period moves on. Missed runs after downtime fire once (nextDue).
 // A firing whose state spoold did not live to write is found by its job
-// (firedUnrecorded) and recorded, not repeated.
+// (firedUnrecorded) and recorded, not repeated. A firing that could queue
+// none of its jobs (a full disk) is not recorded, and is made again every
+// REFIRE_MS until one is queued.
 //
 // spoold keeps each schedule's state, and the due time it gives, in memory:
 // read from state/NAME when the schedule appears, when state/NAME changes
@@ -27,7 +29,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
 import { idTime } from '../spool/ids.js';
-import { queueInstances } from '../spool/instance.js';
+import { instances, queueList, type Instance } from '../spool/instance.js';
 import { findTemplate, templatePlatforms } from '../spool/template.js';
 import { readScheduleStateFound, writeScheduleState, nextDue, clockSetBack, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
 import { reject, existsOr } from '../spool/state.js';
@@ -44,6 +46,9 @@ const MAX_TIMEOUT = 2 ** 31 - 1;
 /** A schedule that does not parse goes to bad/ once it has not changed for this long: it may be being written. */
 export const SETTLE_MS = 2_000;
 
+/** A firing none of whose jobs could be queued (a full disk) is made again this long after, until one can. */
+export const REFIRE_MS = 10_000;
+
 export class ScheduleTimer {
   private schedules = new Map<string, { s: Schedule; mtimeMs: number; size: number }>();
   /** Each schedule's state as this spoold knows it, and when that makes it due (undefined: never). */
@@ -54,6 +59,8 @@ export class ScheduleTimer {
   private unreadable = new Map<string, string>();
   /** state/NAME files whose last write failed, with its cause (logged once per cause): memory is ahead of them. */
   private unwritten = new Map<string, string>();
+  /** Schedules whose last firing could queue nothing: when to try again, and its cause (logged once per cause). */
+  private unqueued = new Map<string, { at: number; cause: string }>();
   /** The rescan under way, and whether another was asked for meanwhile. */
   private scanning: Promise<void> | undefined;
   private scanAgain = false;
@@ -119,6 +126,7 @@ export class ScheduleTimer {
     this.unsettled.delete(n);
     this.unreadable.delete(n);
     if (!this.unwritten.has(n)) this.states.delete(n);
+    this.unqueued.delete(n);
     if (this.schedules.delete(n)) log('unscheduled', { name: n });
   }
 
@@ -246,12 +254,19 @@ export class ScheduleTimer {
     this.timer = undefined;
     let earliest = Infinity;
     for (const [n, { s }] of this.schedules) {
-      const due = this.states.get(n)?.due;
+      const due = this.dueAt(n);
       if (due !== undefined && !this.setAside(s)) earliest = Math.min(earliest, due);
     }
     if (earliest === Infinity) return;
     const delay = Math.max(0, Math.min(MAX_TIMEOUT, earliest - Date.now()));
     this.timer = setTimeout(() => void this.fire(), delay);
+  }
+
+  /** When schedule n is next due: its state's due time, or later while a firing that queued nothing waits to be made again. */
+  private dueAt(n: string): number | undefined {
+    const due = this.states.get(n)?.due;
+    const again = this.unqueued.get(n)?.at;
+    return due === undefined || again === undefined ? due : Math.max(due, again);
   }
 
   private async fire(): Promise<void> {
@@ -263,11 +278,12 @@ export class ScheduleTimer {
         if (!s || this.setAside(s) || this.d.stopping) continue;
         const cur = this.states.get(n);
         const now = new Date();
-        if (cur?.due === undefined || cur.due > now.getTime()) continue;
+        const due = this.dueAt(n);
+        if (!cur || due === undefined || due > now.getTime()) continue;
         // Removed meanwhile: not fired, and forgotten until it is back (its
         // watcher event brings it back), or the timer would spin till the rescan.
         if (!scheduled(this.sp, n)) { this.forget(n); continue; }
-        try { await this.fireOne(s, cur.st, cur.due, now); } catch (e) { log('error', { name: n, why: (e as Error).message }); }
+        try { await this.fireOne(s, cur.st, cur.due ?? due, now); } catch (e) { log('error', { name: n, why: (e as Error).message }); }
       }
     } finally {
       this.firing = false;
@@ -302,18 +318,43 @@ export class ScheduleTimer {
       if (st.fired === undefined && st.since === undefined) {
         if (!(await this.record(s.name, { ...st, since: now }, []))) return;
       }
+      let list: Instance[] = [];
       try {
-        const list = await queueInstances(this.sp, s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip, platforms });
-        lastId = list[list.length - 1]?.id;
-        for (const i of list) {
-          if (i.error) {
-            log('failed', { id: i.id, name: s.name, platform: i.platform, why: i.error });
-            failed.push(i.error);   // recorded in done/ at once
-          } else { queued.push(i.id); await this.d.queue.consider(i.id); }
-        }
+        list = await instances(s, { origin: 'schedule', templateDirs: this.templateDirs, now, skip, platforms });
       } catch (e) {
-        log('error', { name: s.name, why: (e as Error).message });
+        log('error', { name: s.name, why: (e as Error).message });   // no platform has its template: the period moves on
       }
+      const unstored: string[] = [];
+      for (const i of list) {
+        try {
+          await queueList(this.sp, [i]);
+        } catch (e) {
+          // Stored all the same if the error came after the commit (a failed fsync of new/ after the rename).
+          if (!existsOr(i.error ? this.sp.doneDir(s.name, i.id) : this.sp.queued(i.id), false)) {
+            unstored.push(`${i.platform}: ${(e as Error).message}`);
+            continue;
+          }
+        }
+        lastId = i.id;
+        if (i.error) {
+          log('failed', { id: i.id, name: s.name, platform: i.platform, why: i.error });
+          failed.push(i.error);   // recorded in done/ at once
+        } else { queued.push(i.id); await this.d.queue.consider(i.id); }
+      }
+      if (unstored.length > 0 && unstored.length === list.length) {
+        // Nothing of this firing is in the spool (a full disk): it is not
+        // recorded, and is made again in REFIRE_MS, not lost for the period.
+        const cause = unstored.join('; ');
+        if (this.unqueued.get(s.name)?.cause !== cause) {
+          log('error', { name: s.name, why: `cannot queue its job: ${cause}; spoold tries again every ${REFIRE_MS / 1000} s until it can` });
+        }
+        this.unqueued.set(s.name, { at: now.getTime() + REFIRE_MS, cause });
+        return;
+      }
+      if (unstored.length > 0) {
+        log('error', { name: s.name, why: `cannot queue its job on some platforms, which miss this period's run: ${unstored.join('; ')}` });
+      }
+      this.unqueued.delete(s.name);
     }
     const base = this.states.get(s.name)?.st ?? st;
     let next = stateAfterFire(base, firedAt, lastId);
