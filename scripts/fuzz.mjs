@@ -104,7 +104,7 @@ const EVIL_NAMES = () => [
   `l/evil-${TAG}`, `x\\..\\evil-${TAG}`, '', '.', '..', '/', 'a\u0000b', 'n'.repeat(300), `${'d/'.repeat(80)}f`, 'dup', 'dup', 'ok.txt',
 ];
 const KEYS = ['t', 'v', 'name', 'platform', 'token', 'holding', 'id', 'files', 'status', 'started', 'finished', 'why', 'attempt', 'size', 'type', 'sha256', 'target', 'consoleOffset', '__proto__', 'constructor'];
-const TYPES = ['hello', 'welcome', 'bye', 'ping', 'job', 'resume', 'not-yours', 'cancel', 'idle', 'artifacts', 'manifest', 'finished', 'done', 'HELLO', '', 'toString', '__proto__'];
+const TYPES = ['hello', 'welcome', 'bye', 'ping', 'job', 'resume', 'not-yours', 'cancel', 'idle', 'ended', 'artifacts', 'manifest', 'finished', 'done', 'HELLO', '', 'toString', '__proto__'];
 const STATUSES = ['exited 0', 'exited 3', 'exited 255', 'exited 256', 'exited -1', 'signalled 9', 'stopped 19', 'timeout', 'canceled', 'lost', 'failed: why',
   'failed: a #b', 'failed: trailing ', 'failed: nul\u0000', 'failed: \u001b[31mred', 'failed: line\nbreak', '', 'exited', 'ok', 'x'.repeat(600)];
 
@@ -129,6 +129,7 @@ function randomMsg() {
     () => ({ t: pick(TYPES) }),
     () => ({ t: 'finished', id, status: pick(STATUSES), started: now, finished: now }),
     () => ({ t: 'artifacts', id }),
+    () => ({ t: 'ended', id }),
     () => ({ t: 'manifest', id, files: Array.from({ length: int(4) }, () => ({ name: pick(EVIL_NAMES()), type: pick(['file', 'directory', 'symlink', 'link']), size: int(100), sha256: chance(0.5) ? randomBytes(32).toString('hex') : undefined })) }),
     () => ({ t: 'ping' }),
     () => ({ t: 'hello', v: 1, name: fuzzName(), platform: 'fuzz-1' }),
@@ -363,6 +364,7 @@ async function session() {
         const ping = setInterval(() => void write(c, control({ t: 'ping' })), 200);
         try {
           if (chance(0.7)) await write(c, dataFrame(T_CONSOLE, bytes(sizeSkewed(10_000))));
+          if (chance(0.5)) await write(c, control({ t: 'ended', id: chance(0.9) ? job.id : newId() }));
           if (chance(0.9)) await write(c, control({ t: 'artifacts', id: chance(0.9) ? job.id : newId() }));
           const { tar: t, files } = await mutatedTar();
           for (const f of dataFrames(T_ARTIFACTS, t)) {

@@ -9,9 +9,10 @@
 //   3 ARTIFACTS raw bytes of the artifact tar stream of the job the worker holds
 // The conversation (man/workerd.8):
 //   worker: hello {v, name, platform, token?, once?, keys?, holding?}
-//   server: welcome {v, heartbeatMs} | bye {why}
+//   server: welcome {v, heartbeatMs, ended?} | bye {why}
 //   server: job {...} | resume {id, consoleOffset} | not-yours {id} | done {id} | idle {why}
-//   worker: CONSOLE* ... artifacts {id} ARTIFACTS* manifest {id, files, more}+ finished {id, status}
+//   worker: CONSOLE* ... [ended {id}] CONSOLE* artifacts {id} ARTIFACTS* manifest {id, files, more}+ finished {id, status}
+//           (ended: the job's process has exited, sent only to a spoold whose welcome says ended: true)
 //           (the manifest comes in parts, each a control message under MAX_CONTROL; a part without more: true ends it)
 //   server: done {id}          (the result is in done/; the worker may forget the job)
 //   either: ping, at least every heartbeatMs; silence for DEAD_AFTER heartbeats closes the connection
@@ -53,7 +54,7 @@ export interface ArtifactEntry { name: string; type: 'file' | 'directory' | 'sym
 
 export type Msg =
   | { t: 'hello'; v: number; name: string; platform: string; token?: string; once?: boolean; keys?: boolean; holding?: { id: string; name: string; attempt: number; finished: boolean; key?: string } }
-  | { t: 'welcome'; v: number; heartbeatMs: number }
+  | { t: 'welcome'; v: number; heartbeatMs: number; ended?: boolean }
   | { t: 'bye'; why: string; code?: 'version' | 'token' | 'name' | 'platform' | 'protocol' }
   | { t: 'ping' }
   | { t: 'job'; id: string; name: string; platform: string; attempt: number; timeoutMs: number; network: boolean; script: string; key?: string }
@@ -61,6 +62,7 @@ export type Msg =
   | { t: 'not-yours'; id: string; why: string }
   | { t: 'cancel'; id: string }
   | { t: 'idle'; why: string }
+  | { t: 'ended'; id: string }
   | { t: 'artifacts'; id: string }
   | { t: 'manifest'; id: string; files: ArtifactEntry[]; more?: boolean }
   | { t: 'finished'; id: string; status: string; started: string; finished: string }
@@ -108,13 +110,13 @@ export function checkMsg(v: unknown): Msg {
         return INT(m.v) && STR(m.name, 256) && STR(m.platform, 256) && (m.token === undefined || STR(m.token, 4096)) && (m.once === undefined || typeof m.once === 'boolean') && (m.keys === undefined || typeof m.keys === 'boolean')
           && (h === undefined || (typeof h === 'object' && h !== null && STR(h.id, 64) && STR(h.name, 256) && INT(h.attempt) && typeof h.finished === 'boolean' && (h.key === undefined || STR(h.key, 64))));
       }
-      case 'welcome': return INT(m.v) && INT(m.heartbeatMs);
+      case 'welcome': return INT(m.v) && INT(m.heartbeatMs) && (m.ended === undefined || typeof m.ended === 'boolean');
       case 'bye': return STR(m.why);
       case 'ping': return true;
       case 'job': return STR(m.id, 64) && STR(m.name, 256) && STR(m.platform, 256) && INT(m.attempt) && INT(m.timeoutMs) && typeof m.network === 'boolean' && STR(m.script, MAX_FRAME) && (m.key === undefined || STR(m.key, 64));
       case 'resume': return STR(m.id, 64) && INT(m.consoleOffset);
       case 'not-yours': return STR(m.id, 64) && STR(m.why);
-      case 'cancel': case 'artifacts': case 'done': return STR(m.id, 64);
+      case 'cancel': case 'artifacts': case 'done': case 'ended': return STR(m.id, 64);
       case 'idle': return STR(m.why);
       case 'release': return STR(m.id, 64) && STR(m.why, 600) && (m.unstarted === undefined || typeof m.unstarted === 'boolean');
       case 'manifest': return STR(m.id, 64) && (m.more === undefined || typeof m.more === 'boolean') && Array.isArray(m.files) && m.files.length <= MAX_MANIFEST_PART && m.files.every((f: unknown) => {

@@ -137,7 +137,8 @@ interface Running {
   heldAt: number;                     // mono(): when its worker got it, or re-attached (stuck())
   progressAt: number;                 // mono(): when console or artifact bytes, or a manifest part, last came, or our disk took them
   diskWaits: number;                  // waits of ours for the disk under way: no stall of the worker's meanwhile
-  ended: boolean;                     // its worker, re-attaching, said the job has ended: only its delivery is to come
+  ended: boolean;                     // its worker said the job has ended (an ended message, or re-attaching): only its delivery is to come
+  endedAt: number;                    // when it said so (monotonic ms)
   /** How it ended, when no worker is to deliver it: its finalize failed and is tried again (settle). */
   ending?: { status: Status; worker: string; started: Date | undefined };
   consoleFailed: boolean;
@@ -295,7 +296,7 @@ export class Daemon implements ConnOwner {
   private newRunning(id: string, job: ParsedJob, worker: Conn | undefined): Running {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
-      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, key: undefined, started: new Date(), cancelSent: false, cancelSentAt: undefined, cancelRequested: false, heldAt: mono(), progressAt: mono(), diskWaits: 0, ended: false, consoleFailed: false, storeError: undefined, resetting: undefined,
+      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, key: undefined, started: new Date(), cancelSent: false, cancelSentAt: undefined, cancelRequested: false, heldAt: mono(), progressAt: mono(), diskWaits: 0, ended: false, endedAt: 0, consoleFailed: false, storeError: undefined, resetting: undefined,
       manifest: [], manifestNames: 0, workerName: worker?.name,
     };
   }
@@ -348,7 +349,7 @@ export class Daemon implements ConnOwner {
         if (!disowned) this.warnIfFlapping(c);
       }
     }
-    c.send({ t: 'welcome', v: 1, heartbeatMs: this.heartbeatMs });
+    c.send({ t: 'welcome', v: 1, heartbeatMs: this.heartbeatMs, ended: true });
     log('worker joined', { worker: c.name, platform: c.platform, peer: c.peer, holding: h.holding?.id });
     if (h.holding) {
       this.busy.set(c, 'reattaching');   // it holds a job until reattach says otherwise: no new one meanwhile
@@ -378,6 +379,7 @@ export class Daemon implements ConnOwner {
       r.worker = c;
       r.phase = 'console';
       r.ended = h.finished;
+      r.endedAt = mono();
       r.progressAt = mono();   // heldAt stays: reconnecting does not put off the backstop (after a restart it counts from the start)
       this.busy.set(c, r.id);
       // The dropped connection's console bytes may still be on their way to
@@ -653,6 +655,12 @@ export class Daemon implements ConnOwner {
         r.phase = 'manifest';
         // Its files' fsyncs are ours to wait for, not a stall of the worker's (stuck()).
         return this.diskWait(r, this.endArtifacts(c, r, r.manifest));
+      case 'ended':
+        // The job's process has exited; its delivery (the rest of its console, its artifacts) follows.
+        if (!r || m.id !== r.id || r.phase !== 'console') throw new ProtocolError(`ended for job ${m.id.slice(0, 40)}, which this worker does not hold or has begun to deliver`);
+        if (!r.ended) { r.ended = true; r.endedAt = mono(); }
+        r.progressAt = mono();
+        return;
       case 'release':
         // The worker is stopping and killed the job unfinished: requeue it now
         // (the attempt counts) rather than when the lease runs out.
@@ -980,16 +988,26 @@ export class Daemon implements ConnOwner {
     const hb = this.opts.heartbeatMs;
     const now = mono();
     const quiet = now - Math.max(r.progressAt, r.worker?.dataAt ?? 0);   // a frame's bytes count as they come, not at its end
-    if (r.phase === 'console' && !r.ended) {
+    if (r.phase === 'console') {
       const timeout = timeoutOf(r.job);
       const byTimeout = r.heldAt + timeout + KILL_GRACE_MS + OVERDUE_HEARTBEATS * hb;
       const byCancel = r.cancelSentAt === undefined ? Infinity : r.cancelSentAt + KILL_GRACE_MS + CANCEL_HEARTBEATS * hb;
       const end = Math.min(byTimeout, byCancel);
-      // Console still coming may be the rest of a job that ended in time (a slow link): not past a cap.
-      if (now <= end || (quiet <= DEAD_AFTER * hb && now <= end + LATE_HEARTBEATS * hb)) return undefined;
-      return byCancel <= byTimeout
-        ? { status: { kind: 'canceled' }, why: `the worker did not stop it within ${formatDuration(byCancel - r.cancelSentAt!)} of the cancel` }
-        : { status: { kind: 'timeout' }, why: `it ran ${formatDuration(byTimeout - r.heldAt - timeout)} past its timeout of ${formatDuration(timeout)}, and the worker did not stop it` };
+      if (r.ended) {
+        // It ended (the worker said so): what is left is its delivery, which may
+        // be slow (a huge tree looked over, a slow link), but not without end.
+        const cap = Math.max(end, r.endedAt) + LATE_HEARTBEATS * hb;
+        if (now > cap) {
+          const why = `its console did not end within ${formatDuration(LATE_HEARTBEATS * hb)} of the job's end`;
+          return { status: { kind: 'failed', why }, why };
+        }
+      } else {
+        // Console still coming may be the rest of a job that ended in time (a slow link, an older workerd that does not say ended): not past a cap.
+        if (now <= end || (quiet <= DEAD_AFTER * hb && now <= end + LATE_HEARTBEATS * hb)) return undefined;
+        return byCancel <= byTimeout
+          ? { status: { kind: 'canceled' }, why: `the worker did not stop it within ${formatDuration(byCancel - r.cancelSentAt!)} of the cancel` }
+          : { status: { kind: 'timeout' }, why: `it ran ${formatDuration(byTimeout - r.heldAt - timeout)} past its timeout of ${formatDuration(timeout)}, and the worker did not stop it` };
+      }
     }
     if (quiet <= STALL_HEARTBEATS * hb) return undefined;
     const why = `its ${r.phase === 'console' ? 'console' : 'artifacts'} stalled: nothing came for ${formatDuration(STALL_HEARTBEATS * hb)}`;

@@ -64,6 +64,8 @@ type Target = { path: string } | { host: string; port: number };
 class Worker {
   job: LocalJob | undefined;
   private sock: net.Socket | undefined;
+  /** Connections whose spoold takes an `ended` message (its welcome said so); an older one would take it for a protocol violation. */
+  private takesEnded = new WeakMap<net.Socket, boolean>();
   private heartbeatMs = 5_000;
   private lastRx = 0;
   private pumps: Promise<void> = Promise.resolve();
@@ -113,6 +115,7 @@ class Worker {
         if (m.t === 'welcome') {
           welcomed = true;
           welcomedAt = Date.now();
+          this.takesEnded.set(sock, m.ended === true);
           this.heartbeatMs = m.heartbeatMs > 0 ? m.heartbeatMs : 5_000;
           say(`connected to ${describe(this.target)} as ${this.name} for ${this.platform}`);
           if (!this.job) this.standby.prepare();
@@ -285,9 +288,11 @@ class Worker {
       let pos = offset;
       let unwatchable = false;
       let idleReads = POLL_READS;   // empty reads in a row since the last bytes (none yet: no polling)
+      let saidEnded = !this.takesEnded.get(sock);
       while (fh) {
         const buf = await bufs.take();
         if (!buf || !alive()) return;
+        if (!saidEnded && j.processExited && !j.disowned) { this.send(sock, { t: 'ended', id: j.spec.id }); saidEnded = true; }
         const endedBefore = j.status !== undefined;
         const seen = j.version;
         const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);

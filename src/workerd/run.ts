@@ -101,6 +101,7 @@ export class LocalJob {
   readonly jobDir: string;         // WORKDIR/ID/job: the job's, every file in it (but script.sh) is an artifact
   readonly consolePath: string;
   status: string | undefined;      // set once the job has ended
+  processExited = false;           // its process has exited: status follows once its files are looked over
   disowned = false;                // spoold said not-yours: it is killed, its result goes nowhere
   started = new Date();
   finished: Date | undefined;
@@ -193,6 +194,8 @@ export class LocalJob {
     });
     const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
       this.killGroup('SIGKILL');   // stragglers the script left behind
+      this.processExited = true;
+      this.poke();                 // spoold is told now (main.ts pump): looking over a large tree may take a while
       if (this.disowned) { this.end(this.killReason ?? { kind: 'canceled' }); return; }   // its result goes nowhere: no notes
       const status: Status = this.killReason ?? (signal ? { kind: 'signalled', signal: os.constants.signals[signal] ?? 0 } : { kind: 'exited', code: code ?? 0 });
       // Parity: job output that cannot be returned is said in the job's console.

@@ -1,0 +1,169 @@
+// The `ended` message: workerd says its job's process has exited before it
+// looks over the job's files and delivers them, so that spoold's backstop
+// (daemon.ts stuck()) does not take a slow delivery of a job that ended in
+// time for a job that outlived its timeout. End to end: a real workerd against
+// a spoold played by the test, and a real spoold against a worker played by
+// the test, each on its own socket.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { tmpdir, daemon, until, readIf, sleep, type Daemon } from './lib.js';
+import { FakeWorker, packTar, sha256 } from './fakeworker.js';
+import { FrameReader, encodeMsg, MAX_FRAME, PROTOCOL_VERSION, T_CONSOLE, T_ARTIFACTS, T_CONTROL, type Msg } from '../src/spool/protocol.js';
+import { SpoolPaths } from '../src/spool/paths.js';
+import { submission } from '../src/spool/job.js';
+import { submit } from '../src/spool/state.js';
+import { newId } from '../src/spool/ids.js';
+import { parseResult } from '../src/spool/result.js';
+
+let dir = '';
+let procs: Daemon[] = [];
+let servers: net.Server[] = [];
+let fakes: FakeWorker[] = [];
+
+test.before.each(async () => { dir = await tmpdir('ended'); procs = []; servers = []; fakes = []; });
+test.after.each(async () => {
+  for (const f of fakes) f.destroy();
+  for (const p of procs) await p.stop('SIGKILL');
+  for (const s of servers) s.close();
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+/**
+ * A spoold played by the test: welcomes one workerd (saying `ended: true` or
+ * not), hands it one job, and answers its finished with done. Resolves with
+ * the messages the worker sent, in order, once it has sent finished.
+ */
+function fakeSpoold(sockPath: string, takesEnded: boolean, script: string): Promise<Msg[]> {
+  return new Promise((resolve, reject) => {
+    const got: Msg[] = [];
+    const server = net.createServer((s) => {
+      const reader = new FrameReader(MAX_FRAME);
+      const id = newId();
+      s.on('data', (b: Buffer) => {
+        let frames;
+        try { frames = reader.push(b); } catch (e) { reject(e as Error); return; }
+        for (const f of frames) {
+          if (f.type !== T_CONTROL) continue;
+          if (f.msg.t !== 'ping') got.push(f.msg);
+          if (f.msg.t === 'hello') {
+            s.write(encodeMsg({ t: 'welcome', v: PROTOCOL_VERSION, heartbeatMs: 1000, ...(takesEnded ? { ended: true } : {}) }));
+            s.write(encodeMsg({ t: 'job', id, name: 'fake', platform: 'debian-12', attempt: 1, timeoutMs: 60_000, network: false, script }));
+          }
+          if (f.msg.t === 'finished') { s.write(encodeMsg({ t: 'done', id })); resolve(got); }
+        }
+      });
+      s.on('error', () => {});
+    });
+    servers.push(server);
+    server.listen(sockPath);
+  });
+}
+
+test('workerd says ended as its job exits, before its artifacts, to a spoold that takes it; to an older one, never', async () => {
+  for (const takes of [true, false]) {
+    const spool = path.join(dir, `spool-${takes}`);
+    fs.mkdirSync(spool);
+    const msgs = fakeSpoold(path.join(spool, 'spoold.sock'), takes, '#!/bin/sh\necho out\necho data > a.txt\nexit 4\n');
+    procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', path.join(dir, `wd-${takes}`), 'debian-12']));
+    const ts = (await msgs).map((m) => m.t);
+    if (takes) {
+      assert.equal(ts.filter((t) => t === 'ended'), ['ended'], `said once: ${ts.join(' ')}`);
+      assert.ok(ts.indexOf('ended') < ts.indexOf('artifacts'), `before its artifacts: ${ts.join(' ')}`);
+    } else {
+      assert.not.ok(ts.includes('ended'), `an older spoold is not sent what it does not know: ${ts.join(' ')}`);
+    }
+    assert.is(ts[ts.length - 1], 'finished');
+  }
+});
+
+// ---- a real spoold against a worker played by the test --------------------
+
+const HB = 100;   // heartbeats of 100 ms: the backstop's rules come within seconds
+
+async function spooldUp(): Promise<string> {
+  const spool = path.join(dir, 'spool');
+  const d = daemon('spoold', ['-s', spool, '--heartbeat', `${HB}ms`, '--lease', '1s']);
+  procs.push(d);
+  await d.waitLog(/spoold: started/);
+  return spool;
+}
+
+async function queue(spool: string, name: string, timeoutMs: number): Promise<string> {
+  const id = newId();
+  await submit(new SpoolPaths(spool), submission({ name, platform: 'evil-1', timeout: timeoutMs, body: '#!/bin/sh\necho\n', id }));
+  return id;
+}
+
+async function worker(spool: string, name: string): Promise<FakeWorker> {
+  const f = await FakeWorker.connect(path.join(spool, 'spoold.sock'));
+  fakes.push(f);
+  f.hello({ name, keys: true });
+  const w = await f.expect('welcome');
+  assert.is(w.ended, true, 'spoold says it takes ended');
+  f.keepAlive(HB / 2);
+  return f;
+}
+
+const resultOf = async (spool: string, name: string, id: string, ms: number) =>
+  parseResult(await until(`result of ${id}`, () => readIf(path.join(spool, 'done', name, id, 'result')), ms), 'result');
+
+test('a job that ended in time, whose delivery comes slowly past the timeout\'s backstop, ends as its worker says', async () => {
+  const spool = await spooldUp();
+  const id = await queue(spool, 'slowwalk', 1_000);
+  const f = await worker(spool, 'walker');
+  assert.is((await f.expect('job')).id, id);
+  f.send({ t: 'ended', id });
+  // The backstop would record a job that did not say ended `timeout` 1 s + 5 s
+  // + 12 heartbeats (7.2 s) after its dispatch, once quiet for 3 heartbeats:
+  // a console byte a second (a workerd looking over a large tree says nothing
+  // at all) keeps it under the stall rule (24 heartbeats) only.
+  for (let t = 0; t < 10; t++) { f.data(T_CONSOLE, Buffer.from('.')); await sleep(1_000); }
+  assert.not.ok(f.closed, `a worker delivering a job that ended is not let go: ${f.bye?.why}`);
+  f.send({ t: 'artifacts', id });
+  const body = Buffer.from('made\n');
+  f.data(T_ARTIFACTS, await packTar([{ header: { name: 'out.txt', type: 'file', size: body.length }, body }]));
+  f.send({ t: 'manifest', id, files: [{ name: 'out.txt', type: 'file', size: body.length, sha256: sha256(body) }] });
+  const now = new Date().toISOString();
+  f.send({ t: 'finished', id, status: 'exited 0', started: now, finished: now });
+  await f.expect('done');
+  const r = await resultOf(spool, 'slowwalk', id, 5_000);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.is(fs.readFileSync(path.join(spool, 'done', 'slowwalk', id, 'artifacts', 'out.txt'), 'utf8'), 'made\n');
+});
+
+test('a worker that says ended and then streams console without end is let go 120 heartbeats after the job\'s backstop', async () => {
+  const spool = await spooldUp();
+  const id = await queue(spool, 'endless', 1_000);
+  const f = await worker(spool, 'endless');
+  assert.is((await f.expect('job')).id, id);
+  f.send({ t: 'ended', id });
+  const t0 = Date.now();
+  while (!f.closed && Date.now() - t0 < 40_000) { f.data(T_CONSOLE, Buffer.from('more\n')); await sleep(HB); }
+  assert.ok(f.closed, 'let go');
+  // 7.2 s (the backstop) + 12 s (120 heartbeats), give or take a heartbeat or two of checking.
+  assert.ok(Date.now() - t0 > 18_000, `not before the cap: after ${Date.now() - t0} ms`);
+  const r = await resultOf(spool, 'endless', id, 5_000);
+  assert.equal(r.status, { kind: 'failed', why: "its console did not end within 12s of the job's end" });
+  assert.match(fs.readFileSync(path.join(spool, 'done', 'endless', id, 'console.log'), 'utf8'), /^(more\n)+$/);
+});
+
+test('ended for a job the worker does not hold, or after its delivery began, is a protocol violation', async () => {
+  const spool = await spooldUp();
+  const f = await worker(spool, 'liar');
+  f.send({ t: 'ended', id: newId() });
+  await f.gone;
+  assert.match(f.bye?.why ?? '', /^ended for job \S+, which this worker does not hold or has begun to deliver$/);
+  const id = await queue(spool, 'late', 60_000);
+  const g = await worker(spool, 'late');
+  assert.is((await g.expect('job')).id, id);
+  g.send({ t: 'artifacts', id });
+  g.send({ t: 'ended', id });
+  await g.gone;
+  assert.match(g.bye?.why ?? '', /which this worker does not hold or has begun to deliver$/);
+});
+
+test.run();
