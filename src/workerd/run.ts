@@ -270,8 +270,25 @@ export class LocalJob {
    */
   async discard(): Promise<void> {
     if (this.smallTree) {
-      try { fs.rmSync(this.dir, { recursive: true, force: true }); return; } catch { /* try once more below */ }
+      try { removeSmall(this.dir); return; } catch { /* try once more below */ }
     }
     await fsp.rm(this.dir, { recursive: true, force: true }).catch(() => {});
   }
+}
+
+/**
+ * rm -r of a small tree whose shape we know (discard): one readdir per
+ * directory, an unlink per file, an rmdir per directory, and nothing followed
+ * (a symlink is a file here). fs.rmSync recursive cost twice as much for a
+ * job's three entries: an lstat per entry, and an rmdir of each directory
+ * first that fails ENOTEMPTY, an exception with its stack trace each
+ * (profiled, W1 of npm run bench). Throws on the first failure; discard then
+ * leaves the rest to fs.rm.
+ */
+function removeSmall(dir: string): void {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) removeSmall(p); else fs.unlinkSync(p);
+  }
+  fs.rmdirSync(dir);
 }
