@@ -151,6 +151,57 @@ test('a worker that says ended and then streams console without end is let go 12
   assert.match(fs.readFileSync(path.join(spool, 'done', 'endless', id, 'console.log'), 'utf8'), /^(more\n)+$/);
 });
 
+test('a job that said ended may then say nothing while its files are looked over, as long as before it said so', async () => {
+  const spool = await spooldUp();
+  const id = await queue(spool, 'quietwalk', 60_000);
+  const f = await worker(spool, 'quietwalk');
+  assert.is((await f.expect('job')).id, id);
+  f.data(T_CONSOLE, Buffer.from('built\n'));
+  f.send({ t: 'ended', id });
+  await sleep(4_000);   // 40 heartbeats of nothing but pings: over the stall rule's 24, well before the timeout's backstop
+  assert.not.ok(f.closed, `a worker looking over a large tree is not let go: ${f.bye?.why}`);
+  f.send({ t: 'artifacts', id });
+  f.data(T_ARTIFACTS, await packTar([]));
+  f.send({ t: 'manifest', id, files: [] });
+  const now = new Date().toISOString();
+  f.send({ t: 'finished', id, status: 'exited 0', started: now, finished: now });
+  await f.expect('done');
+  assert.equal((await resultOf(spool, 'quietwalk', id, 5_000)).status, { kind: 'exited', code: 0 });
+});
+
+test('a worker that said ended does not put off the cap on its delivery by re-attaching', async () => {
+  const spool = await spooldUp();
+  const id = await queue(spool, 'flappy', 1_000);
+  let f = await worker(spool, 'flappy');
+  const job = await f.expect('job');
+  assert.is(job.id, id);
+  f.send({ t: 'ended', id });
+  const t0 = Date.now();
+  let lastSwitch = t0;
+  let reattaches = 0;
+  // Console without end, and a re-attach saying the job ended every 5 s (the cap, 12 s after the backstop's 7.2 s, is 19.2 s away).
+  while (!f.closed && Date.now() - t0 < 40_000) {
+    f.data(T_CONSOLE, Buffer.from('more\n'));
+    await sleep(HB);
+    if (Date.now() - lastSwitch < 5_000) continue;
+    f.destroy();
+    await f.gone;
+    const g = await FakeWorker.connect(path.join(spool, 'spoold.sock'));
+    fakes.push(g);
+    g.hello({ name: 'flappy', keys: true, holding: { id, name: 'flappy', attempt: job.attempt, finished: true, key: job.key } });
+    g.keepAlive(HB / 2);
+    const m = await g.expectOneOf(['resume', 'bye', 'done', 'not-yours']);
+    f = g;
+    lastSwitch = Date.now();
+    if (m.t !== 'resume') break;
+    reattaches++;
+    g.send({ t: 'ended', id });
+  }
+  assert.ok(reattaches >= 3, `re-attached ${reattaches} times`);
+  const r = await resultOf(spool, 'flappy', id, 10_000);
+  assert.equal(r.status, { kind: 'failed', why: "its console did not end within 12s of the job's end" });
+});
+
 test('ended for a job the worker does not hold, or after its delivery began, is a protocol violation', async () => {
   const spool = await spooldUp();
   const f = await worker(spool, 'liar');

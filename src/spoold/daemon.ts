@@ -137,8 +137,8 @@ interface Running {
   heldAt: number;                     // mono(): when its worker got it, or re-attached (stuck())
   progressAt: number;                 // mono(): when console or artifact bytes, or a manifest part, last came, or our disk took them
   diskWaits: number;                  // waits of ours for the disk under way: no stall of the worker's meanwhile
-  ended: boolean;                     // its worker said the job has ended (an ended message, or re-attaching): only its delivery is to come
-  endedAt: number;                    // when it said so (monotonic ms)
+  ended: boolean;                     // its worker, re-attaching, said the job has ended and been looked over: only its delivery is to come
+  exitedAt: number | undefined;       // when its worker first said the job's process exited (ended, or a re-attach that says so; monotonic ms): for good
   /** How it ended, when no worker is to deliver it: its finalize failed and is tried again (settle). */
   ending?: { status: Status; worker: string; started: Date | undefined };
   consoleFailed: boolean;
@@ -296,7 +296,7 @@ export class Daemon implements ConnOwner {
   private newRunning(id: string, job: ParsedJob, worker: Conn | undefined): Running {
     return {
       id, job, attempt: job.attempt + 1, worker, deadline: Date.now() + this.opts.leaseMs, phase: 'console',
-      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, key: undefined, started: new Date(), cancelSent: false, cancelSentAt: undefined, cancelRequested: false, heldAt: mono(), progressAt: mono(), diskWaits: 0, ended: false, endedAt: 0, consoleFailed: false, storeError: undefined, resetting: undefined,
+      console: undefined, consoleFlush: undefined, consoleClosing: undefined, artifacts: undefined, artifactError: undefined, key: undefined, started: new Date(), cancelSent: false, cancelSentAt: undefined, cancelRequested: false, heldAt: mono(), progressAt: mono(), diskWaits: 0, ended: false, exitedAt: undefined, consoleFailed: false, storeError: undefined, resetting: undefined,
       manifest: [], manifestNames: 0, workerName: worker?.name,
     };
   }
@@ -378,8 +378,8 @@ export class Daemon implements ConnOwner {
     if (r && givenTo && !r.worker && r.attempt === h.attempt && !r.cancelRequested && !r.ending) {
       r.worker = c;
       r.phase = 'console';
-      r.ended = h.finished;
-      r.endedAt = mono();
+      // Once ended, ended for good: a worker that re-attaches does not put off the cap on its delivery (stuck()).
+      if (h.finished) { r.ended = true; r.exitedAt ??= mono(); }
       r.progressAt = mono();   // heldAt stays: reconnecting does not put off the backstop (after a restart it counts from the start)
       this.busy.set(c, r.id);
       // The dropped connection's console bytes may still be on their way to
@@ -658,8 +658,8 @@ export class Daemon implements ConnOwner {
       case 'ended':
         // The job's process has exited; its delivery (the rest of its console, its artifacts) follows.
         if (!r || m.id !== r.id || r.phase !== 'console') throw new ProtocolError(`ended for job ${m.id.slice(0, 40)}, which this worker does not hold or has begun to deliver`);
-        if (!r.ended) { r.ended = true; r.endedAt = mono(); }
-        r.progressAt = mono();
+        // The first one only: saying it again (after a re-attach, or without end) is no sign of progress.
+        if (r.exitedAt === undefined) { r.exitedAt = mono(); r.progressAt = r.exitedAt; }
         return;
       case 'release':
         // The worker is stopping and killed the job unfinished: requeue it now
@@ -993,14 +993,17 @@ export class Daemon implements ConnOwner {
       const byTimeout = r.heldAt + timeout + KILL_GRACE_MS + OVERDUE_HEARTBEATS * hb;
       const byCancel = r.cancelSentAt === undefined ? Infinity : r.cancelSentAt + KILL_GRACE_MS + CANCEL_HEARTBEATS * hb;
       const end = Math.min(byTimeout, byCancel);
-      if (r.ended) {
+      if (r.exitedAt !== undefined) {
         // It ended (the worker said so): what is left is its delivery, which may
-        // be slow (a huge tree looked over, a slow link), but not without end.
-        const cap = Math.max(end, r.endedAt) + LATE_HEARTBEATS * hb;
-        if (now > cap) {
+        // be slow (a large tree looked over, a slow link), but not without end.
+        if (now > Math.max(end, r.exitedAt) + LATE_HEARTBEATS * hb) {
           const why = `its console did not end within ${formatDuration(LATE_HEARTBEATS * hb)} of the job's end`;
           return { status: { kind: 'failed', why }, why };
         }
+        // workerd looks the job's files over before it sends the rest, saying
+        // nothing meanwhile: as long as a job that has not said ended may take.
+        // (One that re-attached saying so has been looked over.)
+        if (!r.ended && now <= end) return undefined;
       } else {
         // Console still coming may be the rest of a job that ended in time (a slow link, an older workerd that does not say ended): not past a cap.
         if (now <= end || (quiet <= DEAD_AFTER * hb && now <= end + LATE_HEARTBEATS * hb)) return undefined;

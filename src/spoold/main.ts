@@ -53,6 +53,13 @@ export function parseListen(s: string): { host: string; port: number } {
   return { host: m[1] || m[2] || '127.0.0.1', port: Number(m[3]) };
 }
 
+/** A number of bytes given on the command line, at least `min`. */
+function byteCount(s: string, opt: string, min: number): number {
+  const n = /^\d+$/.test(s) ? Number(s) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) throw new Error(`${opt} takes a number of bytes${min > 0 ? `, at least ${min}` : ''}, not '${s}'`);
+  return n;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const a = daemonArgs(argv, ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts', 'console-buffer'], ['help'], usage);
   if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
@@ -65,8 +72,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     if (a.heartbeat) heartbeatMs = parseDuration(a.heartbeat, '--heartbeat');
     if (a.lease) leaseMs = parseDuration(a.lease, '--lease');
-    if (a['max-artifacts']) { maxArtifactBytes = Number(a['max-artifacts']); if (!Number.isSafeInteger(maxArtifactBytes) || maxArtifactBytes < 0) throw new Error('--max-artifacts takes a number of bytes'); }
-    if (a['console-buffer']) { consoleBuffer = Number(a['console-buffer']); if (!Number.isSafeInteger(consoleBuffer) || consoleBuffer < 1) throw new Error('--console-buffer takes a number of bytes, at least 1'); }
+    if (a['max-artifacts'] !== undefined) maxArtifactBytes = byteCount(a['max-artifacts'], '--max-artifacts', 0);
+    if (a['console-buffer'] !== undefined) consoleBuffer = byteCount(a['console-buffer'], '--console-buffer', 1);
     if (a.listen) listen = parseListen(a.listen);
   } catch (e) { usage((e as Error).message); }
   // LEASE must exceed DEAD_AFTER heartbeats (daemon.ts): a live but slow worker keeps its job.

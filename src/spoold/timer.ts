@@ -324,14 +324,14 @@ export class ScheduleTimer {
       } catch (e) {
         log('error', { name: s.name, why: (e as Error).message });   // no platform has its template: the period moves on
       }
-      const unstored: string[] = [];
+      const unstored: Array<{ platform: string; e: Error }> = [];
       for (const i of list) {
         try {
           await queueList(this.sp, [i]);
         } catch (e) {
           // Stored all the same if the error came after the commit (a failed fsync of new/ after the rename).
           if (!existsOr(i.error ? this.sp.doneDir(s.name, i.id) : this.sp.queued(i.id), false)) {
-            unstored.push(`${i.platform}: ${(e as Error).message}`);
+            unstored.push({ platform: i.platform, e: e as Error });
             continue;
           }
         }
@@ -341,21 +341,23 @@ export class ScheduleTimer {
           failed.push(i.error);   // recorded in done/ at once
         } else { queued.push(i.id); await this.d.queue.consider(i.id); }
       }
+      const said = unstored.map(({ platform, e }) => `${platform}: ${e.message}`).join('; ');
       if (unstored.length > 0 && unstored.length === list.length) {
         // Nothing of this firing is in the spool (a full disk): it is not
         // recorded, and is made again in REFIRE_MS, not lost for the period.
-        const cause = unstored.join('; ');
+        // Logged once per cause: its errno, not its message, which names a fresh id each time.
+        const cause = unstored.map(({ platform, e }) => `${platform}: ${errno(e) ?? e.message}`).join('; ');
         if (this.unqueued.get(s.name)?.cause !== cause) {
-          log('error', { name: s.name, why: `cannot queue its job: ${cause}; spoold tries again every ${REFIRE_MS / 1000} s until it can` });
+          log('error', { name: s.name, why: `cannot queue its job: ${said}; spoold tries again every ${REFIRE_MS / 1000} s until it can` });
         }
         this.unqueued.set(s.name, { at: now.getTime() + REFIRE_MS, cause });
         return;
       }
       if (unstored.length > 0) {
-        log('error', { name: s.name, why: `cannot queue its job on some platforms, which miss this period's run: ${unstored.join('; ')}` });
+        log('error', { name: s.name, why: `cannot queue its job on some platforms, which miss this period's run: ${said}` });
       }
-      this.unqueued.delete(s.name);
     }
+    this.unqueued.delete(s.name);   // this firing is made
     const base = this.states.get(s.name)?.st ?? st;
     let next = stateAfterFire(base, firedAt, lastId);
     // A next: later than this firing (a bctl reschedule read in meanwhile) is not this firing's to use up.
