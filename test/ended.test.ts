@@ -15,7 +15,7 @@ import { FakeWorker, packTar, sha256 } from './fakeworker.js';
 import { FrameReader, encodeMsg, MAX_FRAME, PROTOCOL_VERSION, T_CONSOLE, T_ARTIFACTS, T_CONTROL, type Msg } from '../src/spool/protocol.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { submission } from '../src/spool/job.js';
-import { submit } from '../src/spool/state.js';
+import { submit, requestCancel } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult } from '../src/spool/result.js';
 
@@ -153,6 +153,27 @@ test('a job that said ended may then say nothing while its files are looked over
   assert.equal((await resultOf(spool, 'quietwalk', id, 5_000)).status, { kind: 'exited', code: 0 });
 });
 
+test('a cancel that comes after the job said ended changes nothing: its files may still be looked over in silence', async () => {
+  const spool = await spooldUp();
+  const id = await queue(spool, 'latecancel', 60_000);
+  const f = await worker(spool, 'latecancel');
+  assert.is((await f.expect('job')).id, id);
+  f.data(T_CONSOLE, Buffer.from('built\n'));
+  f.send({ t: 'ended', id });
+  assert.ok(await requestCancel(new SpoolPaths(spool), id), 'the cancel is requested (as bctl cancel does)');
+  await f.expect('cancel');
+  // A cancel's own limit is 5 s + 6 heartbeats (5.6 s), the stall rule 24 heartbeats (2.4 s) more.
+  await sleep(9_000);
+  assert.not.ok(f.closed, `a worker looking over a job's files is not let go for a cancel that came after the job: ${f.bye?.why}`);
+  f.send({ t: 'artifacts', id });
+  f.data(T_ARTIFACTS, await packTar([]));
+  f.send({ t: 'manifest', id, files: [] });
+  const now = new Date().toISOString();
+  f.send({ t: 'finished', id, status: 'exited 0', started: now, finished: now });
+  await f.expect('done');
+  assert.equal((await resultOf(spool, 'latecancel', id, 5_000)).status, { kind: 'exited', code: 0 });
+});
+
 test('a worker that says ended and then streams console without end is let go 120 heartbeats after the backstop, re-attaching or not', async () => {
   const spool = await spooldUp();
   const id = await queue(spool, 'flappy', 1_000);
@@ -183,7 +204,7 @@ test('a worker that says ended and then streams console without end is let go 12
   }
   assert.ok(reattaches >= 3, `re-attached ${reattaches} times`);
   const r = await resultOf(spool, 'flappy', id, 10_000);
-  assert.equal(r.status, { kind: 'failed', why: "its console did not end within 12s of the job's end" });
+  assert.equal(r.status, { kind: 'failed', why: "its console was still coming 12s after the time allowed for the job" });
   // 7.2 s (the backstop) + 12 s (120 heartbeats), give or take a heartbeat or two of checking.
   assert.ok(Date.now() - t0 > 18_000, `not before the cap: after ${Date.now() - t0} ms`);
   assert.match(fs.readFileSync(path.join(spool, 'done', 'flappy', id, 'console.log'), 'utf8'), /^(more\n)+$/);

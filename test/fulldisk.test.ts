@@ -103,12 +103,21 @@ test('a schedule that fires while the disk is full is made again once there is r
   fs.renameSync(staged, path.join(spool, 'schedules', 'nightly'));
   await s.waitLog(/error name=nightly why=.*no space left on device/, 20_000);
   await sleep(11_000);   // one more try (REFIRE_MS, 10 s), with a fresh job id in its error: logged once all the same
+  // Another cause is logged: tmp/, where jobs are staged, replaced by a file
+  // (by its errno; the spool library's error has one code for both).
+  const tmp = path.join(spool, 'tmp');
+  fs.renameSync(tmp, `${tmp}.away`);
+  fs.writeFileSync(tmp, '');
+  await s.waitLog(/error name=nightly why="cannot queue its job: debian-12: .*not a directory/, 20_000);
+  fs.rmSync(tmp);
+  fs.renameSync(`${tmp}.away`, tmp);
   fs.rmSync(filler);
   const ran = await until('the nightly job in done/', () => readIf(path.join(spool, 'done', 'nightly', 'latest', 'result')), 30_000);
   assert.equal(parseResult(ran, 'result').status, { kind: 'exited', code: 0 });
   assert.is(fs.readFileSync(path.join(spool, 'done', 'nightly', 'latest', 'console.log'), 'utf8'), 'nightly ran\n');
   assert.match(s.log(), /error name=nightly why="cannot queue its job: debian-12: .*no space left on device.*; spoold tries again every 10 s until it can"/);
-  assert.is((s.log().match(/cannot queue its job/g) ?? []).length, 1, 'the error is logged once, not at every try');
+  assert.is((s.log().match(/cannot queue its job: debian-12: .*no space left/g) ?? []).length, 1, 'the error is logged once, not at every try');
+  assert.is((s.log().match(/cannot queue its job: debian-12: .*not a directory/g) ?? []).length, 1, 'and so is the next cause');
   assert.is(fs.readdirSync(path.join(spool, 'done', 'nightly')).filter((n) => n !== 'latest').length, 1, 'it ran once');
 });
 

@@ -995,15 +995,18 @@ export class Daemon implements ConnOwner {
       const end = Math.min(byTimeout, byCancel);
       if (r.exitedAt !== undefined) {
         // It ended (the worker said so): what is left is its delivery, which may
-        // be slow (a large tree looked over, a slow link), but not without end.
-        if (now > Math.max(end, r.exitedAt) + LATE_HEARTBEATS * hb) {
-          const why = `its console did not end within ${formatDuration(LATE_HEARTBEATS * hb)} of the job's end`;
+        // be slow (a large tree looked over, a slow link), but not without end:
+        // no longer than a job that has not said ended may send console. A
+        // cancel sent after the job had ended changes nothing.
+        const limit = r.cancelSentAt !== undefined && r.cancelSentAt < r.exitedAt ? end : byTimeout;
+        if (now > limit + LATE_HEARTBEATS * hb) {
+          const why = `its console was still coming ${formatDuration(LATE_HEARTBEATS * hb)} after the time allowed for the job`;
           return { status: { kind: 'failed', why }, why };
         }
         // workerd looks the job's files over before it sends the rest, saying
         // nothing meanwhile: as long as a job that has not said ended may take.
         // (One that re-attached saying so has been looked over.)
-        if (!r.ended && now <= end) return undefined;
+        if (!r.ended && now <= limit) return undefined;
       } else {
         // Console still coming may be the rest of a job that ended in time (a slow link, an older workerd that does not say ended): not past a cap.
         if (now <= end || (quiet <= DEAD_AFTER * hb && now <= end + LATE_HEARTBEATS * hb)) return undefined;

@@ -304,7 +304,7 @@ export class ScheduleTimer {
     const waiting = this.d.queue.platformsOf(s.name);
     const skip = new Set([...this.d.dropped, ...waiting]);
     const platforms = s.platform !== undefined ? [s.platform] : await templatePlatforms(this.templateDirs, s.template);
-    if (waiting.size > 0) log('skipped', { name: s.name, platform: [...waiting].sort().join(','), why: 'its last instance still waits in new/' });
+    if (waiting.size > 0 && !this.unqueued.has(s.name)) log('skipped', { name: s.name, platform: [...waiting].sort().join(','), why: 'its last instance still waits in new/' });
     if (platforms.length > 0 && platforms.every((p) => skip.has(p))) {
       // Nothing to queue: the period moves on.
     } else if ((unrecorded = await this.firedUnrecorded(s.name, new Date(dueMs), st))) {
@@ -346,7 +346,7 @@ export class ScheduleTimer {
         // Nothing of this firing is in the spool (a full disk): it is not
         // recorded, and is made again in REFIRE_MS, not lost for the period.
         // Logged once per cause: its errno, not its message, which names a fresh id each time.
-        const cause = unstored.map(({ platform, e }) => `${platform}: ${errno(e) ?? e.message}`).join('; ');
+        const cause = unstored.map(({ platform, e }) => `${platform}: ${errnoOf(e)}`).join('; ');
         if (this.unqueued.get(s.name)?.cause !== cause) {
           log('error', { name: s.name, why: `cannot queue its job: ${said}; spoold tries again every ${REFIRE_MS / 1000} s until it can` });
         }
@@ -446,7 +446,7 @@ export class ScheduleTimer {
       return kept;
     } catch (e) {
       // Logged once per cause (its errno: the message names a fresh staging file each time).
-      const cause = errno(e) ?? (e as Error).message;
+      const cause = errnoOf(e as Error);
       if (!this.schedules.has(name)) return true;   // forgotten meanwhile: nothing to write again
       if (this.unwritten.get(name) !== cause) {
         log('error', { file: `state/${name}`, why: `${(e as Error).message}; spoold keeps the state in memory and writes it at each rescan until it can (fix or remove state/${name}); a restart before that fires the schedule once at once` });
@@ -455,4 +455,9 @@ export class ScheduleTimer {
       return true;
     }
   }
+}
+
+/** An error's errno, for logging once per cause: the spool library's errors carry it in their cause; else its message. */
+function errnoOf(e: Error): string {
+  return errno(e.cause) ?? errno(e) ?? e.message;
 }
