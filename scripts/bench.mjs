@@ -584,26 +584,35 @@ async function w3() {
 const MANY = Number(process.env.BENCH_MANY) || 6;
 async function w3Many() {
   const bytes = 100_000_000;
-  say(`W3-many: ${MANY} jobs at once, each printing ${bytes / MB} MB of lines`);
-  const rig = await new Rig('w3m').start(MANY);
-  const print = `yes 'some line of build output 0123456789' | head -c ${bytes}`;
+  await many('W3-many', 'w3m', `each printing ${bytes / MB} MB of lines`, `#!/bin/sh\nyes 'some line of build output 0123456789' | head -c ${bytes}\n`,
+    'console.log', bytes, `consoles of ${bytes / MB} MB`);
+}
+
+/**
+ * MANY jobs of `body` renamed into new/ at once, each on its own worker; each
+ * must leave `file` (console.log, or an artifact) of `bytes` in done/. Rows:
+ * the throughput of all together, and spoold's peak RSS against the bound.
+ */
+async function many(label, tag, what, body, file, bytes, unit) {
+  say(`${label}: ${MANY} jobs at once, ${what}`);
+  const rig = await new Rig(tag).start(MANY);
   const staged = [];
-  for (let i = 0; i < MANY; i++) staged.push(await rig.stage('w3m', `#!/bin/sh\n${print}\n`));
+  for (let i = 0; i < MANY; i++) staged.push(await rig.stage(tag, body));
   const idle = memOf(rig.spoold.pid);
   const t0 = nowNs();
   for (const s of staged) await fsp.rename(s.staged, s.target);
-  await until('the w3-many results', () => staged.every((s) => fs.existsSync(rig.resultPath('w3m', s.id))), 300_000, 10);
+  await until(`the ${label} results`, () => staged.every((s) => fs.existsSync(rig.resultPath(tag, s.id))), 300_000, 10);
   const secs = (nowNs() - t0) / 1e9;
   const mem = memOf(rig.spoold.pid);
-  rig.account('W3-many');
-  await checkResults(rig, 'w3m', staged.map((s) => s.id));
+  rig.account(label);
+  await checkResults(rig, tag, staged.map((s) => s.id));
   for (const s of staged) {
-    const size = (await fsp.stat(path.join(rig.sp.done('w3m', s.id), 'console.log'))).size;
-    if (size !== bytes) throw new Error(`W3-many: console.log of ${s.id} has ${size} bytes, not ${bytes}`);
+    const size = (await fsp.stat(path.join(rig.sp.done(tag, s.id), file))).size;
+    if (size !== bytes) throw new Error(`${label}: ${file} of ${s.id} has ${size} bytes, not ${bytes}`);
   }
   await rig.remove();
-  row(`W3-many: ${MANY} consoles of 100 MB at once, all in done/`, `${fmt(secs, 2)} s = ${fmt(MANY * bytes / MB / secs, 0)} MB/s`, '', undefined);
-  row(`W3-many spoold peak RSS (VmHWM); ${mib(idle.rss)} before the jobs`, mib(mem.hwm), '< 100 MiB', mem.hwm < 100 * MiB);
+  row(`${label}: ${MANY} ${unit} at once, all in done/`, `${fmt(secs, 2)} s = ${fmt(MANY * bytes / MB / secs, 0)} MB/s`, '', undefined);
+  row(`${label} spoold peak RSS (VmHWM); ${mib(idle.rss)} before the jobs`, mib(mem.hwm), '< 100 MiB', mem.hwm < 100 * MiB);
 }
 
 // ---- W4 -------------------------------------------------------------------------
@@ -652,25 +661,8 @@ async function w4Once(k) {
 /** W4 with MANY workers at once, each job leaving a 128 MiB artifact: the memory bound for a whole farm's deliveries. */
 async function w4Many() {
   const bytes = 128 * MiB;
-  say(`W4-many: ${MANY} jobs at once, each leaving a ${bytes / MiB} MiB artifact`);
-  const rig = await new Rig('w4m').start(MANY);
-  const staged = [];
-  for (let i = 0; i < MANY; i++) staged.push(await rig.stage('w4m', `#!/bin/sh\nset -e\ndd if=/dev/zero of=big.bin bs=1M count=${bytes / MiB} 2>/dev/null\n`));
-  const idle = memOf(rig.spoold.pid);
-  const t0 = nowNs();
-  for (const s of staged) await fsp.rename(s.staged, s.target);
-  await until('the w4-many results', () => staged.every((s) => fs.existsSync(rig.resultPath('w4m', s.id))), 300_000, 10);
-  const secs = (nowNs() - t0) / 1e9;
-  const mem = memOf(rig.spoold.pid);
-  rig.account('W4-many');
-  await checkResults(rig, 'w4m', staged.map((s) => s.id));
-  for (const s of staged) {
-    const size = (await fsp.stat(path.join(rig.sp.done('w4m', s.id), 'artifacts', 'big.bin'))).size;
-    if (size !== bytes) throw new Error(`W4-many: big.bin of ${s.id} has ${size} bytes, not ${bytes}`);
-  }
-  await rig.remove();
-  row(`W4-many: ${MANY} artifacts of ${bytes / MiB} MiB at once, all in done/`, `${fmt(secs, 2)} s = ${fmt(MANY * bytes / MB / secs, 0)} MB/s`, '', undefined);
-  row(`W4-many spoold peak RSS (VmHWM); ${mib(idle.rss)} before the jobs`, mib(mem.hwm), '< 100 MiB', mem.hwm < 100 * MiB);
+  await many('W4-many', 'w4m', `each leaving a ${bytes / MiB} MiB artifact`, `#!/bin/sh\nset -e\ndd if=/dev/zero of=big.bin bs=1M count=${bytes / MiB} 2>/dev/null\n`,
+    path.join('artifacts', 'big.bin'), bytes, `artifacts of ${bytes / MiB} MiB`);
 }
 
 /** W4 RUNS times, as W3. */

@@ -108,6 +108,17 @@ async function worker(spool: string, name: string): Promise<FakeWorker> {
   return f;
 }
 
+/** Deliver job id as workerd does once it has looked the job's files over: artifacts, manifest, finished `exited 0`; then done. */
+async function deliver(f: FakeWorker, id: string, files: Record<string, string> = {}): Promise<void> {
+  f.send({ t: 'artifacts', id });
+  const entries = Object.entries(files).map(([name, text]) => ({ header: { name, type: 'file' as const, size: Buffer.byteLength(text) }, body: Buffer.from(text) }));
+  f.data(T_ARTIFACTS, await packTar(entries));
+  f.send({ t: 'manifest', id, files: entries.map((x) => ({ name: x.header.name, type: 'file' as const, size: x.body.length, sha256: sha256(x.body) })) });
+  const now = new Date().toISOString();
+  f.send({ t: 'finished', id, status: 'exited 0', started: now, finished: now });
+  await f.expect('done');
+}
+
 const resultOf = async (spool: string, name: string, id: string, ms: number) =>
   parseResult(await until(`result of ${id}`, () => readIf(path.join(spool, 'done', name, id, 'result')), ms), 'result');
 
@@ -123,13 +134,7 @@ test('a job that ended in time, whose delivery comes slowly past the timeout\'s 
   // at all) keeps it under the stall rule (24 heartbeats) only.
   for (let t = 0; t < 10; t++) { f.data(T_CONSOLE, Buffer.from('.')); await sleep(1_000); }
   assert.not.ok(f.closed, `a worker delivering a job that ended is not let go: ${f.bye?.why}`);
-  f.send({ t: 'artifacts', id });
-  const body = Buffer.from('made\n');
-  f.data(T_ARTIFACTS, await packTar([{ header: { name: 'out.txt', type: 'file', size: body.length }, body }]));
-  f.send({ t: 'manifest', id, files: [{ name: 'out.txt', type: 'file', size: body.length, sha256: sha256(body) }] });
-  const now = new Date().toISOString();
-  f.send({ t: 'finished', id, status: 'exited 0', started: now, finished: now });
-  await f.expect('done');
+  await deliver(f, id, { 'out.txt': 'made\n' });
   const r = await resultOf(spool, 'slowwalk', id, 5_000);
   assert.equal(r.status, { kind: 'exited', code: 0 });
   assert.is(fs.readFileSync(path.join(spool, 'done', 'slowwalk', id, 'artifacts', 'out.txt'), 'utf8'), 'made\n');
@@ -144,12 +149,7 @@ test('a job that said ended may then say nothing while its files are looked over
   f.send({ t: 'ended', id });
   await sleep(4_000);   // 40 heartbeats of nothing but pings: over the stall rule's 24, well before the timeout's backstop
   assert.not.ok(f.closed, `a worker looking over a large tree is not let go: ${f.bye?.why}`);
-  f.send({ t: 'artifacts', id });
-  f.data(T_ARTIFACTS, await packTar([]));
-  f.send({ t: 'manifest', id, files: [] });
-  const now = new Date().toISOString();
-  f.send({ t: 'finished', id, status: 'exited 0', started: now, finished: now });
-  await f.expect('done');
+  await deliver(f, id);
   assert.equal((await resultOf(spool, 'quietwalk', id, 5_000)).status, { kind: 'exited', code: 0 });
 });
 
@@ -165,12 +165,7 @@ test('a cancel that comes after the job said ended changes nothing: its files ma
   // A cancel's own limit is 5 s + 6 heartbeats (5.6 s), the stall rule 24 heartbeats (2.4 s) more.
   await sleep(9_000);
   assert.not.ok(f.closed, `a worker looking over a job's files is not let go for a cancel that came after the job: ${f.bye?.why}`);
-  f.send({ t: 'artifacts', id });
-  f.data(T_ARTIFACTS, await packTar([]));
-  f.send({ t: 'manifest', id, files: [] });
-  const now = new Date().toISOString();
-  f.send({ t: 'finished', id, status: 'exited 0', started: now, finished: now });
-  await f.expect('done');
+  await deliver(f, id);
   assert.equal((await resultOf(spool, 'latecancel', id, 5_000)).status, { kind: 'exited', code: 0 });
 });
 

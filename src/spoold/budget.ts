@@ -25,10 +25,4 @@ export class Budget {
     this.waiters = [];
     for (const resolve of w) resolve();
   }
-
-  /** Bytes taken and not yet given back. */
-  get inUse(): number { return this.used; }
-
-  /** Callers waiting for room. */
-  get waiting(): number { return this.waiters.length; }
 }

@@ -76,7 +76,7 @@ export const CONSOLE_WINDOW = 4 << 20;
  * reading every worker that adds more (the default of --console-buffer): the
  * memory bound holds for the consoles of a whole farm, not per job. Six
  * streaming at once took spoold to 123 MiB with the window alone, and to
- * 98-105 MiB with a budget of two windows; 84 MiB with one, and faster
+ * 98-105 MiB with a budget of two windows; 75-85 MiB with one, and faster
  * (npm run bench, W3-many). One console alone still streams with its window.
  */
 export const CONSOLE_BUDGET = CONSOLE_WINDOW;
@@ -707,6 +707,8 @@ export class Daemon implements ConnOwner {
     }
     r.consoleFlush?.wrote(data.length);
     batchWrites(r.console);
+    // Held for whichever is full: this console's window (its drain) or the
+    // budget of all (an unawaited wait on it is let go with the others).
     const full = this.consoleBudget.take(data.length);
     if (!r.console.write(data, () => { this.consoleBudget.give(data.length); written(); })) return drained(r.console);
     return full;
