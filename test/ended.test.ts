@@ -84,9 +84,9 @@ test('workerd says ended as its job exits, before its artifacts, to a spoold tha
 
 const HB = 100;   // heartbeats of 100 ms: the backstop's rules come within seconds
 
-async function spooldUp(): Promise<string> {
+async function spooldUp(args = ['--heartbeat', `${HB}ms`, '--lease', '1s']): Promise<string> {
   const spool = path.join(dir, 'spool');
-  const d = daemon('spoold', ['-s', spool, '--heartbeat', `${HB}ms`, '--lease', '1s']);
+  const d = daemon('spoold', ['-s', spool, ...args]);
   procs.push(d);
   await d.waitLog(/spoold: started/);
   return spool;
@@ -203,6 +203,26 @@ test('a worker that says ended and then streams console without end is let go 12
   // 7.2 s (the backstop) + 12 s (120 heartbeats), give or take a heartbeat or two of checking.
   assert.ok(Date.now() - t0 > 18_000, `not before the cap: after ${Date.now() - t0} ms`);
   assert.match(fs.readFileSync(path.join(spool, 'done', 'flappy', id, 'console.log'), 'utf8'), /^(more\n)+$/);
+});
+
+test('a worker back within a long lease, past the cap, with a job that ended meanwhile, delivers it: the cap counts from then', async () => {
+  // Heartbeats of 50 ms: the cap of a 1 s job falls 1 s + 5 s + 12 heartbeats + 120 heartbeats (12.6 s) after its dispatch.
+  const spool = await spooldUp(['--heartbeat', '50ms', '--lease', '60s']);
+  const id = await queue(spool, 'longaway', 1_000);
+  const f = await worker(spool, 'longaway');
+  const job = await f.expect('job');
+  f.destroy();
+  await f.gone;
+  await sleep(14_000);   // away past the cap; the job ended meanwhile
+  const g = await FakeWorker.connect(path.join(spool, 'spoold.sock'));
+  fakes.push(g);
+  g.hello({ name: 'longaway', keys: true, holding: { id, name: 'longaway', attempt: job.attempt, finished: true, key: job.key } });
+  g.keepAlive(25);
+  await g.expect('resume');
+  for (let i = 0; i < 30; i++) { g.data(T_CONSOLE, Buffer.from('out\n')); await sleep(50); }   // the rest of its console, over 1.5 s
+  assert.not.ok(g.closed, `a worker back within its lease is not let go: ${g.bye?.why}`);
+  await deliver(g, id, { 'a.txt': 'x\n' });
+  assert.equal((await resultOf(spool, 'longaway', id, 5_000)).status, { kind: 'exited', code: 0 });
 });
 
 test('ended for a job the worker does not hold, or after its delivery began, is a protocol violation', async () => {

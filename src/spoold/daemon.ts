@@ -998,10 +998,12 @@ export class Daemon implements ConnOwner {
       if (r.exitedAt !== undefined) {
         // It ended (the worker said so): what is left is its delivery, which may
         // be slow (a large tree looked over, a slow link), but not without end:
-        // no longer than a job that has not said ended may send console. A
-        // cancel sent after the job had ended changes nothing.
+        // 120 heartbeats past the job's limit, or past when spoold first heard
+        // of the end (a worker back from a long absence, within a long lease),
+        // once: re-attaching again does not move it. A cancel sent after the
+        // job had ended changes nothing.
         const limit = r.cancelSentAt !== undefined && r.cancelSentAt < r.exitedAt ? end : byTimeout;
-        if (now > limit + LATE_HEARTBEATS * hb) {
+        if (now > Math.max(limit, r.exitedAt) + LATE_HEARTBEATS * hb) {
           const why = `its console was still coming ${formatDuration(LATE_HEARTBEATS * hb)} after the time allowed for the job`;
           return { status: { kind: 'failed', why }, why };
         }
