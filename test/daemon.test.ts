@@ -140,7 +140,8 @@ test('a job runs on a worker of its platform; console, artifacts, SHA256SUMS and
 test('four consoles streaming at once, together far over spoold --console-buffer, each land whole and unmixed', async () => {
   // 30 MB each at full speed, 120 MB in all, through 64 KiB: spoold holds the
   // workers for its console buffer again and again, and lets them go on.
-  spoold(['--console-buffer', '65536']);
+  const t0 = Date.now();
+  const s = spoold(['--console-buffer', '65536']);
   const names = ['c1', 'c2', 'c3', 'c4'];
   for (const n of names) workerd(n);
   const line = (n: string) => `${n} some line of build output 0123456789`;
@@ -155,6 +156,9 @@ test('four consoles streaming at once, together far over spoold --console-buffer
     const whole = `${line(n)}\n`.repeat(Math.ceil(size / (line(n).length + 1))).slice(0, size);
     assert.ok(got === whole, `${n}: its own lines, in order, none from another job`);
   }
+  // Workers were held, and that is said once a minute at most, not for every wait.
+  const held = (s.log().match(/^spoold: held why="the console buffer \(--console-buffer 65536\) is full: workers wait until the disk takes their consoles"$/gm) ?? []).length;
+  assert.ok(held >= 1 && held <= 1 + Math.floor((Date.now() - t0) / 60_000), `logged ${held} times in ${Date.now() - t0} ms`);
 });
 
 test('the job sees BUILDER_JOB_ID, BUILDER_JOB_NAME, BUILDER_PLATFORM, its own process group and a fresh directory', async () => {

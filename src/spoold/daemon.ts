@@ -81,6 +81,9 @@ export const CONSOLE_WINDOW = 4 << 20;
  */
 export const CONSOLE_BUDGET = CONSOLE_WINDOW;
 
+/** Workers held for the console budget are logged (`held`) at most this often. */
+const HELD_LOG_MS = 60_000;
+
 /** workers/NAME is rewritten at most this often per worker (writeWorker). */
 export const WORKER_FILE_MS = 1_000;
 
@@ -710,9 +713,16 @@ export class Daemon implements ConnOwner {
     // Held for whichever is full: this console's window (its drain) or the
     // budget of all (an unawaited wait on it is let go with the others).
     const full = this.consoleBudget.take(data.length);
+    if (full && mono() - this.heldLoggedAt >= HELD_LOG_MS) {
+      this.heldLoggedAt = mono();
+      log('held', { why: `the console buffer (--console-buffer ${this.opts.consoleBuffer}) is full: workers wait until the disk takes their consoles` });
+    }
     if (!r.console.write(data, () => { this.consoleBudget.give(data.length); written(); })) return drained(r.console);
     return full;
   }
+
+  /** When `held` was last logged (mono()): at most once per HELD_LOG_MS. */
+  private heldLoggedAt = -Infinity;
 
   /** End the console stream: written, fsynced (flush) and closed when this resolves, also if another caller began it. */
   private async closeConsole(r: Running): Promise<void> {
