@@ -11,7 +11,7 @@ import fsp from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { tmpdir, daemon, until, readIf, sleep, type Daemon } from './lib.js';
-import { FakeWorker, packTar, sha256 } from './fakeworker.js';
+import { FakeWorker, packTar, sha256, type JobMsg } from './fakeworker.js';
 import { FrameReader, encodeMsg, MAX_FRAME, PROTOCOL_VERSION, T_CONSOLE, T_ARTIFACTS, T_CONTROL, type Msg } from '../src/spool/protocol.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { submission } from '../src/spool/job.js';
@@ -108,6 +108,15 @@ async function worker(spool: string, name: string): Promise<FakeWorker> {
   return f;
 }
 
+/** A job of `name` queued, and given to a worker of the same name played by the test. */
+async function dispatched(spool: string, name: string, timeoutMs: number): Promise<{ id: string; f: FakeWorker; job: JobMsg }> {
+  const id = await queue(spool, name, timeoutMs);
+  const f = await worker(spool, name);
+  const job = await f.expect('job');
+  assert.is(job.id, id);
+  return { id, f, job };
+}
+
 /** Deliver job id as workerd does once it has looked the job's files over: artifacts, manifest, finished `exited 0`; then done. */
 async function deliver(f: FakeWorker, id: string, files: Record<string, string> = {}): Promise<void> {
   f.send({ t: 'artifacts', id });
@@ -124,9 +133,7 @@ const resultOf = async (spool: string, name: string, id: string, ms: number) =>
 
 test('a job that ended in time, whose delivery comes slowly past the timeout\'s backstop, ends as its worker says', async () => {
   const spool = await spooldUp();
-  const id = await queue(spool, 'slowwalk', 1_000);
-  const f = await worker(spool, 'walker');
-  assert.is((await f.expect('job')).id, id);
+  const { id, f } = await dispatched(spool, 'slowwalk', 1_000);
   f.send({ t: 'ended', id });
   // The backstop would record a job that did not say ended `timeout` 1 s + 5 s
   // + 12 heartbeats (7.2 s) after its dispatch, once quiet for 3 heartbeats:
@@ -142,9 +149,7 @@ test('a job that ended in time, whose delivery comes slowly past the timeout\'s 
 
 test('a job that said ended may then say nothing while its files are looked over, as long as before it said so', async () => {
   const spool = await spooldUp();
-  const id = await queue(spool, 'quietwalk', 60_000);
-  const f = await worker(spool, 'quietwalk');
-  assert.is((await f.expect('job')).id, id);
+  const { id, f } = await dispatched(spool, 'quietwalk', 60_000);
   f.data(T_CONSOLE, Buffer.from('built\n'));
   f.send({ t: 'ended', id });
   await sleep(4_000);   // 40 heartbeats of nothing but pings: over the stall rule's 24, well before the timeout's backstop
@@ -155,9 +160,7 @@ test('a job that said ended may then say nothing while its files are looked over
 
 test('a cancel that comes after the job said ended changes nothing: its files may still be looked over in silence', async () => {
   const spool = await spooldUp();
-  const id = await queue(spool, 'latecancel', 60_000);
-  const f = await worker(spool, 'latecancel');
-  assert.is((await f.expect('job')).id, id);
+  const { id, f } = await dispatched(spool, 'latecancel', 60_000);
   f.data(T_CONSOLE, Buffer.from('built\n'));
   f.send({ t: 'ended', id });
   assert.ok(await requestCancel(new SpoolPaths(spool), id), 'the cancel is requested (as bctl cancel does)');
@@ -171,10 +174,9 @@ test('a cancel that comes after the job said ended changes nothing: its files ma
 
 test('a worker that says ended and then streams console without end is let go 120 heartbeats after the backstop, re-attaching or not', async () => {
   const spool = await spooldUp();
-  const id = await queue(spool, 'flappy', 1_000);
-  let f = await worker(spool, 'flappy');
-  const job = await f.expect('job');
-  assert.is(job.id, id);
+  const d = await dispatched(spool, 'flappy', 1_000);
+  const { id, job } = d;
+  let f = d.f;
   f.send({ t: 'ended', id });
   const t0 = Date.now();
   let lastSwitch = t0;
@@ -208,9 +210,7 @@ test('a worker that says ended and then streams console without end is let go 12
 test('a worker back within a long lease, past the cap, with a job that ended meanwhile, delivers it: the cap counts from then', async () => {
   // Heartbeats of 50 ms: the cap of a 1 s job falls 1 s + 5 s + 12 heartbeats + 120 heartbeats (12.6 s) after its dispatch.
   const spool = await spooldUp(['--heartbeat', '50ms', '--lease', '60s']);
-  const id = await queue(spool, 'longaway', 1_000);
-  const f = await worker(spool, 'longaway');
-  const job = await f.expect('job');
+  const { id, f, job } = await dispatched(spool, 'longaway', 1_000);
   f.destroy();
   await f.gone;
   await sleep(14_000);   // away past the cap; the job ended meanwhile
@@ -231,9 +231,7 @@ test('ended for a job the worker does not hold, or after its delivery began, is 
   f.send({ t: 'ended', id: newId() });
   await f.gone;
   assert.match(f.bye?.why ?? '', /^ended for job \S+, which this worker does not hold or has begun to deliver$/);
-  const id = await queue(spool, 'late', 60_000);
-  const g = await worker(spool, 'late');
-  assert.is((await g.expect('job')).id, id);
+  const { id, f: g } = await dispatched(spool, 'late', 60_000);
   g.send({ t: 'artifacts', id });
   g.send({ t: 'ended', id });
   await g.gone;

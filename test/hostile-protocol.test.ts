@@ -26,7 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { daemon, run, until, readIf, sleep, tmpdir, ROOT, type Daemon } from './lib.js';
-import { FakeWorker, hostileTars, packTar, patchSize, sha256 } from './fakeworker.js';
+import { FakeWorker, hostileTars, packTar, patchSize, sha256, type JobMsg } from './fakeworker.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { submission } from '../src/spool/job.js';
 import { submit, requestCancel } from '../src/spool/state.js';
@@ -211,6 +211,13 @@ async function assertClosed(f: FakeWorker, what: string, ms = 5_000): Promise<vo
 const hello = (e: Env, over: Record<string, unknown> = {}) => ({ t: 'hello', v: 1, name: 'fake', platform: EVIL_PLATFORM, ...(e.token ? { token: e.token } : {}), ...over });
 
 /** A connection that said hello and was welcomed. */
+/** A worker welcomed (with `over` in its hello), pinging, and the job spoold gave it. */
+async function given(e: Env, name: string, over: Record<string, unknown> = {}): Promise<{ f: FakeWorker; job: JobMsg }> {
+  const f = await welcomed(e, name, over);
+  f.keepAlive(HEARTBEAT_MS / 2);
+  return { f, job: await f.expect('job') };
+}
+
 async function welcomed(e: Env, name: string, over: Record<string, unknown> = {}): Promise<FakeWorker> {
   const f = await fake(e);
   f.control(hello(e, { name, ...over }));
@@ -523,9 +530,7 @@ test('a worker of another name and platform cannot re-attach to a job whose work
 test('a peer under the name of a job\'s worker, holding that job without its key, is refused and displaces nobody; the key re-attaches', async () => {
   const e = await setup();
   const id = await queue(e, 'stolen', EVIL_PLATFORM);
-  const owner = await welcomed(e, 'namesake', { keys: true });
-  owner.keepAlive(HEARTBEAT_MS / 2);
-  const job = await owner.expect('job');
+  const { f: owner, job } = await given(e, 'namesake', { keys: true });
   assert.match(job.key ?? '', /^[0-9a-f]{32}$/);
   const lease = await until('the lease', () => readIf(path.join(e.spool, 'running', id, 'lease')));
   assert.match(lease, new RegExp(`^key: ${job.key}$`, 'm'), 'the lease keeps the key for a restart');
@@ -1069,9 +1074,8 @@ test('at most 64 connections wait for their hello: more are refused at once, log
 test('a worker that never ends its job is let go 5 s + 12 heartbeats past the job\'s timeout, and the job is recorded timeout', async () => {
   const e = await setup();
   const id = await queue(e, 'wedged', EVIL_PLATFORM, '#!/bin/sh\nsleep 600\n', undefined, 1_000);
-  const f = await welcomed(e, 'wedged');
-  f.keepAlive(HEARTBEAT_MS / 2);
-  assert.is((await f.expect('job')).id, id);
+  const { f, job } = await given(e, 'wedged');
+  assert.is(job.id, id);
   f.data(T_CONSOLE, Buffer.from('working...\n'));
   const r = await resultOf(e, 'wedged', id, 30_000);
   assert.equal(r.status, { kind: 'timeout' });
@@ -1085,9 +1089,8 @@ test('a worker that never ends its job is let go 5 s + 12 heartbeats past the jo
 test('console still coming past the timeout\'s backstop is a delivery, not a stuck job: the job ends as its worker says', async () => {
   const e = await setup();
   const id = await queue(e, 'slowlink', EVIL_PLATFORM, '#!/bin/sh\necho\n', undefined, 1_000);
-  const f = await welcomed(e, 'slowlink');
-  f.keepAlive(HEARTBEAT_MS / 2);
-  assert.is((await f.expect('job')).id, id);
+  const { f, job } = await given(e, 'slowlink');
+  assert.is(job.id, id);
   // The backstop would end it 1 s + 9.8 s after the dispatch; its console
   // trickles in until 14 s, in 256 KiB frames that take 2.4 s each to come
   // (longer than the 3 heartbeats of silence the rule allows between frames).
@@ -1108,9 +1111,7 @@ test('console still coming past the timeout\'s backstop is a delivery, not a stu
 test('a worker that re-attaches saying its job ended, then sends nothing, is let go after 24 heartbeats', async () => {
   const e = await setup();
   const id = await queue(e, 'mute', EVIL_PLATFORM);
-  const f = await welcomed(e, 'mute', { keys: true });
-  f.keepAlive(HEARTBEAT_MS / 2);
-  const job = await f.expect('job');
+  const { f, job } = await given(e, 'mute', { keys: true });
   f.destroy();
   await waitLog(e, /worker left worker=mute/);
   const back = await fake(e);
@@ -1139,9 +1140,9 @@ test('an empty manifest part with more to come is a protocol violation (it would
 test('a worker that reconnects again and again, its job never ending, does not put off the timeout\'s backstop', async () => {
   const e = await setup();
   const id = await queue(e, 'hopper', EVIL_PLATFORM, '#!/bin/sh\nsleep 600\n', undefined, 1_000);
-  let f = await welcomed(e, 'hopper', { keys: true });
-  f.keepAlive(HEARTBEAT_MS / 2);
-  const job = await f.expect('job');
+  const first = await given(e, 'hopper', { keys: true });
+  const { job } = first;
+  let f = first.f;
   // Every 2 s (well under the 10.8 s the backstop allows) it drops and re-attaches, never ending the job.
   const give = Date.now() + 25_000;
   while (!readIf(path.join(e.spool, 'done', 'hopper', id, 'result')) && Date.now() < give) {

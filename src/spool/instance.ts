@@ -68,11 +68,14 @@ export async function instances(s: Schedule, o: InstanceOpts): Promise<Instance[
   return out;
 }
 
-/** Queue instances built by instances(): submit each good one, record each bad one as failed. */
+/** Queue one instance built by instances(): submit it if good, record it as failed if not. */
+export async function queueInstance(sp: SpoolPaths, i: Instance): Promise<void> {
+  if (i.error === undefined) await submit(sp, i.job as ParsedJob & { id: string });
+  else await recordFailed(sp, i.job as ParsedJob & { id: string }, i.error);
+}
+
+/** Queue instances built by instances(), one after the other. */
 export async function queueList(sp: SpoolPaths, list: Instance[]): Promise<Instance[]> {
-  for (const i of list) {
-    if (i.error === undefined) await submit(sp, i.job as ParsedJob & { id: string });
-    else await recordFailed(sp, i.job as ParsedJob & { id: string }, i.error);
-  }
+  for (const i of list) await queueInstance(sp, i);
   return list;
 }

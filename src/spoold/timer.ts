@@ -29,7 +29,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
 import { idTime } from '../spool/ids.js';
-import { instances, queueList, type Instance } from '../spool/instance.js';
+import { instances, queueInstance, type Instance } from '../spool/instance.js';
 import { findTemplate, templatePlatforms } from '../spool/template.js';
 import { readScheduleStateFound, writeScheduleState, nextDue, clockSetBack, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
 import { reject, existsOr } from '../spool/state.js';
@@ -327,7 +327,7 @@ export class ScheduleTimer {
       const unstored: Array<{ platform: string; e: Error }> = [];
       for (const i of list) {
         try {
-          await queueList(this.sp, [i]);
+          await queueInstance(this.sp, i);
         } catch (e) {
           // Stored all the same if the error came after the commit (a failed fsync of new/ after the rename).
           if (!existsOr(i.error ? this.sp.doneDir(s.name, i.id) : this.sp.queued(i.id), false)) {

@@ -64,8 +64,8 @@ type Target = { path: string } | { host: string; port: number };
 class Worker {
   job: LocalJob | undefined;
   private sock: net.Socket | undefined;
-  /** Connections whose spoold takes an `ended` message (its welcome said so); an older one would take it for a protocol violation. */
-  private takesEnded = new WeakMap<net.Socket, boolean>();
+  /** The spoold of the current connection takes an `ended` message (its welcome said so); an older one would take it for a protocol violation. */
+  private takesEnded = false;
   private heartbeatMs = 5_000;
   private lastRx = 0;
   private pumps: Promise<void> = Promise.resolve();
@@ -115,7 +115,7 @@ class Worker {
         if (m.t === 'welcome') {
           welcomed = true;
           welcomedAt = Date.now();
-          this.takesEnded.set(sock, m.ended === true);
+          this.takesEnded = m.ended === true;
           this.heartbeatMs = m.heartbeatMs > 0 ? m.heartbeatMs : 5_000;
           say(`connected to ${describe(this.target)} as ${this.name} for ${this.platform}`);
           if (!this.job) this.standby.prepare();
@@ -288,7 +288,7 @@ class Worker {
       let pos = offset;
       let unwatchable = false;
       let idleReads = POLL_READS;   // empty reads in a row since the last bytes (none yet: no polling)
-      let saidEnded = !this.takesEnded.get(sock);
+      let saidEnded = !this.takesEnded;   // a pump runs for the current connection only (alive()), which was welcomed before its job or resume
       while (fh) {
         const buf = await bufs.take();
         if (!buf || !alive()) return;
