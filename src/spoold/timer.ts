@@ -329,8 +329,12 @@ export class ScheduleTimer {
         try {
           await queueInstance(this.sp, i);
         } catch (e) {
-          // Stored all the same if the error came after the commit (a failed fsync of new/ after the rename).
-          if (!existsOr(i.error ? this.sp.doneDir(s.name, i.id) : this.sp.queued(i.id), false)) {
+          // submit throws only before its commit (the rename into new/). recordFailed
+          // may throw after its own (running/ID/job published, its result beside it),
+          // in or after the move into done/: that one is stored, and a rescan or the
+          // next start finalizes it; recording another would give the period two.
+          const stored = i.error !== undefined && [this.sp.runningFile(i.id, 'job'), this.sp.doneDir(s.name, i.id)].some((p) => existsOr(p, false));
+          if (!stored) {
             unstored.push({ platform: i.platform, e: e as Error });
             continue;
           }
