@@ -121,21 +121,29 @@ async function removed(sp: SpoolPaths, name: string): Promise<boolean> {
 
 /**
  * Write state/NAME, the way every writer of it does (spoold, bctl execute,
- * reschedule, cancel): only while schedules/NAME exists. bctl unschedule
- * removes the schedule, then its state; a writer that read the state before
- * could put it back after, and a schedule made again under the name would
- * inherit it (and not fire at once). So the schedule is looked for before
- * the write and after it; if it is gone for good, `undo` runs (spoold
- * removes the jobs the firing queued) and then the state is removed. False
- * when the schedule is gone.
+ * reschedule, cancel): only while schedules/NAME exists. False when the
+ * schedule is gone, before the write (nothing is written) or after it.
+ *
+ * A firing gives `undo`: bctl unschedule removes the schedule, then its
+ * state, then its jobs in new/, and a firing that read the schedule before
+ * could queue jobs and write the state after; so if the schedule is gone,
+ * before or after the write, `undo` removes the jobs the firing queued and
+ * then the state goes: the firing is taken back whole. Any other write (a
+ * result, a reschedule) leaves the state as it was, or as written: a
+ * schedule removed by hand keeps its state, and taking the history away
+ * because a removal came during a write would make the schedule, written
+ * again, fire at once (builder-spool(5)). Such a state left behind by a
+ * bctl unschedule in the same instant is one bctl schedule removes.
  */
-export async function writeScheduleState(sp: SpoolPaths, name: string, st: ScheduleState, undo: () => Promise<void> = async () => {}): Promise<boolean> {
+export async function writeScheduleState(sp: SpoolPaths, name: string, st: ScheduleState, undo?: () => Promise<void>): Promise<boolean> {
   if (!(await removed(sp, name))) {
     await writeAtomic(sp, sp.scheduleState(name), formatScheduleState(st));
     if (!(await removed(sp, name))) return true;
   }
-  await undo();
-  await fsp.rm(sp.scheduleState(name), { force: true });
+  if (undo) {
+    await undo();
+    await fsp.rm(sp.scheduleState(name), { force: true });
+  }
   return false;
 }
 

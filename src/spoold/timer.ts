@@ -430,9 +430,11 @@ export class ScheduleTimer {
    * Write state/NAME, unless schedules/NAME is gone. bctl unschedule removes
    * the schedule, then its state, then its jobs waiting in new/, while this
    * spoold may be firing it on what it read before; so the schedule is looked
-   * for before the write and again after it, and if it is gone, the state and
-   * the jobs just `queued` are removed. Whichever comes last, nothing of the
-   * schedule outlives it but jobs already running. False when it was gone.
+   * for before the write and again after it, and if it is gone, the jobs
+   * just `queued` and the state are removed: whichever comes last, nothing
+   * of a firing outlives its schedule but jobs already running. A write that
+   * queued nothing (a result) leaves the state, as a removal by hand does.
+   * False when the schedule was gone.
    */
   private async write(name: string, st: ScheduleState, queued: string[]): Promise<boolean> {
     // A schedule removed while it fired (schedstate.ts says how that is
@@ -445,7 +447,7 @@ export class ScheduleTimer {
       }
     };
     try {
-      const kept = await writeScheduleState(this.sp, name, st, undo);
+      const kept = await writeScheduleState(this.sp, name, st, queued.length > 0 ? undo : undefined);
       this.unwritten.delete(name);
       return kept;
     } catch (e) {
