@@ -636,6 +636,30 @@ test('a worker that drops in a burst of console and re-attaches: the console hol
   await survived(e, /worker left worker=burster/);
 });
 
+test('a console frame cut short by a dropped connection keeps the bytes that came; the re-attach resumes after them, nothing doubled', async () => {
+  const e = await setup();
+  const id = await queue(e, 'cut', EVIL_PLATFORM);
+  const f = await welcomed(e, 'cutter');
+  const { key } = await f.expect('job');
+  const printed = Buffer.from(Array.from({ length: 100 }, (_, i) => `line ${String(i).padStart(3, '0')}\n`).join(''));
+  f.raw(Buffer.concat([f.header(printed.length, T_CONSOLE), printed.subarray(0, 600)]));   // 600 of 1000 bytes, then gone
+  await sleep(100);
+  f.sock.end();
+  await waitLog(e, /worker left worker=cutter why="connection closed inside a frame \(truncated\)"/);
+  const file = path.join(e.spool, 'running', id, 'console.log');
+  await until('the 600 bytes in console.log', () => readIf(file)?.length === 600);
+  assert.ok(fs.readFileSync(file).equals(printed.subarray(0, 600)), 'console.log holds the bytes that came, as they came');
+  const back = await fake(e);
+  back.control(hello(e, { name: 'cutter', holding: { id, name: 'cut', attempt: 1, finished: true, key } }));
+  const { consoleOffset } = await back.expect('resume');
+  assert.is(consoleOffset, 600, 'spoold resumes after the bytes it kept');
+  back.data(T_CONSOLE, printed.subarray(consoleOffset));
+  await finishJob(back, id, '', {});
+  await back.expect('done');
+  assert.ok(fs.readFileSync(path.join(e.spool, 'done', 'cut', id, 'console.log')).equals(printed), 'console.log holds every byte once');
+  await survived(e, /worker left worker=cutter/);
+});
+
 // ---- empty frames -------------------------------------------------------
 
 // Found here, fixed in 3312c82: FrameReader.take(0) read chunks[0] when a
