@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { tmpdir, daemon, until, drop, sleep, type Daemon } from './lib.js';
+import { tmpdir, daemon, until, drop, sleep, queueJob, type Daemon } from './lib.js';
+import { newId } from '../src/spool/ids.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { ensureSpool } from '../src/spool/layout.js';
 
@@ -179,6 +180,68 @@ test('a file that appears and disappears during a scan is ignored', async () => 
   assert.equal(fs.readdirSync(path.join(spool, 'bad')), []);
   assert.ok(s.child.exitCode === null);
   assert.not.match(s.log(), /error/);
+});
+
+
+// Found by a tester writing jobs by hand: `cat > new/X <<EOF` and an editor's
+// save were read while empty and sent to bad/ with a .why that did not match
+// the file; a job written in two halves ran its first half; sed -i's own
+// temporary file was adopted as a second job; and dot files (rsync's, a swap
+// file) were logged as "event without a file name", each with a full rescan.
+test('files written in place into new/ are taken once written: a slow writer, an empty file filled later, sed -i, dot files', async () => {
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
+  await s.waitLog(/started/);
+  // A writer that pauses between the headers and the rest of the script.
+  const slow = fs.openSync(path.join(spool, 'new', 'slow'), 'w');
+  fs.writeSync(slow, 'name: slow\nplatform: debian-12\n\n#!/bin/sh\necho first\n');
+  await sleep(800);
+  fs.writeSync(slow, 'echo second\n');
+  fs.closeSync(slow);
+  // A file under its id, created empty (the shell's > before cat writes), filled later.
+  const id = newId();
+  const empty = fs.openSync(path.join(spool, 'new', id), 'w');
+  await sleep(500);
+  fs.writeSync(empty, 'name: filled\nplatform: debian-12\n\n#!/bin/sh\necho filled\n');
+  fs.closeSync(empty);
+  // sed -i on a queued job, again and again: its temporary sedXXXXXX is written in new/ and renamed over the job.
+  const edited = await queueJob(spool, { name: 'edited', platform: 'no-worker', body: '#!/bin/sh\necho v0\n' });
+  for (let i = 1; i <= 20; i++) execFileSync('sed', ['-i', `s/echo v${i - 1}/echo v${i}/`, path.join(spool, 'new', edited)]);
+  // Dot files come and go.
+  for (let i = 0; i < 20; i++) {
+    fs.writeFileSync(path.join(spool, 'new', `.${edited}.swp`), 'swap');
+    fs.renameSync(path.join(spool, 'new', `.${edited}.swp`), path.join(spool, 'new', `.rsync.${i}`));
+    fs.rmSync(path.join(spool, 'new', `.rsync.${i}`));
+  }
+  const consoleOf = (name: string) => { const d = path.join(spool, 'done', name, 'latest', 'console.log'); return fs.existsSync(d) ? fs.readFileSync(d, 'utf8') : undefined; };
+  await until('the slow job ran', () => consoleOf('slow'), 20_000);
+  assert.is(consoleOf('slow'), 'first\nsecond\n', 'the slow writer\'s whole script ran');
+  await until('the filled job ran', () => consoleOf('filled'), 20_000);
+  assert.is(consoleOf('filled'), 'filled\n');
+  await sleep(2500);   // past the settling of anything sed left
+  assert.equal(fs.readdirSync(path.join(spool, 'new')), [edited], 'the edited job is queued once, and nothing else is');
+  assert.match(fs.readFileSync(path.join(spool, 'new', edited), 'utf8'), /echo v20\n$/);
+  assert.equal(fs.readdirSync(path.join(spool, 'bad')), [], 'nothing was rejected');
+  assert.not.match(s.log(), /adopted file=new\/sed|without a file name|rejected/);
+});
+
+test('a job file spoold cannot read is logged once, saying what to do, and waits; made readable, it runs', async () => {
+  const nobody = { uid: 65534, gid: 65534 };
+  const id = await queueJob(spool, { name: 'secret', body: '#!/bin/sh\necho secret\n' });
+  await queueJob(spool, { name: 'open', body: '#!/bin/sh\necho open\n' });
+  for (const f of [spool, ...fs.readdirSync(spool, { recursive: true, encoding: 'utf8' }).map((f) => path.join(spool, f))]) fs.lchownSync(f, nobody.uid, nobody.gid);
+  fs.chownSync(path.join(spool, 'new', id), 0, 0);
+  fs.chmodSync(path.join(spool, 'new', id), 0o600);
+  const s = daemon('spoold', ['-s', spool], {}, nobody);
+  procs.push(s);
+  procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
+  await s.waitLog(new RegExp(`error file=new/${id} why=".*EACCES.*it is not queued until spoold can read it: make it readable by spoold's user`));
+  await until('the readable job ran', () => fs.existsSync(path.join(spool, 'done', 'open')), 20_000);
+  await sleep(5500);   // past a periodic rescan
+  assert.is(s.log().match(new RegExp(`file=new/${id}`, 'g'))?.length, 1, 'logged once');
+  fs.chownSync(path.join(spool, 'new', id), nobody.uid, nobody.gid);
+  await until('made readable, it runs at the next rescan', () => fs.existsSync(path.join(spool, 'done', 'secret', id, 'result')), 15_000);
 });
 
 test.run();

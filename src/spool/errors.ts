@@ -39,7 +39,7 @@ export function ioError(err: unknown, file: string, doing: string): SpoolError {
     ENOSPC: 'no space left on the spool filesystem: free space and try again',
     EDQUOT: 'disk quota exceeded: free space and try again',
     EROFS: 'the spool filesystem is read-only: remount it read-write',
-    EACCES: 'permission denied: run as the spool owner or a member of its group',
+    EACCES: 'permission denied: run as the spool owner or a member of its group, and make the file readable to them (chmod g+r)',
     EPERM: 'operation not permitted: run as the spool owner or a member of its group',
     ENOENT: 'check the path; a directory on it may be missing',
     ENOTDIR: 'check the path; a part of it that should be a directory is a file',

@@ -179,6 +179,7 @@ export async function main(argv: string[]): Promise<void> {
     log('stopping', { signal: sig });
     clearInterval(periodic);
     timer.stop();
+    d.queue.stop();
     await Promise.all(watchers.map((w) => w.close()));
     for (const s of servers) s.close();
     await d.stop();

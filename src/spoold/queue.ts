@@ -6,7 +6,11 @@
 // reconciles the cache with it (on start, periodically, after a watcher error),
 // so a missed event never strands a job. A file that does not parse, or that is
 // not a regular file, is moved to bad/ with a .why; a file under a name that is
-// not an id is adopted (renamed to a fresh id).
+// not an id is adopted (renamed to a fresh id). A file written in place may be
+// read half-written: one that does not parse, and one to adopt (its writer,
+// a person or `sed -i`, may not be done with it), is taken only once it has
+// settled (settle.ts). A job bctl or a script moved in under its id, the hot
+// path, is taken at once.
 
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -18,6 +22,7 @@ import { readSpoolFile } from '../spool/read.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { SpoolError, errno } from '../spool/errors.js';
 import { log } from './log.js';
+import { Settle } from './settle.js';
 
 export interface Queued { id: string; name: string; platform: string; priority: number; origin: string }
 
@@ -27,7 +32,14 @@ export class Queue {
   private byPlatform = new Map<string, Queued[]>();
   private byId = new Map<string, { q: Queued; mtimeMs: number; size: number }>();
 
+  /** Files maybe being written in place: looked at again once settled. */
+  private settle = new Settle((n) => void this.consider(n).catch((e) => log('error', { file: `new/${n}`, why: (e as Error).message })));
+  /** Files spoold cannot read (EACCES), with why: logged once per version. */
+  private unreadable = new Map<string, string>();
+
   constructor(private readonly sp: SpoolPaths, private readonly onAdd: (q: Queued) => void) {}
+
+  stop(): void { this.settle.stop(); }
 
   get size(): number { return this.byId.size; }
   has(id: string): boolean { return this.byId.has(id); }
@@ -72,7 +84,7 @@ export class Queue {
     if (name.startsWith('.')) return;
     const file = path.join(this.sp.new, name);
     const st = fs.lstatSync(file, { throwIfNoEntry: false });
-    if (!st) { if (isId(name)) this.remove(name); return; }
+    if (!st) { if (isId(name)) this.remove(name); this.settle.forget(name); this.unreadable.delete(name); return; }
     const known = isId(name) ? this.byId.get(name) : undefined;
     if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) return;
     if (!st.isFile()) return void this.rejectFile(file, `new/${name} is not a regular file (a ${st.isSymbolicLink() ? 'symlink' : 'directory or special file'}); put job files into new/ as plain files`);
@@ -82,14 +94,19 @@ export class Queue {
     try {
       const buf = readSpoolFile(file);
       if (!buf) return;   // swapped for something else since the lstat: its own event, or the rescan, sees it
+      this.unreadable.delete(name);
       job = parseJob(buf, `new/${name}`, name);
       if (job.id === undefined) wanted = parseJob(buf, `new/${name}`).id;   // its own id: header, if any
     } catch (e) {
       if (errno(e) === 'ENOENT') return;  // claimed or removed meanwhile
-      if (e instanceof SpoolError) return void this.rejectFile(file, e.message);
-      throw e;
+      if (errno(e) === 'EACCES') return this.cannotRead(name, st, e as Error);
+      if (!(e instanceof SpoolError)) throw e;
+      if (this.settle.settled(name, st)) return void this.rejectFile(file, e.message);
+      if (isId(name)) this.remove(name);   // being edited: not given out meanwhile
+      return;
     }
     if (job.id === undefined) {
+      if (!this.settle.settled(name, st)) return;
       if (wanted !== undefined && await this.taken(wanted)) {
         return void this.rejectFile(file, `new/${name}: id ${wanted} is taken by another job; remove the id: header to queue this as a new job`);
       }
@@ -107,6 +124,15 @@ export class Queue {
     this.insert(q, st.mtimeMs, st.size);
     if (isNew) log('queued', { id: q.id, name: q.name, platform: q.platform, origin: q.origin, priority: q.priority || undefined });
     this.onAdd(q);
+  }
+
+  /** new/name cannot be read by spoold's user: not queued, and said once per version of the file, with what to do. */
+  private cannotRead(name: string, st: { mtimeMs: number; size: number; mode: number }, e: Error): void {
+    if (isId(name)) this.remove(name);
+    const version = `${st.mtimeMs} ${st.size} ${st.mode}`;
+    if (this.unreadable.get(name) === version) return;
+    this.unreadable.set(name, version);
+    log('error', { file: `new/${name}`, why: `${e.message}; it is not queued until spoold can read it: make it readable by spoold's user (chmod g+r, or write it as that user), or remove it` });
   }
 
   /**

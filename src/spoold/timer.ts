@@ -22,7 +22,7 @@
 // the timer reads nothing, so thousands of schedules cost no file reads per
 // firing.
 // A schedule file that does not parse moves to bad/ with a .why, once it has
-// stayed unchanged for SETTLE_MS (it may be being written); a schedule
+// settled (settle.ts: it may be being written); a schedule
 // of a dropped platform is set aside (kept, not fired) until it is undropped.
 
 import fsp from 'node:fs/promises';
@@ -39,12 +39,10 @@ import { isId, isName, NAME_RULE, type SpoolPaths } from '../spool/paths.js';
 import { SpoolError, errno } from '../spool/errors.js';
 import type { Result } from '../spool/result.js';
 import { log } from './log.js';
+import { Settle } from './settle.js';
 import type { Daemon } from './daemon.js';
 
 const MAX_TIMEOUT = 2 ** 31 - 1;
-
-/** A schedule that does not parse goes to bad/ once it has not changed for this long: it may be being written. */
-export const SETTLE_MS = 2_000;
 
 /** A firing none of whose jobs could be queued (a full disk) is made again this long after, until one can. */
 export const REFIRE_MS = 10_000;
@@ -73,7 +71,7 @@ export class ScheduleTimer {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    for (const t of this.retries.values()) clearTimeout(t);
+    this.settle.stop();
   }
 
   /**
@@ -123,7 +121,7 @@ export class ScheduleTimer {
    * (an editor that saves by renaming), or its firing would be made again.
    */
   private forget(n: string): void {
-    this.unsettled.delete(n);
+    this.settle.forget(n);
     this.unreadable.delete(n);
     if (!this.unwritten.has(n)) this.states.delete(n);
     this.unqueued.delete(n);
@@ -161,16 +159,11 @@ export class ScheduleTimer {
         if (!(e instanceof SpoolError)) { this.cannotRead(n, e); return; }
         why = e.message;
         // Written in place (by an editor, cat > file), it may be half-written
-        // now: it goes to bad/ only if it still does not parse once it has
-        // stayed as it is for SETTLE_MS (timed by our clock, not its mtime).
-        const seen = this.unsettled.get(n);
-        const since = seen && seen.mtimeMs === st.mtimeMs && seen.size === st.size ? seen.since : Date.now();
-        this.unsettled.set(n, { mtimeMs: st.mtimeMs, size: st.size, since });
-        const wait = since + SETTLE_MS - Date.now();
-        if (wait > 0) { this.retry(n, wait); return; }
+        // now: it goes to bad/ only if it still does not parse once settled.
+        if (!this.settle.settled(n, st)) return;
       }
     }
-    this.unsettled.delete(n);
+    this.settle.forget(n);
     if (why || !s) {
       this.schedules.delete(n);
       this.states.delete(n);
@@ -232,16 +225,8 @@ export class ScheduleTimer {
     if (found === 'good') this.unwritten.delete(n);   // someone wrote a good file, newer than ours
   }
 
-  private retries = new Map<string, NodeJS.Timeout>();
-  private unsettled = new Map<string, { mtimeMs: number; size: number; since: number }>();   // first failed parse of this version
-  /** Look at schedules/n again in ms (one pending look per name). */
-  private retry(n: string, ms: number): void {
-    if (this.retries.has(n) || this.stopped) return;
-    this.retries.set(n, setTimeout(() => {
-      this.retries.delete(n);
-      void this.consider(n).then(() => this.arm()).catch((e) => log('error', { file: `schedules/${n}`, why: (e as Error).message }));
-    }, ms + 50));
-  }
+  /** Schedules that do not parse, maybe half-written: looked at again once settled. */
+  private settle = new Settle((n) => void this.consider(n).then(() => this.arm()).catch((e) => log('error', { file: `schedules/${n}`, why: (e as Error).message })));
 
   private setAside(s: Schedule): boolean {
     return s.platform !== undefined && this.d.dropped.has(s.platform);

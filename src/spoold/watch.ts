@@ -38,8 +38,8 @@ export function watchDir(dir: string, onName: (name: string) => void, onError: (
 /** fs.watch on one directory: each event names a file to look at; errors ask for a rescan. */
 export function watchNew(dir: string, onName: (name: string) => void, onError: (e: unknown) => void): Watcher {
   const w = fs.watch(dir, { persistent: true }, (_ev, name) => {
-    if (name && !name.startsWith('.')) onName(name);
-    else onError(new Error('event without a file name'));
+    if (!name) onError(new Error('event without a file name'));
+    else if (!name.startsWith('.')) onName(name);   // dot files are others' temporaries (rsync's, an editor's swap file)
   });
   w.on('error', onError);
   return { close: async () => w.close(), ready: Promise.resolve() };   // inotify watches from the call on
