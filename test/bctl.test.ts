@@ -581,7 +581,7 @@ test('info --json has schedules, queues, running, workers, dropped; unparsable f
   assert.equal(Object.keys(j).sort(), ['dropped', 'errors', 'queues', 'running', 'schedules', 'workers']);
   assert.equal(j.schedules.map((s: any) => s.name), ['a', 'orb']);
   const a = j.schedules[0];
-  assert.equal({ ...a }, { name: 'a', platform: 'debian-12', template: null, schedule: '0 3 * * *', tz: 'UTC', next: '1970-01-01T00:00:00Z', due: true, overdue: false, lastStatus: null, lastId: null });
+  assert.equal({ ...a }, { name: 'a', platform: 'debian-12', template: null, schedule: '0 3 * * *', tz: 'UTC', next: '1970-01-01T00:00:00Z', due: true, overdue: false, held: false, lastStatus: null, lastId: null });
   assert.is(j.schedules[1].platform, null);
   assert.is(j.schedules[1].next, null);
   assert.equal(Object.keys(j.queues).sort(), ['debian-12', 'freebsd-14']);

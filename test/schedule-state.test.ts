@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   clockSetBack, emptyState, formatScheduleState, isOverdue, nextDue, parseScheduleState, planAfterFire,
-  readScheduleState, stateAfterFire, writeScheduleState, GONE_MS, type ScheduleState,
+  readScheduleState, readScheduleStateFound, stateAfterFire, writeScheduleState, GONE_MS, type ScheduleState,
 } from '../src/spool/schedstate.js';
 import { parseTime } from '../src/spool/headers.js';
 import { SpoolPaths } from '../src/spool/paths.js';
@@ -190,19 +190,24 @@ test('a schedule missing for a moment (an editor saving by renaming the old file
   assert.equal(await readScheduleState(sp, 'edited'), st);
 });
 
-test('a broken state file reads as a new schedule, so it fires once and is rewritten', async () => {
+test('a broken state file reads as empty: one that does not parse is found unparsed (spoold holds the schedule), one it does not read broken', async () => {
   const sp = spool();
   const f = sp.scheduleState('x');
-  for (const bad of ['owner: root\n', 'fired: yesterday\n', 'fired: 2026-01-01T00:00:00Z\0\n', 'x'.repeat(2 << 20)]) {
+  for (const bad of ['owner: root\n', 'fired: yesterday\n', 'fired: 2026-01-01T00:00:00Z\0\n']) {
     fs.writeFileSync(f, bad);
     assert.equal(await readScheduleState(sp, 'x'), emptyState());
+    const r = await readScheduleStateFound(sp, 'x');
+    assert.is(r.found, 'unparsed');
+    assert.match(r.why!, /^state\/x:1: /);
   }
+  fs.writeFileSync(f, 'x'.repeat(2 << 20));
+  assert.equal(await readScheduleStateFound(sp, 'x'), { st: emptyState(), found: 'broken' });
   fs.rmSync(f);
   fs.symlinkSync('/etc/passwd', f);   // not followed
-  assert.equal(await readScheduleState(sp, 'x'), emptyState());
+  assert.equal(await readScheduleStateFound(sp, 'x'), { st: emptyState(), found: 'broken' });
   fs.rmSync(f);
   fs.mkdirSync(f);
-  assert.equal(await readScheduleState(sp, 'x'), emptyState());
+  assert.equal(await readScheduleStateFound(sp, 'x'), { st: emptyState(), found: 'broken' });
 });
 
 test.run();

@@ -386,4 +386,33 @@ test('a schedule file spoold cannot read is logged once and holds up no other sc
   await until('made readable, it fires at the next rescan', () => doneIds('secret').length === 1, 10_000);
 });
 
+
+// Found by a tester editing state/NAME by hand: a bad line (a next: in the
+// wrong format) was dropped without a word by a running spoold, and after a
+// restart the schedule fired at once and its state was written over.
+test('a state file broken by a hand edit holds its schedule, logged once and shown held, without being written over; fixed, the schedule goes on', async () => {
+  worker('debian-12');
+  await ok(['schedule', 'kept', 'debian-12', await script('#!/bin/sh\necho kept\n'), '--period', 'hourly']);
+  await until('first run recorded', () => doneIds('kept').length === 1 && /^last-status: exited 0$/m.test(state('kept')));
+  const good = state('kept');
+  const broken = `${good}next: 2026-12-01 10:00\n`;
+  await drop(spool, 'state', 'kept', broken);
+  await s.waitLog(/error file=state\/kept why="state\/kept:\d+: .*schedule kept is held \(not fired\) until state\/kept is fixed, or removed/);
+  const info = await bctl(spool, ['info']);
+  assert.match(info.stdout, /^ +kept +debian-12 +@hourly +held +-$/m, info.stdout);
+  assert.match(info.stdout, /state\/kept:\d+: .*held/);
+  // Restarted, spoold holds it too: it neither fires nor writes over the file.
+  await s.stop('SIGTERM');
+  s = start();
+  await s.waitLog(/error file=state\/kept why=.*is held/);
+  await sleep(2000);
+  assert.is(doneIds('kept').length, 1, 'held: not fired');
+  assert.equal(queued('kept'), []);
+  assert.is(state('kept'), broken, 'the hand edit is left for the person to fix');
+  assert.is(s.log().match(/file=state\/kept/g)?.length, 1, 'logged once');
+  // Fixed (a good next: a second away), it fires then.
+  await drop(spool, 'state', 'kept', `${good}next: ${iso(Date.now() + 1000)}\n`);
+  await until('fired at the fixed next:', () => doneIds('kept').length === 2, 10_000);
+});
+
 test.run();

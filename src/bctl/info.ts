@@ -18,14 +18,14 @@ import { decodeFile, parseHeaders } from '../spool/headers.js';
 import { parseJob, parseSchedule, type ParsedJob } from '../spool/job.js';
 import { isId, isName } from '../spool/paths.js';
 import { checkSpool } from '../spool/layout.js';
-import { isOverdue, nextDue, readScheduleState } from '../spool/schedstate.js';
+import { isOverdue, nextDue, readScheduleStateFound } from '../spool/schedstate.js';
 import { exists } from '../spool/state.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { flag, fmtTime, list, readIf, table, type Ctx } from './cli.js';
 
 export interface ScheduleInfo {
   name: string; platform: string | null; template: string | null; schedule: string; tz: string;
-  next: string | null; due: boolean; overdue: boolean; lastStatus: string | null; lastId: string | null;
+  next: string | null; due: boolean; overdue: boolean; held: boolean; lastStatus: string | null; lastId: string | null;
 }
 export interface QueuedInfo { id: string | null; file: string; name: string; platform: string; priority: number; origin: string; attempt: number; queued: string | null }
 export interface RunningInfo { id: string; name: string; platform: string; worker: string | null; started: string | null; attempt: string | null; cancelRequested: boolean }
@@ -69,11 +69,14 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
     if (buf === undefined) continue;
     try {
       const s = parseSchedule(buf, rel, f);
-      const st = await readScheduleState(sp, f);
-      const next = nextDue(s, st);
+      const { st, found, why } = await readScheduleStateFound(sp, f);
+      // A state that does not parse holds the schedule (spoold(8), SCHEDULES).
+      const held = found === 'unparsed';
+      if (held) err(sp.rel(sp.scheduleState(f)), new SpoolError('SPOOL_BAD_FILE', `${why}; schedule ${f} is held (not fired) until this file is fixed, or removed (it then fires at once)`));
+      const next = held ? undefined : nextDue(s, st);
       info.schedules.push({
         name: s.name, platform: s.platform ?? null, template: s.template ?? null, schedule: s.schedule, tz: s.tz,
-        next: iso(next), due: next !== undefined && next.getTime() <= now.getTime(), overdue: isOverdue(s, st, now),
+        next: iso(next), due: next !== undefined && next.getTime() <= now.getTime(), overdue: !held && isOverdue(s, st, now), held,
         lastStatus: st.lastStatus ?? null, lastId: st.lastId ?? null,
       });
     } catch (e) { err(rel, e); }
@@ -150,7 +153,7 @@ export async function info(ctx: Ctx): Promise<number> {
   }
   section(ctx, 'schedules', ['NAME', 'PLATFORM', 'SCHEDULE', 'NEXT', 'LAST'], i.schedules.map((s) => [
     s.name, s.platform ?? '(template)', s.tz === 'UTC' ? s.schedule : `${s.schedule} ${s.tz}`,
-    s.next === null ? 'never' : s.overdue ? `${s.next} (overdue)` : s.due ? 'now' : s.next, dash(s.lastStatus),
+    s.held ? 'held' : s.next === null ? 'never' : s.overdue ? `${s.next} (overdue)` : s.due ? 'now' : s.next, dash(s.lastStatus),
   ]));
   const qrows: string[][] = [];
   for (const [platform, jobs] of Object.entries(i.queues).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {

@@ -83,23 +83,28 @@ export function formatScheduleState(st: ScheduleState): string {
 }
 
 /**
- * state/NAME, or an empty state when there is none (a new schedule). A broken
- * state file (bad content, too big, a symlink or a directory) reads as empty,
- * so the schedule fires once and spoold writes a good file over it.
+ * state/NAME, or an empty state when there is none (a new schedule) or it is
+ * broken (bad content, too big, a symlink or a directory); spoold holds a
+ * schedule whose state file does not parse (readScheduleStateFound says which).
  */
 export async function readScheduleState(sp: SpoolPaths, name: string): Promise<ScheduleState> {
   return (await readScheduleStateFound(sp, name)).st;
 }
 
-/** state/NAME as readScheduleState reads it, and whether the file is there and good, missing, or there but broken (read as empty). */
-export async function readScheduleStateFound(sp: SpoolPaths, name: string): Promise<{ st: ScheduleState; found: 'good' | 'missing' | 'broken' }> {
+/**
+ * state/NAME as readScheduleState reads it, and whether the file is there
+ * and good, missing, not a file spoold reads (a directory, a link, over the
+ * size limit), or a file that does not parse (`why` says how); the last two
+ * read as empty.
+ */
+export async function readScheduleStateFound(sp: SpoolPaths, name: string): Promise<{ st: ScheduleState; found: 'good' | 'missing' | 'broken' | 'unparsed'; why?: string }> {
   const p = sp.scheduleState(name);
   try {
     const buf = readSpoolFile(p);
     return buf ? { st: parseScheduleState(buf, sp.rel(p)), found: 'good' } : { st: emptyState(), found: 'broken' };
   } catch (e) {
     if (['ENOENT', 'ENOTDIR'].includes(errno(e) ?? '')) return { st: emptyState(), found: 'missing' };
-    if (e instanceof SpoolError) return { st: emptyState(), found: 'broken' };
+    if (e instanceof SpoolError) return { st: emptyState(), found: 'unparsed', why: e.message };
     throw e;
   }
 }

@@ -31,7 +31,7 @@ import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
 import { idTime } from '../spool/ids.js';
 import { instances, queueInstance, type Instance } from '../spool/instance.js';
 import { findTemplate, templatePlatforms } from '../spool/template.js';
-import { readScheduleStateFound, writeScheduleState, nextDue, clockSetBack, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
+import { emptyState, readScheduleStateFound, writeScheduleState, nextDue, clockSetBack, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
 import { reject, existsOr } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
@@ -55,6 +55,8 @@ export class ScheduleTimer {
   private writes = new Map<string, Promise<boolean>>();
   /** Schedule files that could not be read (EACCES), by name: the version already logged. */
   private unreadable = new Map<string, string>();
+  /** Schedules held because state/NAME does not parse, with why (logged once per cause). */
+  private broken = new Map<string, string>();
   /** state/NAME files whose last write failed, with its cause (logged once per cause): memory is ahead of them. */
   private unwritten = new Map<string, string>();
   /** Schedules whose last firing could queue nothing: when to try again, and its cause (logged once per cause). */
@@ -123,6 +125,7 @@ export class ScheduleTimer {
   private forget(n: string): void {
     this.settle.forget(n);
     this.unreadable.delete(n);
+    this.broken.delete(n);
     if (!this.unwritten.has(n)) this.states.delete(n);
     this.unqueued.delete(n);
     if (this.schedules.delete(n)) log('unscheduled', { name: n });
@@ -179,11 +182,26 @@ export class ScheduleTimer {
     else await this.loadState(n);
   }
 
-  /** Keep st as schedule n's state, and the due time it gives. */
+  /** Keep st as schedule n's state, and the due time it gives (none while state/n is broken). */
   private setState(n: string, st: ScheduleState): void {
     const e = this.schedules.get(n);
     if (!e) return;
-    this.states.set(n, { st, due: nextDue(e.s, st)?.getTime() });
+    this.states.set(n, { st, due: this.broken.has(n) ? undefined : nextDue(e.s, st)?.getTime() });
+  }
+
+  /**
+   * state/n does not parse (a hand edit gone wrong): the schedule is held,
+   * neither fired nor its state written, until the file is fixed or removed
+   * (then it fires at once, as with no state). Firing at once, or writing
+   * over the file, would run a build the person meant to put off and lose
+   * what they wrote. Logged once per cause.
+   */
+  private holdBroken(n: string, why: string): void {
+    if (this.broken.get(n) !== why) {
+      log('error', { file: `state/${n}`, why: `${why}; schedule ${n} is held (not fired) until state/${n} is fixed, or removed (it then fires at once)` });
+    }
+    this.broken.set(n, why);
+    this.setState(n, this.states.get(n)?.st ?? emptyState());
   }
 
   /**
@@ -201,9 +219,11 @@ export class ScheduleTimer {
   private async loadState(n: string): Promise<void> {
     const pending = () => !this.schedules.has(n) || (this.states.has(n) && this.writes.has(n));
     if (pending()) return;   // (the common case of our own write's event: no read)
-    const { st, found } = await readScheduleStateFound(this.sp, n);
+    const { st, found, why } = await readScheduleStateFound(this.sp, n);
     // Memory as it is after the read (a firing may have recorded meanwhile); from here on nothing awaits.
     if (pending()) return;
+    if (found === 'unparsed') { this.holdBroken(n, why!); return; }
+    this.broken.delete(n);
     // A firing far ahead of the clock was made while the clock was wrong: it is
     // recorded as made now, once, or the schedule would wait for the clock.
     const now = new Date();
@@ -422,6 +442,7 @@ export class ScheduleTimer {
    * False when the schedule was gone.
    */
   private async write(name: string, st: ScheduleState, queued: string[]): Promise<boolean> {
+    if (this.broken.has(name)) return true;   // held: what the person wrote stays for them to fix
     // A schedule removed while it fired (schedstate.ts says how that is
     // found): the jobs this firing queued go first, then its state.
     const undo = async (): Promise<void> => {
