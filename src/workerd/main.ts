@@ -175,8 +175,10 @@ class Worker {
         if (m.code === 'token' || m.code === 'name' || m.code === 'platform' || m.code === 'version') process.exit(EXIT_CONFIG);
         return;
       case 'idle':
+        // A dropped platform is a pause (machines serviced), not a bad
+        // configuration: --once waits for its one job like any workerd, so
+        // an undrop finds its workers there.
         say(`no work: ${m.why}`);
-        if (this.opts.once && !this.job && /dropped/.test(m.why)) process.exit(EXIT_CONFIG);
         return;
       case 'job': {
         if (this.job) { say(`spoold sent job ${m.id} while we hold ${this.job.spec.id}; dropping the connection`); sock.destroy(); return; }
