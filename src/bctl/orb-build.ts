@@ -7,6 +7,7 @@
 import { EXIT_OK } from '../spool/exit.js';
 import { argName, argPlatform, str, usage, type Ctx } from './cli.js';
 import { whenOf, writeNewSchedule } from './schedule.js';
+import { templateFile, templatePlatforms } from '../spool/template.js';
 
 export const ORB_TEMPLATE = 'orb-build';
 
@@ -24,5 +25,12 @@ export async function orbBuild(ctx: Ctx): Promise<number> {
     name, platform, timeout: undefined, retries: undefined, priority: 0, network: true,   // orb-build fetches opam, orb and sources: it needs the network under --sandbox
     template: ORB_TEMPLATE, vars: { OPAM_PACKAGE: pkg }, body: '', schedule: when, tz: 'UTC',
   }, undefined, ctx.warn);
+  // Found by a new user: with no template in the spool, the schedule fired and
+  // queued nothing, said only in spoold's log. spoold may read more template
+  // directories (--templates), so this warns and does not refuse.
+  const have = await templatePlatforms([ctx.sp.templates], ORB_TEMPLATE);
+  if (platform === undefined ? have.length === 0 : !have.includes(platform)) {
+    ctx.warn(`warning: no ${ctx.sp.rel(ctx.sp.templates)}/${templateFile(ORB_TEMPLATE, platform ?? '*')}: unless spoold reads one from its --templates, each firing queues nothing; copy one in, e.g. from builder's templates/`);
+  }
   return EXIT_OK;
 }
