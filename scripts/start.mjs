@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // start.mjs: `npm start`, builder's embedded default. Runs spoold on ./spool,
 // one local workerd for this host's platform, submits examples/hello.sh, and
-// says where its result is. Stays up (Ctrl-C stops both daemons), so you can
+// says where its result is. Stays up (Ctrl-C stops the worker, then spoold), so you can
 // go on submitting with bctl -s spool ... in another terminal.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -32,18 +32,60 @@ const tag = (name, child) => {
   child.stderr.on('data', (b) => { for (const l of b.toString().split('\n')) if (l) console.log(`[${name}] ${l}`); });
   return child;
 };
-const spoold = tag('spoold', spawn(process.execPath, [bin('spoold'), '-s', spool], { stdio: ['ignore', 'inherit', 'pipe'] }));
-// Until spoold has made the spool and listens (bctl never makes a spool).
-for (let i = 0; i < 100 && !fs.existsSync(path.join(spool, 'spoold.sock')) && spoold.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+// The daemons run in process groups of their own: Ctrl-C reaches this script
+// only, which stops the worker first (it hands back a running job) and
+// spoold after it, as an operator would.
+const daemon = (name, args) => tag(name, spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'inherit', 'pipe'], detached: true }));
+const exited = (child) => new Promise((r) => { if (child.exitCode !== null || child.signalCode !== null) r(); else child.once('exit', () => r()); });
+const spoold = daemon('spoold', ['-s', spool]);
+let workerd;
+let stopping = false;
+const stop = async () => {
+  if (stopping) {   // a second Ctrl-C: do not wait for the job to be handed back
+    workerd?.kill('SIGTERM');
+    spoold.kill('SIGTERM');
+    return;
+  }
+  stopping = true;
+  if (workerd) {
+    console.log('start: stopping workerd (it hands back a running job), then spoold; Ctrl-C again to hurry');
+    workerd.kill('SIGTERM');
+    await Promise.race([exited(workerd), new Promise((r) => setTimeout(r, 15_000).unref())]);
+  }
+  spoold.kill('SIGTERM');
+  await exited(spoold);
+  process.exit(process.exitCode ?? 0);
+};
+process.on('SIGINT', () => void stop());
+process.on('SIGTERM', () => void stop());
+// Until this spoold says it started (a spool with a spoold already running has
+// its socket too: this one then exits 1 and nothing is submitted to the other).
+const started = await new Promise((resolve) => {
+  let seen = '';
+  const onData = (b) => { seen += b; if (/spoold: started /.test(seen)) { spoold.stderr.off('data', onData); resolve(true); } };
+  spoold.stderr.on('data', onData);
+  spoold.once('exit', () => resolve(false));
+  setTimeout(() => resolve(false), 30_000).unref();
+});
+if (stopping) await new Promise(() => {});   // Ctrl-C meanwhile: stop() exits
+if (!started) {
+  console.error(`start: spoold did not start (${spoold.exitCode === null ? 'no word from it in 30 s' : `it exited ${spoold.exitCode}`}); see its lines above`);
+  process.exitCode = 1;
+  await stop();
+}
+spoold.on('exit', (code) => { if (!stopping) { console.error(`start: spoold exited ${code}`); process.exitCode = 1; void stop(); } });
 // Queued before the worker joins, which spoold would otherwise warn has nothing to do.
-const id = execFileSync(process.execPath, [bin('bctl'), '-s', spool, 'submit', p, path.join(root, 'examples', 'hello.sh'), '--name', 'hello'], { encoding: 'utf8' }).trim();
+let id;
+try {
+  id = execFileSync(process.execPath, [bin('bctl'), '-s', spool, 'submit', p, path.join(root, 'examples', 'hello.sh'), '--name', 'hello'], { encoding: 'utf8' }).trim();
+} catch {
+  console.error('start: bctl submit failed (its message is above)');
+  process.exitCode = 1;
+  await stop();
+}
 console.log(`start: submitted examples/hello.sh as job ${id} for platform ${p}`);
-const workerd = tag('workerd', spawn(process.execPath, [bin('workerd'), '-s', spool, '--name', 'local', p], { stdio: ['ignore', 'inherit', 'pipe'] }));
-
-const stop = () => { workerd.kill('SIGTERM'); spoold.kill('SIGTERM'); };
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
-spoold.on('exit', (code) => { if (code) { console.error(`start: spoold exited ${code}`); workerd.kill('SIGTERM'); process.exitCode = 1; } });
+workerd = daemon('workerd', ['-s', spool, '--name', 'local', p]);
+workerd.on('exit', (code) => { if (!stopping) { console.error(`start: workerd exited ${code}; see its lines above`); process.exitCode = 1; void stop(); } });
 const result = path.join(spool, 'done', 'hello', id, 'result');
 const t0 = Date.now();
 const poll = setInterval(() => {
@@ -61,7 +103,7 @@ spoold and workerd keep running; Ctrl-C stops them.`);
   } else if (Date.now() - t0 > 60_000) {
     clearInterval(poll);
     console.error('start: no result after 60 s; see the spoold and workerd lines above');
-    stop();
     process.exitCode = 1;
+    void stop();
   }
 }, 100);

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, tmpdir, until, run } from './lib.js';
+import { ROOT, tmpdir, until, run, readIf } from './lib.js';
 
 let dir = '';
 test.after(async () => { if (dir) await fsp.rm(dir, { recursive: true, force: true }); });
@@ -37,9 +37,29 @@ test('npm start runs the sample job through spoold and a local workerd, and its 
       const r = await run('/bin/sh', ['-c', hint], { cwd: dir });
       assert.is(r.code, 0, `${hint}: ${r.stderr}`);
     }
-    child.kill('SIGINT');
+    // Found by a new user: a second npm start beside the first submitted to the
+    // first one's spoold and said "the sample job finished" before its own
+    // spoold exited 1.
+    const second = await run(process.execPath, [path.join(dir, 'scripts', 'start.mjs')], { cwd: dir, timeoutMs: 30_000 });
+    assert.is(second.code, 1, second.stdout + second.stderr);
+    assert.match(second.stderr, /start: spoold did not start \(it exited 1\)/);
+    assert.not.match(second.stdout, /submitted|finished/);
+    assert.is(fs.readdirSync(path.join(dir, 'spool', 'new')).length, 0, 'the second start submitted nothing');
+    // Found by a new user: Ctrl-C (SIGINT to the terminal's process group)
+    // reached the daemons too, and the workerd, signalled twice, left its job
+    // in running/. Now the worker hands the job back, then spoold stops.
+    const long = (await run(process.execPath, [path.join(ROOT, 'dist', 'bin', 'bctl.cjs'), '-s', path.join(dir, 'spool'), 'submit', /for platform (\S+)/.exec(out)![1]!, '-', '--name', 'long'], { input: '#!/bin/sh\necho started\nsleep 60\n' })).stdout.trim();
+    await until('the long job runs', () => /started/.test(readIf(path.join(dir, 'spool', 'running', long, 'console.log')) ?? ''), 20_000);
+    process.kill(-child.pid!, 'SIGINT');
     assert.is(await exited, 0, `npm start did not stop cleanly on Ctrl-C:\n${out.slice(-2000)}`);
+    assert.ok(fs.existsSync(path.join(dir, 'spool', 'new', long)), `the running job was handed back to new/:\n${out.slice(-2000)}`);
+    assert.equal(fs.readdirSync(path.join(dir, 'spool', 'running')), []);
+    assert.not.ok(fs.existsSync(path.join(dir, 'spool', 'spoold.sock')), 'spoold stopped');
   } finally {
+    // start.mjs and the daemons it started, each in a process group of its own.
+    for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      if ((readIf(`/proc/${pid}/cmdline`) ?? '').includes(dir)) { try { process.kill(-Number(pid), 'SIGKILL'); } catch { /* not a leader, or gone */ } }
+    }
     try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* all gone */ }
   }
 });

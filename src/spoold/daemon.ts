@@ -195,6 +195,7 @@ export class Daemon implements ConnOwner {
   /** Stop dispatching; close worker connections; running jobs stay in running/ for the next start. */
   async stop(): Promise<void> {
     this.stopping = true;
+    await this.checking;   // a requeue under way ends first
     for (const t of this.timers) clearInterval(t);
     for (const c of this.workers) c.close('spoold stopping', { t: 'bye', why: 'spoold is stopping; reconnect later' });
     for (const t of this.workerFileTimers.values()) clearTimeout(t);
@@ -674,6 +675,7 @@ export class Daemon implements ConnOwner {
         r.deadline = 0;
         r.released = `released by worker ${c.name}: ${m.why}`;
         if (m.unstarted && r.attempt > 0) r.attempt--;   // never ran: the attempt does not count
+        void this.checkLeases();   // queued again now, not at the next tick: a stop may come next
         return;
       case 'finished':
         if (!r || m.id !== r.id) throw new ProtocolError(`finished for job ${m.id.slice(0, 40)}, which this worker does not hold`);
@@ -942,50 +944,53 @@ export class Daemon implements ConnOwner {
     r.deadline = Date.now() + RETRY_MS;
   }
 
-  private checking = false;
-  private async checkLeases(): Promise<void> {
-    if (this.checking || this.stopping) return;
-    this.checking = true;
-    try {
-      const now = Date.now();
-      for (const r of [...this.running.values()]) {
-        const stuck = r.worker && r.phase !== 'finishing' ? this.stuck(r) : undefined;
-        if (stuck) {
-          // Its worker keeps the connection but not its promise: the job ends
-          // here, and the worker is told why and let go (a reconnect holding
-          // the job is told it is done).
-          const c = r.worker!;
-          log('overdue', { id: r.id, name: r.job.name, worker: c.name, why: stuck.why });
-          c.close(`job ${r.id}: ${stuck.why}`, { t: 'bye', why: `job ${r.id}: ${stuck.why}; spoold records it ${formatStatus(stuck.status)}` });
-          await this.settle(r, stuck.status, c.name, r.started);
-          continue;
-        }
-        if (r.worker || r.phase === 'finishing' || r.deadline > now) continue;
-        if (r.ending) { await this.settle(r, r.ending.status, r.ending.worker, r.ending.started); continue; }
-        if (r.cancelRequested) { await this.settle(r, { kind: 'canceled' }); continue; }
-        if (r.attempt > retriesOf(r.job)) { await this.settle(r, { kind: 'lost' }); continue; }
-        // Held until the commit (adoptOrphans must not take it meanwhile), and
-        // forgotten in the same tick as it: the moment it is in new/ a waiting
-        // worker may claim it, and that claim's entry must not be the one deleted.
-        r.phase = 'finishing';
-        let committed = false;
-        try {
-          await this.closeConsole(r);
-          await r.resetting;
-          await requeue(this.sp, r.id, r.job, r.attempt, () => {
-            committed = true;
-            if (this.running.get(r.id) === r) this.running.delete(r.id);
-            log('requeued', { id: r.id, name: r.job.name, attempt: r.attempt, why: r.released ?? 'lease expired: the worker is gone' });
-          });
-          // A cancel request that came meanwhile was kept (requeue): no worker need come for it.
-          if (existsOr(this.sp.runningFile(r.id, 'cancel'), false)) await this.cancelQueued(r.id);
-          else await this.queue.consider(r.id);
-        } catch (e) {
-          if (!committed) { r.phase = 'console'; r.deadline = Date.now() + RETRY_MS; }   // else it is in new/: the next scan queues it
-          log('error', { id: r.id, why: `cannot requeue: ${(e as Error).message}` });
-        }
+  /** The lease check under way, if any: the next waits for it; stop() lets it end. */
+  private checking: Promise<void> | undefined;
+  private checkLeases(): Promise<void> {
+    if (this.checking || this.stopping) return this.checking ?? Promise.resolve();
+    this.checking = this.checkOnce().finally(() => { this.checking = undefined; });
+    return this.checking;
+  }
+
+  private async checkOnce(): Promise<void> {
+    const now = Date.now();
+    for (const r of [...this.running.values()]) {
+      const stuck = r.worker && r.phase !== 'finishing' ? this.stuck(r) : undefined;
+      if (stuck) {
+        // Its worker keeps the connection but not its promise: the job ends
+        // here, and the worker is told why and let go (a reconnect holding
+        // the job is told it is done).
+        const c = r.worker!;
+        log('overdue', { id: r.id, name: r.job.name, worker: c.name, why: stuck.why });
+        c.close(`job ${r.id}: ${stuck.why}`, { t: 'bye', why: `job ${r.id}: ${stuck.why}; spoold records it ${formatStatus(stuck.status)}` });
+        await this.settle(r, stuck.status, c.name, r.started);
+        continue;
       }
-    } finally { this.checking = false; }
+      if (r.worker || r.phase === 'finishing' || r.deadline > now) continue;
+      if (r.ending) { await this.settle(r, r.ending.status, r.ending.worker, r.ending.started); continue; }
+      if (r.cancelRequested) { await this.settle(r, { kind: 'canceled' }); continue; }
+      if (r.attempt > retriesOf(r.job)) { await this.settle(r, { kind: 'lost' }); continue; }
+      // Held until the commit (adoptOrphans must not take it meanwhile), and
+      // forgotten in the same tick as it: the moment it is in new/ a waiting
+      // worker may claim it, and that claim's entry must not be the one deleted.
+      r.phase = 'finishing';
+      let committed = false;
+      try {
+        await this.closeConsole(r);
+        await r.resetting;
+        await requeue(this.sp, r.id, r.job, r.attempt, () => {
+          committed = true;
+          if (this.running.get(r.id) === r) this.running.delete(r.id);
+          log('requeued', { id: r.id, name: r.job.name, attempt: r.attempt, why: r.released ?? 'lease expired: the worker is gone' });
+        });
+        // A cancel request that came meanwhile was kept (requeue): no worker need come for it.
+        if (existsOr(this.sp.runningFile(r.id, 'cancel'), false)) await this.cancelQueued(r.id);
+        else await this.queue.consider(r.id);
+      } catch (e) {
+        if (!committed) { r.phase = 'console'; r.deadline = Date.now() + RETRY_MS; }   // else it is in new/: the next scan queues it
+        log('error', { id: r.id, why: `cannot requeue: ${(e as Error).message}` });
+      }
+    }
   }
 
   /** Hold `r`'s stall clock while `p`, a wait of ours for the disk, runs (stuck()). */
