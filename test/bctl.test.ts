@@ -538,7 +538,14 @@ test('a script within 1 MiB whose job or schedule file would be over it is refus
   assert.not.ok(fs.existsSync(sp.scheduleState('big')), 'no firing recorded');
 });
 
+/** A connected worker of debian-12, as spoold writes it in workers/ (submit --wait looks for one). */
+function connected(): void {
+  for (const d of DIRS) fs.mkdirSync(path.join(spool, d), { recursive: true });
+  fs.writeFileSync(sp.worker('w'), 'name: w\nplatform: debian-12\nconnected: 2026-01-01T00:00:00Z\npeer: unix\njob:\nseen: 2026-01-01T00:00:09Z\n');
+}
+
 test('submit --wait waits for each result, prints ID STATUS, exits 0 only if all exited 0', async () => {
+  connected();
   for (const [code, want] of [[0, 0], [3, 1]] as const) {
     const waiting = bctl(spool, ['submit', 'debian-12', OK, '--name', `w${code}`, '--wait']);
     const id = await until('the job in new/', () => ls(sp.new)[0]);
@@ -551,7 +558,19 @@ test('submit --wait waits for each result, prints ID STATUS, exits 0 only if all
   }
 });
 
+// Found by a new user: --wait on a mistyped or dropped platform waited for
+// ever without a word.
+test('submit --wait says when its job may wait for ever: no worker of the platform is connected, or it is dropped', async () => {
+  connected();
+  const typo = await bctl(spool, ['submit', 'debain-12', OK, '--wait'], { timeoutMs: 2000 });
+  assert.is(typo.stderr, 'bctl: waiting, but no worker of platform debain-12 is connected now (bctl info lists the workers): the job waits for one\n');
+  await ok(['drop-platform', 'debian-12']);
+  const dropped = await bctl(spool, ['submit', 'debian-12', OK, '--wait'], { timeoutMs: 2000 });
+  assert.is(dropped.stderr, 'bctl: waiting, but platform debian-12 is dropped: its jobs wait until bctl undrop-platform debian-12\n');
+});
+
 test('submit --wait does not wait for ever for a job taken out of new/ or rejected to bad/: it says so and exits 1', async () => {
+  connected();
   // Taken out of the queue by hand: the other job is still waited for.
   const waiting = bctl(spool, ['submit', 'debian-12', OK, EXIT3, '--name', 'w', '--wait']);
   const [gone, other] = await until('both jobs in new/', () => { const l = ls(sp.new); return l.length === 2 ? l : undefined; });

@@ -62,6 +62,8 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
     ctx.out(job.id);
   }
   if (!flag(ctx, 'wait')) return EXIT_OK;
+  const why = await whyNoWorker(sp, platform);
+  if (why) ctx.warn(`waiting, but ${why}`);
 
   let status = EXIT_OK;
   for (const job of jobs) {
@@ -88,4 +90,17 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
     if (!isSuccess(result.status)) status = EXIT_FAIL;
   }
   return status;
+}
+
+/**
+ * Why a job of platform may wait for ever, if it looks so now: the platform
+ * is dropped, or no worker of it is connected (workers/, as spoold writes it).
+ * Found by a new user: --wait on a mistyped platform waited without a word.
+ */
+async function whyNoWorker(sp: SpoolPaths, platform: string): Promise<string | undefined> {
+  if (exists(sp.platform(platform))) return `platform ${platform} is dropped: its jobs wait until bctl undrop-platform ${platform}`;
+  for (const w of await list(sp.workers)) {
+    if (isName(w) && new RegExp(`^platform: ${platform.replace(/[.+]/g, '\\$&')}$`, 'm').test((await readIf(sp.worker(w)))?.toString() ?? '')) return undefined;
+  }
+  return `no worker of platform ${platform} is connected now (bctl info lists the workers): the job waits for one`;
 }
