@@ -225,13 +225,13 @@ test('a fifo or a link where a spool file belongs is reported by fsck and info, 
   execFileSync('mkfifo', [path.join(sp.state, 'fifo')]);
   const r = await bctl(spool, ['fsck'], { timeoutMs: 10_000 });
   assert.is(r.code, 1);
-  assert.match(r.stdout, new RegExp(`^bctl fsck: running/${id}/job: not a regular file \\(a link, fifo or device\\); remove it; spool files are plain files$`, 'm'));
+  assert.match(r.stdout, new RegExp(`^bctl fsck: running/${id}/job: not a regular file \\(a fifo\\); remove it; spool files are plain files$`, 'm'));
   assert.match(r.stdout, /^bctl fsck: state\/fifo: not a regular file/m);
   const { id: doneId, dir } = await doneJob('fifo');
   fs.rmSync(path.join(dir, 'result'));
   execFileSync('mkfifo', [path.join(dir, 'result')]);
   const d = await bctl(spool, ['fsck'], { timeoutMs: 10_000 });
-  assert.equal(d.stdout.split('\n').filter((l) => l.includes(`done/fifo/${doneId}/result`)), [`bctl fsck: done/fifo/${doneId}/result: not a regular file (a link, fifo or device); remove it; spool files are plain files`], 'reported once');
+  assert.equal(d.stdout.split('\n').filter((l) => l.includes(`done/fifo/${doneId}/result`)), [`bctl fsck: done/fifo/${doneId}/result: not a regular file (a fifo); remove it; spool files are plain files`], 'reported once');
   const i = await bctl(spool, ['info', '--json'], { timeoutMs: 10_000 });
   assert.ok(i.code !== null, 'info returned');
   const errors = JSON.parse(i.stdout).errors.map((e: { file: string }) => e.file);
@@ -265,6 +265,26 @@ test('fsck of a directory that is no spool fails', async () => {
   assert.is(o.code, 1);
   assert.match(o.stderr, /^bctl: .*other: not a spool: none of new\/, running\/, done\/, schedules\/ in it/);
   assert.is(o.stdout, '');
+});
+
+
+// Found by a tester: a file name holding an escape sequence and a newline
+// reached the terminal raw from fsck and info (one cleared the screen, the
+// other split a problem over two lines); a platforms/ file under no
+// platform's name ("debian-12 ", pasted) dropped nothing, and fsck said nothing.
+test('fsck and info print odd file names on one line, escaped; a platforms/ file named for no platform is reported', async () => {
+  await soundSpool();
+  const evil = 'evil\x1b[2J\nname';
+  fs.writeFileSync(path.join(sp.new, evil), 'name: x\nplatfrom: d\n\n#!/bin/sh\n');
+  fs.writeFileSync(path.join(sp.platforms, 'debian-12 '), '');
+  const r = await bctl(spool, ['fsck']);
+  assert.is(r.code, 1);
+  assert.not.match(r.stdout, /\x1b/);
+  assert.match(r.stdout, /^bctl fsck: new\/evil\\x1b\[2J\\nname: .*unknown header 'platfrom'.*$/m);
+  assert.match(r.stdout, /^bctl fsck: platforms\/debian-12 : not a platform name, so it drops no platform; rename it to the platform it should drop, or remove it$/m);
+  const i = await bctl(spool, ['info']);
+  assert.not.match(i.stdout, /\x1b/);
+  assert.match(i.stdout, /^ {2}new\/evil\\x1b\[2J\\nname(:\d+)?: .*platfrom/m);
 });
 
 test.run();

@@ -139,7 +139,7 @@ test('a fifo or a link in running/ID/ (job, result, lease) hangs nothing: spoold
   procs.push(s);
   procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
   await s.waitLog(/started/, 10_000);
-  assert.match(s.log(), new RegExp(`error file=running/${ids[0]}/job why="running/${ids[0]}/job: not a regular file \\(a link, fifo or device\\); fix or remove it by hand"`));
+  assert.match(s.log(), new RegExp(`error file=running/${ids[0]}/job why="running/${ids[0]}/job: not a regular file \\(a fifo\\); fix or remove it by hand"`));
   assert.match(s.log(), new RegExp(`running/${ids[1]}/result: not a regular file`));
   assert.match(s.log(), new RegExp(`waiting id=${ids[2]}`));
   await drop(spool, 'new', 'ok', good('survivor'));
@@ -242,6 +242,19 @@ test('a job file spoold cannot read is logged once, saying what to do, and waits
   assert.is(s.log().match(new RegExp(`file=new/${id}`, 'g'))?.length, 1, 'logged once');
   fs.chownSync(path.join(spool, 'new', id), nobody.uid, nobody.gid);
   await until('made readable, it runs at the next rescan', () => fs.existsSync(path.join(spool, 'done', 'secret', id, 'result')), 15_000);
+});
+
+
+test('a platforms/ file named for no platform is warned about once and drops nothing', async () => {
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
+  await s.waitLog(/started/);
+  fs.writeFileSync(path.join(spool, 'platforms', 'debian-12 '), '');
+  await s.waitLog(/warning file="platforms\/debian-12 " why="not a platform name, so it drops no platform: rename it to the platform it should drop, or remove it"/);
+  await drop(spool, 'new', 'ok', good('still'));
+  await until('debian-12 is not dropped: its job ran', () => fs.existsSync(path.join(spool, 'done', 'still')), 20_000);
+  assert.is(s.log().match(/file="platforms\/debian-12 "/g)?.length, 1, 'warned once');
 });
 
 test.run();

@@ -21,7 +21,7 @@ test('a small regular file is read; a fifo, a symlink, a directory and a large f
   for (const n of ['fifo', 'link', 'dir', 'big']) assert.is(readSpoolFile(p(n)), undefined, `${n} was read`);
   assert.throws(() => readSpoolFile(p('gone')), /ENOENT/);
   // readRegular says why, for bctl's messages; a larger limit reads the large file.
-  for (const n of ['fifo', 'link', 'dir']) assert.equal(readRegular(p(n)), { why: 'not a regular file (a link, fifo or device)' }, n);
+  for (const [n, what] of [['fifo', 'a fifo'], ['link', 'a symbolic link'], ['dir', 'a directory']]) assert.equal(readRegular(p(n!)), { why: `not a regular file (${what})` }, n);
   assert.equal(readRegular(p('big')), { why: `file is ${MAX_FILE + 1} bytes, over the limit of ${MAX_FILE}` });
   assert.is((readRegular(p('big'), Infinity) as Buffer).length, MAX_FILE + 1);
   fs.rmSync(d, { recursive: true, force: true });

@@ -33,7 +33,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { SpoolError, errno } from '../spool/errors.js';
+import { SpoolError, errno, oneLine } from '../spool/errors.js';
 import { parseJob, parseSchedule } from '../spool/job.js';
 import { parseResult } from '../spool/result.js';
 import { isId, isName, DIRS } from '../spool/paths.js';
@@ -173,7 +173,7 @@ export async function fsck(ctx: Ctx): Promise<number> {
   let problems = 0;
   const report: Report = (rel, what, fix) => {
     problems++;
-    ctx.out(`bctl fsck: ${rel}: ${what}; ${fix}`);
+    ctx.out(oneLine(`bctl fsck: ${rel}: ${what}; ${fix}`));   // one line, whatever a file's name holds
   };
   checkSpool(sp);
   const rootSt = await fsp.stat(sp.root);
@@ -303,7 +303,10 @@ export async function fsck(ctx: Ctx): Promise<number> {
     if (!isName(f)) { report(rel, 'not a job name', 'remove it; state/ is spoold\'s, one file per schedule'); continue; }
     const buf = await readChecked(sp.scheduleState(f), rel, report);
     if (buf === undefined) continue;
-    try { parseScheduleState(buf, rel); } catch (e) { report(rel, why(e), 'remove it; spoold starts the schedule afresh'); }
+    try { parseScheduleState(buf, rel); } catch (e) { report(rel, why(e), 'fix it by hand (spoold holds the schedule until then), or remove it (the schedule then fires at once)'); }
+  }
+  for (const f of await list(sp.platforms)) {
+    if (!f.startsWith('.') && !isName(f)) report(`platforms/${f}`, 'not a platform name, so it drops no platform', 'rename it to the platform it should drop, or remove it');
   }
 
   // bad/

@@ -13,7 +13,7 @@
 // documents every field.
 
 import path from 'node:path';
-import { SpoolError } from '../spool/errors.js';
+import { SpoolError, oneLine } from '../spool/errors.js';
 import { decodeFile, parseHeaders } from '../spool/headers.js';
 import { parseJob, parseSchedule, type ParsedJob } from '../spool/job.js';
 import { isId, isName } from '../spool/paths.js';
@@ -139,7 +139,7 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
 function section(ctx: Ctx, title: string, header: string[], rows: string[][]): void {
   ctx.out(`${title}:`);
   if (rows.length === 0) { ctx.out('  (none)'); return; }
-  for (const l of table(header, rows)) ctx.out(`  ${l}`);
+  for (const l of table(header, rows.map((r) => r.map(oneLine)))) ctx.out(`  ${l}`);
 }
 
 const dash = (s: string | null | undefined): string => (s === null || s === undefined || s === '' ? '-' : s);
@@ -171,7 +171,7 @@ export async function info(ctx: Ctx): Promise<number> {
   section(ctx, 'dropped platforms', ['PLATFORM', 'DROPPED', 'REASON'], i.dropped.map((d) => [d.platform!, dash(d.dropped), dash(d.reason)]));
   if (i.errors.length > 0) {
     ctx.out('errors:');
-    for (const e of i.errors) ctx.out(`  ${e.error}`);
+    for (const e of i.errors) ctx.out(`  ${oneLine(e.error)}`);
   }
   return EXIT_OK;
 }

@@ -16,17 +16,16 @@ import { errno } from './errors.js';
  * Other errors (ENOENT ...) are thrown.
  */
 export function readRegular(file: string, max = MAX_FILE): Buffer | { why: string } {
-  const notRegular = { why: 'not a regular file (a link, fifo or device)' };
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch (e) {
-    if (errno(e) === 'ELOOP') return notRegular;
+    if (errno(e) === 'ELOOP') return { why: 'not a regular file (a symbolic link)' };
     throw e;
   }
   try {
     const st = fs.fstatSync(fd);
-    if (!st.isFile()) return notRegular;
+    if (!st.isFile()) return { why: `not a regular file (a ${st.isDirectory() ? 'directory' : st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'device'})` };
     if (st.size > max) return { why: `file is ${st.size} bytes, over the limit of ${max}` };
     return fs.readFileSync(fd);
   } finally {

@@ -28,7 +28,7 @@ import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
 import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, createSpoolFile, removeTree } from './stage.js';
-import { errno, ioError, SpoolError } from './errors.js';
+import { errno, ioError, oneLine, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import { isId, isName, type SpoolPaths } from './paths.js';
 
@@ -276,7 +276,7 @@ export async function reject(sp: SpoolPaths, file: string, why: string, as = fil
     throw ioError(e, sp.rel(file), 'cannot move to bad/');
   }
   // One line, whatever the file's name holds (a newline would forge a second).
-  const line = why.replace(/[\x00-\x1f\x7f]/g, (c) => (c === '\n' ? '\\n' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  const line = oneLine(why);
   try {
     await writeAtomic(sp, `${target}.why`, `${line}\n`);
   } catch (e) {

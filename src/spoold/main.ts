@@ -105,8 +105,15 @@ export async function main(argv: string[]): Promise<void> {
   d.hasWorkFor = async (p) => (await templatePlatforms(templateDirs)).includes(p) || timer.serves(p);
   await d.reconcile();
 
+  const misnamed = new Set<string>();   // platforms/ files whose names are no platform's, warned about once
   const readDropped = async () => {
-    const names = new Set((await fsp.readdir(sp.platforms).catch(() => [] as string[])).filter(isName));
+    const all = await fsp.readdir(sp.platforms).catch(() => [] as string[]);
+    for (const f of all) {
+      if (f.startsWith('.') || isName(f) || misnamed.has(f)) continue;
+      misnamed.add(f);
+      log('warning', { file: `platforms/${f}`, why: 'not a platform name, so it drops no platform: rename it to the platform it should drop, or remove it' });
+    }
+    const names = new Set(all.filter(isName));
     for (const p of names) if (!d.dropped.has(p)) { d.dropped.add(p); d.announceDropped(p); log('platform dropped', { platform: p }); }
     for (const p of [...d.dropped]) if (!names.has(p)) { d.dropped.delete(p); log('platform undropped', { platform: p }); d.dispatchFor(p); }
   };
