@@ -276,6 +276,15 @@ test('schedule of a missing or unusable script fails naming the file', async () 
   assert.not.ok(fs.existsSync(sp.schedule('a')));
 });
 
+test('schedule over the state a schedule removed by hand left: a never schedule is said to start afresh, not to run at once', async () => {
+  await ok(['schedule', 'zz', 'debian-12', OK, '--period', 'daily']);
+  fs.writeFileSync(sp.scheduleState('zz'), formatScheduleState({ ...emptyState(), fired: new Date('2026-01-01T00:00:00Z') }));
+  fs.rmSync(sp.schedule('zz'));
+  const r = await bctl(spool, ['schedule', 'zz', 'debian-12', OK, '--period', 'never']);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stderr, 'bctl: removed state/zz, left by an earlier schedule zz removed by hand, so that this one starts afresh\n');
+});
+
 test('orb-build writes a template schedule without body or platform; it warns when the spool has no template', async () => {
   const bare = await bctl(spool, ['orb-build', 'hello-orb', 'hello']);
   assert.is(bare.code, 0, bare.stderr);
@@ -618,10 +627,10 @@ test('info --json has schedules, queues, running, workers, dropped; unparsable f
   assert.equal(j.queues['debian-12'].map((q: any) => q.id), [id2]);
   assert.equal(j.queues['freebsd-14'].map((q: any) => q.id), [fid]);
   assert.is(j.queues['debian-12'][0].name, 'exit3.sh');
-  assert.equal(j.running, [{ id: id1, name: 'ok.sh', platform: 'debian-12', worker: 'w1', started: '2026-01-01T00:00:00.000Z', attempt: '1', cancelRequested: false }]);
+  assert.equal(j.running, [{ id: id1, name: 'ok.sh', platform: 'debian-12', worker: 'w1', started: '2026-01-01T00:00:00.000Z', attempt: 1, cancelRequested: false }]);
   assert.equal(j.workers, [
     { name: 'w1', platform: 'debian-12', connected: '2026-01-01T00:00:00Z', peer: 'unix', job: id1, seen: '2026-01-01T00:00:09Z' },
-    { name: 'w2', platform: 'freebsd-14', peer: '127.0.0.1:5555', job: '', seen: '2026-01-01T00:00:08Z' },
+    { name: 'w2', platform: 'freebsd-14', peer: '127.0.0.1:5555', job: null, seen: '2026-01-01T00:00:08Z' },
   ]);
   const human = await ok(['info']);
   assert.match(human, new RegExp(`^ {2}w1 +debian-12 +2026-01-01T00:00:00Z +${id1} +2026-01-01T00:00:09Z +unix$`, 'm'));

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
+import net from 'node:net';
 import { tmpdir, daemon, until, readIf, sleep, type Daemon } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { submission, makeJob, formatJob } from '../src/spool/job.js';
@@ -489,6 +490,20 @@ test('a second spoold on the same spool exits 1 with a clear message', async () 
   const code = await new Promise<number | null>((r) => s2.child.on('close', (c) => r(c)));
   assert.is(code, 1);
   assert.match(s2.log(), /another spoold holds the spool lock \(pid \d+\)/);
+});
+
+// Found by a new user: a spoold that could not listen on its --listen port
+// exited 1 but left spoold.lock, spoold.pid and spoold.sock behind.
+test('a spoold that cannot listen on its --listen address exits 1 and leaves no lock, pid file or socket', async () => {
+  const busy = net.createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  try {
+    const s = daemon('spoold', ['-s', spool, '--listen', `127.0.0.1:${(busy.address() as net.AddressInfo).port}`]);
+    const code = await new Promise<number | null>((r) => s.child.on('close', (c) => r(c)));
+    assert.is(code, 1);
+    assert.match(s.log(), /spoold: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    for (const f of ['spoold.lock', 'spoold.pid', 'spoold.sock']) assert.not.ok(fs.existsSync(path.join(spool, f)), `${f} left behind`);
+  } finally { busy.close(); }
 });
 
 test('a spoold whose lock is removed under it stops at once with 75, so that no two claim jobs', async () => {

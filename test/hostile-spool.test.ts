@@ -39,6 +39,8 @@ test('bad files in new/ go to bad/ with a .why naming the file, the line and the
   await drop(spool, 'new', 'latin1', Buffer.from([...Buffer.from('name: caf'), 0xe9, ...Buffer.from('\nplatform: debian-12\n\necho\n')]));
   await drop(spool, 'new', 'escape', 'name: ../../etc/passwd\nplatform: debian-12\n\n#!/bin/sh\necho\n');
   await drop(spool, 'new', 'noblank', 'name: x\nplatform: debian-12\n#!/bin/sh\necho\n');
+  await drop(spool, 'new', 'leadblank', '\nname: x\nplatform: debian-12\n\n#!/bin/sh\necho\n');
+  await drop(spool, 'new', 'midblank', 'name: x\n\nplatform: debian-12\n\n#!/bin/sh\necho\n');
   await drop(spool, 'new', 'typo', 'name: x\nplatfrom: debian-12\n\n#!/bin/sh\necho\n');
   await drop(spool, 'new', 'crlf', 'name: x\r\nplatform: debian-12\r\n\r\necho\r\n');
   await drop(spool, 'new', 'tmpl', 'name: x\nplatform: debian-12\ntemplate: greet\n');
@@ -46,11 +48,13 @@ test('bad files in new/ go to bad/ with a .why naming the file, the line and the
   fs.mkdirSync(path.join(spool, 'new', 'adir'));
   await drop(spool, 'new', '.hidden', 'not a job');
   await drop(spool, 'new', 'ok', good('survivor'));
-  const w = await until('ten rejections', () => { const m = whys(); return m.size >= 10 ? m : undefined; }, 20_000);
+  const w = await until('twelve rejections', () => { const m = whys(); return m.size >= 12 ? m : undefined; }, 20_000);
   const byFile = (f: string) => [...w.entries()].find(([k]) => k.startsWith(`new.${f}.`))?.[1] ?? '';
   assert.match(byFile('nul'), /new\/nul:5: NUL byte/);
   assert.match(byFile('huge'), /over the limit/);
-  assert.match(byFile('latin1'), /not valid UTF-8/);
+  assert.match(byFile('latin1'), /new\/latin1:1: file is not valid UTF-8/);
+  assert.match(byFile('leadblank'), /new\/leadblank:1: blank line before the header 'name' \(line 2\); the headers end at the first blank line/);
+  assert.match(byFile('midblank'), /new\/midblank:2: blank line before the header 'platform' \(line 3\)/);
   assert.match(byFile('escape'), /new\/escape:1: bad job name/);
   assert.match(byFile('noblank'), /new\/noblank:3: .*blank line between the headers and the script/);
   assert.match(byFile('typo'), /new\/typo:2: unknown header 'platfrom'; known: /);

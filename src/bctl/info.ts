@@ -28,12 +28,12 @@ export interface ScheduleInfo {
   next: string | null; due: boolean; overdue: boolean; held: boolean; lastStatus: string | null; lastId: string | null;
 }
 export interface QueuedInfo { id: string | null; file: string; name: string; platform: string; priority: number; origin: string; attempt: number; queued: string | null }
-export interface RunningInfo { id: string; name: string; platform: string; worker: string | null; started: string | null; attempt: string | null; cancelRequested: boolean }
+export interface RunningInfo { id: string; name: string; platform: string; worker: string | null; started: string | null; attempt: number | null; cancelRequested: boolean }
 export interface Info {
   schedules: ScheduleInfo[];
   queues: Record<string, QueuedInfo[]>;
   running: RunningInfo[];
-  workers: Array<Record<string, string>>;
+  workers: Array<Record<string, string | null>>;
   dropped: Array<Record<string, string>>;
   errors: Array<{ file: string; error: string }>;
 }
@@ -112,14 +112,15 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
       try { lease = headerMap(lbuf, sp.rel(sp.runningFile(id, 'lease'))); } catch (e) { err(sp.rel(sp.runningFile(id, 'lease')), e); }
     }
     const cancelRequested = exists(sp.runningFile(id, 'cancel'));
-    info.running.push({ id, name: j.name, platform: j.platform, worker: lease.worker || null, started: lease.started || null, attempt: lease.attempt || null, cancelRequested });
+    info.running.push({ id, name: j.name, platform: j.platform, worker: lease.worker || null, started: lease.started || null, attempt: /^\d+$/.test(lease.attempt ?? '') ? Number(lease.attempt) : null, cancelRequested });
   }
 
   for (const f of await list(sp.workers)) {
     if (f.startsWith('.') || !isName(f)) continue;
     const buf = await read(sp.worker(f));
     if (buf === undefined) continue;
-    try { info.workers.push({ name: f, ...headerMap(buf, `workers/${f}`) }); } catch (e) { err(`workers/${f}`, e); }
+    // An empty value (job: of an idle worker) is unknown: null, as everywhere in --json.
+    try { info.workers.push({ name: f, ...Object.fromEntries(Object.entries(headerMap(buf, `workers/${f}`)).map(([k, v]) => [k, v === '' ? null : v])) }); } catch (e) { err(`workers/${f}`, e); }
   }
 
   for (const f of await list(sp.platforms)) {

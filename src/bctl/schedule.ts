@@ -56,7 +56,7 @@ export async function writeNewSchedule(sp: SpoolPaths, s: Schedule, source: stri
   const state = sp.scheduleState(s.name);
   if (!existsOr(target, true) && existsOr(state, false)) {
     await fsp.rm(state, { force: true })
-      .then(() => warn(`removed ${sp.rel(state)}, left by an earlier schedule ${s.name} removed by hand, so that this one runs at once`))
+      .then(() => warn(`removed ${sp.rel(state)}, left by an earlier schedule ${s.name} removed by hand, so that this one ${s.schedule === 'never' ? 'starts afresh' : 'runs at once'}`))
       .catch((e) => warn(`cannot remove ${sp.rel(state)}, left by an earlier schedule ${s.name}: ${(e as Error).message}; this one runs when that one was next due unless you remove it`));
   }
   const staged = await writeStaged(sp, `schedule-${s.name}`, text, target);

@@ -32,12 +32,24 @@ export function decodeFile(buf: Uint8Array, source: string): string {
   if (nul >= 0) throw bad(source, lineAt(buf, nul), 'NUL byte in file', 'spool files are text: remove the NUL byte');
   let text: string;
   try { text = utf8.decode(buf); } catch {
-    throw bad(source, undefined, 'file is not valid UTF-8', 'save it as UTF-8');
+    throw bad(source, badUtf8Line(buf), 'file is not valid UTF-8', 'save it as UTF-8');
   }
   if (text.charCodeAt(0) === 0xfeff) throw bad(source, 1, 'file starts with a byte order mark', 'save it as UTF-8 without BOM');
   const cr = text.indexOf('\r');
   if (cr >= 0) throw bad(source, text.slice(0, cr).split('\n').length, 'carriage return (CRLF line ending)', 'save the file with Unix line endings (LF), e.g. with dos2unix');
   return text;
+}
+
+/** The first line of buf that is not valid UTF-8 (a line at a time: no sequence spans a newline). */
+function badUtf8Line(buf: Uint8Array): number | undefined {
+  let line = 1;
+  for (let start = 0; start < buf.length; line++) {
+    const nl = buf.indexOf(10, start);
+    const end = nl < 0 ? buf.length : nl;
+    try { utf8.decode(buf.subarray(start, end)); } catch { return line; }
+    start = end + 1;
+  }
+  return undefined;
 }
 
 function lineAt(buf: Uint8Array, offset: number): number {

@@ -89,6 +89,14 @@ function parseSpec(kind: Kind, text: string, source: string) {
     }
     h.set(x.key, x);
   }
+  // The headers end at the first blank line: one before them, or among them,
+  // leaves headers in the script, and the file would be refused for missing a
+  // header it has.
+  const stray = /^([a-z][a-z0-9-]*): /.exec(body.split('\n', 1)[0]!);
+  if (stray && known.includes(stray[1]!) && !h.has(stray[1]!)) {
+    fail(source, { key: '', value: '', line: bodyLine - 1 }, `blank line before the header '${stray[1]}' (line ${bodyLine})`,
+      'the headers end at the first blank line, which goes between them and the script: remove this one');
+  }
   const name = h.get('name');
   const platform = h.get('platform');
   const template = h.get('template');

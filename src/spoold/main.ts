@@ -136,6 +136,9 @@ export async function main(argv: string[]): Promise<void> {
       await new Promise<void>((res, rej) => { tcp.once('error', rej); tcp.listen(listen!.port, listen!.host, () => res()); });
     } catch (e) {
       process.stderr.write(`spoold: cannot listen on ${listen.host}:${listen.port}: ${(e as Error).message}\n`);
+      unix.close();   // and leave nothing behind: no socket, no lock (found by a new user)
+      await fsp.rm(sp.socket, { force: true }).catch(() => {});
+      await release().catch(() => {});
       process.exit(EXIT_FAIL);
     }
     servers.push(tcp);
