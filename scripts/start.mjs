@@ -39,14 +39,16 @@ const daemon = (name, args) => tag(name, spawn(process.execPath, [bin(name), ...
 const exited = (child) => new Promise((r) => { if (child.exitCode !== null || child.signalCode !== null) r(); else child.once('exit', () => r()); });
 const spoold = daemon('spoold', ['-s', spool]);
 let workerd;
-let stopping = false;
+let stopping = 0;   // when the stop began
 const stop = async () => {
-  if (stopping) {   // a second Ctrl-C: do not wait for the job to be handed back
-    workerd?.kill('SIGTERM');
-    spoold.kill('SIGTERM');
+  // A second Ctrl-C: do not wait for the job to be handed back. Not a signal
+  // in the same second: npm forwards the one Ctrl-C to a script run as its
+  // child, and a workerd signalled twice gives up its job.
+  if (stopping) {
+    if (Date.now() - stopping > 1000) { workerd?.kill('SIGTERM'); spoold.kill('SIGTERM'); }
     return;
   }
-  stopping = true;
+  stopping = Date.now();
   if (workerd) {
     console.log('start: stopping workerd (it hands back a running job), then spoold; Ctrl-C again to hurry');
     workerd.kill('SIGTERM');
@@ -56,8 +58,10 @@ const stop = async () => {
   await exited(spoold);
   process.exit(process.exitCode ?? 0);
 };
-process.on('SIGINT', () => void stop());
-process.on('SIGTERM', () => void stop());
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => void stop());
+// In process groups of their own, the daemons would outlive this script (a
+// closed terminal, a crash): whatever ends it asks them to stop.
+process.on('exit', () => { for (const c of [workerd, spoold]) if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGTERM'); });
 // Until this spoold says it started (a spool with a spoold already running has
 // its socket too: this one then exits 1 and nothing is submitted to the other).
 const started = await new Promise((resolve) => {

@@ -390,14 +390,14 @@ test('a schedule file spoold cannot read is logged once and holds up no other sc
 // Found by a tester editing state/NAME by hand: a bad line (a next: in the
 // wrong format) was dropped without a word by a running spoold, and after a
 // restart the schedule fired at once and its state was written over.
-test('a state file broken by a hand edit holds its schedule, logged once and shown held, without being written over; fixed, the schedule goes on', async () => {
-  worker('debian-12');
+test('a state file broken by a hand edit holds its schedule, logged once and shown held, without being written over by spoold or bctl; fixed, the schedule goes on', async () => {
+  const w = worker('debian-12');
   await ok(['schedule', 'kept', 'debian-12', await script('#!/bin/sh\necho kept\n'), '--period', 'hourly']);
   await until('first run recorded', () => doneIds('kept').length === 1 && /^last-status: exited 0$/m.test(state('kept')));
   const good = state('kept');
   const broken = `${good}next: 2026-12-01 10:00\n`;
   await drop(spool, 'state', 'kept', broken);
-  await s.waitLog(/error file=state\/kept why="state\/kept:\d+: .*schedule kept is held \(not fired\) until state\/kept is fixed, or removed/);
+  await s.waitLog(/error file=state\/kept why="state\/kept:\d+: .*schedule kept is held until state\/kept is fixed, or removed \(it then fires at once\)"/);
   const info = await bctl(spool, ['info']);
   assert.match(info.stdout, /^ +kept +debian-12 +@hourly +held +-$/m, info.stdout);
   assert.match(info.stdout, /state\/kept:\d+: .*held/);
@@ -410,6 +410,19 @@ test('a state file broken by a hand edit holds its schedule, logged once and sho
   assert.equal(queued('kept'), []);
   assert.is(state('kept'), broken, 'the hand edit is left for the person to fix');
   assert.is(s.log().match(/file=state\/kept/g)?.length, 1, 'logged once');
+  // Found in review: bctl reschedule, execute and cancel read such a file as empty and wrote over it.
+  const re = await bctl(spool, ['reschedule', 'kept', iso(Date.now() + 60_000)]);
+  assert.is(re.code, 1, re.stderr);
+  assert.match(re.stderr, /^bctl: state\/kept:\d+: .*schedule kept is held until state\/kept is fixed, or removed/);
+  await w.stop('SIGTERM');
+  const ex = await bctl(spool, ['execute', 'kept']);
+  assert.is(ex.code, 0, ex.stderr);
+  assert.match(ex.stderr, /schedule kept is held .*; its jobs above are queued all the same, and it is left as it is/);
+  const ca = await bctl(spool, ['cancel', ex.stdout.trim()]);
+  assert.is(ca.code, 0, ca.stderr);
+  assert.match(ca.stderr, /^bctl: canceled; not recorded: state\/kept:\d+: /);
+  assert.is(state('kept'), broken, 'bctl wrote nothing over the hand edit');
+  worker('debian-12', 'w-again');
   // Fixed (a good next: a second away), it fires then.
   await drop(spool, 'state', 'kept', `${good}next: ${iso(Date.now() + 1000)}\n`);
   await until('fired at the fixed next:', () => doneIds('kept').length === 2, 10_000);

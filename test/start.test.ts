@@ -50,11 +50,22 @@ test('npm start runs the sample job through spoold and a local workerd, and its 
     // in running/. Now the worker hands the job back, then spoold stops.
     const long = (await run(process.execPath, [path.join(ROOT, 'dist', 'bin', 'bctl.cjs'), '-s', path.join(dir, 'spool'), 'submit', /for platform (\S+)/.exec(out)![1]!, '-', '--name', 'long'], { input: '#!/bin/sh\necho started\nsleep 60\n' })).stdout.trim();
     await until('the long job runs', () => /started/.test(readIf(path.join(dir, 'spool', 'running', long, 'console.log')) ?? ''), 20_000);
+    // Twice at once, as npm forwards the terminal's one Ctrl-C to a script it runs (found in review).
+    process.kill(-child.pid!, 'SIGINT');
     process.kill(-child.pid!, 'SIGINT');
     assert.is(await exited, 0, `npm start did not stop cleanly on Ctrl-C:\n${out.slice(-2000)}`);
     assert.ok(fs.existsSync(path.join(dir, 'spool', 'new', long)), `the running job was handed back to new/:\n${out.slice(-2000)}`);
     assert.equal(fs.readdirSync(path.join(dir, 'spool', 'running')), []);
     assert.not.ok(fs.existsSync(path.join(dir, 'spool', 'spoold.sock')), 'spoold stopped');
+    // A closed terminal (SIGHUP) stops the daemons too, though they run in process groups of their own (found in review).
+    fs.rmSync(path.join(dir, 'spool', 'new', long));   // or the next worker runs its minute first
+    const again = spawn(process.execPath, [path.join(dir, 'scripts', 'start.mjs')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out2 = '';
+    again.stdout.on('data', (b) => { out2 += b; });
+    await until('the second start runs its sample job', () => /the sample job finished/.test(out2), 60_000);
+    process.kill(again.pid!, 'SIGHUP');
+    await until('spoold stopped after SIGHUP', () => !fs.existsSync(path.join(dir, 'spool', 'spoold.sock')), 20_000);
+    await until('no daemon of this checkout left', () => !fs.readdirSync('/proc').some((p) => /^\d+$/.test(p) && (readIf(`/proc/${p}/cmdline`) ?? '').includes(`${dir}/dist/bin/`)), 20_000);
   } finally {
     // start.mjs and the daemons it started, each in a process group of its own.
     for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {

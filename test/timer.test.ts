@@ -53,6 +53,8 @@ async function firedUnwritable(): Promise<{ sp: SpoolPaths; t: ScheduleTimer }> 
   const t = timerOf(sp);
   await t.rescan();
   await until('fired', () => queued(sp).length === 1);
+  // And its write of state/x failed: cleared before, the fault would let that write through.
+  await until('the failed write', () => (t as unknown as { unwritten: Map<string, string> }).unwritten.has('x'));
   return { sp, t };
 }
 

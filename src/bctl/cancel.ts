@@ -9,7 +9,7 @@
 import { parseJob } from '../spool/job.js';
 import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { cancelQueued, requestCancel } from '../spool/state.js';
-import { readScheduleState, scheduled, stateAfterFinish, writeScheduleState } from '../spool/schedstate.js';
+import { heldWhy, readScheduleStateFound, scheduled, stateAfterFinish, writeScheduleState } from '../spool/schedstate.js';
 import { parseResult, formatStatus } from '../spool/result.js';
 import { SpoolError } from '../spool/errors.js';
 import { checkId } from '../spool/paths.js';
@@ -42,8 +42,12 @@ export async function cancel(ctx: Ctx): Promise<number> {
         ctx.out(`canceled ${id} (was queued)`);
         // A schedule's job: its state says how its last job ended, as spoold's does for the jobs it finishes.
         if (scheduled(sp, r.name)) {
-          await writeScheduleState(sp, r.name, stateAfterFinish(await readScheduleState(sp, r.name), r.status, r.finished))
-            .catch((e) => ctx.warn(`canceled, but cannot record it in ${sp.rel(sp.scheduleState(r.name))}: ${(e as Error).message}`));
+          const found = await readScheduleStateFound(sp, r.name);
+          if (found.found === 'unparsed') ctx.warn(`canceled; not recorded: ${heldWhy(r.name, found.why!)}`);
+          else {
+            await writeScheduleState(sp, r.name, stateAfterFinish(found.st, r.status, r.finished))
+              .catch((e) => ctx.warn(`canceled, but cannot record it in ${sp.rel(sp.scheduleState(r.name))}: ${(e as Error).message}`));
+          }
         }
         return EXIT_OK;
       }

@@ -11,7 +11,7 @@
 import { EXECUTE_PRIORITY, formatJob } from '../spool/job.js';
 import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { instances, queueList } from '../spool/instance.js';
-import { readScheduleState, stateAfterFinish, writeScheduleState } from '../spool/schedstate.js';
+import { heldWhy, readScheduleStateFound, stateAfterFinish, writeScheduleState } from '../spool/schedstate.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
 import { argName, argPlatform, checkFits, str, usage, type Ctx } from './cli.js';
 import { loadSchedule } from './find.js';
@@ -49,7 +49,12 @@ export async function execute(ctx: Ctx): Promise<number> {
       status = EXIT_FAIL;
     }
   }
-  let st = await readScheduleState(sp, name);
+  const found = await readScheduleStateFound(sp, name);
+  if (found.found === 'unparsed') {   // left for the person to fix (spoold holds the schedule)
+    ctx.warn(`${heldWhy(name, found.why!)}; its jobs above are queued all the same, and it is left as it is`);
+    return status;
+  }
+  let st = found.st;
   st = { ...st, fired: now, lastId: list[list.length - 1]?.id ?? st.lastId };
   for (const i of list) if (i.error !== undefined) st = stateAfterFinish(st, { kind: 'failed', why: i.error }, now);   // recorded in done/ at once
   if (!(await writeScheduleState(sp, name, st))) {

@@ -18,7 +18,7 @@ import { decodeFile, parseHeaders } from '../spool/headers.js';
 import { parseJob, parseSchedule, type ParsedJob } from '../spool/job.js';
 import { isId, isName } from '../spool/paths.js';
 import { checkSpool } from '../spool/layout.js';
-import { isOverdue, nextDue, readScheduleStateFound } from '../spool/schedstate.js';
+import { heldWhy, isOverdue, nextDue, readScheduleStateFound } from '../spool/schedstate.js';
 import { exists } from '../spool/state.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { flag, fmtTime, list, readIf, table, type Ctx } from './cli.js';
@@ -72,7 +72,7 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
       const { st, found, why } = await readScheduleStateFound(sp, f);
       // A state that does not parse holds the schedule (spoold(8), SCHEDULES).
       const held = found === 'unparsed';
-      if (held) err(sp.rel(sp.scheduleState(f)), new SpoolError('SPOOL_BAD_FILE', `${why}; schedule ${f} is held (not fired) until this file is fixed, or removed (it then fires at once)`));
+      if (held) err(sp.rel(sp.scheduleState(f)), new SpoolError('SPOOL_BAD_FILE', heldWhy(f, why!)));
       const next = held ? undefined : nextDue(s, st);
       info.schedules.push({
         name: s.name, platform: s.platform ?? null, template: s.template ?? null, schedule: s.schedule, tz: s.tz,

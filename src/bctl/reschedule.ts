@@ -10,7 +10,7 @@
 import { formatSchedule, parseSchedule } from '../spool/job.js';
 import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { periodToSchedule } from '../spool/schedule.js';
-import { readScheduleState, writeScheduleState } from '../spool/schedstate.js';
+import { heldWhy, readScheduleStateFound, writeScheduleState } from '../spool/schedstate.js';
 import { writeAtomic } from '../spool/stage.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { SpoolError } from '../spool/errors.js';
@@ -25,6 +25,9 @@ export async function reschedule(ctx: Ctx): Promise<number> {
   const period = p === undefined ? undefined : argPeriod(p);
   checkSpool(sp);
   const s = await loadSchedule(sp, name);
+  // A state a person broke holds the schedule; writing next: over it would lose what they wrote.
+  const { st, found, why } = await readScheduleStateFound(sp, name);
+  if (found === 'unparsed') throw new SpoolError('SPOOL_BAD_FILE', heldWhy(name, why!), { hint: 'fix it, then reschedule' });
   await ensureSpool(sp, { makeRoot: false });
   if (period !== undefined) {
     const file = sp.schedule(name);
@@ -33,7 +36,6 @@ export async function reschedule(ctx: Ctx): Promise<number> {
     checkFits(text, 'the schedule file', sp.rel(file), 'the script');
     await writeAtomic(sp, file, text);
   }
-  const st = await readScheduleState(sp, name);
   if (!(await writeScheduleState(sp, name, { ...st, next }))) {
     throw new SpoolError('SPOOL_NOT_FOUND', `schedule ${name} was removed meanwhile (bctl unschedule?)`, { path: sp.rel(sp.schedule(name)), hint: 'bctl schedule makes it again' });
   }

@@ -91,6 +91,11 @@ export async function readScheduleState(sp: SpoolPaths, name: string): Promise<S
   return (await readScheduleStateFound(sp, name)).st;
 }
 
+/** What bctl says of a state/NAME that does not parse, which it leaves for the person to fix (spoold holds the schedule). */
+export function heldWhy(name: string, why: string): string {
+  return `${why}; schedule ${name} is held until state/${name} is fixed, or removed (it then fires at once)`;
+}
+
 /**
  * state/NAME as readScheduleState reads it, and whether the file is there
  * and good, missing, not a file spoold reads (a directory, a link, over the

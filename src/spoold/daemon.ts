@@ -195,8 +195,8 @@ export class Daemon implements ConnOwner {
   /** Stop dispatching; close worker connections; running jobs stay in running/ for the next start. */
   async stop(): Promise<void> {
     this.stopping = true;
-    await this.checking;   // a requeue under way ends first
     for (const t of this.timers) clearInterval(t);
+    await this.checking;   // a requeue under way ends first
     for (const c of this.workers) c.close('spoold stopping', { t: 'bye', why: 'spoold is stopping; reconnect later' });
     for (const t of this.workerFileTimers.values()) clearTimeout(t);
     for (const r of this.running.values()) await this.closeConsole(r);
@@ -944,11 +944,15 @@ export class Daemon implements ConnOwner {
     r.deadline = Date.now() + RETRY_MS;
   }
 
-  /** The lease check under way, if any: the next waits for it; stop() lets it end. */
+  /** The lease check under way, if any, and whether one was asked for meanwhile (it may have passed the job asked about); stop() lets them end. */
   private checking: Promise<void> | undefined;
+  private checkAgain = false;
   private checkLeases(): Promise<void> {
-    if (this.checking || this.stopping) return this.checking ?? Promise.resolve();
-    this.checking = this.checkOnce().finally(() => { this.checking = undefined; });
+    if (this.checking) { this.checkAgain = true; return this.checking; }
+    if (this.stopping) return Promise.resolve();
+    this.checking = (async () => {
+      do { this.checkAgain = false; await this.checkOnce(); } while (this.checkAgain);
+    })().finally(() => { this.checking = undefined; });
     return this.checking;
   }
 

@@ -97,6 +97,7 @@ export class Queue {
       this.unreadable.delete(name);
       job = parseJob(buf, `new/${name}`, name);
       if (job.id === undefined) wanted = parseJob(buf, `new/${name}`).id;   // its own id: header, if any
+      else this.settle.forget(name);   // it parses now
     } catch (e) {
       if (errno(e) === 'ENOENT') return;  // claimed or removed meanwhile
       if (errno(e) === 'EACCES') return this.cannotRead(name, st, e as Error);
@@ -162,6 +163,7 @@ export class Queue {
   private async rejectFile(file: string, why: string): Promise<void> {
     const name = path.basename(file);
     if (isId(name)) this.remove(name);
+    this.settle.forget(name);
     try {
       const bad = await reject(this.sp, file, why);
       if (bad) log('rejected', { file: this.sp.rel(file), bad: `bad/${bad}`, why });

@@ -5,9 +5,10 @@
 // or half-written. So a file that is not ready to be taken as it is (it does
 // not parse, or it is one spoold would rename: a job under a name of its
 // writer's choosing) is taken only once it has settled: not changed for
-// SETTLE_MS, by its mtime or, when the mtime says otherwise (a clock ahead,
-// an mtime set by hand), by spoold's own clock since it first saw this
-// version. Until then it is looked at again when it may have settled.
+// SETTLE_MS since spoold first saw this version (its size and mtime), by
+// spoold's own clock. Not by the mtime: a writer whose clock is behind (a
+// file server) would make every file look settled. Until then it is looked
+// at again when it may have settled.
 
 /** How long a file must stay unchanged to be taken as written. */
 export const SETTLE_MS = 2_000;
@@ -30,7 +31,7 @@ export class Settle {
   settled(name: string, st: Version, now = Date.now()): boolean {
     const seen = this.seen.get(name);
     const since = seen && seen.mtimeMs === st.mtimeMs && seen.size === st.size ? seen.since : now;
-    const wait = Math.min(since, st.mtimeMs) + SETTLE_MS - now;
+    const wait = since + SETTLE_MS - now;
     if (wait <= 0) { this.forget(name); return true; }
     this.seen.set(name, { mtimeMs: st.mtimeMs, size: st.size, since });
     if (!this.timers.has(name) && !this.stopped) {

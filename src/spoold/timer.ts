@@ -31,7 +31,7 @@ import { parseJob, parseSchedule, type Schedule } from '../spool/job.js';
 import { idTime } from '../spool/ids.js';
 import { instances, queueInstance, type Instance } from '../spool/instance.js';
 import { findTemplate, templatePlatforms } from '../spool/template.js';
-import { emptyState, readScheduleStateFound, writeScheduleState, nextDue, clockSetBack, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
+import { emptyState, heldWhy, readScheduleStateFound, writeScheduleState, nextDue, clockSetBack, scheduled, stateAfterFire, stateAfterFinish, type ScheduleState } from '../spool/schedstate.js';
 import { reject, existsOr } from '../spool/state.js';
 import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
@@ -198,7 +198,7 @@ export class ScheduleTimer {
    */
   private holdBroken(n: string, why: string): void {
     if (this.broken.get(n) !== why) {
-      log('error', { file: `state/${n}`, why: `${why}; schedule ${n} is held (not fired) until state/${n} is fixed, or removed (it then fires at once)` });
+      log('error', { file: `state/${n}`, why: heldWhy(n, why) });
     }
     this.broken.set(n, why);
     this.setState(n, this.states.get(n)?.st ?? emptyState());
