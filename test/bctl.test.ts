@@ -658,8 +658,13 @@ test('info marks a schedule overdue when its due time passed without a firing', 
   const late = j.schedules.find((s: any) => s.name === 'late');
   const fresh = j.schedules.find((s: any) => s.name === 'fresh');
   assert.is(late.overdue, true);
-  assert.is(fresh.overdue, false, 'a schedule that never ran is due, not overdue');
+  assert.is(fresh.overdue, false, 'a schedule that never ran, written just now, is due, not overdue');
   assert.match(await ok(['info']), /^ {2}late +debian-12 +@hourly +\S+ \(overdue\)/m);
+  // Found by a new user: one written minutes ago that never fired (spoold down, its platform dropped) showed "now" for ever.
+  const ago = new Date(Date.now() - 5 * 60_000);
+  fs.utimesSync(sp.schedule('fresh'), ago, ago);
+  assert.is((await info()).schedules.find((s: any) => s.name === 'fresh').overdue, true);
+  assert.match(await ok(['info']), /^ {2}fresh +debian-12 +@hourly +now \(overdue\)/m);
 });
 
 test('info prints aligned sections for people: now, never, (template), workers, dropped, errors', async () => {

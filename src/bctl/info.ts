@@ -13,6 +13,7 @@
 // documents every field.
 
 import path from 'node:path';
+import fsp from 'node:fs/promises';
 import { SpoolError, oneLine } from '../spool/errors.js';
 import { decodeFile, parseHeaders } from '../spool/headers.js';
 import { parseJob, parseSchedule, type ParsedJob } from '../spool/job.js';
@@ -76,7 +77,9 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
       const next = held ? undefined : nextDue(s, st);
       info.schedules.push({
         name: s.name, platform: s.platform ?? null, template: s.template ?? null, schedule: s.schedule, tz: s.tz,
-        next: iso(next), due: next !== undefined && next.getTime() <= now.getTime(), overdue: !held && isOverdue(s, st, now), held,
+        next: iso(next), due: next !== undefined && next.getTime() <= now.getTime(), held,
+        // Never fired, it is due from when its file was written (found by a new user: a new schedule with spoold down showed "now" for ever).
+        overdue: !held && isOverdue(s, st, now, undefined, (await fsp.lstat(sp.schedule(f)).catch(() => undefined))?.mtime),
         lastStatus: st.lastStatus ?? null, lastId: st.lastId ?? null,
       });
     } catch (e) { err(rel, e); }
@@ -154,7 +157,7 @@ export async function info(ctx: Ctx): Promise<number> {
   }
   section(ctx, 'schedules', ['NAME', 'PLATFORM', 'SCHEDULE', 'NEXT', 'LAST'], i.schedules.map((s) => [
     s.name, s.platform ?? '(template)', s.tz === 'UTC' ? s.schedule : `${s.schedule} ${s.tz}`,
-    s.held ? 'held' : s.next === null ? 'never' : s.overdue ? `${s.next} (overdue)` : s.due ? 'now' : s.next, dash(s.lastStatus),
+    s.held ? 'held' : s.next === null ? 'never' : s.overdue ? `${Date.parse(s.next) === 0 ? 'now' : s.next} (overdue)` : s.due ? 'now' : s.next, dash(s.lastStatus),
   ]));
   const qrows: string[][] = [];
   for (const [platform, jobs] of Object.entries(i.queues).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {

@@ -208,10 +208,13 @@ export function stateAfterFinish(st: ScheduleState, status: Status, finished: Da
 /**
  * True when a due time passed more than graceMs before `now` without a firing:
  * spoold was down or busy, and the run fires late (once). A schedule that has
- * never fired is due at once but not overdue: it missed nothing.
+ * never fired is due at once, from when it was written (`writtenAt`, its
+ * file's mtime, when known): overdue once that is more than graceMs ago.
  */
-export function isOverdue(s: Schedule, st: ScheduleState, now: Date, graceMs = 60_000): boolean {
-  if (st.next === undefined && st.fired === undefined) return false;
+export function isOverdue(s: Schedule, st: ScheduleState, now: Date, graceMs = 60_000, writtenAt?: Date): boolean {
+  if (st.next === undefined && st.fired === undefined) {
+    return s.schedule !== 'never' && writtenAt !== undefined && now.getTime() - writtenAt.getTime() > graceMs;
+  }
   const due = nextDue(s, st);
   return due !== undefined && now.getTime() - due.getTime() > graceMs;
 }
