@@ -147,9 +147,14 @@ test('fsck reports each planted violation on its own line, naming the path and t
     await fsp.rm(sp.latest('other'));
     await fsp.symlink(newId(), sp.latest('other'));
   });
-  p(/^bctl fsck: done\/nolatest\/latest: missing; point it at the newest job: ln -sfn ID done\/nolatest\/latest$/, async () => {
+  p(/^bctl fsck: done\/nolatest\/latest: missing; point it at the newest job: ln -sfn 01[0-9a-f-]{34} done\/nolatest\/latest$/, async () => {
     await doneJob('nolatest');
     await fsp.rm(sp.latest('nolatest'));
+  });
+  // Found by a new user: with every job of the name pruned, fsck said to point latest at "the newest job".
+  p(/^bctl fsck: done\/pruned\/latest: points to "01[0-9a-f-]+", not a job directory in done\/pruned; no job of pruned is left: rm done\/pruned\/latest$/, async () => {
+    const { dir } = await doneJob('pruned');
+    await fsp.rm(dir, { recursive: true });
   });
   // tmp/, schedules/, state/, bad/
   p(/^bctl fsck: tmp\/stale\.123: staged write never published \(spoold is not running\); remove it \(spoold removes it at its next start if the process that wrote it is gone, or once it is an hour old\)$/, () => fsp.writeFile(path.join(sp.tmp, 'stale.123'), 'x'));

@@ -255,25 +255,27 @@ export async function fsck(ctx: Ctx): Promise<number> {
     const st = await lstatIf(path.join(sp.done, name));
     if (!st?.isDirectory()) { if (st && !st.isSymbolicLink()) report(rel, 'not a directory', 'remove it; done/ holds one directory per job name'); continue; }
     if (!isName(name)) { report(rel, 'not a job name', 'rename or remove it'); continue; }
-    let ids = 0;
+    let newest: string | undefined;   // ids sort by time
     for (const id of await list(sp.doneName(name))) {
       if (id === 'latest') continue;
       const r = `${rel}/${id}`;
       if (!isId(id)) { report(r, 'not a job id', `remove it; done/${name}/ holds job directories and latest`); continue; }
       const ist = await lstatIf(sp.doneDir(name, id));
       if (!ist?.isDirectory()) { if (ist && !ist.isSymbolicLink()) report(r, 'not a directory', 'remove it'); continue; }
-      ids++;
+      if (newest === undefined || id > newest) newest = id;
       seen(id, r);
       await checkDoneDir(ctx, name, id, report);
     }
     const latest = sp.latest(name);
     const lst = await lstatIf(latest);
-    if (!lst) { if (ids > 0) report(`${rel}/latest`, 'missing', `point it at the newest job: ln -sfn ID ${rel}/latest`); }
-    else if (!lst.isSymbolicLink()) report(`${rel}/latest`, 'not a symlink', `replace it: ln -sfn ID ${rel}/latest`);
+    // The fix names the newest job, or says to remove latest when no job of the name is left (found by a new user).
+    const fix = newest === undefined ? `no job of ${name} is left: rm ${rel}/latest` : `point it at the newest job: ln -sfn ${newest} ${rel}/latest`;
+    if (!lst) { if (newest !== undefined) report(`${rel}/latest`, 'missing', fix); }
+    else if (!lst.isSymbolicLink()) report(`${rel}/latest`, 'not a symlink', newest === undefined ? fix : `replace it: ln -sfn ${newest} ${rel}/latest`);
     else {
       const target = await fsp.readlink(latest);
       const tst = isId(target) ? await lstatIf(sp.doneDir(name, target)) : undefined;
-      if (!tst?.isDirectory()) report(`${rel}/latest`, `points to ${JSON.stringify(target)}, not a job directory in ${rel}`, `point it at the newest job: ln -sfn ID ${rel}/latest`);
+      if (!tst?.isDirectory()) report(`${rel}/latest`, `points to ${JSON.stringify(target)}, not a job directory in ${rel}`, fix);
     }
   }
 

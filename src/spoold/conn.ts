@@ -179,7 +179,7 @@ export class Conn {
     }
     if (this.owner.token) {
       if (!sameSecret(Buffer.from(h.token ?? ''), this.owner.token)) {
-        this.close(`wrong token from worker ${JSON.stringify(h.name.slice(0, 64))}`, { t: 'bye', why: 'wrong or missing token (see --token-file)', code: 'token' });
+        this.close(`${h.token === undefined ? 'no' : 'wrong'} token from worker ${JSON.stringify(h.name.slice(0, 64))}`, { t: 'bye', why: 'wrong or missing token (see --token-file)', code: 'token' });
         return;
       }
     }
