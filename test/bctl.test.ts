@@ -480,8 +480,11 @@ test('submit from standard input, --name and --priority', async () => {
   assert.is(parseJob(fs.readFileSync(sp.queued(oid)), 'x', oid).name, 'my_script_.sh');
 });
 
-test('submit of more than 1 MiB from standard input says it is over the limit, without a wrong size', async () => {
-  const r = await bctl(spool, ['submit', 'debian-12', '-'], { input: Buffer.alloc(1_100_000, 0x23) });
+test('submit of more than 1 MiB from standard input says by how much to cut it, headers counted; of far more, that it is over the limit, without a wrong size', async () => {
+  const near = await bctl(spool, ['submit', 'debian-12', '-'], { input: Buffer.alloc(1_100_000, 0x23) });
+  assert.is(near.code, 1);
+  assert.match(near.stderr, /^bctl: stdin: the job file would be \d+ bytes, over the limit of 1048576; shorten the script by \d+ bytes or more \(the file holds it and its headers\)\n$/);
+  const r = await bctl(spool, ['submit', 'debian-12', '-'], { input: Buffer.alloc(5_000_000, 0x23) });
   assert.is(r.code, 1);
   assert.is(r.stderr, 'bctl: stdin: the script is over the limit of 1048576 bytes; keep job scripts small; fetch large inputs from the script\n');
   assert.is(r.stdout, '');
@@ -531,9 +534,10 @@ test('a script within 1 MiB whose job or schedule file would be over it is refus
   script(MAX_FILE - overhead + 1);
   await fails(['submit', 'debian-12', small], new RegExp(`near\\.sh: the job file would be ${MAX_FILE + 1} bytes, over the limit of ${MAX_FILE}; shorten the script by 1 bytes`));
   assert.equal(ls(sp.new), []);
-  // A script over the limit by itself says how much to cut too (found by a new user).
+  // A script over the limit by itself says how much to cut too (found by a new user), headers
+  // counted: the cut it asked for fell short of them (found by another).
   script(MAX_FILE + 100);
-  await fails(['submit', 'debian-12', small], new RegExp(`near\\.sh: file is ${MAX_FILE + 100} bytes, over the limit of ${MAX_FILE}; cut it by 100 bytes or more`));
+  await fails(['submit', 'debian-12', small], new RegExp(`near\\.sh: the job file would be ${MAX_FILE + 100 + overhead} bytes, over the limit of ${MAX_FILE}; shorten the script by ${100 + overhead} bytes or more`));
   script(MAX_FILE - 76);   // the tester's near.sh: the schedule file fits, its jobs do not
   await fails(['schedule', 'big', 'debian-11', small, '--period', 'never'], /near\.sh: the job file of each run would be \d+ bytes, over the limit of 1048576/);
   script(MAX_FILE);

@@ -76,6 +76,9 @@ export function flag(ctx: Ctx, name: string): boolean {
  * a spool file may hold (decodeFile), checked against the script's own name so
  * the message points at the file the person wrote.
  */
+/** How much of a script bctl reads before it says "over the limit" without a count. */
+const SCRIPT_READ_MAX = 4 * MAX_FILE;
+
 export async function readScript(ctx: Ctx, file: string): Promise<{ body: string; source: string }> {
   let buf: Buffer;
   const source = file === '-' ? 'stdin' : file;
@@ -86,9 +89,9 @@ export async function readScript(ctx: Ctx, file: string): Promise<{ body: string
       const b = typeof c === 'string' ? Buffer.from(c) : (c as Buffer);
       chunks.push(b);
       n += b.length;
-      // Too large already: no need to read the rest, but then the size is
+      // Far too large already: no need to read the rest, but then the size is
       // unknown, so say 'over', not a byte count (decodeFile would count what we read).
-      if (n > MAX_FILE) throw new SpoolError('SPOOL_BAD_FILE', `the script is over the limit of ${MAX_FILE} bytes`, { path: source, hint: 'keep job scripts small; fetch large inputs from the script' });
+      if (n > SCRIPT_READ_MAX) throw new SpoolError('SPOOL_BAD_FILE', `the script is over the limit of ${MAX_FILE} bytes`, { path: source, hint: 'keep job scripts small; fetch large inputs from the script' });
     }
     buf = Buffer.concat(chunks);
   } else {
@@ -98,6 +101,7 @@ export async function readScript(ctx: Ctx, file: string): Promise<{ body: string
       // through the thread pool, which showed in bctl submit's start.
       const st = fs.statSync(file);
       if (!st.isFile()) throw new SpoolError('SPOOL_NOT_FOUND', 'not a regular file', { path: file, hint: 'give the path of a script file, or - for standard input' });
+      if (st.size > SCRIPT_READ_MAX) throw new SpoolError('SPOOL_BAD_FILE', `the script is ${st.size} bytes, over the limit of ${MAX_FILE}`, { path: source, hint: 'keep job scripts small; fetch large inputs from the script' });
       buf = fs.readFileSync(file);
     } catch (e) {
       if (e instanceof SpoolError) throw e;
@@ -105,7 +109,9 @@ export async function readScript(ctx: Ctx, file: string): Promise<{ body: string
       throw ioError(e, file, 'cannot read script');
     }
   }
-  const body = decodeFile(buf, source);
+  // Checked against MAX_FILE with its headers (checkFits), which gives the
+  // whole cut at once; alone, the script's own cut fell short by the headers.
+  const body = decodeFile(buf, source, SCRIPT_READ_MAX);
   if (body.trim() === '') throw new SpoolError('SPOOL_BAD_FILE', 'the script is empty', { path: source, hint: 'write the commands to run, starting with #!/bin/sh' });
   return { body, source };
 }

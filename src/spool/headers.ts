@@ -25,9 +25,9 @@ function bad(source: string, line: number | undefined, what: string, hint: strin
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/** Decode file bytes, refusing what no spool file may hold. */
-export function decodeFile(buf: Uint8Array, source: string): string {
-  if (buf.length > MAX_FILE) throw bad(source, undefined, `file is ${buf.length} bytes, over the limit of ${MAX_FILE}`, `cut it by ${buf.length - MAX_FILE} bytes or more: keep job scripts small, and fetch large inputs from the script`);
+/** Decode file bytes, refusing what no spool file may hold (`max`: a larger size limit, for a part checked again whole). */
+export function decodeFile(buf: Uint8Array, source: string, max = MAX_FILE): string {
+  if (buf.length > max) throw bad(source, undefined, `file is ${buf.length} bytes, over the limit of ${max}`, `cut it by ${buf.length - max} bytes or more: keep job scripts small, and fetch large inputs from the script`);
   const nul = buf.indexOf(0);
   if (nul >= 0) throw bad(source, lineAt(buf, nul), 'NUL byte in file', 'spool files are text: remove the NUL byte');
   let text: string;
