@@ -27,6 +27,8 @@ function platform() {
   return os.platform();
 }
 
+// A closed terminal fails our writes (EIO) as SIGHUP comes: the stop goes on without them.
+for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
 const p = platform();
 const tag = (name, child) => {
   child.stderr.on('data', (b) => { for (const l of b.toString().split('\n')) if (l) console.log(`[${name}] ${l}`); });
@@ -82,9 +84,8 @@ spoold.on('exit', (code) => { if (!stopping) { console.error(`start: spoold exit
 let id;
 try {
   id = execFileSync(process.execPath, [bin('bctl'), '-s', spool, 'submit', p, path.join(root, 'examples', 'hello.sh'), '--name', 'hello'], { encoding: 'utf8' }).trim();
-} catch {
-  console.error('start: bctl submit failed (its message is above)');
-  process.exitCode = 1;
+} catch (e) {
+  if (!e.signal) { console.error('start: bctl submit failed (its message is above)'); process.exitCode = 1; }   // else Ctrl-C: stop() is under way
   await stop();
 }
 console.log(`start: submitted examples/hello.sh as job ${id} for platform ${p}`);

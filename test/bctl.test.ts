@@ -575,10 +575,10 @@ test('submit --wait waits for each result, prints ID STATUS, exits 0 only if all
 // ever without a word.
 test('submit --wait says when its job may wait for ever: no worker of the platform is connected, or it is dropped', async () => {
   connected();
-  const typo = await bctl(spool, ['submit', 'debain-12', OK, '--wait'], { timeoutMs: 2000 });
+  const typo = await bctl(spool, ['submit', 'debain-12', OK, '--wait'], { timeoutMs: 3000 });
   assert.is(typo.stderr, 'bctl: waiting, but no worker of platform debain-12 is connected now (bctl info lists the workers): the job waits for one\n');
   await ok(['drop-platform', 'debian-12']);
-  const dropped = await bctl(spool, ['submit', 'debian-12', OK, '--wait'], { timeoutMs: 2000 });
+  const dropped = await bctl(spool, ['submit', 'debian-12', OK, '--wait'], { timeoutMs: 3000 });
   assert.is(dropped.stderr, 'bctl: waiting, but platform debian-12 is dropped: its jobs wait until bctl undrop-platform debian-12\n');
 });
 

@@ -22,6 +22,8 @@ import { doneFile, rejectedFile } from './find.js';
 import { ensureSpool } from '../spool/layout.js';
 
 export const WAIT_POLL_MS = 100;
+/** How long --wait lets a job wait in new/ before it looks for why it might wait for ever. */
+const WARN_AFTER_MS = 1000;
 
 /** A job name from a script's file name: the name charset, or `stdin`, or `job`. */
 export function nameFromScript(file: string): string {
@@ -62,8 +64,17 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
     ctx.out(job.id);
   }
   if (!flag(ctx, 'wait')) return EXIT_OK;
-  const why = await whyNoWorker(sp, platform);
-  if (why) ctx.warn(`waiting, but ${why}`);
+
+  // Said once, if a job still waits in new/ a second on: by then a worker
+  // that just connected has its workers/ file (spoold writes it soon after).
+  const began = Date.now();
+  let warned = false;
+  const warnIfStuck = async (job: ParsedJob): Promise<void> => {
+    if (warned || Date.now() - began < WARN_AFTER_MS || !exists(sp.queued(job.id!))) return;
+    warned = true;
+    const why = await whyNoWorker(sp, platform);
+    if (why) ctx.warn(`waiting, but ${why}`);
+  };
 
   let status = EXIT_OK;
   for (const job of jobs) {
@@ -75,6 +86,7 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
       // fall between the renames of a requeue, running/ back to new/).
       missed = isSomewhere(sp, job) ? 0 : missed + 1;
       if (missed >= 2) break;
+      await warnIfStuck(job);
       await sleep(WAIT_POLL_MS);
     }
     if (buf === undefined) {

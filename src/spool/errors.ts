@@ -53,10 +53,10 @@ export function errno(err: unknown): string | undefined {
 }
 
 /**
- * s on one line of a terminal or a log: control characters (a newline, an
- * escape sequence in a file's name) written as \n or \xNN, so that none can
- * forge a second line or drive the terminal.
+ * s on one line of a terminal or a log: control characters, C0 and C1 (a
+ * newline, an escape sequence in a file's name), written as \n or \xNN, so
+ * that none can forge a second line or drive the terminal.
  */
 export function oneLine(s: string): string {
-  return s.replace(/[\x00-\x1f\x7f]/g, (c) => (c === '\n' ? '\\n' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\n' ? '\\n' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 }
