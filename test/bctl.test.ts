@@ -446,6 +446,11 @@ test('execute of a template that is missing records the instance failed and exit
   const res = parseResult(fs.readFileSync(path.join(sp.doneDir('orb', id), 'result')), 'x');
   assert.is(res.status.kind, 'failed');
   assert.equal(ls(sp.new), []);
+  // A directory where the template belongs is said as such, not as a missing template.
+  fs.mkdirSync(path.join(sp.templates, 'orb-build.template.sparc'), { recursive: true });
+  const d = await bctl(spool, ['execute', 'orb']);
+  assert.is(d.code, 1);
+  assert.match(d.stderr, /failed at once: .*templates\/orb-build\.template\.sparc: not a regular file \(a directory\); put the template there as a plain file/);
 });
 
 test('submit of several scripts queues one job each, ids printed in order and in queue order', async () => {

@@ -95,6 +95,12 @@ export function expand(text: string, source: string, platform: string, vars: Rec
 export async function renderTemplate(dirs: string[], template: string, platform: string, vars: Record<string, string>): Promise<string> {
   const file = await findTemplate(dirs, template, platform);
   if (!file) {
+    // There, but not a file (a directory): said as such, not as missing (found by a tester).
+    for (const d of dirs) {
+      const p = path.join(d, templateFile(template, platform));
+      const st = await fsp.stat(p).catch(() => undefined);
+      if (st) throw new SpoolError('SPOOL_BAD_FILE', `not a regular file (a ${st.isDirectory() ? 'directory' : 'special file'})`, { path: p, hint: 'put the template there as a plain file' });
+    }
     throw new SpoolError('SPOOL_NOT_FOUND', `no template ${templateFile(template, platform)}`,
       { path: dirs[0] ?? 'templates', hint: `add templates/${templateFile(template, platform)} or give the job a platform that has one` });
   }
