@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { tmpdir, daemon, until, drop, sleep, queueJob, type Daemon } from './lib.js';
+import { tmpdir, daemon, until, drop, sleep, queueJob, bctl, readIf, type Daemon } from './lib.js';
 import { newId } from '../src/spool/ids.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { ensureSpool } from '../src/spool/layout.js';
@@ -259,6 +259,31 @@ test('a platforms/ file named for no platform is warned about once and drops not
   await drop(spool, 'new', 'ok', good('still'));
   await until('debian-12 is not dropped: its job ran', () => fs.existsSync(path.join(spool, 'done', 'still')), 20_000);
   assert.is(s.log().match(/file="platforms\/debian-12 "/g)?.length, 1, 'warned once');
+});
+
+
+// Found by a tester: a job file saved back into new/ by an editor after a
+// worker took it was queued beside itself running; a file whose name is not
+// UTF-8 sat in new/ for good, and nothing said so.
+test('a job file saved back into new/ while it runs goes to bad/ saying so; a name that is not UTF-8 is warned about once and reported by fsck', async () => {
+  const s = daemon('spoold', ['-s', spool, '--heartbeat', '400ms', '--lease', '2s']);
+  procs.push(s);
+  procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
+  await s.waitLog(/started/);
+  const id = await queueJob(spool, { name: 'busy', body: '#!/bin/sh\necho started\nsleep 3\n' });
+  const text = fs.readFileSync(path.join(spool, 'new', id));   // what an open editor holds
+  await until('it runs', () => /started/.test(readIf(path.join(spool, 'running', id, 'console.log')) ?? ''), 20_000);
+  fs.writeFileSync(path.join(spool, 'new', id), text);          // the editor saves
+  const why = await until('the late save in bad/', () => fs.readdirSync(path.join(spool, 'bad')).find((f) => f.startsWith(`new.${id}.`) && f.endsWith('.why')), 10_000);
+  assert.match(fs.readFileSync(path.join(spool, 'bad', why), 'utf8'), new RegExp(`new/${id}: job ${id} is running already \\(running/${id}/\\), as it was before this version`));
+  await until('it finished once', () => fs.existsSync(path.join(spool, 'done', 'busy', id, 'result')), 20_000);
+  assert.is(s.log().match(new RegExp(`dispatched id=${id}`, 'g'))?.length, 1, 'dispatched once');
+  fs.writeFileSync(Buffer.concat([Buffer.from(path.join(spool, 'new', 'caf')), Buffer.from([0xe9])]), good('latin1name'));
+  await s.waitLog(/warning file="new\/caf\ufffd" why="file name is not valid UTF-8, so spoold cannot take it: rename it/, 10_000);
+  await sleep(5500);   // past a periodic rescan
+  assert.is(s.log().match(/new\/caf\ufffd/g)?.length, 1, 'warned once');
+  const f = await bctl(spool, ['fsck']);
+  assert.match(f.stdout, /^bctl fsck: new\/caf\ufffd: file name is not valid UTF-8, so spoold cannot take it; rename it/m);
 });
 
 test.run();

@@ -221,7 +221,7 @@ export async function fsck(ctx: Ctx): Promise<number> {
     const rel = `new/${f}`;
     const p = isId(f) ? sp.queued(f) : path.join(sp.new, f);
     const st = await lstatIf(p);
-    if (!st) continue;
+    if (!st) { if (f.includes('\ufffd')) report(rel, 'file name is not valid UTF-8, so spoold cannot take it', 'rename it (mv with a plain name)'); continue; }
     if (!st.isFile()) { if (!st.isSymbolicLink()) report(rel, 'not a regular file', 'remove it; new/ holds job files only'); continue; }
     const buf = await readChecked(p, rel, report);
     if (buf === undefined) continue;

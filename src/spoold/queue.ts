@@ -34,6 +34,8 @@ export class Queue {
 
   /** Files maybe being written in place: looked at again once settled. */
   private settle = new Settle((n) => void this.consider(n).catch((e) => log('error', { file: `new/${n}`, why: (e as Error).message })));
+  /** new/ names that are not UTF-8, warned about once. */
+  private misnamed = new Set<string>();
   /** Files spoold cannot read (EACCES), with why: logged once per version. */
   private unreadable = new Map<string, string>();
 
@@ -121,6 +123,12 @@ export class Queue {
     if (isNew && fs.lstatSync(this.sp.doneDir(job.name, job.id), { throwIfNoEntry: false })) {
       return void this.rejectFile(file, `new/${name}: job ${job.id} has finished already (done/${job.name}/${job.id}); to run it again, put a copy into new/ under another name, without its id: header`);
     }
+    // Nor one saved back by an editor after a worker took it: it would be
+    // queued beside itself running (found by a tester). A requeue moves
+    // running/ID/job here in one rename, so the two never both exist else.
+    if (isNew && fs.lstatSync(this.sp.runningFile(job.id, 'job'), { throwIfNoEntry: false })) {
+      return void this.rejectFile(file, `new/${name}: job ${job.id} is running already (running/${job.id}/), as it was before this version; to run this version, put a copy into new/ under another name, without its id: header`);
+    }
     const q: Queued = { id: job.id, name: job.name, platform: job.platform, priority: job.priority, origin: job.origin };
     this.insert(q, st.mtimeMs, st.size);
     if (isNew) log('queued', { id: q.id, name: q.name, platform: q.platform, origin: q.origin, priority: q.priority || undefined });
@@ -155,7 +163,15 @@ export class Queue {
     try { names = await fsp.readdir(this.sp.new); } catch (e) { log('error', { dir: 'new/', why: (e as Error).message }); return; }
     const present = new Set(names);
     for (const id of [...this.byId.keys()]) if (!present.has(id)) this.remove(id);
+    for (const n of this.misnamed) if (!present.has(n)) this.misnamed.delete(n);
     for (const n of names) {
+      // A name that is not UTF-8 reads back with U+FFFD in it, under which
+      // there is no file: nothing could take it, so it is said (once).
+      if (n.includes('\ufffd') && !fs.existsSync(path.join(this.sp.new, n))) {
+        if (!this.misnamed.has(n)) log('warning', { file: `new/${n}`, why: 'file name is not valid UTF-8, so spoold cannot take it: rename it (mv with a plain name)' });
+        this.misnamed.add(n);
+        continue;
+      }
       try { await this.consider(n); } catch (e) { log('error', { file: `new/${n}`, why: (e as Error).message }); }
     }
   }
