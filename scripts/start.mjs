@@ -61,6 +61,8 @@ const stop = async () => {
   process.exit(process.exitCode ?? 0);
 };
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => void stop());
+/** Stop, or let the stop under way end: stop() exits, so nothing after this runs. */
+const halt = async () => { await stop(); await new Promise(() => {}); };
 // In process groups of their own, the daemons would outlive this script (a
 // closed terminal, a crash): whatever ends it asks them to stop.
 process.on('exit', () => { for (const c of [workerd, spoold]) if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGTERM'); });
@@ -73,11 +75,11 @@ const started = await new Promise((resolve) => {
   spoold.once('exit', () => resolve(false));
   setTimeout(() => resolve(false), 30_000).unref();
 });
-if (stopping) await new Promise(() => {});   // Ctrl-C meanwhile: stop() exits
+if (stopping) await halt();   // Ctrl-C meanwhile
 if (!started) {
   console.error(`start: spoold did not start (${spoold.exitCode === null ? 'no word from it in 30 s' : `it exited ${spoold.exitCode}`}); see its lines above`);
   process.exitCode = 1;
-  await stop();
+  await halt();
 }
 spoold.on('exit', (code) => { if (!stopping) { console.error(`start: spoold exited ${code}`); process.exitCode = 1; void stop(); } });
 // Queued before the worker joins, which spoold would otherwise warn has nothing to do.
@@ -86,7 +88,7 @@ try {
   id = execFileSync(process.execPath, [bin('bctl'), '-s', spool, 'submit', p, path.join(root, 'examples', 'hello.sh'), '--name', 'hello'], { encoding: 'utf8' }).trim();
 } catch (e) {
   if (!e.signal) { console.error('start: bctl submit failed (its message is above)'); process.exitCode = 1; }   // else Ctrl-C: stop() is under way
-  await stop();
+  await halt();
 }
 console.log(`start: submitted examples/hello.sh as job ${id} for platform ${p}`);
 workerd = daemon('workerd', ['-s', spool, '--name', 'local', p]);
