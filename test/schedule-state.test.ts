@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   clockSetBack, emptyState, formatScheduleState, isOverdue, nextDue, parseScheduleState, planAfterFire,
-  readScheduleState, readScheduleStateFound, stateAfterFire, writeScheduleState, GONE_MS, type ScheduleState,
+  readScheduleStateFound, stateAfterFire, writeScheduleState, GONE_MS, type ScheduleState,
 } from '../src/spool/schedstate.js';
 import { parseTime } from '../src/spool/headers.js';
 import { SpoolPaths } from '../src/spool/paths.js';
@@ -156,14 +156,14 @@ function spool(): SpoolPaths {
   return sp;
 }
 
-test('writeScheduleState and readScheduleState round-trip through state/NAME', async () => {
+test('writeScheduleState and readScheduleStateFound round-trip through state/NAME', async () => {
   const sp = spool();
-  assert.equal(await readScheduleState(sp, 'hello'), emptyState());   // no file: a new schedule
+  assert.equal((await readScheduleStateFound(sp, 'hello')).st, emptyState());   // no file: a new schedule
   const st = state({ fired: new Date('2026-06-15T10:00:00Z'), lastStatus: 'exited 0' });
   fs.mkdirSync(sp.schedules, { recursive: true });
   fs.writeFileSync(sp.schedule('hello'), 'platform: p\nschedule: @daily\n\ntrue\n');
   assert.is(await writeScheduleState(sp, 'hello', st), true);
-  assert.equal(await readScheduleState(sp, 'hello'), st);
+  assert.equal((await readScheduleStateFound(sp, 'hello')).st, st);
   assert.is(fs.readFileSync(sp.scheduleState('hello'), 'utf8'), 'fired: 2026-06-15T10:00:00.000Z\nlast-status: exited 0\n');
   assert.equal(fs.readdirSync(sp.tmp), []);
 });
@@ -187,7 +187,7 @@ test('a schedule missing for a moment (an editor saving by renaming the old file
   const st = state({ fired: new Date('2026-06-15T10:00:00Z') });
   assert.is(await writeScheduleState(sp, 'edited', st, async () => { undone = true; }), true);
   assert.not.ok(undone);
-  assert.equal(await readScheduleState(sp, 'edited'), st);
+  assert.equal((await readScheduleStateFound(sp, 'edited')).st, st);
 });
 
 test('a broken state file reads as empty: one that does not parse is found unparsed (spoold holds the schedule), one it does not read broken', async () => {
@@ -195,7 +195,7 @@ test('a broken state file reads as empty: one that does not parse is found unpar
   const f = sp.scheduleState('x');
   for (const bad of ['owner: root\n', 'fired: yesterday\n', 'fired: 2026-01-01T00:00:00Z\0\n']) {
     fs.writeFileSync(f, bad);
-    assert.equal(await readScheduleState(sp, 'x'), emptyState());
+    assert.equal((await readScheduleStateFound(sp, 'x')).st, emptyState());
     const r = await readScheduleStateFound(sp, 'x');
     assert.is(r.found, 'unparsed');
     assert.match(r.why!, /^state\/x:1: /);

@@ -12,7 +12,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { SpoolError, errno, ioError } from '../spool/errors.js';
 import { checkName, checkPlatform, type SpoolPaths } from '../spool/paths.js';
-import { decodeFile, MAX_FILE, parseTime } from '../spool/headers.js';
+import { decodeFile, MAX_FILE, parseHeaders, parseTime } from '../spool/headers.js';
 import { readRegular } from '../spool/read.js';
 import { parseDuration } from '../spool/duration.js';
 import { checkSchedule, PERIODS, type Period } from '../spool/schedule.js';
@@ -180,4 +180,11 @@ export async function readIf(p: string, max = MAX_FILE): Promise<Buffer | undefi
   }
   if (Buffer.isBuffer(r)) return r;
   throw new SpoolError('SPOOL_BAD_FILE', r.why, { path: p, hint: 'remove it; spool files are plain files' });
+}
+
+/** A header-only file (lease, workers/NAME, platforms/P) as key/value pairs. */
+export function headerMap(buf: Buffer, source: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const h of parseHeaders(decodeFile(buf, source), source).headers) out[h.key] = h.value;
+  return out;
 }

@@ -15,14 +15,13 @@
 import path from 'node:path';
 import fsp from 'node:fs/promises';
 import { SpoolError, oneLine } from '../spool/errors.js';
-import { decodeFile, parseHeaders } from '../spool/headers.js';
 import { parseJob, parseSchedule, type ParsedJob } from '../spool/job.js';
 import { isId, isName } from '../spool/paths.js';
 import { checkSpool } from '../spool/layout.js';
 import { heldWhy, isOverdue, nextDue, readScheduleStateFound } from '../spool/schedstate.js';
 import { exists } from '../spool/state.js';
 import { EXIT_OK } from '../spool/exit.js';
-import { flag, fmtTime, list, readIf, table, type Ctx } from './cli.js';
+import { flag, fmtTime, headerMap, list, readIf, table, type Ctx } from './cli.js';
 
 export interface ScheduleInfo {
   name: string; platform: string | null; template: string | null; schedule: string; tz: string;
@@ -41,13 +40,6 @@ export interface Info {
 
 function iso(d: Date | undefined): string | null {
   return d === undefined ? null : fmtTime(d);
-}
-
-/** A header-only file (lease, workers/NAME, platforms/P) as key/value pairs. */
-function headerMap(buf: Buffer, source: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const h of parseHeaders(decodeFile(buf, source), source).headers) out[h.key] = h.value;
-  return out;
 }
 
 function message(e: unknown): string {

@@ -17,7 +17,7 @@ import { exists, submitSync } from '../spool/state.js';
 import { parseResult, isSuccess, formatStatus } from '../spool/result.js';
 import { NAME_MAX, isName, type SpoolPaths } from '../spool/paths.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
-import { argDuration, argInt, argName, argPlatform, checkFits, flag, list, readIf, readScript, str, usage, type Ctx } from './cli.js';
+import { argDuration, argInt, argName, argPlatform, checkFits, flag, headerMap, list, readIf, readScript, str, usage, type Ctx } from './cli.js';
 import { doneFile, rejectedFile } from './find.js';
 import { ensureSpool } from '../spool/layout.js';
 
@@ -112,7 +112,15 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
 async function whyNoWorker(sp: SpoolPaths, platform: string): Promise<string | undefined> {
   if (exists(sp.platform(platform))) return `platform ${platform} is dropped: its jobs wait until bctl undrop-platform ${platform}`;
   for (const w of await list(sp.workers)) {
-    if (isName(w) && new RegExp(`^platform: ${platform.replace(/[.+]/g, '\\$&')}$`, 'm').test((await readIf(sp.worker(w)))?.toString() ?? '')) return undefined;
+    if (isName(w) && await workerPlatform(sp, w) === platform) return undefined;
   }
   return `no worker of platform ${platform} is connected now (bctl info lists the workers): the job waits for one`;
+}
+
+/** The platform of workers/NAME, undefined when it cannot be read (it may be going). */
+async function workerPlatform(sp: SpoolPaths, name: string): Promise<string | undefined> {
+  try {
+    const buf = await readIf(sp.worker(name));
+    return buf && headerMap(buf, `workers/${name}`).platform;
+  } catch { return undefined; }
 }

@@ -82,25 +82,16 @@ export function formatScheduleState(st: ScheduleState): string {
   return formatHeaders(hs);
 }
 
-/**
- * state/NAME, or an empty state when there is none (a new schedule) or it is
- * broken (bad content, too big, a symlink or a directory); spoold holds a
- * schedule whose state file does not parse (readScheduleStateFound says which).
- */
-export async function readScheduleState(sp: SpoolPaths, name: string): Promise<ScheduleState> {
-  return (await readScheduleStateFound(sp, name)).st;
-}
-
 /** What bctl says of a state/NAME that does not parse, which it leaves for the person to fix (spoold holds the schedule). */
 export function heldWhy(name: string, why: string): string {
   return `${why}; schedule ${name} is held until state/${name} is fixed, or removed (it then fires at once)`;
 }
 
 /**
- * state/NAME as readScheduleState reads it, and whether the file is there
- * and good, missing, not a file spoold reads (a directory, a link, over the
- * size limit), or a file that does not parse (`why` says how); the last two
- * read as empty.
+ * state/NAME (empty when there is none: a new schedule), and whether the
+ * file is there and good, missing, not a file spoold reads (a directory, a
+ * link, over the size limit), or a file that does not parse (`why` says how;
+ * spoold holds such a schedule); the last two read as empty.
  */
 export async function readScheduleStateFound(sp: SpoolPaths, name: string): Promise<{ st: ScheduleState; found: 'good' | 'missing' | 'broken' | 'unparsed'; why?: string }> {
   const p = sp.scheduleState(name);
