@@ -184,9 +184,26 @@ function machine(dir) {
     ['memory', `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB total, ${(os.freemem() / 2 ** 30).toFixed(1)} GiB free`],
     ['kernel', `${os.type()} ${os.release()} ${os.arch()}`],
     ['node', process.version],
-    ['spool dir', `${dir} (${fsLine.replace(/\s+/g, ' ')})`],
+    ['spool dir', `${dir} (${fsLine.replace(/\s+/g, ' ')})${journalNote(fsLine)}`],
     ['load', `${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (1, 5, 15 min)${opts.nice !== undefined ? `; bench run at nice ${os.getPriority()}` : ''}`],
   ];
+}
+
+/**
+ * ext4 without a journal (no /proc/fs/jbd2 entry for its device) looks over
+ * every inode freed in the last minutes before it hands out a new one
+ * (fs/ext4/ialloc.c, recently_deleted): each file or directory a job makes
+ * then costs CPU in proportion to what was deleted in its block group lately,
+ * by anyone. Seen here: W1 at 114-137 jobs/s in a fresh top-level directory,
+ * 85-110 in a /tmp churned by earlier runs, the same build.
+ */
+function journalNote(fsLine) {
+  const [type, source] = fsLine.split(/\s+/);
+  if (type !== 'ext4' || !source?.startsWith('/dev/')) return '';
+  let jbd2;
+  try { jbd2 = fs.readdirSync('/proc/fs/jbd2'); } catch { jbd2 = []; }
+  const dev = path.basename(source);
+  return jbd2.some((d) => d.startsWith(`${dev}-`)) ? '' : '; no journal: each new inode costs a scan of those freed lately, so W1 varies with what was deleted there before';
 }
 
 // ---- one spool with its daemons -----------------------------------------------
@@ -295,6 +312,14 @@ class Rig {
   }
 }
 
+/*
+ * lateRemoval: the W1 and W2 rigs are stopped at once but removed only when
+ * the whole run ends (stopAll). Removing thousands of small files right away
+ * made the next workload pay for it on ext4 without a journal (journalNote),
+ * a cost of the bench, not of builder. W3 and W4 remove theirs at once: few
+ * files, but gigabytes a small disk may not hold twice.
+ */
+
 /** Count finished jobs of `name` (done/NAME/ID directories). */
 async function countDone(rig, name) {
   try { return (await fsp.readdir(rig.sp.done(name))).filter((n) => n !== 'latest').length; } catch { return 0; }
@@ -377,7 +402,7 @@ async function w1Bctl() {
   await checkResults(rig, 'w1-bctl', ids);
   const rate = m / ((t1 - t0) / 1000);
   notes.push(`W1 bctl: ${m} submits${m < n ? ` (of ${n}: stopped at the ${BCTL_BUDGET_MS / 1000} s budget)` : ''} took ${fmt((tSubmitted - t0) / 1000, 2)} s (median ${fmt(median(perProc))} ms a process while the workers ran), the last job finished ${fmt(t1 - tSubmitted, 0)} ms after the last submit`);
-  await rig.remove();
+  await rig.stop();   // removed at the end of the run (lateRemoval)
   row(`W1 jobs/s, one bctl submit per job (${m} jobs)`, fmt(rate), '(bounded by bctl start)', undefined);
 }
 
@@ -424,7 +449,7 @@ async function w1Drop() {
   await checkResults(rig, 'w1-drop', staged.map((s) => s.id));
   const rate = n / ((t1 - t0) / 1000);
   notes.push(`W1 drop: ${n} renames took ${fmt(tRenamed - t0, 0)} ms; ${cycle()}`);
-  await rig.remove();
+  await rig.stop();   // removed at the end of the run (lateRemoval)
   const floor = await spawnFloor(n);
   const ceiling = await shellCeiling(n);
   row(`W1 jobs/s, files renamed into new/ (${n} jobs, 2 workers)`, fmt(rate), '>= 200', rate >= 200);
@@ -503,7 +528,7 @@ async function w2() {
     }
   }
   rig.account('W2');
-  await rig.remove();
+  await rig.stop();   // removed at the end of the run (lateRemoval)
   // The floor: the same script spawned straight from node, no spool, no daemons.
   const script = path.join(rig.base + '-floor.sh');
   await fsp.writeFile(script, body, { mode: 0o755 });
