@@ -655,6 +655,10 @@ test('info --json has schedules, queues, running, workers, dropped; unparsable f
   assert.is(j.errors.length, 1);
   assert.is(j.errors[0].file, 'schedules/broken');
   assert.match(j.errors[0].error, /schedules\/broken:2: unknown header 'platfrom'/);
+  // A file that cannot be read is named as under `file`, relative to the spool (it was the absolute path).
+  fs.symlinkSync('/etc/passwd', sp.schedule('linked'));
+  const linked = (await info()).errors.find((e: any) => e.file === 'schedules/linked');
+  assert.is(linked?.error, 'schedules/linked: not a regular file (a symbolic link); remove it; spool files are plain files');
 });
 
 test('info marks a schedule overdue when its due time passed without a firing', async () => {
@@ -774,6 +778,18 @@ test('drop-platform writes the marker once; undrop-platform removes it once', as
   await fails(['undrop-platform', 'sparc'], /platform sparc is not dropped/);
   await usageFails(['drop-platform', '../etc'], /bad platform/);
   await usageFails(['undrop-platform', '.x'], /bad platform/, { spawn: false });
+});
+
+// Found by a tester writing spool files by hand: builder-spool(5) says only
+// a marker's name counts, and spoold drops the platform for a directory or a
+// link; info listed it dropped and also as an error.
+test('info lists a platform dropped by a directory or a link of its name, and reports no error for it', async () => {
+  await ok(['drop-platform', 'sparc']);
+  fs.mkdirSync(sp.platform('mips'));
+  fs.symlinkSync('/nonexistent', sp.platform('arm64'));
+  const i = await info();
+  assert.equal(i.dropped.map((d: any) => d.platform).sort(), ['arm64', 'mips', 'sparc']);
+  assert.equal(i.errors, []);
 });
 
 // ---- cancel -------------------------------------------------------------------

@@ -172,14 +172,14 @@ export async function list(dir: string): Promise<string[]> {
  * a regular file of at most `max` bytes (read.ts readRegular: no link
  * followed, no blocking on a fifo) is an error naming it, not a hang.
  */
-export async function readIf(p: string, max = MAX_FILE): Promise<Buffer | undefined> {
+export async function readIf(p: string, max = MAX_FILE, shown = p): Promise<Buffer | undefined> {
   let r: Buffer | { why: string };
   try { r = readRegular(p, max); } catch (e) {
     if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
-    throw ioError(e, p, 'cannot read');
+    throw ioError(e, shown, 'cannot read');
   }
   if (Buffer.isBuffer(r)) return r;
-  throw new SpoolError('SPOOL_BAD_FILE', r.why, { path: p, hint: 'remove it; spool files are plain files' });
+  throw new SpoolError('SPOOL_BAD_FILE', r.why, { path: shown, hint: 'remove it; spool files are plain files' });
 }
 
 /** A header-only file (lease, workers/NAME, platforms/P) as key/value pairs. */

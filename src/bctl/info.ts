@@ -52,7 +52,8 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
   const info: Info = { schedules: [], queues: {}, running: [], workers: [], dropped: [], errors: [] };
   const err = (file: string, e: unknown) => info.errors.push({ file, error: message(e) });
   // A file that cannot be read (a fifo, a link) is listed with the errors, like one that does not parse.
-  const read = (p: string): Promise<Buffer | undefined> => readIf(p).catch((e) => { err(sp.rel(p), e); return undefined; });
+  // Named as under errors' `file`: relative to the spool, as every other message of info.
+  const read = (p: string): Promise<Buffer | undefined> => readIf(p, undefined, sp.rel(p)).catch((e) => { err(sp.rel(p), e); return undefined; });
 
   for (const f of await list(sp.schedules)) {
     if (f.startsWith('.')) continue;
@@ -121,8 +122,10 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
   for (const f of await list(sp.platforms)) {
     if (f.startsWith('.')) continue;
     if (!isName(f)) { err(`platforms/${f}`, new SpoolError('SPOOL_BAD_NAME', 'not a platform name', { path: `platforms/${f}`, hint: 'rename or remove it' })); continue; }
-    const buf = await read(sp.platform(f));
-    if (buf === undefined) { if (exists(sp.platform(f))) info.dropped.push({ platform: f }); continue; }   // unreadable, but a marker
+    // Only the name counts (builder-spool(5)): a directory, link or unreadable
+    // file drops the platform as spoold sees it, and is no error here.
+    const buf = await readIf(sp.platform(f)).catch(() => undefined);
+    if (buf === undefined) { if (exists(sp.platform(f))) info.dropped.push({ platform: f }); continue; }
     try { info.dropped.push({ platform: f, ...headerMap(buf, `platforms/${f}`) }); } catch (e) {
       // A marker is a marker whatever it says; list the platform and the complaint.
       info.dropped.push({ platform: f });
