@@ -212,6 +212,16 @@ test('files written in place into new/ are taken once written: a slow writer, an
   // sed -i on a queued job, again and again: its temporary sedXXXXXX is written in new/ and renamed over the job.
   const edited = await queueJob(spool, { name: 'edited', platform: 'no-worker', body: '#!/bin/sh\necho v0\n' });
   for (let i = 1; i <= 20; i++) execFileSync('sed', ['-i', `s/echo v${i - 1}/echo v${i}/`, path.join(spool, 'new', edited)]);
+  // An editor that saves a queued job in place (truncate, a pause, the new
+  // text): one queued line, then edited (it was logged queued a second time).
+  const inPlace = await queueJob(spool, { name: 'inplace', platform: 'no-worker', body: '#!/bin/sh\necho a\n' });
+  await s.waitLog(new RegExp(`queued id=${inPlace}`));
+  const text = fs.readFileSync(path.join(spool, 'new', inPlace), 'utf8');
+  const fd = fs.openSync(path.join(spool, 'new', inPlace), 'w');
+  await sleep(300);
+  fs.writeSync(fd, `${text}echo b\n`);
+  fs.closeSync(fd);
+  await s.waitLog(new RegExp(`edited id=${inPlace} name=inplace platform=no-worker`));
   // Dot files come and go.
   for (let i = 0; i < 20; i++) {
     fs.writeFileSync(path.join(spool, 'new', `.${edited}.swp`), 'swap');
@@ -224,7 +234,8 @@ test('files written in place into new/ are taken once written: a slow writer, an
   await until('the filled job ran', () => consoleOf('filled'), 20_000);
   assert.is(consoleOf('filled'), 'filled\n');
   await sleep(2500);   // past the settling of anything sed left
-  assert.equal(fs.readdirSync(path.join(spool, 'new')), [edited], 'the edited job is queued once, and nothing else is');
+  assert.equal(fs.readdirSync(path.join(spool, 'new')).sort(), [edited, inPlace].sort(), 'the edited jobs are queued once, and nothing else is');
+  assert.is(s.log().split('\n').filter((l) => l.includes(`queued id=${inPlace}`)).length, 1, 'queued once');
   assert.match(fs.readFileSync(path.join(spool, 'new', edited), 'utf8'), /echo v20\n$/);
   assert.equal(fs.readdirSync(path.join(spool, 'bad')), [], 'nothing was rejected');
   assert.not.match(s.log(), /adopted file=new\/sed|without a file name|rejected/);

@@ -38,6 +38,8 @@ export class Queue {
   private misnamed = new Set<string>();
   /** Files spoold cannot read (EACCES), with why: logged once per version. */
   private unreadable = new Map<string, string>();
+  /** Queued jobs edited in place that did not parse for a while: out of the queue meanwhile, and no new job once they parse again. */
+  private editing = new Set<string>();
 
   constructor(private readonly sp: SpoolPaths, private readonly onAdd: (q: Queued) => void) {}
 
@@ -86,7 +88,7 @@ export class Queue {
     if (name.startsWith('.')) return;
     const file = path.join(this.sp.new, name);
     const st = fs.lstatSync(file, { throwIfNoEntry: false });
-    if (!st) { if (isId(name)) this.remove(name); this.settle.forget(name); this.unreadable.delete(name); return; }
+    if (!st) { if (isId(name)) this.remove(name); this.settle.forget(name); this.unreadable.delete(name); this.editing.delete(name); return; }
     const known = isId(name) ? this.byId.get(name) : undefined;
     if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) return;
     if (!st.isFile()) return void this.rejectFile(file, `new/${name} is not a regular file (a ${st.isSymbolicLink() ? 'symlink' : 'directory or special file'}); put job files into new/ as plain files`);
@@ -105,7 +107,10 @@ export class Queue {
       if (errno(e) === 'EACCES') return this.cannotRead(name, st, e as Error);
       if (!(e instanceof SpoolError)) throw e;
       if (this.settle.settled(name, st)) return void this.rejectFile(file, e.message);
-      if (isId(name)) this.remove(name);   // being edited: not given out meanwhile
+      if (isId(name)) {   // being edited: not given out meanwhile
+        if (this.byId.has(name)) this.editing.add(name);
+        this.remove(name);
+      }
       return;
     }
     if (job.id === undefined) {
@@ -117,7 +122,7 @@ export class Queue {
       if (id) await this.consider(id);
       return;
     }
-    const isNew = !known;
+    const isNew = !known && !this.editing.delete(name);
     // A finished job copied back into new/ under its own id (to run it again)
     // could never be stored: its done/ directory is taken.
     if (isNew && fs.lstatSync(this.sp.doneDir(job.name, job.id), { throwIfNoEntry: false })) {
@@ -132,6 +137,7 @@ export class Queue {
     const q: Queued = { id: job.id, name: job.name, platform: job.platform, priority: job.priority, origin: job.origin };
     this.insert(q, st.mtimeMs, st.size);
     if (isNew) log('queued', { id: q.id, name: q.name, platform: q.platform, origin: q.origin, priority: q.priority || undefined });
+    else log('edited', { id: q.id, name: q.name, platform: q.platform, priority: q.priority || undefined });
     this.onAdd(q);
   }
 
@@ -180,6 +186,7 @@ export class Queue {
     const name = path.basename(file);
     if (isId(name)) this.remove(name);
     this.settle.forget(name);
+    this.editing.delete(name);
     try {
       const bad = await reject(this.sp, file, why);
       if (bad) log('rejected', { file: this.sp.rel(file), bad: `bad/${bad}`, why });
