@@ -16,7 +16,8 @@ import path from 'node:path';
 import fsp from 'node:fs/promises';
 import { SpoolError, oneLine } from '../spool/errors.js';
 import { parseJob, parseSchedule, type ParsedJob } from '../spool/job.js';
-import { isId, isName } from '../spool/paths.js';
+import { isId, isName, type SpoolPaths } from '../spool/paths.js';
+import { formatStatus, parseResult } from '../spool/result.js';
 import { checkSpool } from '../spool/layout.js';
 import { heldWhy, isOverdue, nextDue, readScheduleStateFound } from '../spool/schedstate.js';
 import { exists } from '../spool/state.js';
@@ -73,7 +74,7 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
         next: iso(next), due: next !== undefined && next.getTime() <= now.getTime(), held,
         // Never fired, it is due from when its file was written (found by a new user: a new schedule with spoold down showed "now" for ever).
         overdue: !held && isOverdue(s, st, now, undefined, (await fsp.lstat(sp.schedule(f)).catch(() => undefined))?.mtime),
-        lastStatus: st.lastStatus ?? null, lastId: st.lastId ?? null,
+        ...(held ? await latestOf(sp, s.name) : { lastStatus: st.lastStatus ?? null, lastId: st.lastId ?? null }),
       });
     } catch (e) { err(rel, e); }
   }
@@ -133,6 +134,19 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
     }
   }
   return info;
+}
+
+/**
+ * LAST of a held schedule, whose state cannot be read: the newest result of
+ * its name (done/NAME/latest), which is its last firing's unless a job of
+ * that name was also submitted by hand since.
+ */
+async function latestOf(sp: SpoolPaths, name: string): Promise<{ lastStatus: string | null; lastId: string | null }> {
+  try {
+    const buf = await readIf(path.join(sp.latest(name), 'result'));
+    if (buf) { const r = parseResult(buf, `done/${name}/latest/result`); return { lastStatus: formatStatus(r.status), lastId: r.id }; }
+  } catch { /* none to show; fsck reports a broken one */ }
+  return { lastStatus: null, lastId: null };
 }
 
 function section(ctx: Ctx, title: string, header: string[], rows: string[][]): void {
