@@ -39,7 +39,21 @@ const tag = (name, child) => {
 // spoold after it, as an operator would.
 const daemon = (name, args) => tag(name, spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'inherit', 'pipe'], detached: true }));
 const exited = (child) => new Promise((r) => { if (child.exitCode !== null || child.signalCode !== null) r(); else child.once('exit', () => r()); });
-const spoold = daemon('spoold', ['-s', spool]);
+// A watchdog for when this script dies without its stop (SIGKILL, the OOM
+// killer): a shell, in a group of its own too, that learns the daemons' pids
+// on its stdin and, when that pipe closes with no word from us, stops them as
+// stop() does: workerd first (it hands back a running job), then spoold.
+const WATCHDOG = [
+  's=; w=',
+  'while read -r what pid; do case $what in spoold) s=$pid ;; workerd) w=$pid ;; quit) exit 0 ;; esac; done',
+  'if [ -n "$w" ] && kill -TERM "$w" 2>/dev/null; then i=0; while kill -0 "$w" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done; fi',
+  '[ -z "$s" ] || kill -TERM "$s" 2>/dev/null',
+].join('\n');
+const watchdog = spawn('/bin/sh', ['-c', WATCHDOG, `start.mjs watchdog of ${root}`], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+watchdog.on('error', () => {});        // without it, the stop on exit below still covers every end but SIGKILL
+watchdog.stdin.on('error', () => {});
+const watch = (name, child) => { if (child.pid) watchdog.stdin.write(`${name} ${child.pid}\n`); return child; };
+const spoold = watch('spoold', daemon('spoold', ['-s', spool]));
 let workerd;
 let stopping = 0;   // when the stop began
 const stop = async () => {
@@ -58,6 +72,7 @@ const stop = async () => {
   }
   spoold.kill('SIGTERM');
   await exited(spoold);
+  watchdog.stdin.end('quit\n');
   process.exit(process.exitCode ?? 0);
 };
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => void stop());
@@ -91,7 +106,7 @@ try {
   await halt();
 }
 console.log(`start: submitted examples/hello.sh as job ${id} for platform ${p}`);
-workerd = daemon('workerd', ['-s', spool, '--name', 'local', p]);
+workerd = watch('workerd', daemon('workerd', ['-s', spool, '--name', 'local', p]));
 workerd.on('exit', (code) => { if (!stopping) { console.error(`start: workerd exited ${code}; see its lines above`); process.exitCode = 1; void stop(); } });
 const result = path.join(spool, 'done', 'hello', id, 'result');
 const t0 = Date.now();

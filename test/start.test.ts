@@ -67,7 +67,19 @@ test('npm start runs the sample job through spoold and a local workerd, and its 
     await until('the second start runs its sample job', () => /the sample job finished/.test(out2), 60_000);
     process.kill(again.pid!, 'SIGHUP');
     await until('spoold stopped after SIGHUP', () => !fs.existsSync(path.join(dir, 'spool', 'spoold.sock')), 20_000);
-    await until('no daemon of this checkout left', () => !fs.readdirSync('/proc').some((p) => /^\d+$/.test(p) && (readIf(`/proc/${p}/cmdline`) ?? '').includes(`${dir}/dist/bin/`)), 20_000);
+    const noDaemon = () => !fs.readdirSync('/proc').some((p) => /^\d+$/.test(p) && (readIf(`/proc/${p}/cmdline`) ?? '').includes(`${dir}/dist/bin/`));
+    await until('no daemon of this checkout left', noDaemon, 20_000);
+    // A SIGKILL of start.mjs (the OOM killer, kill -9) runs none of its
+    // handlers: its watchdog stops the daemons, spoold cleanly (they ran on).
+    const third = spawn(process.execPath, [path.join(dir, 'scripts', 'start.mjs')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out3 = '';
+    third.stdout.on('data', (b) => { out3 += b; });
+    await until('the third start runs its sample job', () => /the sample job finished/.test(out3), 60_000);
+    process.kill(third.pid!, 'SIGKILL');
+    await until('no daemon of this checkout left after a SIGKILL of start.mjs', noDaemon, 20_000);
+    assert.not.ok(fs.existsSync(path.join(dir, 'spool', 'spoold.sock')), 'spoold stopped as on SIGTERM (its socket removed)');
+    const watchdogs = () => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (readIf(`/proc/${p}/cmdline`) ?? '').includes(`watchdog of ${dir}`));
+    await until('no watchdog left: each ended with its start', () => watchdogs().length === 0, 5_000);
   } finally {
     // start.mjs and the daemons it started, each in a process group of its own.
     for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
