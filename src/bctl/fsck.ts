@@ -15,7 +15,7 @@
 //   tmp/           empty while no spoold holds the lock (stale staged writes)
 //   schedules/F    parses; state/F parses
 //   bad/F          has bad/F.why
-//   writable       by the spool's owner or group: the spool's directories
+//   writable       by the spool's group: the spool's directories
 //                  (not templates/, platforms/), done/NAME, running/ID and its
 //                  artifacts/ (spoold writes there as the spool's user)
 //   everywhere     nothing world-writable; no symlink but done/*/latest and
@@ -201,17 +201,16 @@ export async function fsck(ctx: Ctx): Promise<number> {
         continue;
       }
       if (st.mode & 0o002) report(rel, `world-writable (mode ${(st.mode & 0o7777).toString(8)})`, `chmod o-w ${rel}`);
-      if (st.isDirectory() && spooldWrites(parts) && !spooldCanWrite(st)) {
-        report(rel, `owned by uid ${st.uid}, group ${st.gid}, mode ${(st.mode & 0o7777).toString(8)}: spoold cannot store results there`, `${st.gid === rootSt.gid ? '' : `chgrp ${rootSt.gid} ${rel} && `}chmod ${DIR_MODE.toString(8)} ${rel}`);
+      if (st.isDirectory() && spooldWrites(parts) && !groupCanWrite(st)) {
+        report(rel, `owned by uid ${st.uid}, group ${st.gid}, mode ${(st.mode & 0o7777).toString(8)}: the spool's group (${rootSt.gid}) cannot write it, so spoold, run as a member, cannot store results there`, `${st.gid === rootSt.gid ? '' : `chgrp ${rootSt.gid} ${rel} && `}chmod ${DIR_MODE.toString(8)} ${rel}`);
       }
       if (st.isDirectory()) await walk(p, inArtifacts || (e.name === 'artifacts' && parts.length === 4 && parts[0] === 'done'));
     }
   };
-  // spoold runs as the owner of its lock while it runs (a stale lock says
-  // nothing), else as the spool's owner, or as a member of the spool's group;
-  // as root it writes anywhere.
-  const spooldUid = (locked ? (await lstatIf(sp.lock))?.uid : undefined) ?? rootSt.uid;
-  const spooldCanWrite = (st: fs.Stats): boolean => spooldUid === 0 || (st.uid === spooldUid && (st.mode & 0o200) !== 0) || (st.gid === rootSt.gid && (st.mode & 0o020) !== 0);
+  // The spool's group, as builder-spool(5) says: spoold and the people who
+  // run bctl are its members, and a directory only its owner can write stops
+  // the others (root, which writes anywhere, hid this when spoold ran as root).
+  const groupCanWrite = (st: fs.Stats): boolean => st.gid === rootSt.gid && (st.mode & 0o020) !== 0;
   if (rootSt.mode & 0o002) report(sp.root, 'world-writable', `chmod o-w ${sp.root}`);
   await walk(sp.root, false);
 
