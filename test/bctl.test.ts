@@ -230,6 +230,11 @@ test('schedule with --cron, --tz, --timeout, --retries, and --period', async () 
     await ok(['schedule', `p-${p}`, 'debian-12', OK, '--period', p]);
     assert.is(parseSchedule(fs.readFileSync(sp.schedule(`p-${p}`)), 'x', `p-${p}`).schedule, p === 'never' ? 'never' : `@${p}`);
   }
+  // Blanks around a cron expression (pasted) are dropped, and a tab inside is a blank (a tester got exit 1 and a header error).
+  for (const [n, cron, want] of [['c-pasted', ' 0 0 * * * ', '0 0 * * *'], ['c-named', '@daily ', '@daily'], ['c-tab', '0 0\t* *  *', '0 0 * * *']] as const) {
+    await ok(['schedule', n, 'debian-12', OK, '--cron', cron]);
+    assert.is(parseSchedule(fs.readFileSync(sp.schedule(n)), 'x', n).schedule, want);
+  }
 });
 
 test('schedule reads the script from standard input for -', async () => {
@@ -288,7 +293,11 @@ test('schedule over the state a schedule removed by hand left: a never schedule 
 test('orb-build writes a template schedule without body or platform; it warns when the spool has no template', async () => {
   const bare = await bctl(spool, ['orb-build', 'hello-orb', 'hello']);
   assert.is(bare.code, 0, bare.stderr);
-  assert.is(bare.stderr, "bctl: warning: no templates/orb-build.template.*: unless spoold reads one from its --templates, each firing queues nothing; copy one in, e.g. from builder's templates/\n");
+  assert.is(bare.stderr, "bctl: warning: no templates/orb-build.template.*: unless spoold reads one from its --templates, each firing queues nothing (spoold logs why); copy one in, e.g. from builder's templates/\n");
+  // With a platform, each firing records a failed job (found by a tester: the warning said it queued nothing).
+  const one = await bctl(spool, ['orb-build', 'nope-orb', 'hello', '--platform', 'nope']);
+  assert.is(one.code, 0, one.stderr);
+  assert.is(one.stderr, "bctl: warning: no templates/orb-build.template.nope: unless spoold reads one from its --templates, each firing records a job failed: no template in done/nope-orb/; copy one in, e.g. from builder's templates/\n");
   fs.mkdirSync(sp.templates, { recursive: true });
   fs.copyFileSync(path.join(ROOT, 'templates', 'orb-build.template.freebsd'), path.join(sp.templates, 'orb-build.template.freebsd-14'));
   const text = fs.readFileSync(sp.schedule('hello-orb'), 'utf8');

@@ -30,7 +30,9 @@ export async function orbBuild(ctx: Ctx): Promise<number> {
   // directories (--templates), so this warns and does not refuse.
   const have = await templatePlatforms([ctx.sp.templates], ORB_TEMPLATE);
   if (platform === undefined ? have.length === 0 : !have.includes(platform)) {
-    ctx.warn(`warning: no ${ctx.sp.rel(ctx.sp.templates)}/${templateFile(ORB_TEMPLATE, platform ?? '*')}: unless spoold reads one from its --templates, each firing queues nothing; copy one in, e.g. from builder's templates/`);
+    // builder-spool(5), TEMPLATES: with a platform, each firing records a job failed for want of its template; without, it queues nothing.
+    const outcome = platform === undefined ? 'each firing queues nothing (spoold logs why)' : `each firing records a job failed: no template in done/${name}/`;
+    ctx.warn(`warning: no ${ctx.sp.rel(ctx.sp.templates)}/${templateFile(ORB_TEMPLATE, platform ?? '*')}: unless spoold reads one from its --templates, ${outcome}; copy one in, e.g. from builder's templates/`);
   }
   return EXIT_OK;
 }

@@ -21,7 +21,9 @@ import { argDuration, argInt, argName, argPeriod, argPlatform, argSchedule, chec
 /** The schedule expression from --period / --cron (exclusive; `hasCron` when the command takes --cron), checked with tz. */
 export function whenOf(ctx: Ctx, tz: string, hasCron: boolean): string {
   const period = str(ctx, 'period');
-  const cron = str(ctx, 'cron');
+  // Blanks around it (a pasted crontab line) are no part of it; inside, they
+  // are one separator as in crontab(5). The header holds it on one line.
+  const cron = str(ctx, 'cron')?.trim().replace(/\s+/g, ' ');
   if (period !== undefined && cron !== undefined) usage('--period and --cron exclude each other; give one');
   const expr = cron ?? periodToSchedule(argPeriod(period ?? 'daily', hasCron));
   argSchedule(expr, tz);
