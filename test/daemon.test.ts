@@ -125,6 +125,11 @@ test('a job runs on a worker of its platform; console, artifacts, SHA256SUMS and
   const dir = doneDir('hello', id);
   assert.is(fs.readFileSync(path.join(dir, 'console.log'), 'utf8'), 'out\nerr\n');
   assert.is(fs.readFileSync(path.join(dir, 'artifacts', 'out.txt'), 'utf8'), 'data\n');
+  // Modes as builder-spool(5) gives them, whatever spoold's umask (found by a tester: console.log was 0664 less it).
+  const mode = (p: string) => fs.statSync(path.join(dir, p)).mode & 0o7777;
+  assert.is(mode('console.log'), 0o664);
+  assert.is(mode('artifacts/out.txt'), 0o644);
+  assert.is(mode('artifacts/sub'), 0o2755, 'an artifact directory is 0755, with the setgid bit of the spool directory it is made in');
   assert.ok(!fs.existsSync(path.join(dir, 'artifacts', 'script.sh')), 'script.sh is not an artifact');
   const link = path.join(dir, 'artifacts', 'escape');
   assert.ok(fs.lstatSync(link).isSymbolicLink(), 'a symlink arrives as a symlink');

@@ -24,7 +24,7 @@ import { promisify } from 'node:util';
 import { claim, finalize, requeue, clearLeftover, reject, exists, existsOr, mendLatest } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree } from '../spool/stage.js';
+import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree, FILE_MODE } from '../spool/stage.js';
 import { decodeFile, formatHeaders, parseHeaders, parseTime } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
@@ -704,6 +704,8 @@ export class Daemon implements ConnOwner {
       // done/ then finds little left. A failed fdatasync fails the stream like
       // a failed write, through the 'error' handler above.
       ws.once('open', (fd: number) => {
+        // 0664 whatever the umask, as every other file of a job (stage.ts FILE_MODE; builder-spool(5)).
+        try { fs.fchmodSync(fd, FILE_MODE); } catch { /* not ours to fix: a file bctl made, say; it stays as it is */ }
         if (r.console !== ws) return;
         r.consoleFlush = new Flusher(
           () => (ws.destroyed ? Promise.resolve() : fdatasync(fd)),
