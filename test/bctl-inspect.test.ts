@@ -126,7 +126,15 @@ test('inspect of a missing, queued or malformed job fails with a message; two vi
   const missing = newId();
   const r1 = await bctl(spool, ['inspect', missing]);
   assert.is(r1.code, 1);
-  assert.match(r1.stderr, new RegExp(`^bctl: done: no finished job ${missing}; give an id from bctl info`));
+  assert.match(r1.stderr, new RegExp(`^bctl: done: no finished job ${missing}; ls done/\\*/ lists the finished jobs, by name`));
+  // One spoold rejected to bad/ is named there, as observe and cancel name it (it said only "no finished job").
+  const rejected = newId();
+  fs.mkdirSync(sp.bad, { recursive: true });
+  fs.writeFileSync(path.join(sp.bad, `new.${rejected}.1764000000000`), 'platfrom: x\n');
+  fs.writeFileSync(path.join(sp.bad, `new.${rejected}.1764000000000.why`), "new/x:1: unknown header 'platfrom'\n");
+  const rb = await bctl(spool, ['inspect', rejected]);
+  assert.is(rb.code, 1);
+  assert.match(rb.stderr, new RegExp(`^bctl: bad/new\\.${rejected}\\.1764000000000: job ${rejected} was rejected by spoold: it never ran; bad/new\\.${rejected}\\.1764000000000\\.why says why`));
   const q = submission({ name: 'q', platform: 'debian-12', body: SCRIPT, id: newId() });
   await submit(sp, q as typeof q & { id: string });
   const r2 = await bctl(spool, ['inspect', q.id!]);

@@ -20,7 +20,7 @@ import { isId, type RunningFile } from '../spool/paths.js';
 import { checkSpool } from '../spool/layout.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { flag, readIf, str, usage, type Ctx } from './cli.js';
-import { doneFile, where } from './find.js';
+import { doneFile, noJob, where } from './find.js';
 
 /** The done directory for ID or DIR; SpoolError when there is none. */
 async function locate(ctx: Ctx, arg: string): Promise<string> {
@@ -31,7 +31,10 @@ async function locate(ctx: Ctx, arg: string): Promise<string> {
     if (w.state === 'done') return w.dir;
     if (w.state === 'queued') throw new SpoolError('SPOOL_NOT_FOUND', `job ${arg} has not run yet (queued)`, { path: sp.rel(w.file), hint: 'wait until it finished; bctl info shows the queue' });
     if (w.state === 'running') throw new SpoolError('SPOOL_NOT_FOUND', `job ${arg} is still running`, { path: sp.rel(w.dir), hint: `wait until it finished; its console grows in running/${arg}/console.log` });
-    throw new SpoolError('SPOOL_NOT_FOUND', `no finished job ${arg}`, { path: sp.rel(sp.done), hint: 'give an id from bctl info, or a done/NAME/ID directory' });
+    // One spoold rejected never ran: named with its bad/ file, as observe and cancel do (found by a tester).
+    const never = await noJob(sp, arg);
+    if (never.path?.startsWith('bad/')) throw never;
+    throw new SpoolError('SPOOL_NOT_FOUND', `no finished job ${arg}`, { path: sp.rel(sp.done), hint: 'ls done/*/ lists the finished jobs, by name; or give a done/NAME/ID directory' });
   }
   let st: fs.Stats;
   try { st = await fsp.stat(arg); } catch (e) {
