@@ -152,6 +152,7 @@ test('missing and extra arguments exit 2 and name what is missing', async () => 
 test('string flags refuse an empty value and repetition', async () => {
   await usageAll([
     [['schedule', 'a', 'p', OK, '--period'], /--period needs a value/],
+    [['drop-platform', 'x', '--reason', ''], /^bctl: --reason needs a value TEXT \(none was given, or an empty one\)$/],
     [['schedule', 'a', 'p', OK, '--period', 'daily', '--period', 'weekly'], /--period given more than once/],
   ]);
 });
@@ -163,7 +164,7 @@ test('-s needs a value', async () => {
   for (const args of [['--spool'], ['-s']]) {   // and no command: the missing value is what to fix first
     const n = await run(process.execPath, [BIN('bctl'), ...args]);
     assert.is(n.code, 2);
-    assert.is(n.stderr, 'bctl: --spool needs a value SPOOL\nusage: bctl [-s SPOOL] COMMAND [ARGS...]; bctl --help lists the commands\n');
+    assert.is(n.stderr, 'bctl: --spool needs a value SPOOL (none was given, or an empty one)\nusage: bctl [-s SPOOL] COMMAND [ARGS...]; bctl --help lists the commands\n');
   }
   const t = await run(process.execPath, [BIN('bctl'), '-s', 'info']);   // the flag took the command
   assert.is(t.code, 2);

@@ -175,7 +175,7 @@ export function parseArgs(argv: string[]): Parsed {
   if (name === undefined) {
     if (help) return { command: undefined, help, opts: {}, args: [] };
     // `bctl --spool` alone: the flag's missing value is the first thing wrong.
-    for (const f of GLOBAL_FLAGS) if (f.arg && pre[f.name] === '') throw new UsageError(`--${f.name} needs a value ${f.arg}`);
+    for (const f of GLOBAL_FLAGS) if (f.arg && pre[f.name] === '') throw new UsageError(`--${f.name} needs a value ${f.arg} (none was given, or an empty one)`);
     // `bctl -s info`: the flag took the command as its value.
     for (const f of GLOBAL_FLAGS) {
       const v = pre[f.name];
@@ -222,7 +222,7 @@ function parseCommand(command: Command, argv: string[]): Parsed {
     if (v === undefined) continue;
     if (Array.isArray(v)) throw new UsageError(`--${f.name} given more than once`);
     if (f.arg) {
-      if (typeof v !== 'string' || v === '') throw new UsageError(`--${f.name} needs a value ${f.arg}`);
+      if (typeof v !== 'string' || v === '') throw new UsageError(`--${f.name} needs a value ${f.arg} (none was given, or an empty one)`);
       opts[f.name] = v === STDIN ? '-' : v;
     } else {
       opts[f.name] = v === true;
