@@ -492,8 +492,11 @@ test('a second spoold on the same spool exits 1 with a clear message', async () 
   const s1 = spoold();
   await s1.waitLog(/started/);
   const s2 = daemon('spoold', ['-s', spool]);
+  const t0 = Date.now();
   const code = await new Promise<number | null>((r) => s2.child.on('close', (c) => r(c)));
   assert.is(code, 1);
+  // At once, not after waiting out the lock's 10 s staleness as for a holder that died (found by a tester; a generous bound, not a measure of speed).
+  assert.ok(Date.now() - t0 < 8_000, `exited after ${Date.now() - t0} ms`);
   assert.match(s2.log(), /another spoold holds the spool lock \(pid \d+\)/);
 });
 

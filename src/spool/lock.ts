@@ -43,15 +43,20 @@ async function lockSite(site: Site, onLost: (err: Error) => void, waitForStale: 
   // remove it, so a restart after a crash is immediate. (Same host only: the
   // directory is local. BUGS: two started at the same instant after a crash
   // may both remove it; the loser sees its lock compromised and exits 75.)
-  if (holder(site.pid)?.alive === false) {
+  const h = holder(site.pid);
+  if (h?.alive === false) {
     await fsp.rm(site.lock, { recursive: true, force: true });
     await fsp.rm(site.pid, { force: true });
   }
+  // Waiting for staleness is for a lock whose holder is unknown (killed before
+  // it wrote its pid file); one whose holder runs is refused at once (a second
+  // spoold waited 13 s in silence, found by a tester).
+  const wait = waitForStale && h?.alive !== true;
   let release: () => Promise<void>;
   try {
     release = await lockfile.lock(site.root, {
       lockfilePath: site.lock, stale: STALE_MS, update: UPDATE_MS, realpath: false,
-      retries: waitForStale ? { retries: Math.ceil(STALE_MS / 1000) + 3, factor: 1, minTimeout: 1000, maxTimeout: 1000 } : 0,
+      retries: wait ? { retries: Math.ceil(STALE_MS / 1000) + 3, factor: 1, minTimeout: 1000, maxTimeout: 1000 } : 0,
       onCompromised: onLost,
     });
   } catch (e) {
