@@ -514,6 +514,15 @@ test('a spoold that cannot listen on its --listen address exits 1 and leaves no 
   } finally { busy.close(); }
 });
 
+test('spoold logs an IPv6 --listen address as --listen takes it, in brackets', async () => {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '::1', () => r()));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const s = spoold(['--listen', `[::1]:${port}`]);
+  await s.waitLog(new RegExp(`started .*socket="spoold\\.sock tcp=\\[::1\\]:${port}"`));
+});
+
 test('a spoold whose lock is removed under it stops at once with 75, so that no two claim jobs', async () => {
   const s = spoold();
   await s.waitLog(/started/);

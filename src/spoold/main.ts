@@ -179,7 +179,8 @@ export async function main(argv: string[]): Promise<void> {
   await rescan();
   d.start();
   const periodic = setInterval(() => void rescan(), RESCAN_MS);
-  const addr = listen ? ` tcp=${listen.host}:${listen.port}` : '';
+  // As --listen takes it: an IPv6 address in brackets.
+  const addr = listen ? ` tcp=${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}` : '';
   log('started', { spool: sp.root, pid: process.pid, socket: sp.rel(sp.socket) + addr });
 
   let stopping = false;
