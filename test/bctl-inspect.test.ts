@@ -99,7 +99,14 @@ test('inspect --output copies artifacts, symlinks as symlinks, and never overwri
   cleanup.push(path.dirname(path.dirname(out)));
   const r = await bctl(spool, ['inspect', id, '--output', out]);
   assert.is(r.code, 0, r.stderr);
+  assert.is(r.stdout, '', 'the copy alone prints nothing');
   assert.equal(fs.readdirSync(out).sort(), ['escape', 'hello.txt', 'sub']);
+  // Beside a view, as DESIGN.md's synopsis has it: the copy, and the view on standard output.
+  const both = path.join(path.dirname(out), 'both');
+  const rc = await bctl(spool, ['inspect', id, '--output', both, '--console']);
+  assert.is(rc.code, 0, rc.stderr);
+  assert.is(rc.stdout, fs.readFileSync(path.join(spool, 'done', 'hello', id, 'console.log'), 'utf8'));
+  assert.equal(fs.readdirSync(both).sort(), ['escape', 'hello.txt', 'sub']);
   assert.is(fs.readFileSync(path.join(out, 'hello.txt'), 'utf8'), 'hello\n');
   assert.is(fs.readFileSync(path.join(out, 'sub', 'x.txt'), 'utf8'), 'x\n');
   assert.ok(fs.lstatSync(path.join(out, 'escape')).isSymbolicLink(), 'the link is copied as a link');
@@ -148,7 +155,7 @@ test('inspect of a missing, queued or malformed job fails with a message; two vi
   assert.match(r4.stderr, /not a finished job directory \(no result file\)/);
   const r5 = await bctl(spool, ['inspect', id, '--console', '--job']);
   assert.is(r5.code, 2);
-  assert.match(r5.stderr, /^bctl: give one of --console, --script, --job, --output/);
+  assert.match(r5.stderr, /^bctl: give one of --console, --script, --job \(got --console --job\); --output may go with it/);
 });
 
 test.run();

@@ -1,7 +1,7 @@
 // inspect.ts: bctl inspect ID|DIR: a finished job, by id (done/*/ID) or by its
 // directory (a copy rsynced elsewhere works too). By default the result file;
 // --console, --script, --job print one of the job's files; --output DIR
-// copies its artifacts.
+// copies its artifacts, alone or beside one of those.
 //
 // The console is streamed, never read whole (it may be gigabytes). Artifacts
 // are copied with lstat: a symlink is copied as a symlink (never followed,
@@ -109,11 +109,14 @@ async function copyArtifacts(ctx: Ctx, dir: string, dest: string): Promise<void>
 }
 
 export async function inspect(ctx: Ctx): Promise<number> {
-  const what = ['console', 'script', 'job', 'output'].filter((f) => ctx.opts[f] !== undefined && ctx.opts[f] !== false);
-  if (what.length > 1) usage(`give one of --console, --script, --job, --output (got ${what.map((w) => `--${w}`).join(' ')})`);
+  // One view on standard output (two would run together there); --output,
+  // which writes elsewhere, goes with any of them (DESIGN.md's synopsis).
+  const views = ['console', 'script', 'job'].filter((f) => flag(ctx, f));
+  if (views.length > 1) usage(`give one of --console, --script, --job (got ${views.map((w) => `--${w}`).join(' ')}); --output may go with it`);
   const dir = await locate(ctx, ctx.args[0]!);
   const output = str(ctx, 'output');
   if (output !== undefined) await copyArtifacts(ctx, dir, output);
+  if (output !== undefined && views.length === 0) { /* the copy was all that was asked */ }
   else if (flag(ctx, 'console')) await stream(ctx, dir, 'console.log');
   else if (flag(ctx, 'job')) await stream(ctx, dir, 'job');
   else if (flag(ctx, 'script')) {
