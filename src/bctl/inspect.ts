@@ -116,14 +116,13 @@ export async function inspect(ctx: Ctx): Promise<number> {
   const dir = await locate(ctx, ctx.args[0]!);
   const output = str(ctx, 'output');
   if (output !== undefined) await copyArtifacts(ctx, dir, output);
-  if (output !== undefined && views.length === 0) { /* the copy was all that was asked */ }
-  else if (flag(ctx, 'console')) await stream(ctx, dir, 'console.log');
+  if (flag(ctx, 'console')) await stream(ctx, dir, 'console.log');
   else if (flag(ctx, 'job')) await stream(ctx, dir, 'job');
   else if (flag(ctx, 'script')) {
     const file = doneFile(dir, 'job');
     const buf = await readIf(file);
     if (buf === undefined) throw new SpoolError('SPOOL_NOT_FOUND', 'no job file', { path: file, hint: 'the directory is incomplete; run bctl fsck' });
     ctx.stdout.write(parseJob(buf, file).body);
-  } else await stream(ctx, dir, 'result');
+  } else if (output === undefined) await stream(ctx, dir, 'result');   // with --output alone, the copy is all that was asked
   return EXIT_OK;
 }

@@ -705,7 +705,7 @@ export class Daemon implements ConnOwner {
       // a failed write, through the 'error' handler above.
       ws.once('open', (fd: number) => {
         // 0664 whatever the umask, as every other file of a job (stage.ts FILE_MODE; builder-spool(5)).
-        try { fs.fchmodSync(fd, FILE_MODE); } catch { /* not ours to fix: a file bctl made, say; it stays as it is */ }
+        try { fs.fchmodSync(fd, FILE_MODE); } catch { /* a file of another owner: it keeps its mode */ }
         if (r.console !== ws) return;
         r.consoleFlush = new Flusher(
           () => (ws.destroyed ? Promise.resolve() : fdatasync(fd)),
