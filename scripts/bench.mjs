@@ -200,9 +200,11 @@ function machine(dir) {
 function journalNote(fsLine) {
   const [type, source] = fsLine.split(/\s+/);
   if (type !== 'ext4' || !source?.startsWith('/dev/')) return '';
+  // The kernel's name of the device (/dev/mapper/vg-root is dm-0), without a bind mount's [/subdir].
+  let dev;
+  try { dev = path.basename(fs.realpathSync(source.replace(/\[.*$/, ''))); } catch { return ''; }
   let jbd2;
-  try { jbd2 = fs.readdirSync('/proc/fs/jbd2'); } catch { jbd2 = []; }
-  const dev = path.basename(source);
+  try { jbd2 = fs.readdirSync('/proc/fs/jbd2'); } catch { return ''; }   // no /proc/fs/jbd2 at all: cannot tell
   return jbd2.some((d) => d.startsWith(`${dev}-`)) ? '' : '; no journal: each new inode costs a scan of those freed lately, so W1 varies with what was deleted there before';
 }
 

@@ -79,8 +79,13 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => void st
 /** Stop, or let the stop under way end: stop() exits, so nothing after this runs. */
 const halt = async () => { await stop(); await new Promise(() => {}); };
 // In process groups of their own, the daemons would outlive this script (a
-// closed terminal, a crash): whatever ends it asks them to stop.
-process.on('exit', () => { for (const c of [workerd, spoold]) if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGTERM'); });
+// crash): whatever ends it has them stopped, in order, by the watchdog, whose
+// pipe closes as we exit; only without one are they signalled here, at once
+// (two signals would make workerd give up its job).
+process.on('exit', () => {
+  if (watchdog.pid !== undefined && watchdog.exitCode === null) return;
+  for (const c of [workerd, spoold]) if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+});
 // Until this spoold says it started (a spool with a spoold already running has
 // its socket too: this one then exits 1 and nothing is submitted to the other).
 const started = await new Promise((resolve) => {

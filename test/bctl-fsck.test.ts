@@ -109,7 +109,7 @@ test('fsck reports each planted violation on its own line, naming the path and t
   // Found by a tester: bctl cancel run by root under umask 022 made done/NAME 2755, and spoold, the spool's user, could store no more results of NAME.
   // The spool is root's here, as the test is: root writes anywhere, which hid this
   // (found by a tester), but the spool's group, whose members run bctl and spoold, cannot.
-  p(/^bctl fsck: done\/locked: owned by uid 0, group \d+, mode 2755: the spool's group \(\d+\) cannot write it, so spoold, run as a member, cannot store results there; chmod 2775 done\/locked$/, async () => {
+  p(/^bctl fsck: done\/locked: owned by uid 0, group \d+, mode 2755: the spool's group \(\d+\) cannot write it, so bctl run by its members, or spoold run as one, cannot store results there; chmod 2775 done\/locked$/, async () => {
     await fsp.mkdir(sp.doneName('locked'));
     await fsp.chmod(sp.doneName('locked'), 0o2755);
   });
@@ -166,7 +166,7 @@ test('fsck reports each planted violation on its own line, naming the path and t
   p(/^bctl fsck: schedules\/nightly: world-writable \(mode 666\); chmod o-w schedules\/nightly$/, () => fsp.chmod(sp.schedule('nightly'), 0o666));
   p(/^bctl fsck: schedules\/linked: unexpected symlink; only done\/NAME\/latest and files inside artifacts\/ may be symlinks/, () => fsp.symlink('/etc/passwd', sp.schedule('linked')));
 
-  p(/^bctl fsck: done\/foreign: owned by uid 12345, group 12345, mode 2775: the spool's group \(\d+\) cannot write it, so spoold, run as a member, cannot store results there; chgrp \d+ done\/foreign && chmod 2775 done\/foreign$/, async () => {
+  p(/^bctl fsck: done\/foreign: owned by uid 12345, group 12345, mode 2775: the spool's group \(\d+\) cannot write it, so bctl run by its members, or spoold run as one, cannot store results there; chgrp \d+ done\/foreign && chmod 2775 done\/foreign$/, async () => {
     await fsp.mkdir(sp.doneName('foreign'));
     await fsp.chmod(sp.doneName('foreign'), 0o2775);
     await fsp.chown(sp.doneName('foreign'), 12345, 12345);

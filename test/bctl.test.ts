@@ -190,7 +190,7 @@ test('--help and -h print the usage of bctl and of every command on stdout, exit
     }
   }
   // Flags that exclude each other show so (found by a new user).
-  assert.match((await inProcess(['inspect', '--help'])).stdout, /^usage: bctl \[-s SPOOL\] inspect ID\|DIR \[--console \| --script \| --job \| --output DIR\]\n/);
+  assert.match((await inProcess(['inspect', '--help'])).stdout, /^usage: bctl \[-s SPOOL\] inspect ID\|DIR \[--console \| --script \| --job\] \[--output DIR\]\n/);
   assert.equal(ls(spool), [], 'help writes nothing');
 });
 

@@ -6,6 +6,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import { spawn } from 'node:child_process';
 import { tmpdir, daemon, until, readIf, sleep, type Daemon } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { submission, makeJob, formatJob } from '../src/spool/job.js';
@@ -114,8 +115,8 @@ test('a symlink whose target is over 1024 bytes is left out with a note; the job
 });
 
 test('a job runs on a worker of its platform; console, artifacts, SHA256SUMS and result land in done/', async () => {
-  spoold();
-  workerd('w1');
+  const umask = process.umask(0o022);   // the daemons' (inherited): the modes below hold whatever it is
+  try { spoold(); workerd('w1'); } finally { process.umask(umask); }
   const id = await queue('hello', '#!/bin/sh\necho out; echo err >&2\necho data > out.txt\nmkdir sub; echo y > sub/y\nln -s /etc/passwd escape\nexit 3\n');
   const r = await result('hello', id);
   assert.is(r.status.kind, 'exited');
@@ -498,6 +499,20 @@ test('a second spoold on the same spool exits 1 with a clear message', async () 
   // At once, not after waiting out the lock's 10 s staleness as for a holder that died (found by a tester; a generous bound, not a measure of speed).
   assert.ok(Date.now() - t0 < 8_000, `exited after ${Date.now() - t0} ms`);
   assert.match(s2.log(), /another spoold holds the spool lock \(pid \d+\)/);
+});
+
+// Found in review: a pid file naming a live process that is no spoold (the
+// killed holder's pid taken by another process) made a restart exit 1.
+test('a spoold killed with SIGKILL whose pid another process took meanwhile is no holder: the restart takes its lock', async () => {
+  const s1 = spoold();
+  await s1.waitLog(/started/);
+  await s1.stop('SIGKILL');
+  const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+  try {
+    fs.writeFileSync(path.join(spool, 'spoold.pid'), `${other.pid}\n`);
+    const s2 = spoold();
+    await s2.waitLog(/started/);
+  } finally { other.kill('SIGKILL'); }
 });
 
 // Found by a new user: a spoold that could not listen on its --listen port

@@ -97,8 +97,8 @@ test('a job file dropped under any name is queued under its own id: header when 
   await s.waitLog(/started/);
   const id = '01a21e3b-171c-7029-81fc-d19acecbf8cd';
   await drop(spool, 'new', 'mine', `id: ${id}\n${good('withid')}`);
-  await until('adopted under its id', () => fs.existsSync(path.join(spool, 'new', id)));
-  assert.ok(!fs.existsSync(path.join(spool, 'new', 'mine')));
+  // Both at once: adopt links the file to its id, then unlinks its first name (a test that looked between the two failed under load).
+  await until('adopted under its id, its first name gone', () => fs.existsSync(path.join(spool, 'new', id)) && !fs.existsSync(path.join(spool, 'new', 'mine')));
   await drop(spool, 'new', 'again', `id: ${id}\n${good('withid')}`);
   const why = await until('duplicate refused', () => whys().get([...whys().keys()].find((k) => k.startsWith('new.again.')) ?? ''));
   assert.match(why, new RegExp(`new/again: id ${id} is taken by another job; remove the id: header`));
@@ -218,7 +218,7 @@ test('files written in place into new/ are taken once written: a slow writer, an
   await s.waitLog(new RegExp(`queued id=${inPlace}`));
   const text = fs.readFileSync(path.join(spool, 'new', inPlace), 'utf8');
   const fd = fs.openSync(path.join(spool, 'new', inPlace), 'w');
-  await sleep(300);
+  await sleep(700);   // empty for a while, as spoold sees it (its watcher, at once), below the 2 s after which it would reject the file
   fs.writeSync(fd, `${text}echo b\n`);
   fs.closeSync(fd);
   await s.waitLog(new RegExp(`edited id=${inPlace} name=inplace platform=no-worker`));

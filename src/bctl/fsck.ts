@@ -17,7 +17,8 @@
 //   bad/F          has bad/F.why
 //   writable       by the spool's group: the spool's directories
 //                  (not templates/, platforms/), done/NAME, running/ID and its
-//                  artifacts/ (spoold writes there as the spool's user)
+//                  artifacts/ (spoold and bctl, run by the group's members,
+//                  write there)
 //   everywhere     nothing world-writable; no symlink but done/*/latest and
 //                  those inside artifacts/
 //
@@ -202,7 +203,7 @@ export async function fsck(ctx: Ctx): Promise<number> {
       }
       if (st.mode & 0o002) report(rel, `world-writable (mode ${(st.mode & 0o7777).toString(8)})`, `chmod o-w ${rel}`);
       if (st.isDirectory() && spooldWrites(parts) && !groupCanWrite(st)) {
-        report(rel, `owned by uid ${st.uid}, group ${st.gid}, mode ${(st.mode & 0o7777).toString(8)}: the spool's group (${rootSt.gid}) cannot write it, so spoold, run as a member, cannot store results there`, `${st.gid === rootSt.gid ? '' : `chgrp ${rootSt.gid} ${rel} && `}chmod ${DIR_MODE.toString(8)} ${rel}`);
+        report(rel, `owned by uid ${st.uid}, group ${st.gid}, mode ${(st.mode & 0o7777).toString(8)}: the spool's group (${rootSt.gid}) cannot write it, so bctl run by its members, or spoold run as one, cannot store results there`, `${st.gid === rootSt.gid ? '' : `chgrp ${rootSt.gid} ${rel} && `}chmod ${DIR_MODE.toString(8)} ${rel}`);
       }
       if (st.isDirectory()) await walk(p, inArtifacts || (e.name === 'artifacts' && parts.length === 4 && parts[0] === 'done'));
     }

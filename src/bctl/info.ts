@@ -23,6 +23,7 @@ import { heldWhy, isOverdue, nextDue, readScheduleStateFound } from '../spool/sc
 import { exists } from '../spool/state.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { flag, fmtTime, headerMap, list, readIf, table, type Ctx } from './cli.js';
+import { doneFile } from './find.js';
 
 export interface ScheduleInfo {
   name: string; platform: string | null; template: string | null; schedule: string; tz: string;
@@ -143,7 +144,7 @@ export async function collect(ctx: Ctx, now = new Date()): Promise<Info> {
  */
 async function latestOf(sp: SpoolPaths, name: string): Promise<{ lastStatus: string | null; lastId: string | null }> {
   try {
-    const buf = await readIf(path.join(sp.latest(name), 'result'));
+    const buf = await readIf(doneFile(sp.latest(name), 'result'));
     if (buf) { const r = parseResult(buf, `done/${name}/latest/result`); return { lastStatus: formatStatus(r.status), lastId: r.id }; }
   } catch { /* none to show; fsck reports a broken one */ }
   return { lastStatus: null, lastId: null };

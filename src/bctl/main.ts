@@ -30,7 +30,7 @@ export interface Command {
   max: number;             // Infinity for SCRIPT...
   summary: string;
   flags: Flag[];           // a flag with `arg` is a string flag, else a boolean
-  oneOf?: boolean;         // the flags exclude each other: [--a | --b]
+  oneOf?: string[];        // these flags exclude each other: [--a | --b]
   run: (ctx: Ctx) => Promise<number>;
 }
 
@@ -89,7 +89,7 @@ export const COMMANDS: Command[] = [
     flags: [{ name: 'console', help: "print the job's console output" },
       { name: 'script', help: "print the job's script" },
       { name: 'job', help: 'print the whole job file' },
-      { name: 'output', arg: 'DIR', help: 'copy the artifacts into DIR (created; existing files are never overwritten)' }], oneOf: true },
+      { name: 'output', arg: 'DIR', help: 'copy the artifacts into DIR (created; existing files are never overwritten); goes with one of the others' }], oneOf: ['console', 'script', 'job'] },
   { name: 'cancel', args: 'ID', min: 1, max: 1, run: lazy(() => import('./cancel.js'), 'cancel'),
     summary: 'cancel a queued job at once, or ask spoold to stop a running one',
     flags: [] },
@@ -109,7 +109,8 @@ function flagSynopsis(f: Flag): string {
 }
 
 export function synopsis(c: Command): string {
-  const flags = c.oneOf ? [`[${c.flags.map(flagSynopsis).join(' | ')}]`] : c.flags.map((f) => `[${flagSynopsis(f)}]`);
+  const one = c.flags.filter((f) => c.oneOf?.includes(f.name));
+  const flags = [...(one.length > 0 ? [`[${one.map(flagSynopsis).join(' | ')}]`] : []), ...c.flags.filter((f) => !one.includes(f)).map((f) => `[${flagSynopsis(f)}]`)];
   return ['bctl [-s SPOOL]', c.name, c.args, ...flags].filter((x) => x !== '').join(' ');
 }
 

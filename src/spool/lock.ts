@@ -22,6 +22,7 @@ export const UPDATE_MS = 2_000;
 
 /** What a lock guards: a directory, its lock and pid file, and what to say to a second taker. */
 interface Site {
+  prog: 'spoold' | 'workerd';   // what the holder's command line names (holder)
   root: string;
   lock: string;
   pid: string;
@@ -30,28 +31,36 @@ interface Site {
   writePid: (text: string) => void;
 }
 
-/** The pid in a pid file, and whether that process runs (EPERM: it does, as another user). */
-function holder(pidFile: string): { pid: number; alive: boolean } | undefined {
+/**
+ * The pid in a pid file, and whether that process runs (EPERM: it does, as
+ * another user) and may be the holder: one whose command line (/proc, where
+ * there is one) does not name `prog` has the pid of a holder that died.
+ */
+function holder(pidFile: string, prog: string): { pid: number; alive: boolean } | undefined {
   const pid = Number(readPid(pidFile));
   if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) return undefined;
-  try { process.kill(pid, 0); return { pid, alive: true }; } catch (e) { return { pid, alive: errno(e) !== 'ESRCH' }; }
+  try { process.kill(pid, 0); } catch (e) { return { pid, alive: errno(e) !== 'ESRCH' }; }
+  let cmdline: string | undefined;
+  try { cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1'); } catch { /* no /proc (FreeBSD): kill(2) says it all */ }
+  return { pid, alive: cmdline === undefined || cmdline.includes(prog) };
 }
 
-async function lockSite(site: Site, onLost: (err: Error) => void, waitForStale: boolean): Promise<() => Promise<void>> {
+async function lockSite(site: Site, onLost: (err: Error) => void, waitForStale = true): Promise<() => Promise<void>> {
   // A holder killed with SIGKILL leaves its lock for STALE_MS. When the pid
   // file names a process that no longer exists, the lock is that dead one's:
   // remove it, so a restart after a crash is immediate. (Same host only: the
   // directory is local. BUGS: two started at the same instant after a crash
   // may both remove it; the loser sees its lock compromised and exits 75.)
-  const h = holder(site.pid);
+  const h = holder(site.pid, site.prog);
   if (h?.alive === false) {
     await fsp.rm(site.lock, { recursive: true, force: true });
     await fsp.rm(site.pid, { force: true });
   }
   // Waiting for staleness is for a lock whose holder is unknown (killed before
   // it wrote its pid file); one whose holder runs is refused at once (a second
-  // spoold waited 13 s in silence, found by a tester).
-  const wait = waitForStale && h?.alive !== true;
+  // spoold waited 13 s in silence, found by a tester), and a dead one's was
+  // removed above.
+  const wait = waitForStale && h === undefined;
   let release: () => Promise<void>;
   try {
     release = await lockfile.lock(site.root, {
@@ -72,7 +81,7 @@ async function lockSite(site: Site, onLost: (err: Error) => void, waitForStale: 
 
 export async function takeLock(sp: SpoolPaths, onLost: (err: Error) => void, waitForStale = true): Promise<() => Promise<void>> {
   return lockSite({
-    root: sp.root, lock: sp.lock, pid: sp.pid,
+    prog: 'spoold', root: sp.root, lock: sp.lock, pid: sp.pid,
     held: (pid) => `another spoold holds the spool lock${pid ? ` (pid ${pid})` : ''}`,
     hint: 'stop it first; a lock left by a crashed spoold expires by itself within 10 seconds',
     // Replaced, never written through: a link planted there must not lead the write outside the spool.
@@ -87,7 +96,7 @@ export async function takeLock(sp: SpoolPaths, onLost: (err: Error) => void, wai
 export async function takeWorkdirLock(dir: string, onLost: (err: Error) => void): Promise<() => Promise<void>> {
   const pid = path.join(dir, 'workerd.pid');
   return lockSite({
-    root: dir, lock: path.join(dir, 'workerd.lock'), pid,
+    prog: 'workerd', root: dir, lock: path.join(dir, 'workerd.lock'), pid,
     held: (p) => `another workerd${p ? ` (pid ${p})` : ''} uses --workdir ${dir}`,
     hint: 'give each workerd its own --workdir; a lock left by a crashed workerd expires by itself within 10 seconds',
     writePid: (text) => {
@@ -96,7 +105,7 @@ export async function takeWorkdirLock(dir: string, onLost: (err: Error) => void)
       // workerd exits through process.exit wherever it stops; proper-lockfile removes the lock then, this the pid file.
       process.once('exit', () => { if (readPid(pid) === String(process.pid)) fs.rmSync(pid, { force: true }); });
     },
-  }, onLost, holder(pid)?.alive !== true);   // a workerd that runs will not let go soon: say so at once
+  }, onLost);
 }
 
 /** The text of the pid file, '' when there is none or it is not a plain small file (a link, a fifo). */

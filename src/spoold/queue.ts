@@ -122,6 +122,9 @@ export class Queue {
       if (id) await this.consider(id);
       return;
     }
+    // One back from `editing` was queued all along, so the checks below, made
+    // when it came, are not made again (its file never left new/: a gap would
+    // have reached the !st line above and ended the editing).
     const isNew = !known && !this.editing.delete(name);
     // A finished job copied back into new/ under its own id (to run it again)
     // could never be stored: its done/ directory is taken.
