@@ -225,7 +225,7 @@ loop() {
 			pause
 			;;
 		"$EX_CONFIG")
-			die "$EX_CONFIG" "stopping loop $name: configuration error (78): wrong token, platform unknown or dropped, no snapshot, or no workerd in it; see the messages above, fix, and start the loop again"
+			die "$EX_CONFIG" "stopping loop $name: configuration error (78): a wrong or missing token, a name or platform spoold refuses, no snapshot, or no workerd in it; see the messages above, fix, and start the loop again"
 			;;
 		"$EX_USAGE")
 			die "$EX_USAGE" "stopping loop $name: bad usage (2); check jail.conf's exec.start"

@@ -89,6 +89,13 @@ test('nginx serves done/: artifacts, console.log and result arrive byte for byte
   assert.is(index.status, 200);
   assert.match(index.body.toString(), `href="${id}/"`);
   assert.is((await get(nginx.url(`served/${id}/no-such-file`))).status, 404);
+  // A job named index.html, nginx's default index, does not hide the listing of done/ (found by a tester).
+  const named = await queue('index.html', '#!/bin/sh\ntrue\n');
+  await until('the index.html job', () => readIf(path.join(spool, 'done', 'index.html', named, 'result')), 30_000);
+  const root = await get(nginx.url(''));
+  assert.is(root.status, 200);
+  assert.match(root.body.toString(), 'href="index.html/"');
+  assert.match(root.body.toString(), 'href="served/"');
 
   // The job's symlinks arrived as symlinks, and nginx does not follow them out of the spool.
   assert.is(fs.readlinkSync(path.join(dirOf, 'artifacts', 'escape')), '/etc/passwd');

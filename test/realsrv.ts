@@ -243,6 +243,10 @@ http {
     listen 127.0.0.1:${port};
     root ${root};
     autoindex on;
+    # nginx's default index, index.html, would be taken from done/ itself:
+    # a job named index.html hid the listing of done/ (found by a tester).
+    # No job name starts with a dot.
+    index .listing;
     # A job chooses its artifacts, symlinks included (ln -s /etc/passwd x),
     # and spoold keeps them as symlinks. nginx follows symlinks by default,
     # so below artifacts/ it must not; NAME/latest, a symlink spoold makes,
