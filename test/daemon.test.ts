@@ -224,6 +224,21 @@ test('cancel: a request under running/ID/ kills the job within about a second an
   assert.ok(Date.now() - t0 < 15_000, `canceled after ${Date.now() - t0} ms`);
 });
 
+// Found by a tester: the worker's delivery failed on the missing directory,
+// and it was told to deliver again, every second, for ever, taking no job.
+test('a running job whose running/ID a person removes is let go when it ends: logged forgotten, and its worker takes the next job', async () => {
+  const s = spoold();
+  workerd('w1');
+  const id = await queue('removed', '#!/bin/sh\necho running\nsleep 1.5\necho out > out.txt\n');
+  await until('the job running', () => readIf(path.join(spool, 'running', id, 'console.log'))?.includes('running'));
+  await fsp.rm(path.join(spool, 'running', id), { recursive: true, force: true });
+  await s.waitLog(new RegExp(`forgotten id=${id} name=removed why="running/${id} was removed by hand; its result is dropped"`));
+  const next = await queue('next', '#!/bin/sh\ntrue\n');
+  assert.equal((await result('next', next)).status, { kind: 'exited', code: 0 });
+  assert.not.ok(fs.existsSync(doneDir('removed', id)), 'nothing stored of the removed job');
+  assert.not.match(s.log(), /cannot store the result/);
+});
+
 test('a worker killed mid-job: its lease runs out, the job is requeued and finished once by another worker', async () => {
   spoold();
   const w1 = workerd('w1');

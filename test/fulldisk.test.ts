@@ -80,6 +80,27 @@ test('artifacts that do not fit end failed: no space left; the spool stays consi
   assert.equal((await result('after', ok)).status, { kind: 'exited', code: 0 });
 });
 
+// Found by a tester: the console met a full disk, space came back, and the
+// artifacts came after. The result was failed: no space and artifacts/ was
+// emptied, but SHA256SUMS still listed the files; the console began with a
+// blank line before its marker.
+test('a console cut by a full disk that frees up again: no artifacts, and SHA256SUMS lists none; the marker starts the console', async () => {
+  const s = start();
+  const id = await queue('gap', '#!/bin/sh\nsleep 1.5\necho hello\nsleep 3\necho more\necho a > a.txt\necho b > b.txt\n');
+  await until('the job runs', () => fs.existsSync(path.join(spool, 'running', id, 'lease')), 20_000);
+  const filler = path.join(mnt, 'filler');
+  try { fs.writeFileSync(filler, Buffer.alloc(SIZE)); } catch { /* ENOSPC: full, as wanted */ }
+  await s.waitLog(new RegExp(`error id=${id} file=running/${id}/console\\.log why=".*ENOSPC`), 20_000);
+  fs.rmSync(filler);
+  const r = await result('gap', id);
+  assert.equal(r.status, { kind: 'failed', why: 'no space left on device' });
+  const dir = path.join(spool, 'done', 'gap', id);
+  assert.equal(fs.readdirSync(path.join(dir, 'artifacts')), []);
+  assert.is(fs.readFileSync(path.join(dir, 'SHA256SUMS'), 'utf8'), '', 'no sums of artifacts that are not there');
+  assert.is(fs.readFileSync(path.join(dir, 'console.log'), 'utf8'), '[spoold: console.log cut here: no space left on device]\n');
+  await fsckClean();
+});
+
 // Small artifacts are received whole and written with one call (src/spool/tar.ts SMALL_FILE), not streamed.
 test('many small artifacts that do not fit end failed: no space left; the spool stays consistent', async () => {
   start();

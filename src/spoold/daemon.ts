@@ -835,6 +835,7 @@ export class Daemon implements ConnOwner {
     // decides the result as any other storage failure does, so it is awaited first.
     await this.closeConsole(r);
     const started = new Date(m.started);
+    if (this.removedByHand(r)) { this.forgetRemoved(r, c); return; }
     // A full disk is the job's result (`failed: no space left on device`); any
     // other storage failure (read-only spool, EIO) is ours, not the job's: the
     // worker keeps the result and delivers it again once the spool takes it.
@@ -842,13 +843,8 @@ export class Daemon implements ConnOwner {
     const final: Status = r.artifactError ? { kind: 'failed', why: r.artifactError } : status;
     const ok = !(r.storeError && !isNoSpace(r.storeError))
       && await this.finalizeJob(r, final, c.name, Number.isNaN(started.getTime()) ? r.started : started);
-    if (ok) {
-      // A --once worker is spent: it exits after `done`, so it gets no second job.
-      if (this.busy.get(c) === r.id) { if (c.once) this.busy.set(c, 'spent'); else this.busy.delete(c); }
-      c.send({ t: 'done', id: r.id });
-      this.writeWorker(c);
-      this.dispatchFor(c.platform);
-    } else {
+    if (ok) this.letGo(c, r.id);
+    else {
       log('error', { id: r.id, why: `cannot store the result${r.storeError ? `: ${r.storeError.message}` : ''}; the worker keeps it and delivers it again` });
       this.detach(r);
       c.close('could not store the result; the worker keeps it and retries');
@@ -884,6 +880,7 @@ export class Daemon implements ConnOwner {
         log('forgotten', { id: r.id, name: r.job.name, why: 'finished meanwhile by another writer (bctl cancel); its result stands' });
         return true;
       }
+      if (this.removedByHand(r)) { this.forgetRemoved(r, undefined); return true; }
       log('error', { id: r.id, why: `cannot finalize: ${(e as Error).message}` });
       return false;
     }
@@ -891,6 +888,35 @@ export class Daemon implements ConnOwner {
     logFinished(result);
     this.onFinished(result, r.job.origin);
     return true;
+  }
+
+  /** running/ID is gone, and the job is not in done/: a person removed it. */
+  private removedByHand(r: Running): boolean {
+    return !existsOr(this.sp.runningDir(r.id), true) && !existsOr(this.sp.doneDir(r.job.name, r.id), true);
+  }
+
+  /**
+   * A job whose running/ID a person removed is gone, as a queued one is whose
+   * new/ID they remove: it is forgotten, and its worker, if it delivered, is
+   * told `done` so that it lets the result go. Storing it anywhere would undo
+   * the removal; retrying for ever kept the worker from any other job (found
+   * by a tester).
+   */
+  private forgetRemoved(r: Running, c: Conn | undefined): void {
+    if (this.running.get(r.id) === r) this.running.delete(r.id);
+    r.artifacts?.sink.destroy();
+    void this.closeConsole(r);
+    log('forgotten', { id: r.id, name: r.job.name, why: `running/${r.id} was removed by hand; its result is dropped` });
+    if (c) this.letGo(c, r.id);
+  }
+
+  /** Tell a worker that delivered job `id` to let it go (`done`), and give it its next job. */
+  private letGo(c: Conn, id: string): void {
+    // A --once worker is spent: it exits after `done`, so it gets no second job.
+    if (this.busy.get(c) === id) { if (c.once) this.busy.set(c, 'spent'); else this.busy.delete(c); }
+    c.send({ t: 'done', id });
+    this.writeWorker(c);
+    this.dispatchFor(c.platform);
   }
 
   /** running/ID is gone and done/NAME/ID is there: the job was finalized by someone else. */
@@ -904,12 +930,18 @@ export class Daemon implements ConnOwner {
    * result, SHA256SUMS and the rename into done/ can still happen.
    */
   private async makeRoom(r: Running): Promise<void> {
+    // SHA256SUMS goes with them: it lists them (finalize makes an empty one),
+    // and a done/ directory whose sums name missing files is not whole (found
+    // by a tester: the console filled the disk, the artifacts came after).
     await removeTree(this.sp.runningFile(r.id, 'artifacts')).catch(() => {});
+    await fsp.rm(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }).catch(() => {});
     if (!r.consoleFailed) return;   // the artifacts filled the disk: removing them made the room
     const p = this.sp.runningFile(r.id, 'console.log');
     const size = await fsp.stat(p).then((st) => st.size, () => 0);
-    await fsp.truncate(p, Math.max(0, size - NO_SPACE_RESERVE)).catch(() => {});
-    await fsp.appendFile(p, `\n[spoold: console.log cut here: no space left on device]\n`).catch(() => {});
+    const cut = Math.max(0, size - NO_SPACE_RESERVE);
+    await fsp.truncate(p, cut).catch(() => {});
+    // On a line of its own: after a newline only when the console kept some bytes.
+    await fsp.appendFile(p, `${cut > 0 ? '\n' : ''}[spoold: console.log cut here: no space left on device]\n`).catch(() => {});
   }
 
   /**
