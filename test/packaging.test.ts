@@ -217,7 +217,7 @@ test('each file opens saying who reads it and which man page defines it', async 
   assert.match(await head(LOAD), /jail\.conf\(5\)/);
   assert.match(await head(RC_SPOOLD), /rc\.subr\(8\)/);
   assert.match(await head(RC_WORKERD), /rc\.subr\(8\)/);
-  for (const u of ['spoold.service', 'workerd@.service']) assert.match(await head(path.join(UNITS, u)), /systemd\.service\(5\)/);
+  for (const u of ['spoold.service', 'workerd@.service', 'builder-tunnel.service']) assert.match(await head(path.join(UNITS, u)), /systemd\.service\(5\)/);
 });
 
 test('jail.conf: exec.start runs workerd --once and leaves its status where load.sh reads it', async () => {
@@ -629,7 +629,7 @@ test('systemd-analyze verify accepts the units', async () => {
   const dir = await scratch('builder-units');
   for (const p of ['spoold', 'workerd']) await fsp.writeFile(path.join(dir, p), '#!/bin/sh\n', { mode: 0o755 });
   const files: string[] = [];
-  for (const u of ['spoold.service', 'workerd@.service']) {
+  for (const u of ['spoold.service', 'workerd@.service', 'builder-tunnel.service']) {
     const text = (await fsp.readFile(path.join(UNITS, u), 'utf8')).replaceAll('/usr/local/bin/', `${dir}/`);
     await fsp.writeFile(path.join(dir, u), text);
     files.push(path.join(dir, u));
@@ -640,8 +640,24 @@ test('systemd-analyze verify accepts the units', async () => {
   assert.is(r.stderr.trim(), '', r.stderr);
 });
 
+// Found by an operator: docs/ssh.md said to keep the tunnel up under a supervisor, and none was shipped.
+test('builder-tunnel.service runs docs/ssh.md\'s tunnel command as builder, restarted for ever, before workerd@', async () => {
+  const t = parseUnit(await fsp.readFile(path.join(UNITS, 'builder-tunnel.service'), 'utf8'), 'builder-tunnel.service');
+  const want: [string, string][] = [['User', 'builder'], ['Restart', 'always'], ['EnvironmentFile', '/etc/default/builder-tunnel'],
+    ['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['ReadWritePaths', '/run/builder']];
+  for (const [k, v] of want) assert.is(one(t, 'Service', k), v, `builder-tunnel.service ${k}`);
+  assert.is(one(t, 'Unit', 'StartLimitIntervalSec'), '0');
+  // The same ssh options as the recipe, in the same order; only the forward and the target are settings.
+  const doc = await fsp.readFile(path.join(ROOT, 'docs', 'ssh.md'), 'utf8');
+  const recipe = /<!-- recipe:ssh -->\n```[a-z]*\n([\s\S]*?)```\n/.exec(doc)![1]!.replace(/\\\n\s*/g, '').trim();
+  const asUnit = recipe.replace(/^ssh /, '/usr/bin/ssh ').replace(/-L \S+/, '-L ${TUNNEL_FORWARD}').replace(/\S+$/, '${TUNNEL_TARGET}');
+  assert.is(one(t, 'Service', 'ExecStart'), asUnit);
+  const w = parseUnit(await fsp.readFile(path.join(UNITS, 'workerd@.service'), 'utf8'), 'workerd@.service');
+  assert.ok(one(w, 'Unit', 'After')!.split(/\s+/).includes('builder-tunnel.service'), 'workerd@ starts after the tunnel');
+});
+
 test('the units point at man pages this tree ships', async () => {
-  for (const u of ['spoold.service', 'workerd@.service']) {
+  for (const u of ['spoold.service', 'workerd@.service', 'builder-tunnel.service']) {
     const ini = parseUnit(await fsp.readFile(path.join(UNITS, u), 'utf8'), u);
     const docs = (one(ini, 'Unit', 'Documentation') ?? '').split(/\s+/).filter(Boolean);
     assert.ok(docs.length > 0, `${u} has Documentation=`);
