@@ -518,15 +518,16 @@ test('a second spoold on the same spool exits 1 with a clear message', async () 
 
 // Found in review: a pid file naming a live process that is no spoold (the
 // killed holder's pid taken by another process) made a restart exit 1.
-test('a spoold killed with SIGKILL whose pid another process took meanwhile is no holder: the restart takes its lock', async () => {
+test('a spoold killed with SIGKILL whose pid another process took meanwhile is no holder: the restart takes its lock once stale', async () => {
   const s1 = spoold();
   await s1.waitLog(/started/);
   await s1.stop('SIGKILL');
-  const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
   try {
     fs.writeFileSync(path.join(spool, 'spoold.pid'), `${other.pid}\n`);
     const s2 = spoold();
-    await s2.waitLog(/started/);
+    await s2.waitLog(/started/, 40_000);
+    assert.ok(fs.existsSync(`/proc/${other.pid}`), 'the process that took the pid is left alone');
   } finally { other.kill('SIGKILL'); }
 });
 

@@ -32,17 +32,22 @@ interface Site {
 }
 
 /**
- * The pid in a pid file, and whether that process runs (EPERM: it does, as
- * another user) and may be the holder: one whose command line (/proc, where
- * there is one) does not name `prog` has the pid of a holder that died.
+ * What the pid file says of the lock's holder:
+ * - gone: no process has its pid, so the lock is a dead holder's;
+ * - running: a process of that pid runs and its command line names `prog`
+ *   (or there is no /proc to ask, FreeBSD: kill(2) says it all);
+ * - unknown: no pid file, or a live process that is no `prog` (the dead
+ *   holder's pid taken by another, or a zombie not yet reaped), whose lock
+ *   only its staleness can tell about. Never removed: a holder started under
+ *   another name must not lose its lock to a guess.
  */
-function holder(pidFile: string, prog: string): { pid: number; alive: boolean } | undefined {
+function holder(pidFile: string, prog: string): 'gone' | 'running' | 'unknown' {
   const pid = Number(readPid(pidFile));
-  if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) return undefined;
-  try { process.kill(pid, 0); } catch (e) { return { pid, alive: errno(e) !== 'ESRCH' }; }
+  if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) return 'unknown';
+  try { process.kill(pid, 0); } catch (e) { return errno(e) === 'ESRCH' ? 'gone' : 'running'; }   // EPERM: it runs, as another user
   let cmdline: string | undefined;
-  try { cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1'); } catch { /* no /proc (FreeBSD): kill(2) says it all */ }
-  return { pid, alive: cmdline === undefined || cmdline.includes(prog) };
+  try { cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1'); } catch { /* no /proc */ }
+  return cmdline === undefined || cmdline.includes(prog) ? 'running' : 'unknown';
 }
 
 async function lockSite(site: Site, onLost: (err: Error) => void, waitForStale = true): Promise<() => Promise<void>> {
@@ -52,15 +57,14 @@ async function lockSite(site: Site, onLost: (err: Error) => void, waitForStale =
   // directory is local. BUGS: two started at the same instant after a crash
   // may both remove it; the loser sees its lock compromised and exits 75.)
   const h = holder(site.pid, site.prog);
-  if (h?.alive === false) {
+  if (h === 'gone') {
     await fsp.rm(site.lock, { recursive: true, force: true });
     await fsp.rm(site.pid, { force: true });
   }
-  // Waiting for staleness is for a lock whose holder is unknown (killed before
-  // it wrote its pid file); one whose holder runs is refused at once (a second
-  // spoold waited 13 s in silence, found by a tester), and a dead one's was
-  // removed above.
-  const wait = waitForStale && h === undefined;
+  // Waiting for staleness is for a lock whose holder is unknown; one whose
+  // holder runs is refused at once (a second spoold waited 13 s in silence,
+  // found by a tester), and a dead one's was removed above.
+  const wait = waitForStale && h === 'unknown';
   let release: () => Promise<void>;
   try {
     release = await lockfile.lock(site.root, {
