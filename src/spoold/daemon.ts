@@ -835,7 +835,8 @@ export class Daemon implements ConnOwner {
     // decides the result as any other storage failure does, so it is awaited first.
     await this.closeConsole(r);
     const started = new Date(m.started);
-    if (this.removedByHand(r)) { this.forgetRemoved(r, c); return; }
+    // Removed by hand, its directory failed our writes (ENOENT): a storage error. (Checked only then: not a syscall per job.)
+    if (r.storeError && this.removedByHand(r)) { this.forgetRemoved(r, c); return; }
     // A full disk is the job's result (`failed: no space left on device`); any
     // other storage failure (read-only spool, EIO) is ours, not the job's: the
     // worker keeps the result and delivers it again once the spool takes it.
