@@ -40,19 +40,26 @@ const tag = (name, child) => {
 const daemon = (name, args) => tag(name, spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'inherit', 'pipe'], detached: true }));
 const exited = (child) => new Promise((r) => { if (child.exitCode !== null || child.signalCode !== null) r(); else child.once('exit', () => r()); });
 // A watchdog for when this script dies without its stop (SIGKILL, the OOM
-// killer): a shell, in a group of its own too, that learns the daemons' pids
-// on its stdin and, when that pipe closes with no word from us, stops them as
-// stop() does: workerd first (it hands back a running job), then spoold.
+// killer): a shell, in a group of its own too, that learns on its stdin the
+// daemons' pids and which of them stop() has signalled already, and, when that
+// pipe closes with no `quit`, goes on as stop() does: workerd first (it hands
+// back a running job; a second SIGTERM would make it give the job up, so one
+// signalled already is only waited for), then spoold.
 const WATCHDOG = [
-  's=; w=',
-  'while read -r what pid; do case $what in spoold) s=$pid ;; workerd) w=$pid ;; quit) exit 0 ;; esac; done',
-  'if [ -n "$w" ] && kill -TERM "$w" 2>/dev/null; then i=0; while kill -0 "$w" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done; fi',
-  '[ -z "$s" ] || kill -TERM "$s" 2>/dev/null',
+  's=; w=; tw=; ts=',
+  'while read -r what pid; do case $what in spoold) s=$pid ;; workerd) w=$pid ;; termed-workerd) tw=1 ;; termed-spoold) ts=1 ;; quit) exit 0 ;; esac; done',
+  'if [ -n "$w" ]; then',
+  '  [ -n "$tw" ] || kill -TERM "$w" 2>/dev/null',
+  '  i=0; while kill -0 "$w" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done',
+  'fi',
+  '[ -z "$s" ] || [ -n "$ts" ] || kill -TERM "$s" 2>/dev/null',
 ].join('\n');
 const watchdog = spawn('/bin/sh', ['-c', WATCHDOG, `start.mjs watchdog of ${root}`], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
 watchdog.on('error', () => {});        // without it, the stop on exit below still covers every end but SIGKILL
 watchdog.stdin.on('error', () => {});
 const watch = (name, child) => { if (child.pid) watchdog.stdin.write(`${name} ${child.pid}\n`); return child; };
+/** Signal a daemon for the ordered stop, telling the watchdog first (it must not signal it again). */
+const term = (name, child) => { watchdog.stdin.write(`termed-${name}\n`); child.kill('SIGTERM'); };
 const spoold = watch('spoold', daemon('spoold', ['-s', spool]));
 let workerd;
 let stopping = 0;   // when the stop began
@@ -67,10 +74,10 @@ const stop = async () => {
   stopping = Date.now();
   if (workerd) {
     console.log('start: stopping workerd (it hands back a running job), then spoold; Ctrl-C again to hurry');
-    workerd.kill('SIGTERM');
+    term('workerd', workerd);
     await Promise.race([exited(workerd), new Promise((r) => setTimeout(r, 15_000).unref())]);
   }
-  spoold.kill('SIGTERM');
+  term('spoold', spoold);
   await exited(spoold);
   watchdog.stdin.end('quit\n');
   process.exit(process.exitCode ?? 0);

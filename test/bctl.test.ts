@@ -669,6 +669,13 @@ test('info --json has schedules, queues, running, workers, dropped; unparsable f
   fs.symlinkSync('/etc/passwd', sp.schedule('linked'));
   const linked = (await info()).errors.find((e: any) => e.file === 'schedules/linked');
   assert.is(linked?.error, 'schedules/linked: not a regular file (a symbolic link); remove it; spool files are plain files');
+  // One spoold's user cannot read: Node's own words name it relative to the spool too (found by a tester).
+  fs.writeFileSync(sp.schedule('secret'), 'name: secret\nplatform: p\n\ntrue\n', { mode: 0o600 });
+  fs.chmodSync(spool, 0o755);   // made 0700 by mkdtemp: the other user must get in
+  const nobody = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN('bctl'), '-s', spool, 'info', '--json'], { encoding: 'utf8' });
+  const secret = JSON.parse(nobody.stdout).errors.find((e: any) => e.file === 'schedules/secret');
+  assert.match(secret?.error ?? nobody.stderr, /^schedules\/secret: cannot read: EACCES: permission denied, open 'schedules\/secret'; /);
+  assert.not.match(secret.error, new RegExp(spool));
 });
 
 test('info marks a schedule overdue when its due time passed without a firing', async () => {

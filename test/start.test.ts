@@ -80,6 +80,22 @@ test('npm start runs the sample job through spoold and a local workerd, and its 
     assert.not.ok(fs.existsSync(path.join(dir, 'spool', 'spoold.sock')), 'spoold stopped as on SIGTERM (its socket removed)');
     const watchdogs = () => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (readIf(`/proc/${p}/cmdline`) ?? '').includes(`watchdog of ${dir}`));
     await until('no watchdog left: each ended with its start', () => watchdogs().length === 0, 5_000);
+    // A SIGKILL during the ordered stop, while workerd waits for a job that
+    // traps SIGTERM: the watchdog waits for workerd rather than signal it a
+    // second time, which would make it give the job up (found by a tester).
+    const fourth = spawn(process.execPath, [path.join(dir, 'scripts', 'start.mjs')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out4 = '';
+    fourth.stdout.on('data', (b) => { out4 += b; });
+    await until('the fourth start runs its sample job', () => /the sample job finished/.test(out4), 60_000);
+    const stubborn = (await run(process.execPath, [path.join(ROOT, 'dist', 'bin', 'bctl.cjs'), '-s', path.join(dir, 'spool'), 'submit', /for platform (\S+)/.exec(out)![1]!, '-', '--name', 'stubborn'],
+      { input: '#!/bin/sh\ntrap "echo got TERM" TERM\necho started\nwhile :; do sleep 0.2; done\n' })).stdout.trim();
+    await until('the stubborn job runs', () => /started/.test(readIf(path.join(dir, 'spool', 'running', stubborn, 'console.log')) ?? ''), 20_000);
+    process.kill(-fourth.pid!, 'SIGINT');
+    await until('the ordered stop begun', () => /start: stopping workerd/.test(out4), 5_000);
+    process.kill(fourth.pid!, 'SIGKILL');
+    await until('no daemon left after a SIGKILL during the stop', noDaemon, 40_000);
+    assert.ok(fs.existsSync(path.join(dir, 'spool', 'new', stubborn)), 'the job was handed back to new/, not given up');
+    assert.equal(fs.readdirSync(path.join(dir, 'spool', 'running')), []);
   } finally {
     // start.mjs and the daemons it started, each in a process group of its own.
     for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {

@@ -176,7 +176,9 @@ export async function readIf(p: string, max = MAX_FILE, shown = p): Promise<Buff
   let r: Buffer | { why: string };
   try { r = readRegular(p, max); } catch (e) {
     if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
-    throw ioError(e, shown, 'cannot read');
+    // Node's message names the path it was given: named as shown, it is named so there too.
+    const err = shown === p ? e : Object.assign(new Error((e as Error).message.split(p).join(shown)), { code: errno(e) });
+    throw ioError(err, shown, 'cannot read');
   }
   if (Buffer.isBuffer(r)) return r;
   throw new SpoolError('SPOOL_BAD_FILE', r.why, { path: shown, hint: 'remove it; spool files are plain files' });

@@ -45,9 +45,11 @@ function holder(pidFile: string, prog: string): 'gone' | 'running' | 'unknown' {
   const pid = Number(readPid(pidFile));
   if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) return 'unknown';
   try { process.kill(pid, 0); } catch (e) { return errno(e) === 'ESRCH' ? 'gone' : 'running'; }   // EPERM: it runs, as another user
-  let cmdline: string | undefined;
-  try { cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1'); } catch { /* no /proc */ }
-  return cmdline === undefined || cmdline.includes(prog) ? 'running' : 'unknown';
+  let argv: string[] | undefined;
+  try { argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0'); } catch { /* no /proc */ }
+  // The program itself among its words (node .../spoold.js, /usr/local/bin/spoold), not a
+  // word that only mentions it (tail -f spoold.log, found by a tester).
+  return argv === undefined || argv.some((a) => [prog, `${prog}.js`].includes(path.basename(a))) ? 'running' : 'unknown';
 }
 
 async function lockSite(site: Site, onLost: (err: Error) => void, waitForStale = true): Promise<() => Promise<void>> {
