@@ -39,27 +39,24 @@ const tag = (name, child) => {
 // spoold after it, as an operator would.
 const daemon = (name, args) => tag(name, spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'inherit', 'pipe'], detached: true }));
 const exited = (child) => new Promise((r) => { if (child.exitCode !== null || child.signalCode !== null) r(); else child.once('exit', () => r()); });
-// A watchdog for when this script dies without its stop (SIGKILL, the OOM
-// killer): a shell, in a group of its own too, that learns on its stdin the
-// daemons' pids and which of them stop() has signalled already, and, when that
-// pipe closes with no `quit`, goes on as stop() does: workerd first (it hands
-// back a running job; a second SIGTERM would make it give the job up, so one
-// signalled already is only waited for), then spoold.
+// The ordered stop (workerd first: it hands back a running job; then
+// spoold) is made by a watchdog: a shell, in a group of its own too, that
+// learns the daemons' pids on its stdin and stops them when that pipe
+// closes. stop() closes it; so does our exit, however it comes (SIGKILL, the
+// OOM killer, a crash), so the daemons never outlive this script.
 const WATCHDOG = [
-  's=; w=; tw=; ts=',
-  'while read -r what pid; do case $what in spoold) s=$pid ;; workerd) w=$pid ;; termed-workerd) tw=1 ;; termed-spoold) ts=1 ;; quit) exit 0 ;; esac; done',
-  'if [ -n "$w" ]; then',
-  '  [ -n "$tw" ] || kill -TERM "$w" 2>/dev/null',
-  '  i=0; while kill -0 "$w" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done',
-  'fi',
-  '[ -z "$s" ] || [ -n "$ts" ] || kill -TERM "$s" 2>/dev/null',
+  's=; w=',
+  'while read -r what pid; do case $what in spoold) s=$pid ;; workerd) w=$pid ;; esac; done',
+  'if [ -n "$w" ] && kill -TERM "$w" 2>/dev/null; then i=0; while kill -0 "$w" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done; fi',
+  '[ -z "$s" ] || kill -TERM "$s" 2>/dev/null',
 ].join('\n');
 const watchdog = spawn('/bin/sh', ['-c', WATCHDOG, `start.mjs watchdog of ${root}`], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-watchdog.on('error', () => {});        // without it, the stop on exit below still covers every end but SIGKILL
 watchdog.stdin.on('error', () => {});
+await new Promise((resolve) => {
+  watchdog.once('spawn', resolve);
+  watchdog.once('error', (e) => { console.error(`start: cannot run /bin/sh: ${e.message}`); process.exit(1); });
+});
 const watch = (name, child) => { if (child.pid) watchdog.stdin.write(`${name} ${child.pid}\n`); return child; };
-/** Signal a daemon for the ordered stop, telling the watchdog first (it must not signal it again). */
-const term = (name, child) => { watchdog.stdin.write(`termed-${name}\n`); child.kill('SIGTERM'); };
 const spoold = watch('spoold', daemon('spoold', ['-s', spool]));
 let workerd;
 let stopping = 0;   // when the stop began
@@ -72,27 +69,14 @@ const stop = async () => {
     return;
   }
   stopping = Date.now();
-  if (workerd) {
-    console.log('start: stopping workerd (it hands back a running job), then spoold; Ctrl-C again to hurry');
-    term('workerd', workerd);
-    await Promise.race([exited(workerd), new Promise((r) => setTimeout(r, 15_000).unref())]);
-  }
-  term('spoold', spoold);
+  if (workerd) console.log('start: stopping workerd (it hands back a running job), then spoold; Ctrl-C again to hurry');
+  watchdog.stdin.end();   // its stop: workerd (waited for up to 15 s), then spoold
   await exited(spoold);
-  watchdog.stdin.end('quit\n');
   process.exit(process.exitCode ?? 0);
 };
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => void stop());
 /** Stop, or let the stop under way end: stop() exits, so nothing after this runs. */
 const halt = async () => { await stop(); await new Promise(() => {}); };
-// In process groups of their own, the daemons would outlive this script (a
-// crash): whatever ends it has them stopped, in order, by the watchdog, whose
-// pipe closes as we exit; only without one are they signalled here, at once
-// (two signals would make workerd give up its job).
-process.on('exit', () => {
-  if (watchdog.pid !== undefined && watchdog.exitCode === null) return;
-  for (const c of [workerd, spoold]) if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-});
 // Until this spoold says it started (a spool with a spoold already running has
 // its socket too: this one then exits 1 and nothing is submitted to the other).
 const started = await new Promise((resolve) => {

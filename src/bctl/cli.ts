@@ -71,14 +71,14 @@ export function flag(ctx: Ctx, name: string): boolean {
   return ctx.opts[name] === true;
 }
 
+/** How much of a script bctl reads before it says "over the limit" without a count. */
+const SCRIPT_READ_MAX = 4 * MAX_FILE;
+
 /**
  * Read a job script: a file, or standard input for `-`. The bytes must be what
  * a spool file may hold (decodeFile), checked against the script's own name so
  * the message points at the file the person wrote.
  */
-/** How much of a script bctl reads before it says "over the limit" without a count. */
-const SCRIPT_READ_MAX = 4 * MAX_FILE;
-
 export async function readScript(ctx: Ctx, file: string): Promise<{ body: string; source: string }> {
   let buf: Buffer;
   const source = file === '-' ? 'stdin' : file;

@@ -836,7 +836,7 @@ export class Daemon implements ConnOwner {
     await this.closeConsole(r);
     const started = new Date(m.started);
     // Removed by hand, its directory failed our writes (ENOENT): a storage error. (Checked only then: not a syscall per job.)
-    if (r.storeError && this.removedByHand(r)) { this.forgetRemoved(r, c); return; }
+    if (r.storeError && this.foundNow(r) === 'removed') { this.forgetRemoved(r, c); return; }
     // A full disk is the job's result (`failed: no space left on device`); any
     // other storage failure (read-only spool, EIO) is ours, not the job's: the
     // worker keeps the result and delivers it again once the spool takes it.
@@ -874,14 +874,15 @@ export class Daemon implements ConnOwner {
       if (status.kind === 'failed' && status.why === NO_SPACE) await this.makeRoom(r);
       await finalize(this.sp, result, true);   // `done` need not wait for done/NAME's flush (finalize says why)
     } catch (e) {
-      if (this.finishedElsewhere(r)) {
+      const now = this.foundNow(r);
+      if (now === 'done') {
         // Another writer finalized it first: a bctl cancel finishing the job
         // it had claimed as this spoold started. Its result stands.
         if (this.running.get(r.id) === r) this.running.delete(r.id);
         log('forgotten', { id: r.id, name: r.job.name, why: 'finished meanwhile by another writer (bctl cancel); its result stands' });
         return true;
       }
-      if (this.removedByHand(r)) { this.forgetRemoved(r, undefined); return true; }
+      if (now === 'removed') { this.forgetRemoved(r, undefined); return true; }
       log('error', { id: r.id, why: `cannot finalize: ${(e as Error).message}` });
       return false;
     }
@@ -891,9 +892,16 @@ export class Daemon implements ConnOwner {
     return true;
   }
 
-  /** running/ID is gone, and the job is not in done/: a person removed it. */
-  private removedByHand(r: Running): boolean {
-    return !existsOr(this.sp.runningDir(r.id), true) && !existsOr(this.sp.doneDir(r.job.name, r.id), true);
+  /**
+   * Where job r is, after a write of ours failed: its running/ID still there
+   * (or not known: EACCES, EIO), finalized by another writer (running/ID
+   * gone, done/NAME/ID there: a bctl cancel finishing the job it had claimed
+   * as this spoold started), or removed by hand (in neither).
+   */
+  private foundNow(r: Running): 'running' | 'done' | 'removed' {
+    if (existsOr(this.sp.runningDir(r.id), true)) return 'running';
+    const done = this.sp.doneDir(r.job.name, r.id);
+    return existsOr(done, false) ? 'done' : existsOr(done, true) ? 'running' : 'removed';
   }
 
   /**
@@ -920,10 +928,6 @@ export class Daemon implements ConnOwner {
     this.dispatchFor(c.platform);
   }
 
-  /** running/ID is gone and done/NAME/ID is there: the job was finalized by someone else. */
-  private finishedElsewhere(r: Running): boolean {
-    return !existsOr(this.sp.runningDir(r.id), true) && existsOr(this.sp.doneDir(r.job.name, r.id), false);
-  }
 
   /**
    * The disk is full: give back the partial artifacts and, when the console

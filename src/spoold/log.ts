@@ -21,6 +21,26 @@ export function log(event: string, fields: Record<string, string | number | unde
   process.stderr.write(`${line}\n`);
 }
 
+/**
+ * A condition that lasts (a file spoold cannot read, a state it cannot write)
+ * is logged once per cause, not at every look: `first` says whether this
+ * cause of key is news, and remembers it until `forget` (the condition is
+ * over) or another cause. Also the set of keys whose condition holds (`has`).
+ */
+export class LogOnce {
+  private said = new Map<string, string>();
+  /** True when key has not been logged with this cause: the caller logs it now. */
+  first(key: string, cause = ''): boolean {
+    if (this.said.get(key) === cause) return false;
+    this.said.set(key, cause);
+    return true;
+  }
+  has(key: string): boolean { return this.said.has(key); }
+  forget(key: string): void { this.said.delete(key); }
+  /** Forget the keys not in `present` (files gone). */
+  keepOnly(present: ReadonlySet<string>): void { for (const k of this.said.keys()) if (!present.has(k)) this.said.delete(k); }
+}
+
 function quote(s: string): string {
   return JSON.stringify(s).replace(/[\x7f-\x9f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -28,7 +28,7 @@ import { Daemon, CONSOLE_BUDGET } from './daemon.js';
 import { Conn } from './conn.js';
 import { ScheduleTimer } from './timer.js';
 import { watchDir, watchNew } from './watch.js';
-import { log } from './log.js';
+import { log, LogOnce } from './log.js';
 
 const USAGE = `usage: spoold [-s SPOOL] [--listen HOST:PORT] [--templates DIR] [--token-file FILE]
               [--lease DUR] [--heartbeat DUR] [--max-artifacts BYTES]
@@ -105,12 +105,11 @@ export async function main(argv: string[]): Promise<void> {
   d.hasWorkFor = async (p) => (await templatePlatforms(templateDirs)).includes(p) || timer.serves(p);
   await d.reconcile();
 
-  const misnamed = new Set<string>();   // platforms/ files whose names are no platform's, warned about once
+  const misnamed = new LogOnce();   // platforms/ files whose names are no platform's, warned about once
   const readDropped = async () => {
     const all = await fsp.readdir(sp.platforms).catch(() => [] as string[]);
     for (const f of all) {
-      if (f.startsWith('.') || isName(f) || misnamed.has(f)) continue;
-      misnamed.add(f);
+      if (f.startsWith('.') || isName(f) || !misnamed.first(f)) continue;
       log('warning', { file: `platforms/${f}`, why: 'not a platform name, so it drops no platform: rename it to the platform it should drop, or remove it' });
     }
     const names = new Set(all.filter(isName));

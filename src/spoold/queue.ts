@@ -21,7 +21,7 @@ import { MAX_FILE } from '../spool/headers.js';
 import { readSpoolFile } from '../spool/read.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { SpoolError, errno } from '../spool/errors.js';
-import { log } from './log.js';
+import { log, LogOnce } from './log.js';
 import { Settle } from './settle.js';
 
 export interface Queued { id: string; name: string; platform: string; priority: number; origin: string }
@@ -35,9 +35,9 @@ export class Queue {
   /** Files maybe being written in place: looked at again once settled. */
   private settle = new Settle((n) => void this.consider(n).catch((e) => log('error', { file: `new/${n}`, why: (e as Error).message })));
   /** new/ names that are not UTF-8, warned about once. */
-  private misnamed = new Set<string>();
-  /** Files spoold cannot read (EACCES), with why: logged once per version. */
-  private unreadable = new Map<string, string>();
+  private misnamed = new LogOnce();
+  /** Files spoold cannot read (EACCES): logged once per version. */
+  private unreadable = new LogOnce();
   /** Queued jobs edited in place that did not parse for a while: out of the queue meanwhile, and no new job once they parse again. */
   private editing = new Set<string>();
 
@@ -88,7 +88,7 @@ export class Queue {
     if (name.startsWith('.')) return;
     const file = path.join(this.sp.new, name);
     const st = fs.lstatSync(file, { throwIfNoEntry: false });
-    if (!st) { if (isId(name)) this.remove(name); this.settle.forget(name); this.unreadable.delete(name); this.editing.delete(name); return; }
+    if (!st) { if (isId(name)) this.remove(name); this.settle.forget(name); this.unreadable.forget(name); this.editing.delete(name); return; }
     const known = isId(name) ? this.byId.get(name) : undefined;
     if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) return;
     if (!st.isFile()) return void this.rejectFile(file, `new/${name} is not a regular file (a ${st.isSymbolicLink() ? 'symlink' : 'directory or special file'}); put job files into new/ as plain files`);
@@ -98,7 +98,7 @@ export class Queue {
     try {
       const buf = readSpoolFile(file);
       if (!buf) return;   // swapped for something else since the lstat: its own event, or the rescan, sees it
-      this.unreadable.delete(name);
+      this.unreadable.forget(name);
       job = parseJob(buf, `new/${name}`, name);
       if (job.id === undefined) wanted = parseJob(buf, `new/${name}`).id;   // its own id: header, if any
       else this.settle.forget(name);   // it parses now
@@ -147,9 +147,7 @@ export class Queue {
   /** new/name cannot be read by spoold's user: not queued, and said once per version of the file, with what to do. */
   private cannotRead(name: string, st: { mtimeMs: number; size: number; mode: number }, e: Error): void {
     if (isId(name)) this.remove(name);
-    const version = `${st.mtimeMs} ${st.size} ${st.mode}`;
-    if (this.unreadable.get(name) === version) return;
-    this.unreadable.set(name, version);
+    if (!this.unreadable.first(name, `${st.mtimeMs} ${st.size} ${st.mode}`)) return;
     log('error', { file: `new/${name}`, why: `${e.message}; it is not queued until spoold can read it: make it readable by spoold's user (chmod g+r, or write it as that user), or remove it` });
   }
 
@@ -172,13 +170,12 @@ export class Queue {
     try { names = await fsp.readdir(this.sp.new); } catch (e) { log('error', { dir: 'new/', why: (e as Error).message }); return; }
     const present = new Set(names);
     for (const id of [...this.byId.keys()]) if (!present.has(id)) this.remove(id);
-    for (const n of this.misnamed) if (!present.has(n)) this.misnamed.delete(n);
+    this.misnamed.keepOnly(present);
     for (const n of names) {
       // A name that is not UTF-8 reads back with U+FFFD in it, under which
       // there is no file: nothing could take it, so it is said (once).
       if (n.includes('\ufffd') && !fs.existsSync(path.join(this.sp.new, n))) {
-        if (!this.misnamed.has(n)) log('warning', { file: `new/${n}`, why: 'file name is not valid UTF-8, so spoold cannot take it: rename it (mv with a plain name)' });
-        this.misnamed.add(n);
+        if (this.misnamed.first(n)) log('warning', { file: `new/${n}`, why: 'file name is not valid UTF-8, so spoold cannot take it: rename it (mv with a plain name)' });
         continue;
       }
       try { await this.consider(n); } catch (e) { log('error', { file: `new/${n}`, why: (e as Error).message }); }

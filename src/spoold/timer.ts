@@ -38,7 +38,7 @@ import { readSpoolFile } from '../spool/read.js';
 import { isId, isName, NAME_RULE, type SpoolPaths } from '../spool/paths.js';
 import { SpoolError, errno } from '../spool/errors.js';
 import type { Result } from '../spool/result.js';
-import { log } from './log.js';
+import { log, LogOnce } from './log.js';
 import { Settle } from './settle.js';
 import type { Daemon } from './daemon.js';
 
@@ -54,11 +54,11 @@ export class ScheduleTimer {
   /** The write of state/NAME in progress, per name: the next waits for it. */
   private writes = new Map<string, Promise<boolean>>();
   /** Schedule files that could not be read (EACCES), by name: the version already logged. */
-  private unreadable = new Map<string, string>();
+  private unreadable = new LogOnce();
   /** Schedules held because state/NAME does not parse, with why (logged once per cause). */
-  private broken = new Map<string, string>();
+  private broken = new LogOnce();
   /** state/NAME files whose last write failed, with its cause (logged once per cause): memory is ahead of them. */
-  private unwritten = new Map<string, string>();
+  private unwritten = new LogOnce();
   /** Schedules whose last firing could queue nothing: when to try again, and its cause (logged once per cause). */
   private unqueued = new Map<string, { at: number; cause: string }>();
   /** The rescan under way, and whether another was asked for meanwhile. */
@@ -124,8 +124,8 @@ export class ScheduleTimer {
    */
   private forget(n: string): void {
     this.settle.forget(n);
-    this.unreadable.delete(n);
-    this.broken.delete(n);
+    this.unreadable.forget(n);
+    this.broken.forget(n);
     if (!this.unwritten.has(n)) this.states.delete(n);
     this.unqueued.delete(n);
     if (this.schedules.delete(n)) log('unscheduled', { name: n });
@@ -135,8 +135,7 @@ export class ScheduleTimer {
   private cannotRead(n: string, e: unknown): void {
     const why = (e as Error).message;
     this.schedules.delete(n);   // its state stays: readable again, it fires on from there
-    if (this.unreadable.get(n) === why) return;
-    this.unreadable.set(n, why);
+    if (!this.unreadable.first(n, why)) return;
     log('error', { file: `schedules/${n}`, why: `${why}; it is not fired until spoold can read it (make it readable by spoold's user, or remove it)` });
   }
 
@@ -154,7 +153,7 @@ export class ScheduleTimer {
     if (!why) {
       try {
         const buf = readSpoolFile(file);   // it may have changed since the lstat
-        this.unreadable.delete(n);
+        this.unreadable.forget(n);
         if (buf) s = parseSchedule(buf, `schedules/${n}`, n);
         else why = `schedules/${n} is not a regular file of at most ${MAX_FILE} bytes; write schedules as plain files`;
       } catch (e) {
@@ -197,10 +196,7 @@ export class ScheduleTimer {
    * what they wrote. Logged once per cause.
    */
   private holdBroken(n: string, why: string): void {
-    if (this.broken.get(n) !== why) {
-      log('error', { file: `state/${n}`, why: heldWhy(n, why) });
-    }
-    this.broken.set(n, why);
+    if (this.broken.first(n, why)) log('error', { file: `state/${n}`, why: heldWhy(n, why) });
     this.setState(n, this.states.get(n)?.st ?? emptyState());
   }
 
@@ -223,7 +219,7 @@ export class ScheduleTimer {
     // Memory as it is after the read (a firing may have recorded meanwhile); from here on nothing awaits.
     if (pending()) return;
     if (found === 'unparsed') { this.holdBroken(n, why!); return; }
-    this.broken.delete(n);
+    this.broken.forget(n);
     // A firing far ahead of the clock was made while the clock was wrong: it is
     // recorded as made now, once, or the schedule would wait for the clock.
     const now = new Date();
@@ -242,7 +238,7 @@ export class ScheduleTimer {
       return;
     }
     this.setState(n, st);
-    if (found === 'good') this.unwritten.delete(n);   // someone wrote a good file, newer than ours
+    if (found === 'good') this.unwritten.forget(n);   // someone wrote a good file, newer than ours
   }
 
   /** Schedules that do not parse, maybe half-written: looked at again once settled. */
@@ -454,16 +450,15 @@ export class ScheduleTimer {
     };
     try {
       const kept = await writeScheduleState(this.sp, name, st, queued.length > 0 ? undo : undefined);
-      this.unwritten.delete(name);
+      this.unwritten.forget(name);
       return kept;
     } catch (e) {
       // Logged once per cause (its errno: the message names a fresh staging file each time).
       const cause = errnoOf(e as Error);
       if (!this.schedules.has(name)) return true;   // forgotten meanwhile: nothing to write again
-      if (this.unwritten.get(name) !== cause) {
+      if (this.unwritten.first(name, cause)) {
         log('error', { file: `state/${name}`, why: `${(e as Error).message}; spoold keeps the state in memory and writes it at each rescan until it can (fix or remove state/${name}); a restart before that fires the schedule once at once` });
       }
-      this.unwritten.set(name, cause);
       return true;
     }
   }
