@@ -83,6 +83,18 @@ test('inspect --console streams the console bytes unchanged', async () => {
   assert.ok(r.equals(CONSOLE), `got ${r.toString('hex')}`);
 });
 
+test('inspect --console and --job do not follow a link put in place of the file (as root it would print /etc/shadow)', async () => {
+  const { id, dir } = await doneJob();
+  for (const [view, file] of [['--console', 'console.log'], ['--job', 'job']] as const) {
+    await fsp.rm(path.join(dir, file));
+    await fsp.symlink('/etc/passwd', path.join(dir, file));
+    const r = await bctl(spool, ['inspect', id, view]);
+    assert.is(r.code, 1, view);
+    assert.is(r.stdout, '', `${view}: nothing of the link's target is printed`);
+    assert.match(r.stderr, new RegExp(`^bctl: ${dir}/${file.replace('.', '\\.')}: a symbolic link, not followed; only spoold writes a job's directory; run bctl fsck\n$`));
+  }
+});
+
 test('inspect --script prints the script only; --job the whole job file', async () => {
   const { id, dir } = await doneJob();
   const s = await bctl(spool, ['inspect', id, '--script']);

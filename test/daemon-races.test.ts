@@ -29,6 +29,17 @@ test.after.each(async () => {
   await fsp.rm(root, { recursive: true, force: true });
 });
 
+/**
+ * Make finalize fail until unblock: a directory with a file where the job's
+ * done/NAME/ID goes (rename(2) says ENOTEMPTY). A file in place of done/NAME,
+ * which these tests used before, is now a stray that finalize moves aside.
+ */
+function block(sp: Spool, name: string, id: string): void {
+  fs.mkdirSync(sp.doneDir(name, id), { recursive: true });
+  fs.writeFileSync(path.join(sp.doneDir(name, id), 'in-the-way'), 'in the way\n');
+}
+const unblock = (sp: Spool, name: string, id: string): void => fs.rmSync(sp.doneDir(name, id), { recursive: true });
+
 async function spool(): Promise<{ sp: Spool; d: D }> {
   const sp = new SpoolPaths(path.join(root, 'spool'));
   await ensureSpool(sp);
@@ -136,13 +147,13 @@ test('an end spoold records itself (failed, by its worker) that the spool would 
   const id = await claimed(sp, 'rejected');
   await d.reconcile();
   const r = inside(d).running.get(id)!;
-  fs.writeFileSync(path.join(sp.done, 'rejected'), 'in the way\n');
+  block(sp, 'rejected', id);
   await (d as unknown as { settle(r: unknown, s: unknown, w: string, t: Date): Promise<void> }).settle(r, { kind: 'failed', why: 'artifacts rejected: test' }, 'w1', new Date());
   assert.is(resultIn(sp, 'rejected', id), undefined);
   const w = worker(d, 'w1');
   await logOf(async () => { d.onHello(w.c as never, { t: 'hello', v: 1, name: 'w1', platform: 'p', holding: { id, name: 'rejected', attempt: 1, finished: true } }); await sleep(50); });
   assert.ok(w.sent.some((m) => m.t === 'not-yours'), `spoold answered ${w.sent.map((m) => m.t).join(',')}`);
-  fs.rmSync(path.join(sp.done, 'rejected'));
+  unblock(sp, 'rejected', id);
   await later(60_000, () => inside(d).checkLeases());
   const done = resultIn(sp, 'rejected', id);
   assert.equal(done?.status, { kind: 'failed', why: 'artifacts rejected: test' });
@@ -153,11 +164,11 @@ test('a lost job whose result the spool would not take once is recorded when it 
   const { sp, d } = await spool();
   const id = await claimed(sp, 'unlucky', 0);
   await d.reconcile();
-  fs.writeFileSync(path.join(sp.done, 'unlucky'), 'in the way\n');    // done/NAME cannot be made
+  block(sp, 'unlucky', id);    // its done/NAME/ID cannot be made
   inside(d).running.get(id)!.deadline = 0;
   await inside(d).checkLeases();
   assert.is(resultIn(sp, 'unlucky', id), undefined);
-  fs.rmSync(path.join(sp.done, 'unlucky'));
+  unblock(sp, 'unlucky', id);
   await later(60_000, () => inside(d).checkLeases());   // past the retry delay
   assert.equal(resultIn(sp, 'unlucky', id)?.status, { kind: 'lost' });
 });
@@ -167,12 +178,12 @@ test('at start, a job with its result in running/ is never queued to run again, 
   const id = await claimed(sp, 'stored', 2);
   const now = new Date();
   fs.writeFileSync(sp.runningFile(id, 'result'), formatResult({ id, name: 'stored', platform: 'p', worker: 'w1', attempt: 1, queued: now, started: now, finished: now, status: { kind: 'exited', code: 0 } }));
-  fs.writeFileSync(path.join(sp.done, 'stored'), 'in the way\n');
+  block(sp, 'stored', id);
   await d.reconcile();
   assert.not.ok(inside(d).running.has(id), 'not waiting for a worker, whose lease would requeue it');
   const scans = await logOf(async () => { for (let i = 0; i < 3; i++) await later(ORPHAN_MS + 1000, () => d.adoptOrphans()); });
   assert.is(scans, '', 'each scan tries again, and says nothing new');
-  fs.rmSync(path.join(sp.done, 'stored'));
+  unblock(sp, 'stored', id);
   await later(ORPHAN_MS + 1000, () => d.adoptOrphans());
   assert.equal(resultIn(sp, 'stored', id)?.status, { kind: 'exited', code: 0 });
   assert.not.ok(fs.existsSync(sp.queued(id)));
@@ -227,10 +238,10 @@ test('a job another writer finalizes while spoold tries to record it is let go, 
   const { sp, d } = await spool();
   const id = await claimed(sp, 'raced');
   fs.writeFileSync(sp.runningFile(id, 'cancel'), 'canceled: now\n');
-  fs.writeFileSync(path.join(sp.done, 'raced'), 'in the way\n');     // spoold's first finalize fails
+  block(sp, 'raced', id);     // spoold's first finalize fails
   await logOf(() => d.reconcile());
   assert.ok(inside(d).running.has(id), 'held, to be tried again');
-  fs.rmSync(path.join(sp.done, 'raced'));
+  unblock(sp, 'raced', id);
   const job = parseJob(fs.readFileSync(sp.runningFile(id, 'job')), 'job', id);
   const theirs = new Date('2001-02-03T04:05:06Z');
   await finalize(sp, { id, name: 'raced', platform: 'p', worker: '', attempt: 0, queued: job.queued!, started: undefined, finished: theirs, status: { kind: 'canceled' } });

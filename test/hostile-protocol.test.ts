@@ -25,7 +25,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { daemon, run, until, readIf, sleep, tmpdir, ROOT, type Daemon } from './lib.js';
+import { daemon, run, until, readIf, sleep, tmpdir, ROOT, type Daemon, bctl } from './lib.js';
 import { FakeWorker, hostileTars, packTar, patchSize, sha256, type JobMsg } from './fakeworker.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { submission } from '../src/spool/job.js';
@@ -462,15 +462,44 @@ test('finished, artifacts and manifest for a random id are refused', async () =>
 });
 
 /** Send the rest of a normal job as a well-behaved worker would. */
-async function finishJob(f: FakeWorker, id: string, consoleText: string, files: Record<string, string>, status = 'exited 0'): Promise<void> {
+async function finishJob(f: FakeWorker, id: string, consoleText: string, files: Record<string, string>, status = 'exited 0', started?: string): Promise<void> {
   if (consoleText) f.data(T_CONSOLE, Buffer.from(consoleText));
   f.send({ t: 'artifacts', id });
   const entries = Object.entries(files).map(([name, text]) => ({ header: { name, type: 'file' as const, size: Buffer.byteLength(text) }, body: Buffer.from(text) }));
   f.data(T_ARTIFACTS, await packTar(entries));
   f.send({ t: 'manifest', id, files: entries.map((x) => ({ name: x.header.name, type: 'file' as const, size: x.body.length, sha256: sha256(x.body) })) });
   const now = new Date().toISOString();
-  f.send({ t: 'finished', id, status, started: now, finished: now });
+  f.send({ t: 'finished', id, status, started: started ?? now, finished: now });
 }
+
+test('a worker\'s clock at 1970, or in the future, and escape sequences in its status make a result that bctl reads and that prints nothing a terminal obeys', async () => {
+  const e = await setup();
+  const cases: Array<[string, string, string]> = [
+    ['clock1970', 'exited 0', '1970-01-01T00:00:00.000Z'],
+    ['clockahead', 'exited 0', '2999-01-01T00:00:00.000Z'],
+    ['escapes', 'failed: \u001b]0;PWNED\u0007\u001b[2J\u000b\u0085 \u202eevil', new Date().toISOString()],
+  ];
+  for (const [name, status, started] of cases) {
+    const id = await queue(e, name, EVIL_PLATFORM);
+    const f = await welcomed(e, name);
+    f.keepAlive(HEARTBEAT_MS / 2);
+    assert.is((await f.expect('job')).id, id);
+    const before = Date.now();
+    await finishJob(f, id, 'x\n', {}, status, started);
+    await f.expect('done');
+    const result = fs.readFileSync(path.join(e.spool, 'done', name, id, 'result'), 'utf8');
+    const at = new Date(/^started: (.*)$/m.exec(result)![1]!).getTime();
+    // spoold's own hand-over time stands in for a time it cannot believe
+    if (name !== 'escapes') assert.ok(at <= Date.now() && at >= before - 60_000, `${name}: started ${new Date(at).toISOString()}`);
+    const o = await bctl(e.spool, ['observe', id]);
+    assert.is(o.code, name === 'escapes' ? 1 : 0, o.stderr);
+    const shown = (await bctl(e.spool, ['inspect', id])).stdout;
+    assert.not.match(shown, /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]/, `${name}: no control character reaches the terminal`);
+    if (name === 'escapes') assert.match(shown, /^status: failed: \\x1b\]0;PWNED\\x07\\x1b\[2J\\x0b\\x85 \\u202eevil$/m);
+    f.destroy();
+  }
+  assert.is((await bctl(e.spool, ['fsck'])).code, 0);
+});
 
 test('another worker cannot speak about a job it was not given: artifacts, manifest, finished and a hijacking hello are refused, and the job is unharmed', async () => {
   const e = await setup();

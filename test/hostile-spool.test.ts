@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { tmpdir, daemon, until, drop, sleep, queueJob, bctl, readIf, type Daemon } from './lib.js';
+import { tmpdir, daemon, until, drop, sleep, queueJob, bctl, readIf, run, BIN, type Daemon } from './lib.js';
 import { newId } from '../src/spool/ids.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { ensureSpool } from '../src/spool/layout.js';
@@ -295,6 +295,101 @@ test('a job file saved back into new/ while it runs goes to bad/ saying so; a na
   assert.is(s.log().match(/new\/caf\ufffd/g)?.length, 1, 'warned once');
   const f = await bctl(spool, ['fsck']);
   assert.match(f.stdout, /^bctl fsck: new\/caf\ufffd: file name is not valid UTF-8, so spoold cannot take it; rename it/m);
+});
+
+
+test('links and wrong kinds planted in running/ID/ or as done/NAME are moved to bad/ unfollowed; nothing outside the spool changes; every job finishes', async () => {
+  // A member of the spool's group may write there (found by a tester: spoold
+  // appended a job's console to a root-only file through a planted link, and
+  // emptied a directory a planted artifacts/ link named).
+  const outside = `${spool}-outside`;
+  fs.mkdirSync(`${outside}/dir/sub`, { recursive: true });
+  fs.writeFileSync(`${outside}/file`, 'root:x:0:0\n', { mode: 0o600 });
+  fs.writeFileSync(`${outside}/dir/a`, 'a\n');
+  fs.writeFileSync(`${outside}/dir/sub/b`, 'b\n');
+  const before = execFileSync('sh', ['-c', `cd ${outside} && find . -printf '%p %m %s\\n' | sort && cat file dir/a dir/sub/b`], { encoding: 'utf8' });
+  const ids: Record<string, string> = {};
+  for (const n of ['console', 'artifacts', 'lease', 'other', 'sums', 'donelink']) {
+    ids[n] = await queueJob(spool, { name: `plant-${n}`, platform: 'debian-12', body: `#!/bin/sh\necho ${n}\necho kept > out.txt\n` });
+  }
+  const rdir = (id: string | undefined) => path.join(spool, 'running', id!);
+  for (const id of Object.values(ids)) fs.mkdirSync(rdir(id));
+  fs.symlinkSync(`${outside}/file`, `${rdir(ids.console!)}/console.log`);
+  fs.symlinkSync(`${outside}/dir`, `${rdir(ids.artifacts!)}/artifacts`);
+  fs.mkdirSync(`${rdir(ids.lease!)}/lease`);
+  fs.symlinkSync(`${outside}/dir`, `${rdir(ids.other!)}/evil`);
+  fs.mkdirSync(`${rdir(ids.sums!)}/SHA256SUMS`);
+  fs.symlinkSync(`${outside}/dir`, path.join(spool, 'done', 'plant-donelink'));
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
+  // One planted while its job runs, before its artifacts come: removed, never read through.
+  ids.late = await queueJob(spool, { name: 'plant-late', platform: 'debian-12', body: '#!/bin/sh\nsleep 1\necho late\necho kept > out.txt\n' });
+  await s.waitLog(new RegExp(`dispatched id=${ids.late}`), 30_000);
+  fs.symlinkSync(`${outside}/dir`, `${rdir(ids.late)}/artifacts`);
+  for (const [n, id] of Object.entries(ids)) {
+    const dir = path.join(spool, 'done', `plant-${n}`, id);
+    await until(`plant-${n} finished`, () => readIf(path.join(dir, 'result')), 30_000);
+    assert.match(readIf(path.join(dir, 'result'))!, /^status: exited 0$/m, n);
+    assert.is(readIf(path.join(dir, 'console.log')), `${n}\n`, `${n}: its console, in its own file`);
+    assert.is(readIf(path.join(dir, 'artifacts', 'out.txt')), 'kept\n', `${n}: its artifact`);
+    assert.ok(fs.lstatSync(dir).isDirectory() && fs.lstatSync(path.dirname(dir)).isDirectory(), `${n}: a real done/ directory`);
+  }
+  const after = execFileSync('sh', ['-c', `cd ${outside} && find . -printf '%p %m %s\\n' | sort && cat file dir/a dir/sub/b`], { encoding: 'utf8' });
+  assert.is(after, before, 'nothing outside the spool changed');
+  const w = whys();
+  for (const [n, entry] of [['console', 'console.log'], ['artifacts', 'artifacts'], ['lease', 'lease'], ['other', 'evil'], ['sums', 'SHA256SUMS']] as const) {
+    const why = [...w.entries()].find(([k]) => k.startsWith(`${ids[n]}.${entry}.`))?.[1];
+    assert.ok(why, `${n}: ${entry} moved to bad/`);
+    assert.match(why!, new RegExp(`^running/${ids[n]}/${entry} was a (symbolic link to ${outside}|directory)`));
+    assert.match(s.log(), new RegExp(`rejected file=running/${ids[n]}/${entry} bad=bad/${ids[n]}\\.${entry.replace('.', '\\.')}\\.`));
+  }
+  assert.match([...w.entries()].find(([k]) => k.startsWith('done.plant-donelink.'))?.[1] ?? '', /^done\/plant-donelink was a symbolic link to .*where spoold keeps a directory of its own/);
+  const fsck = await bctl(spool, ['fsck']);
+  assert.is(fsck.code, 0, fsck.stderr);
+  fs.rmSync(outside, { recursive: true });
+});
+
+test('a link or a sparse giant as a template in the spool is not read: the job fails naming it, and nothing leaks', async () => {
+  fs.writeFileSync(`${spool}-secret`, 'SECRET-TOKEN\n', { mode: 0o600 });
+  fs.symlinkSync(`${spool}-secret`, path.join(spool, 'templates', 'leak.template.debian-12'));
+  const fd = fs.openSync(path.join(spool, 'templates', 'big.template.debian-12'), 'w');
+  fs.ftruncateSync(fd, 2 ** 31);   // 2 GiB of nothing: it used to be read whole
+  fs.closeSync(fd);
+  const s = daemon('spoold', ['-s', spool]);
+  procs.push(s);
+  await s.waitLog(/started/);
+  for (const t of ['leak', 'big']) await drop(spool, 'schedules', t, `schedule: @hourly\ntemplate: ${t}\n`);   // a new schedule fires at once
+  for (const t of ['leak', 'big']) await until(`${t} recorded`, () => fs.existsSync(path.join(spool, 'done', t, 'latest', 'result')), 20_000);
+  assert.match(readIf(path.join(spool, 'done', 'leak', 'latest', 'result'))!, /status: failed: .*leak\.template\.debian-12: not a regular file \(a symbolic link, which is not followed in the spool\)/);
+  assert.match(readIf(path.join(spool, 'done', 'big', 'latest', 'result'))!, /status: failed: .*big\.template\.debian-12: file is 2147483648 bytes, over the limit of 1048576/);
+  assert.is(execFileSync('sh', ['-c', `grep -rl SECRET ${spool} || true`], { encoding: 'utf8' }), '', 'the secret is nowhere in the spool');
+  assert.ok(Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${s.child.pid}/status`, 'utf8'))![1]) < 200_000, 'spoold read no gigabytes');
+  fs.rmSync(`${spool}-secret`);
+});
+
+test('spoold refuses a spool whose new/ or tmp/ is a link, at start and when one is swapped in while it runs', async () => {
+  const elsewhere = `${spool}-elsewhere`;
+  fs.mkdirSync(elsewhere);
+  fs.writeFileSync(path.join(elsewhere, 'notes.txt'), 'mine\n');
+  fs.renameSync(path.join(spool, 'tmp'), `${spool}-oldtmp`);
+  fs.symlinkSync(elsewhere, path.join(spool, 'tmp'));
+  const r = await run(process.execPath, [BIN('spoold'), '-s', spool], { timeoutMs: 20_000 });
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /^spoold: tmp\/ in the spool is a symbolic link: spoold follows no link there .*; make it a directory and start spoold again\n$/);
+  fs.rmSync(path.join(spool, 'tmp'));
+  fs.renameSync(`${spool}-oldtmp`, path.join(spool, 'tmp'));
+  const s = daemon('spoold', ['-s', spool]);
+  await s.waitLog(/started/);
+  fs.renameSync(path.join(spool, 'new'), `${spool}-oldnew`);
+  fs.symlinkSync(elsewhere, path.join(spool, 'new'));
+  await until('spoold stopped', () => s.child.exitCode !== null, 20_000);
+  assert.is(s.child.exitCode, 1);
+  assert.match(s.log(), /spoold: fatal why="new\/ in the spool is a symbolic link/);
+  assert.is(fs.readFileSync(path.join(elsewhere, 'notes.txt'), 'utf8'), 'mine\n', 'the directory it named is untouched');
+  assert.equal(fs.readdirSync(elsewhere), ['notes.txt']);
+  fs.rmSync(elsewhere, { recursive: true });
+  fs.rmSync(`${spool}-oldnew`, { recursive: true });
 });
 
 test.run();

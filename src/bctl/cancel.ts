@@ -8,14 +8,28 @@
 
 import { parseJob } from '../spool/job.js';
 import { checkSpool, ensureSpool } from '../spool/layout.js';
-import { cancelQueued, requestCancel } from '../spool/state.js';
+import { cancelQueued, exists, requestCancel } from '../spool/state.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { heldWhy, readScheduleStateFound, scheduled, stateAfterFinish, writeScheduleState } from '../spool/schedstate.js';
 import { parseResult, formatStatus } from '../spool/result.js';
 import { SpoolError } from '../spool/errors.js';
-import { checkId } from '../spool/paths.js';
+import { checkId, type SpoolPaths } from '../spool/paths.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { asUsage, readIf, type Ctx } from './cli.js';
 import { doneFile, noJob, where } from './find.js';
+
+/** Whether running/ID is on its way to done/ (no lease, or a result), waiting up to PASSING_MS for it to leave running/. */
+async function passingThrough(sp: SpoolPaths, id: string): Promise<boolean> {
+  if (exists(sp.runningFile(id, 'lease')) && !exists(sp.runningFile(id, 'result'))) return false;
+  const end = Date.now() + PASSING_MS;
+  while (Date.now() < end) {
+    if (!exists(sp.runningFile(id, 'job'))) return true;
+    await sleep(20);
+  }
+  return false;   // still there (spoold claimed it and is about to lease it): it is spoold's to stop
+}
+
+const PASSING_MS = 3_000;
 
 export async function cancel(ctx: Ctx): Promise<number> {
   const { sp } = ctx;
@@ -54,11 +68,21 @@ export async function cancel(ctx: Ctx): Promise<number> {
       continue;
     }
     if (w.state === 'running') {
-      if (await requestCancel(sp, id)) {
-        ctx.out(`cancel of ${id} requested: spoold stops the job (running/${id}/cancel)`);
-        return EXIT_OK;
+      let requested: boolean;
+      try { requested = await requestCancel(sp, id); } catch (e) {
+        // Finished as we wrote (running/ID moved to done/ under us): look where it went.
+        if ((await where(sp, id)).state !== 'done') throw e;
+        continue;
       }
-      continue;
+      if (!requested) continue;
+      asked = true;
+      // spoold's running job has a lease and no result yet. Without a lease it
+      // was claimed by another bctl cancel; with a result it is being finished:
+      // either way it is about to be in done/, and we say how it ended rather
+      // than that spoold stops it (found by a tester racing two cancels).
+      if (await passingThrough(sp, id)) continue;
+      ctx.out(`cancel of ${id} requested: spoold stops the job (running/${id}/cancel)`);
+      return EXIT_OK;
     }
     if (w.state === 'done') {
       const rel = sp.rel(doneFile(w.dir, 'result'));

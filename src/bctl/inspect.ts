@@ -47,12 +47,16 @@ async function locate(ctx: Ctx, arg: string): Promise<string> {
   return arg;
 }
 
+/** Stream one file of the job's directory to stdout; a link in its place is not followed (as root, it would print /etc/shadow). */
 async function stream(ctx: Ctx, dir: string, f: RunningFile): Promise<void> {
   const file = doneFile(dir, f);
   try {
-    await pipeline(fs.createReadStream(file), ctx.stdout, { end: false });
+    // Numeric flags go to open(2) as they are; @types/node types them as a string only.
+    const flags = (fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW) as unknown as string;
+    await pipeline(fs.createReadStream(file, { flags }), ctx.stdout, { end: false });
   } catch (e) {
     if (errno(e) === 'EPIPE') return;   // `| head`: the reader has seen enough
+    if (errno(e) === 'ELOOP') throw new SpoolError('SPOOL_BAD_FILE', 'a symbolic link, not followed', { path: file, hint: 'only spoold writes a job\'s directory; run bctl fsck' });
     if (errno(e) === 'ENOENT') throw new SpoolError('SPOOL_NOT_FOUND', `no ${f} file`, { path: file, hint: 'the directory is incomplete; run bctl fsck' });
     throw ioError(e, file, 'cannot read');
   }

@@ -41,6 +41,16 @@ export async function ensureSpool(sp: SpoolPaths, { makeRoot = true }: { makeRoo
   }
 }
 
+/**
+ * The spool's directories (not the spool itself) that are symbolic links,
+ * relative to the spool. Its directory is writable by the spool's group, so a
+ * member of it could swap new/ or tmp/ for a link to anywhere; spoold, which
+ * moves, rewrites and removes what it finds there, refuses to run on one.
+ */
+export function linkedDirs(sp: SpoolPaths): string[] {
+  return sp.dirs().slice(1).filter((d) => fs.lstatSync(d, { throwIfNoEntry: false })?.isSymbolicLink()).map((d) => `${sp.rel(d)}/`);
+}
+
 function isDir(p: string): boolean {
   return fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() === true;
 }

@@ -18,13 +18,18 @@ export type Status =
   | { kind: 'lost' }
   | { kind: 'failed'; why: string };
 
+const UNPRINTABLE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
+const escapeChar = (c: string): string => { const n = c.charCodeAt(0); return n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16)}`; };
+
 export function formatStatus(s: Status): string {
   switch (s.kind) {
     case 'exited': return `exited ${s.code}`;
     case 'signalled': return `signalled ${s.signal}`;
     case 'stopped': return `stopped ${s.signal}`;
     // A header value (headers.ts): one line, no '#' after a blank (a comment), none first, no blank at either end.
-    case 'failed': return `failed: ${s.why.replace(/[\r\n\0]+/g, ' ').replace(/(^|\s)#+/g, '$1').trim().slice(0, 500).trim() || 'unknown'}`;
+    // Other control characters (escape sequences a terminal would obey, a
+    // worker's or a job's) and bidirectional overrides are written \xNN / \uNNNN.
+    case 'failed': return `failed: ${s.why.replace(/[\r\n\0]+/g, ' ').replace(/(^|\s)#+/g, '$1').replace(UNPRINTABLE, escapeChar).trim().slice(0, 500).trim() || 'unknown'}`;
     default: return s.kind;
   }
 }

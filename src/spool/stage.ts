@@ -33,18 +33,31 @@ export const FILE_MODE = 0o664;   // group-writable for the builder group, never
 export const DIR_MODE = 0o2775;   // setgid: files inherit the spool's group
 
 /**
- * mkdir(2) of a job's directory (running/ID, done/NAME, artifacts/) at
- * exactly DIR_MODE, whatever the umask: one made by root (bctl cancel) under
- * umask 022 was not writable by the spool's group, so spoold, running as the
- * spool's user, could store no more results there. The chmod follows the
- * mkdir: a crash between them leaves the directory as the umask made it,
- * which bctl fsck reports. (Lifting the umask instead would loosen the modes
- * of files spoold's thread pool creates meanwhile.) Throws as mkdirSync does
- * (EEXIST included); an existing directory keeps its mode.
+ * Make a job's directory (running/ID, done/NAME, artifacts/) at exactly
+ * DIR_MODE, whatever the umask: one made by root (bctl cancel) under umask
+ * 022 was not writable by the spool's group, so spoold, running as the
+ * spool's user, could store no more results there. It is made and chmodded
+ * in tmp/, then renamed into place, so that a crash between the mkdir and the
+ * chmod leaves nothing but a leftover in tmp/ (a chaos test found a done/NAME
+ * of mode 2755 after a kill -9). (Lifting the umask instead would loosen the
+ * modes of files spoold's thread pool creates meanwhile.) An existing empty
+ * directory is replaced; one with something in it, or a file, throws EEXIST
+ * and keeps its mode.
  */
-export function mkdirSpool(dir: string): void {
-  fs.mkdirSync(dir, { mode: DIR_MODE });
-  fs.chmodSync(dir, DIR_MODE);
+export function mkdirSpool(sp: SpoolPaths, dir: string): void {
+  const staged = sp.staging(path.basename(dir));
+  fs.mkdirSync(staged, { mode: DIR_MODE });
+  try {
+    fs.chmodSync(staged, DIR_MODE);
+    fs.renameSync(staged, dir);
+  } catch (e) {
+    try { fs.rmdirSync(staged); } catch { /* the error below says what matters */ }
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') {
+      throw Object.assign(new Error(`EEXIST: file already exists, mkdir '${dir}'`), { code: 'EEXIST', path: dir });
+    }
+    throw e;
+  }
 }
 
 /** Create an empty file, failing if it exists (EEXIST): FILE_MODE whatever the umask, as mkdirSpool makes directories. */
@@ -188,10 +201,14 @@ const REMOVE_BATCH = 32;
  * and in less time. A tree that is gone is no error.
  */
 export async function removeTree(dir: string): Promise<void> {
+  // A link in its place is removed, never read through (readdir follows it: a
+  // link planted as running/ID/artifacts emptied the directory it named).
+  const st = await fsp.lstat(dir).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return undefined; throw e; });
+  if (!st) return;
+  if (!st.isDirectory()) { await fsp.rm(dir, { force: true }); return; }
   let entries: fs.Dirent[];
   try { entries = await fsp.readdir(dir, { withFileTypes: true }); } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') { await fsp.rm(dir, { force: true }); return; }
     throw e;
   }
   const files = entries.filter((e) => !e.isDirectory());

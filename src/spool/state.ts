@@ -30,7 +30,7 @@ import { formatResult, type Result } from './result.js';
 import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, createSpoolFile, removeTree } from './stage.js';
 import { errno, ioError, oneLine, SpoolError } from './errors.js';
 import { newId } from './ids.js';
-import { isId, isName, type SpoolPaths } from './paths.js';
+import { isId, isName, type SpoolPaths, type RunningFile } from './paths.js';
 
 /** Queue a job: stage it in tmp/, then rename into new/ID. */
 export async function submit(sp: SpoolPaths, job: ParsedJob & { id: string }): Promise<void> {
@@ -93,10 +93,12 @@ export async function adopt(sp: SpoolPaths, fileName: string, wanted: string | u
  */
 export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
   const dir = sp.runningDir(id);
+  let existed = false;
   try {
-    mkdirSpool(dir);
+    mkdirSpool(sp, dir);
   } catch (e) {
     if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create');
+    existed = true;
     // Without a job file it holds nothing, or a cancel request for this job
     // (from a requeue, or a bctl cancel that died before its own claim),
     // which this claim honors. Nothing in it is removed: a bctl cancel may be
@@ -111,6 +113,7 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
     if (errno(e) === 'ENOENT') return false;
     throw ioError(e, `new/${id}`, 'cannot claim');
   }
+  if (existed) await sweep(sp, id);
   return true;
 }
 
@@ -173,10 +176,13 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   const { id, name } = result;
   const dir = sp.runningDir(id);
   const made = (what: string, f: () => void) => { try { f(); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, what, 'cannot create'); } };
-  // 'wx': created only when missing; an existing console or SHA256SUMS is kept.
+  // Created only when missing (or moved aside as a stray); an existing console or SHA256SUMS is kept.
   // Mode 0664 whatever the umask (a bctl cancel's), as every file written through tmp/.
-  for (const f of ['console.log', 'SHA256SUMS'] as const) made(`running/${id}/${f}`, () => createSpoolFile(sp.runningFile(id, f)));
-  made(`running/${id}/artifacts/`, () => mkdirSpool(sp.runningFile(id, 'artifacts')));
+  for (const f of ['console.log', 'SHA256SUMS'] as const) {
+    if (!(await ownEntry(sp, id, f, 'file'))) made(`running/${id}/${f}`, () => createSpoolFile(sp.runningFile(id, f)));
+  }
+  if (!(await ownEntry(sp, id, 'artifacts', 'dir'))) made(`running/${id}/artifacts/`, () => mkdirSpool(sp, sp.runningFile(id, 'artifacts')));
+  await ownEntry(sp, id, 'result', 'file');   // a directory there would fail the rename below for ever
   // Every file of the directory is flushed before the directory is, and the
   // directory before the rename publishes it. The result (staged in tmp/, so a
   // crash leaves no partial file in running/ID/), console.log and SHA256SUMS
@@ -191,11 +197,15 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
     throw ioError(e, `running/${id}`, 'cannot flush');
   }
   await publish(sp, staged, resultFile, false);
-  fs.rmSync(sp.runningFile(id, 'lease'), { force: true });
-  fs.rmSync(sp.runningFile(id, 'cancel'), { force: true });
+  // recursive: whatever is there goes, a directory too, and a link is not followed.
+  fs.rmSync(sp.runningFile(id, 'lease'), { force: true, recursive: true });
+  fs.rmSync(sp.runningFile(id, 'cancel'), { force: true, recursive: true });
   await fsyncDir(dir);
   const nameDir = sp.doneName(name);
-  made(sp.rel(nameDir), () => mkdirSpool(nameDir));
+  // done/NAME as a link would put the result wherever it points: moved aside, as a stray.
+  const st = fs.lstatSync(nameDir, { throwIfNoEntry: false });
+  if (st && !st.isDirectory()) await moveAside(sp, nameDir, st, 'directory');
+  made(sp.rel(nameDir), () => mkdirSpool(sp, nameDir));
   const target = sp.doneDir(name, id);
   try {
     // commit: after this rename the job is finished, whole, in done/
@@ -203,6 +213,9 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   } catch (e) {
     throw ioError(e, sp.rel(target), 'cannot finalize');
   }
+  // A bctl cancel's request that came after the rm above rode along (found by
+  // a tester). After the rename none can come: running/ID is gone.
+  fs.rmSync(path.join(target, 'cancel'), { force: true, recursive: true });
   // The rename and the new latest link share done/NAME: one flush covers both.
   try {
     replaceSymlink(sp, id, sp.latest(name));
@@ -213,6 +226,53 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   const flushed = fsyncDirQuiet(nameDir);
   if (!background) await flushed;
   return target;
+}
+
+/**
+ * running/ID/ is spoold's own. An entry of it that is not of the kind spoold
+ * makes there (a symbolic link, a directory where a file goes, a fifo) was put
+ * there by someone else, and is never followed or written through: it is moved
+ * to bad/ beside a .why, and the caller makes the entry afresh. Whether the
+ * entry is there, of its kind, after the call.
+ */
+export async function ownEntry(sp: SpoolPaths, id: string, entry: RunningFile, kind: 'file' | 'dir'): Promise<boolean> {
+  const p = sp.runningFile(id, entry);
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  if (!st) return false;
+  if (kind === 'file' ? st.isFile() : st.isDirectory()) return true;
+  await moveAside(sp, p, st, kind === 'file' ? 'regular file' : 'directory');
+  return false;
+}
+
+/**
+ * Move a stray (ownEntry, done/NAME, sweep) to bad/, saying what it was and,
+ * with `want`, what spoold keeps there instead.
+ */
+async function moveAside(sp: SpoolPaths, p: string, st: fs.Stats, want?: string): Promise<void> {
+  let was = st.isDirectory() ? 'a directory' : st.isFile() ? 'a regular file' : 'a fifo, socket or device';
+  if (st.isSymbolicLink()) { try { was = `a symbolic link to ${fs.readlinkSync(p)}`; } catch { was = 'a symbolic link'; } }
+  const where = want ? `where spoold keeps a ${want} of its own` : 'in the directory of a job spoold had just claimed';
+  const why = `${sp.rel(p)} was ${was}, ${where}: moved aside unfollowed (only spoold writes in running/ and done/; builder-spool(5))`;
+  const bad = await reject(sp, p, why, p);
+  if (bad) strayMoved(sp.rel(p), `bad/${bad}`, why);
+}
+
+let strayMoved: (file: string, bad: string, why: string) => void = () => {};
+/** Be told of each stray moved aside (spoold logs it as `rejected`). */
+export function onStray(f: typeof strayMoved): void { strayMoved = f; }
+
+/**
+ * After a claim into a running/ID/ that was there before it: only a cancel
+ * request (and the lease of a requeue cut short) may be there, as regular
+ * files; anything else is moved aside before spoold writes in it.
+ */
+async function sweep(sp: SpoolPaths, id: string): Promise<void> {
+  for (const f of fs.readdirSync(sp.runningDir(id))) {
+    if (f === 'job') continue;
+    const p = path.join(sp.runningDir(id), f);
+    const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    if (st && !((f === 'cancel' || f === 'lease') && st.isFile())) await moveAside(sp, p, st);
+  }
 }
 
 /**
@@ -240,7 +300,7 @@ export async function mendLatest(sp: SpoolPaths): Promise<Array<{ name: string; 
  * claimed the job first, the request cancels its run.
  */
 export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promise<Result | undefined> {
-  try { mkdirSpool(sp.runningDir(id)); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, `running/${id}`, 'cannot create'); }
+  try { mkdirSpool(sp, sp.runningDir(id)); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, `running/${id}`, 'cannot create'); }
   await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
   if (!(await claimInto(sp, id))) return undefined;
   const now = new Date();
@@ -325,7 +385,7 @@ export { SpoolError };
 /** Record a job that cannot run at all (its template is missing): straight to done/ as failed. */
 export async function recordFailed(sp: SpoolPaths, job: ParsedJob & { id: string }, why: string): Promise<string> {
   const dir = sp.runningDir(job.id);
-  try { mkdirSpool(dir); } catch (e) { throw ioError(e, sp.rel(dir), 'cannot create'); }
+  try { mkdirSpool(sp, dir); } catch (e) { throw ioError(e, sp.rel(dir), 'cannot create'); }
   const now = new Date();
   const result: Result = { id: job.id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt,
     queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'failed', why } };

@@ -18,6 +18,7 @@ import path from 'node:path';
 import { SpoolError, errno, ioError } from './errors.js';
 import { decodeFile } from './headers.js';
 import { checkName, checkPlatform, isName } from './paths.js';
+import { readRegular } from './read.js';
 
 export const TEMPLATE_VAR = /%%([A-Za-z_][A-Za-z0-9_]*)%%/g;
 
@@ -25,14 +26,20 @@ export function templateFile(template: string, platform: string): string {
   return `${template}.template.${platform}`;
 }
 
-/** Find templates/TEMPLATE.template.PLATFORM in dirs; undefined when none has it. */
+/**
+ * Find templates/TEMPLATE.template.PLATFORM in dirs; undefined when none has it.
+ * dirs[0] is the spool's templates/, which the spool's group writes: a link
+ * there is not followed (it would copy a file only spoold may read, its token
+ * say, into a job everyone in the group reads). In the other directories,
+ * which an administrator keeps, it is.
+ */
 export async function findTemplate(dirs: string[], template: string, platform: string): Promise<string | undefined> {
   checkName(template, 'template name');
   checkPlatform(platform);
   for (const d of dirs) {
     const p = path.join(d, templateFile(template, platform));
     try {
-      const st = await fsp.stat(p);
+      const st = d === dirs[0] ? await fsp.lstat(p) : await fsp.stat(p);
       if (st.isFile()) return p;
     } catch (e) {
       if (errno(e) !== 'ENOENT' && errno(e) !== 'ENOTDIR') throw ioError(e, p, 'cannot read template');
@@ -98,13 +105,16 @@ export async function renderTemplate(dirs: string[], template: string, platform:
     // There, but not a file (a directory): said as such, not as missing (found by a tester).
     for (const d of dirs) {
       const p = path.join(d, templateFile(template, platform));
-      const st = await fsp.stat(p).catch(() => undefined);
-      if (st) throw new SpoolError('SPOOL_BAD_FILE', `not a regular file (a ${st.isDirectory() ? 'directory' : 'special file'})`, { path: p, hint: 'put the template there as a plain file' });
+      const st = await (d === dirs[0] ? fsp.lstat(p) : fsp.stat(p)).catch(() => undefined);
+      if (st) throw new SpoolError('SPOOL_BAD_FILE', `not a regular file (a ${st.isSymbolicLink() ? 'symbolic link, which is not followed in the spool' : st.isDirectory() ? 'directory' : 'special file'})`, { path: p, hint: 'put the template there as a plain file; keep templates you link to in a --templates directory' });
     }
     throw new SpoolError('SPOOL_NOT_FOUND', `no template ${templateFile(template, platform)}`,
       { path: dirs[0] ?? 'templates', hint: `add templates/${templateFile(template, platform)} or give the job a platform that has one` });
   }
-  let buf: Buffer;
-  try { buf = await fsp.readFile(file); } catch (e) { throw ioError(e, file, 'cannot read template'); }
-  return expand(decodeFile(buf, file), file, platform, vars);
+  // Read as every spool file is (readRegular): never through a link swapped in
+  // meanwhile, and no more than MAX_FILE bytes (a sparse file of gigabytes was read whole).
+  let got: Buffer | { why: string };
+  try { got = readRegular(file.startsWith(dirs[0] + path.sep) ? file : await fsp.realpath(file)); } catch (e) { throw ioError(e, file, 'cannot read template'); }
+  if (!Buffer.isBuffer(got)) throw new SpoolError('SPOOL_BAD_FILE', got.why, { path: file, hint: 'a template is a plain file of at most 1 MiB' });
+  return expand(decodeFile(got, file), file, platform, vars);
 }

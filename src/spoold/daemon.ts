@@ -21,7 +21,7 @@ import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { claim, finalize, requeue, clearLeftover, reject, exists, existsOr, mendLatest } from '../spool/state.js';
+import { claim, finalize, requeue, clearLeftover, reject, ownEntry, exists, existsOr, mendLatest } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
 import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree, FILE_MODE } from '../spool/stage.js';
@@ -70,6 +70,9 @@ export const ORPHAN_MS = 30_000;
 
 /** Console bytes spoold queues for disk before it stops reading the job's worker: part of the memory bound per job. */
 export const CONSOLE_WINDOW = 4 << 20;
+
+/** How console.log is opened for appending: created if missing, never through a link. */
+const APPEND_NOFOLLOW = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW;
 
 /**
  * Console bytes spoold queues for disk, all jobs together, before it stops
@@ -397,7 +400,8 @@ export class Daemon implements ConnOwner {
       await this.diskWait(r, this.resetArtifacts(r));
       if (r.worker !== c || c.closed) return;
       let offset = 0;
-      try { offset = (await fsp.stat(this.sp.runningFile(r.id, 'console.log'))).size; } catch { /* none yet */ }
+      // A console.log that is no regular file is not ours (ownEntry): the console starts over.
+      try { if (await ownEntry(this.sp, r.id, 'console.log', 'file')) offset = fs.lstatSync(this.sp.runningFile(r.id, 'console.log')).size; } catch { /* none yet */ }
       c.send({ t: 'resume', id: r.id, consoleOffset: offset });
       log('reattached', { id: r.id, name: r.job.name, worker: c.name, console: offset });
       this.writeWorker(c);
@@ -693,7 +697,9 @@ export class Daemon implements ConnOwner {
       // CONSOLE_WINDOW: the socket is read on while earlier bytes are on their way to disk.
       // With the default 16 KiB every frame stopped the worker for a disk round trip.
       // flush: closing it fsyncs it, on this file's own fd, so a write-back error comes to the 'error' handler below.
-      const ws = fs.createWriteStream(this.sp.runningFile(r.id, 'console.log'), { flags: 'a', mode: 0o664, highWaterMark: CONSOLE_WINDOW, flush: true });
+      // O_NOFOLLOW: a link put in its place is never written through (ELOOP: a storage error, and the delivery is made again).
+      // (Numeric flags go to open(2) as they are; @types/node types them as a string only.)
+      const ws = fs.createWriteStream(this.sp.runningFile(r.id, 'console.log'), { flags: APPEND_NOFOLLOW as unknown as string, mode: 0o664, highWaterMark: CONSOLE_WINDOW, flush: true });
       r.console = ws;
       ws.on('error', (e) => {
         r.consoleFailed = true;
@@ -765,7 +771,7 @@ export class Daemon implements ConnOwner {
       await a?.done.catch(() => {});
       const dir = this.sp.runningFile(r.id, 'artifacts');
       if (existsOr(dir, true)) await removeTree(dir).catch(() => {});
-      try { fs.rmSync(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }); } catch { /* finalize or the next delivery replaces it */ }
+      try { fs.rmSync(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true, recursive: true }); } catch { /* finalize or the next delivery replaces it */ }
     })();
     r.resetting = reset;
     return reset;
@@ -783,7 +789,7 @@ export class Daemon implements ConnOwner {
       // The worker left meanwhile (detach): a receiver made now would wait for ever.
       if (r.worker !== c) return;
       const dir = this.sp.runningFile(r.id, 'artifacts');
-      mkdirSpool(dir);
+      mkdirSpool(this.sp, dir);
       const rx = receiveArtifacts(dir, this.opts.maxArtifactBytes);
       const a = { ...rx, failed: false };
       a.done.catch(() => { a.failed = true; });
@@ -834,7 +840,11 @@ export class Daemon implements ConnOwner {
     // The console's close (begun with the artifacts) flushes it: its failure
     // decides the result as any other storage failure does, so it is awaited first.
     await this.closeConsole(r);
-    const started = new Date(m.started);
+    // The worker's clock says when the job started. Taken only when it is
+    // plausible (from a minute before the hand-over to now): a worker host whose
+    // clock is at 1970 made a duration that the result's own parser refuses.
+    const said = new Date(m.started).getTime();
+    const started = said >= r.started.getTime() - 60_000 && said <= Date.now() ? new Date(said) : r.started;
     // Removed by hand, its directory failed our writes (ENOENT): a storage error. (Checked only then: not a syscall per job.)
     if (r.storeError && this.foundNow(r) === 'removed') { this.forgetRemoved(r, c); return; }
     // A full disk is the job's result (`failed: no space left on device`); any
@@ -843,7 +853,7 @@ export class Daemon implements ConnOwner {
     if (r.storeError && isNoSpace(r.storeError)) r.artifactError ??= NO_SPACE;
     const final: Status = r.artifactError ? { kind: 'failed', why: r.artifactError } : status;
     const ok = !(r.storeError && !isNoSpace(r.storeError))
-      && await this.finalizeJob(r, final, c.name, Number.isNaN(started.getTime()) ? r.started : started);
+      && await this.finalizeJob(r, final, c.name, started);
     if (ok) this.letGo(c, r.id);
     else {
       log('error', { id: r.id, why: `cannot store the result${r.storeError ? `: ${r.storeError.message}` : ''}; the worker keeps it and delivers it again` });
@@ -941,12 +951,18 @@ export class Daemon implements ConnOwner {
     await removeTree(this.sp.runningFile(r.id, 'artifacts')).catch(() => {});
     await fsp.rm(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true }).catch(() => {});
     if (!r.consoleFailed) return;   // the artifacts filled the disk: removing them made the room
-    const p = this.sp.runningFile(r.id, 'console.log');
-    const size = await fsp.stat(p).then((st) => st.size, () => 0);
-    const cut = Math.max(0, size - NO_SPACE_RESERVE);
-    await fsp.truncate(p, cut).catch(() => {});
-    // On a line of its own: after a newline only when the console kept some bytes.
-    await fsp.appendFile(p, `${cut > 0 ? '\n' : ''}[spoold: console.log cut here: no space left on device]\n`).catch(() => {});
+    const fh = await fsp.open(this.sp.runningFile(r.id, 'console.log'), APPEND_NOFOLLOW & ~fs.constants.O_CREAT).catch(() => undefined);
+    if (!fh) return;   // none, or not ours (a link): finalize makes it afresh
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) return;
+      const cut = Math.max(0, st.size - NO_SPACE_RESERVE);
+      await fh.truncate(cut).catch(() => {});
+      // On a line of its own: after a newline only when the console kept some bytes.
+      await fh.appendFile(`${cut > 0 ? '\n' : ''}[spoold: console.log cut here: no space left on device]\n`).catch(() => {});
+    } finally {
+      await fh.close().catch(() => {});
+    }
   }
 
   /**

@@ -15,7 +15,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { daemonArgs } from '../spool/argv.js';
 import { SpoolPaths, isName } from '../spool/paths.js';
-import { ensureSpool } from '../spool/layout.js';
+import { ensureSpool, linkedDirs } from '../spool/layout.js';
+import { onStray } from '../spool/state.js';
 import { cleanTmp } from '../spool/stage.js';
 import { templatePlatforms } from '../spool/template.js';
 import { takeLock } from '../spool/lock.js';
@@ -60,6 +61,10 @@ function byteCount(s: string, opt: string, min: number): number {
   return n;
 }
 
+function linkMessage(linked: string[]): string {
+  return `${linked.join(', ')} in the spool ${linked.length > 1 ? 'are symbolic links' : 'is a symbolic link'}: spoold follows no link there (a member of the spool's group could point one anywhere); make ${linked.length > 1 ? 'them directories' : 'it a directory'} and start spoold again`;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const a = daemonArgs(argv, ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts', 'console-buffer'], ['help'], usage);
   if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
@@ -90,6 +95,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     if (a['token-file']) token = Buffer.from(await readTokenFile(a['token-file']));
     await ensureSpool(sp);
+    const linked = linkedDirs(sp);
+    if (linked.length > 0) throw new Error(linkMessage(linked));
     release = await takeLock(sp, (err) => {
       log('fatal', { why: `spool lock lost: ${err.message}; stopping so that no two spoolds claim jobs` });
       process.exit(EXIT_TEMPFAIL);
@@ -99,6 +106,7 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(EXIT_FAIL);
   }
 
+  onStray((file, bad, why) => log('rejected', { file, bad, why }));
   const d = new Daemon(sp, { heartbeatMs, leaseMs, token, maxArtifactBytes, consoleBuffer });
   const timer = new ScheduleTimer(sp, d, templateDirs);
   d.onFinished = (r) => void timer.finished(r);
@@ -158,6 +166,9 @@ export async function main(argv: string[]): Promise<void> {
     // Each step on its own: one that fails (an unreadable directory) holds up none of the others.
     const step = async (what: string, f: () => unknown) => { try { await f(); } catch (e) { log('error', { why: `${what}: ${(e as Error).message}` }); } };
     try {
+      // Swapped for a link meanwhile (linkedDirs): stop before following it anywhere.
+      const linked = linkedDirs(sp);
+      if (linked.length > 0) { log('fatal', { why: linkMessage(linked) }); process.exit(EXIT_FAIL); }
       // A spool directory removed by hand (tmp/, say, where every write is
       // staged) is made again, rather than failing every write until restart.
       await step('cannot make the spool', () => ensureSpool(sp));
