@@ -6,6 +6,8 @@
 //   requeue   running/ID/job -> new/ID       attempt = attempts started so far
 //   finalize  running/ID/ -> done/NAME/ID/   commit: the job is finished; then latest
 //   reject    new/F, schedules/F -> bad/F    with bad/F.why; never deleted
+//             and the strays of running/ID/ and done/NAME (ownEntry, sweep):
+//             what spoold did not make there is moved aside, never followed
 //
 // A job is in exactly one of new/ID, running/ID/job and done/NAME/ID at any
 // instant, because each move is a rename of the job itself.
