@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { tmpdir, daemon, until, readIf, queueJob, type Daemon } from './lib.js';
+import { tmpdir, daemon, until, readIf, queueJob, ROOT, type Daemon } from './lib.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult } from '../src/spool/result.js';
 
@@ -76,6 +76,29 @@ test('a workerd killed with SIGKILL: the next one on its --workdir kills the job
   assert.equal(parseResult(res, 'result').status, { kind: 'exited', code: 0 });
   assert.match(fs.readFileSync(path.join(spool, 'done', 'orphan', id, 'console.log'), 'utf8'), /again/);
   await b.stop();
+});
+
+test('a workerd killed with SIGKILL whose parent has not reaped it (a zombie) leaves a lock the next workerd takes at once', async () => {
+  // Its parent execs a sleep that never reaps it; the lock's time is pushed
+  // an hour ahead, so it could not go stale while we wait (13 s, then exit 78).
+  const zwd = `${wd}-zombie`;
+  const parent = spawn('sh', ['-c', `"$0" "$@" 2>/dev/null & echo $! ; exec sleep 120`, process.execPath, path.join(ROOT, 'dist', 'bin', 'workerd.js'), '-s', spool, '--name', 'z1', '--workdir', zwd, 'debian-12'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const pid = Number(await new Promise<string>((r) => parent.stdout.once('data', (b) => r(String(b).trim()))));
+  try {
+    await until('its lock', () => readIf(path.join(zwd, 'workerd.pid'))?.trim() === String(pid), 10_000);
+    process.kill(pid, 'SIGKILL');
+    await until('a zombie', () => /^\d+ \(.*\) Z /s.test(fs.readFileSync(`/proc/${pid}/stat`, 'latin1')), 5_000);
+    const later = new Date(Date.now() + 3_600_000);
+    fs.utimesSync(path.join(zwd, 'workerd.lock'), later, later);
+    const next = daemon('workerd', ['-s', spool, '--name', 'z2', '--workdir', zwd, 'debian-12']);
+    procs.push(next);
+    await next.waitLog(/connected/, 20_000);
+    assert.is(readIf(path.join(zwd, 'workerd.pid'))?.trim(), String(next.child.pid));
+    await next.stop();
+  } finally {
+    parent.kill('SIGKILL');
+    await fsp.rm(zwd, { recursive: true, force: true });
+  }
 });
 
 test('a second workerd on a --workdir in use is refused, and harms nothing there; a group that is no longer the job\'s is not killed', async () => {

@@ -61,6 +61,29 @@ test('--once exits 78 on a wrong token; on a dropped platform it waits, and runs
   assert.is(fs.readFileSync(path.join(spool, 'done', 'paused', id, 'console.log'), 'utf8'), 'resumed\n');
 });
 
+// Found by a tester: the default --workdir is a name in /tmp that another
+// local user may make first, and workerd ran its jobs in it.
+test('a --workdir another user owns, or that others may write, is refused with 78 before anything runs', async () => {
+  procs.push(daemon('spoold', ['-s', spool]));
+  await procs[0]!.waitLog(/started/);
+  const wd = `${spool}-wd`;
+  fs.mkdirSync(wd);
+  for (const [mode, owner, why] of [[0o777, 0, /is writable by everyone \(mode 0777\)/], [0o770, 0, /is writable by its group \(mode 0770\)/], [0o700, 65534, /is owned by uid 65534, not workerd's \(0\)/]] as const) {
+    fs.chmodSync(wd, mode);
+    fs.chownSync(wd, owner, 0);
+    const w = once();
+    assert.is(await exitOf(w), 78);
+    assert.match(w.log(), why);
+    assert.match(w.log(), /whoever can write it can read and replace the jobs run there; give workerd a directory of its own/);
+    assert.equal(fs.readdirSync(wd), [], 'nothing made there');
+  }
+  fs.chownSync(wd, 0, 0);
+  fs.chmodSync(wd, 0o755);
+  const id = (await bctl(spool, ['submit', 'debian-12', '-', '--name', 'mine'], { input: '#!/bin/sh\necho ok\n' })).stdout.trim();
+  assert.is(await exitOf(once()), 0, 'its own directory, not group- or world-writable, is taken');
+  assert.ok(fs.existsSync(path.join(spool, 'done', 'mine', id, 'result')));
+});
+
 test('bad usage exits 2 with the reason', async () => {
   const w = once(['--bogus']);
   assert.is(await exitOf(w), 2);

@@ -190,3 +190,14 @@ export function headerMap(buf: Buffer, source: string): Record<string, string> {
   for (const h of parseHeaders(decodeFile(buf, source), source).headers) out[h.key] = h.value;
   return out;
 }
+
+/**
+ * Warn of work put on a dropped platform: it is taken (robur builder refused
+ * it), but waits until the platform is undropped, which a new user would not
+ * guess (found by a tester). Whether it warned.
+ */
+export function warnDropped(ctx: Ctx, platform: string, what: string): boolean {
+  if (fs.lstatSync(ctx.sp.platform(platform), { throwIfNoEntry: false }) === undefined) return false;
+  ctx.warn(`warning: platform ${platform} is dropped: ${what} until bctl undrop-platform ${platform}`);
+  return true;
+}

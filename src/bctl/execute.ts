@@ -13,9 +13,10 @@ import { checkSpool, ensureSpool } from '../spool/layout.js';
 import { instances, queueList } from '../spool/instance.js';
 import { heldWhy, readScheduleStateFound, stateAfterFinish, writeScheduleState } from '../spool/schedstate.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
-import { argName, argPlatform, checkFits, str, usage, type Ctx } from './cli.js';
+import { argName, argPlatform, checkFits, str, usage, warnDropped, type Ctx } from './cli.js';
 import { loadSchedule } from './find.js';
 import { isDir } from '../spool/read.js';
+import { SpoolError } from '../spool/errors.js';
 
 export async function execute(ctx: Ctx): Promise<number> {
   const { sp } = ctx;
@@ -32,6 +33,11 @@ export async function execute(ctx: Ctx): Promise<number> {
   const list = await instances(s, {
     platform, origin: 'execute', priority: EXECUTE_PRIORITY,
     templateDirs: [sp.templates, ...(extra === undefined ? [] : [extra])], now,
+  }).catch((e: unknown) => {
+    // spoold may read the template from its --templates, which bctl sees only
+    // when told (found by a tester moving from robur, whose templates were in /etc).
+    if (!(e instanceof SpoolError) || s.template === undefined || extra !== undefined) throw e;
+    throw new SpoolError(e.code, e.message, { hint: 'if spoold reads templates from its --templates directory, give bctl the same --templates (or $BUILDER_TEMPLATES)' });
   });
   // Refuse before queueing any: spoold would move a job over the limit to bad/.
   for (const i of list) {
@@ -47,7 +53,7 @@ export async function execute(ctx: Ctx): Promise<number> {
     if (i.error !== undefined) {
       ctx.warn(`${i.id} (${i.platform}) failed at once: ${i.error}`);
       status = EXIT_FAIL;
-    }
+    } else warnDropped(ctx, i.platform, `job ${i.id} waits in new/`);
   }
   const found = await readScheduleStateFound(sp, name);
   if (found.found === 'unparsed') {   // left for the person to fix (spoold holds the schedule)

@@ -16,7 +16,7 @@ import { writeStaged } from '../spool/stage.js';
 import { SpoolError } from '../spool/errors.js';
 import type { SpoolPaths } from '../spool/paths.js';
 import { EXIT_OK } from '../spool/exit.js';
-import { argDuration, argInt, argName, argPeriod, argPlatform, argSchedule, checkFits, publishNew, readScript, str, usage, type Ctx } from './cli.js';
+import { argDuration, argInt, argName, argPeriod, argPlatform, argSchedule, checkFits, publishNew, readScript, str, usage, warnDropped, type Ctx } from './cli.js';
 
 /** The schedule expression from --period / --cron (exclusive; `hasCron` when the command takes --cron), checked with tz. */
 export function whenOf(ctx: Ctx, tz: string, hasCron: boolean): string {
@@ -80,5 +80,6 @@ export async function schedule(ctx: Ctx): Promise<number> {
   await writeNewSchedule(ctx.sp, {
     name, platform, timeout, retries, priority: 0, network: false, template: undefined, vars: {}, body, schedule: when, tz,
   }, source, ctx.warn);
+  warnDropped(ctx, platform, 'the schedule does not fire');
   return EXIT_OK;
 }

@@ -17,7 +17,7 @@ import { exists, submitSync } from '../spool/state.js';
 import { parseResult, isSuccess, formatStatus } from '../spool/result.js';
 import { NAME_MAX, isName, type SpoolPaths } from '../spool/paths.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
-import { argDuration, argInt, argName, argPlatform, checkFits, flag, headerMap, list, readIf, readScript, str, usage, type Ctx } from './cli.js';
+import { argDuration, argInt, argName, argPlatform, checkFits, flag, headerMap, list, readIf, readScript, str, usage, warnDropped, type Ctx } from './cli.js';
 import { doneFile, rejectedFile } from './find.js';
 import { ensureSpool } from '../spool/layout.js';
 
@@ -63,12 +63,13 @@ export async function submitCmd(ctx: Ctx): Promise<number> {
     submitSync(sp, job);
     ctx.out(job.id);
   }
+  const dropped = warnDropped(ctx, platform, jobs.length > 1 ? 'its jobs wait in new/' : 'the job waits in new/');
   if (!flag(ctx, 'wait')) return EXIT_OK;
 
   // Said once, if a job still waits in new/ a second on: by then a worker
   // that just connected has its workers/ file (spoold writes it soon after).
   const began = Date.now();
-  let warned = false;
+  let warned = dropped;
   const warnIfStuck = async (job: ParsedJob): Promise<void> => {
     if (warned || Date.now() - began < WARN_AFTER_MS || !exists(sp.queued(job.id!))) return;
     warned = true;

@@ -36,8 +36,9 @@ interface Site {
  * - gone: no process has its pid, so the lock is a dead holder's;
  * - running: a process of that pid runs and its command line names `prog`
  *   (or there is no /proc to ask, FreeBSD: kill(2) says it all);
+ * - gone also when that process is a zombie: the holder, dead, not yet reaped;
  * - unknown: no pid file, or a live process that is no `prog` (the dead
- *   holder's pid taken by another, or a zombie not yet reaped), whose lock
+ *   holder's pid taken by another), whose lock
  *   only its staleness can tell about. Never removed: a holder started under
  *   another name must not lose its lock to a guess.
  */
@@ -45,6 +46,10 @@ function holder(pidFile: string, prog: string): 'gone' | 'running' | 'unknown' {
   const pid = Number(readPid(pidFile));
   if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) return 'unknown';
   try { process.kill(pid, 0); } catch (e) { return errno(e) === 'ESRCH' ? 'gone' : 'running'; }   // EPERM: it runs, as another user
+  // A zombie is the holder itself, dead and not yet reaped by its parent (its
+  // pid cannot be anyone else's until then): a restart waited 10 s for it,
+  // found by a tester whose shell had not reaped the workerd it killed.
+  try { if (/^\d+ \(.*\) [ZX] /s.test(fs.readFileSync(`/proc/${pid}/stat`, 'latin1'))) return 'gone'; } catch { /* no /proc: kill(2) said it runs */ }
   let argv: string[] | undefined;
   try { argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0'); } catch { /* no /proc */ }
   // The program itself among its words (node .../spoold.js, /usr/local/bin/spoold), not a

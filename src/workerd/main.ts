@@ -454,6 +454,21 @@ export function parseTarget(s: string): Target {
   return { host: m[1] ?? m[2]!, port: Number(m[3]) };
 }
 
+/**
+ * Why a --workdir is no place for jobs, or undefined: it must be workerd's own
+ * (its user's, writable by no one else). The default is a predictable name in
+ * /tmp, which another local user could make first (found by a tester: jobs
+ * ran in a directory of mode 0777 that nobody owned).
+ */
+function workdirUnsafe(dir: string): string | undefined {
+  const st = fs.statSync(dir);
+  if (!st.isDirectory()) return 'is not a directory';
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) return `is owned by uid ${st.uid}, not workerd's (${uid})`;
+  if ((st.mode & 0o022) !== 0) return `is writable by ${st.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
+  return undefined;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const a = daemonArgs(argv, ['spool', 'connect', 'name', 'sandbox', 'token-file', 'workdir'], ['help', 'once'], usage);
   if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
@@ -475,10 +490,16 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(EXIT_CONFIG);
     }
   }
-  const workdir = path.resolve(a.workdir ?? path.join(os.tmpdir(), `workerd-${name}`));
-  if (workdir.includes('\n')) usage('--workdir must not contain a newline (the job\'s shell reads it as one line)');
-  try { await makeDirs(workdir, 0o700); } catch (e) {
-    say(`cannot create --workdir ${workdir}: ${(e as Error).message}`);
+  const given = path.resolve(a.workdir ?? path.join(os.tmpdir(), `workerd-${name}`));
+  if (given.includes('\n')) usage('--workdir must not contain a newline (the job\'s shell reads it as one line)');
+  let workdir: string;
+  try { await makeDirs(given, 0o700); workdir = fs.realpathSync(given); } catch (e) {
+    say(`cannot create --workdir ${given}: ${(e as Error).message}`);
+    process.exit(EXIT_CONFIG);
+  }
+  const unsafe = workdirUnsafe(workdir);
+  if (unsafe) {
+    say(`--workdir ${given}${workdir === given ? '' : ` (${workdir})`} ${unsafe}: whoever can write it can read and replace the jobs run there; give workerd a directory of its own (mkdir -m 0700), or let it make one`);
     process.exit(EXIT_CONFIG);
   }
   let w: Worker | undefined;
