@@ -129,7 +129,7 @@ test('a flag given as -s and as --spool, an unknown flag before the command, and
   await usageAll([
     [['--spool', '/tmp', 'info'], /^bctl: --spool given more than once$/],   // after the -s SPOOL every call here starts with
     [['--frob', 'info'], /^bctl: unknown option --frob$/],
-    [['--version'], /^bctl: unknown option --version$/],
+    [['--versio'], /^bctl: unknown option --versio$/],
     [[`-s${spool}`, 'info'], new RegExp(`^bctl: option -s takes its value as the next argument: write -s ${spool}$`)],
     // --job takes a value in observe-latest but none in inspect: the command's own flags decide (found in review).
     [['inspect', '--job', '-s/tmp/x', 'ID'], /^bctl: option -s takes its value as the next argument: write -s \/tmp\/x$/],

@@ -415,6 +415,15 @@ test('every exit status a program uses is in the EXIT STATUS of its page, and no
   assert.equal(problems, []);
 });
 
+test('--version of each program prints package.json\'s version (and the daemons, the protocol of protocol.ts), exit 0', () => {
+  const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version as string;
+  for (const prog of ['spoold', 'workerd', 'bctl']) {
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'bin', prog === 'bctl' ? 'bctl.cjs' : `${prog}.js`), '--version'], { encoding: 'utf8' });
+    assert.is(r.status, 0, `${prog} --version`);
+    assert.is(r.stdout, `${prog} (builder) ${version}${prog === 'bctl' ? '' : `, worker protocol ${PROTOCOL_VERSION}`}\n`);
+  }
+});
+
 test('every man page is clean under mandoc -Tlint -W warning', () => {
   const pages = fs.readdirSync(MAN).filter((f) => /\.[1-9]$/.test(f)).sort();
   for (const p of Object.values(PAGES)) assert.ok(pages.includes(p), `man/${p} exists`);

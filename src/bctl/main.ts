@@ -15,6 +15,7 @@
 import mri from 'mri';
 import { argvProblem, type FlagNames } from '../spool/argv.js';
 import type { Readable, Writable } from 'node:stream';
+import { versionLine } from '../spool/version.js';
 import { SpoolPaths } from '../spool/paths.js';
 import { SpoolError } from '../spool/errors.js';
 import { EXIT_FAIL, EXIT_OK, EXIT_USAGE } from '../spool/exit.js';
@@ -45,6 +46,7 @@ const PERIOD: Flag = { name: 'period', arg: 'P', help: 'hourly, daily (the defau
 export const GLOBAL_FLAGS: Flag[] = [
   { name: 'spool', short: 's', arg: 'SPOOL', help: `the spool directory (default: $BUILDER_SPOOL, else ${DEFAULT_SPOOL})` },
   { name: 'help', short: 'h', help: 'print this usage and exit 0' },
+  { name: 'version', help: "print bctl's version and exit 0" },
 ];
 
 // To add a verb: write src/bctl/VERB.ts exporting its run function, add a row here, document it in man/bctl.1.
@@ -156,7 +158,7 @@ function flagNames(flags: Flag[]): FlagNames {
   };
 }
 
-interface Parsed { command: Command | undefined; help: boolean; opts: Record<string, string | boolean | undefined>; args: string[] }
+interface Parsed { command: Command | undefined; help: boolean; version?: boolean; opts: Record<string, string | boolean | undefined>; args: string[] }
 
 /** Parse argv; UsageError on anything wrong. */
 export function parseArgs(argv: string[]): Parsed {
@@ -175,6 +177,7 @@ export function parseArgs(argv: string[]): Parsed {
   const help = pre.help === true || (Array.isArray(pre.help) && pre.help.length > 0);
   if (name === undefined) {
     if (help) return { command: undefined, help, opts: {}, args: [] };
+    if (pre.version === true) return { command: undefined, help: false, version: true, opts: {}, args: [] };
     // `bctl --spool` alone: the flag's missing value is the first thing wrong.
     for (const f of GLOBAL_FLAGS) if (f.arg && pre[f.name] === '') throw new UsageError(`--${f.name} needs a value ${f.arg} (none was given, or an empty one)`);
     // `bctl -s info`: the flag took the command as its value.
@@ -187,6 +190,7 @@ export function parseArgs(argv: string[]): Parsed {
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) throw new UsageError(`unknown command '${name.replace(STDIN, '-')}'`);
   if (help) return { command, help, opts: {}, args: [] };
+  if (pre.version === true) return { command, help: false, version: true, opts: {}, args: [] };
   try {
     return parseCommand(command, av);
   } catch (e) {
@@ -262,6 +266,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     return EXIT_USAGE;
   }
   const { command } = parsed;
+  if (parsed.version) {
+    if (io.writeOut) io.writeOut(versionLine('bctl')); else io.stdout.write(versionLine('bctl'));
+    return EXIT_OK;
+  }
   if (parsed.help || !command) {
     const text = command ? commandHelp(command) : mainHelp();
     if (io.writeOut) io.writeOut(text); else io.stdout.write(text);

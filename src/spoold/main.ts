@@ -24,7 +24,8 @@ import { isDir, readTokenFile } from '../spool/read.js';
 import { parseDuration } from '../spool/duration.js';
 import { SpoolError } from '../spool/errors.js';
 import { EXIT_FAIL, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
-import { DEAD_AFTER } from '../spool/protocol.js';
+import { DEAD_AFTER, PROTOCOL_VERSION } from '../spool/protocol.js';
+import { versionLine } from '../spool/version.js';
 import { Daemon, CONSOLE_BUDGET } from './daemon.js';
 import { Conn } from './conn.js';
 import { ScheduleTimer } from './timer.js';
@@ -34,6 +35,7 @@ import { log, LogOnce } from './log.js';
 const USAGE = `usage: spoold [-s SPOOL] [--listen HOST:PORT] [--templates DIR] [--token-file FILE]
               [--lease DUR] [--heartbeat DUR] [--max-artifacts BYTES]
               [--console-buffer BYTES]
+       spoold --version
 
 Serve the spool SPOOL (default $BUILDER_SPOOL, else /var/spool/builder) to
 workers on SPOOL/spoold.sock and, with --listen, on TCP (loopback unless a
@@ -66,8 +68,9 @@ function linkMessage(linked: string[]): string {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const a = daemonArgs(argv, ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts', 'console-buffer'], ['help'], usage);
+  const a = daemonArgs(argv, ['spool', 'listen', 'templates', 'token-file', 'lease', 'heartbeat', 'max-artifacts', 'console-buffer'], ['help', 'version'], usage);
   if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
+  if (a.version) { process.stdout.write(versionLine('spoold', PROTOCOL_VERSION)); process.exit(EXIT_OK); }
   if (a._.length > 0) usage(`unexpected argument ${String(a._[0])}`);
   let heartbeatMs = 5_000;
   let leaseMs = 60_000;

@@ -21,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { daemonArgs } from '../spool/argv.js';
 import { FrameReader, encodeMsg, dataHeader, KILL_GRACE_MS, PROTOCOL_VERSION, MAX_FRAME, MAX_JOB_MSG, MAX_MANIFEST_PART, DEAD_AFTER, T_CONSOLE, T_ARTIFACTS, type Msg, type ArtifactEntry } from '../spool/protocol.js';
+import { versionLine } from '../spool/version.js';
 import { packArtifacts, type LentBuffers } from '../spool/tar.js';
 import { SpoolPaths, isName, isId, NAME_RULE } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
@@ -33,6 +34,7 @@ import { readTokenFile } from '../spool/read.js';
 
 const USAGE = `usage: workerd [-s SPOOL | --connect SOCKET|HOST:PORT] [--name NAME] [--once]
                [--sandbox CMD] [--token-file FILE] [--workdir DIR] PLATFORM
+       workerd --version
 
 Connect to spoold, serve jobs of PLATFORM one at a time. See workerd(8).
 `;
@@ -470,8 +472,9 @@ function workdirUnsafe(dir: string): string | undefined {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const a = daemonArgs(argv, ['spool', 'connect', 'name', 'sandbox', 'token-file', 'workdir'], ['help', 'once'], usage);
+  const a = daemonArgs(argv, ['spool', 'connect', 'name', 'sandbox', 'token-file', 'workdir'], ['help', 'once', 'version'], usage);
   if (a.help) { process.stdout.write(USAGE); process.exit(EXIT_OK); }
+  if (a.version) { process.stdout.write(versionLine('workerd', PROTOCOL_VERSION)); process.exit(EXIT_OK); }
   const pos = a._.map(String);
   if (pos.length !== 1) usage(pos.length === 0 ? 'missing PLATFORM' : `unexpected argument ${pos[1]}`);
   const platform = pos[0]!;
