@@ -165,6 +165,15 @@ test('fsck reports each planted violation on its own line, naming the path and t
   // modes and symlinks
   p(/^bctl fsck: schedules\/nightly: world-writable \(mode 666\); chmod o-w schedules\/nightly$/, () => fsp.chmod(sp.schedule('nightly'), 0o666));
   p(/^bctl fsck: schedules\/linked: unexpected symlink; only done\/NAME\/latest and files inside artifacts\/ may be symlinks/, () => fsp.symlink('/etc/passwd', sp.schedule('linked')));
+  // A link in place of a done job's console.log or artifacts/: said once, not also as 'not a regular file' (found by a tester).
+  for (const f of ['console.log', 'artifacts']) {
+    p(new RegExp(`^bctl fsck: done/linked-${f.replace('.', '')}/\\S+/${f.replace('.', '\\.')}: unexpected symlink`), async () => {
+      const { dir } = await doneJob(`linked-${f.replace('.', '')}`);
+      await fsp.rm(path.join(dir, f), { recursive: true });
+      await fsp.symlink('/etc', path.join(dir, f));
+      if (f === 'artifacts') await fsp.writeFile(path.join(dir, 'SHA256SUMS'), '');
+    });
+  }
 
   p(/^bctl fsck: done\/foreign: owned by uid 12345, group 12345, mode 2775: the spool's group \(\d+\) cannot write it, so bctl run by its members, or spoold run as one, cannot store results there; chgrp \d+ done\/foreign && chmod 2775 done\/foreign$/, async () => {
     await fsp.mkdir(sp.doneName('foreign'));

@@ -138,12 +138,12 @@ async function checkDoneDir(ctx: Ctx, name: string, id: string, report: Report):
   }
   const cons = await lstatIf(doneFile(dir, 'console.log'));
   if (!cons) report(`${rel}/console.log`, 'missing', `create it empty: touch ${rel}/console.log`);
-  else if (!cons.isFile()) report(`${rel}/console.log`, 'not a regular file', 'replace it with the console output, or an empty file');
+  else if (!cons.isFile() && !cons.isSymbolicLink()) report(`${rel}/console.log`, 'not a regular file', 'replace it with the console output, or an empty file');   // a link: said once, as an unexpected symlink (walk)
   const art = doneFile(dir, 'artifacts');
   const ast = await lstatIf(art);
   let found: { files: string[]; links: string[]; odd: string[] } | undefined;
   if (!ast) report(`${rel}/artifacts`, 'missing', `create it empty: mkdir ${rel}/artifacts`);
-  else if (!ast.isDirectory()) report(`${rel}/artifacts`, 'not a directory', 'replace it with a directory of the artifacts');
+  else if (!ast.isDirectory()) { if (!ast.isSymbolicLink()) report(`${rel}/artifacts`, 'not a directory', 'replace it with a directory of the artifacts'); }
   else {
     found = await artifactFiles(art);
     for (const o of found.odd) report(`${rel}/artifacts/${o}`, 'not a regular file, directory or symlink', 'remove it');
