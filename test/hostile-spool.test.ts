@@ -323,10 +323,16 @@ test('links and wrong kinds planted in running/ID/ or as done/NAME are moved to 
   const s = daemon('spoold', ['-s', spool]);
   procs.push(s);
   procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
-  // One planted while its job runs, before its artifacts come: removed, never read through.
+  // Planted while their jobs run, before any output: an artifacts/ link (removed, never read
+  // through), a link under a name of no job file (moved aside at finalize, not carried into
+  // done/), and a fifo as console.log, whose open hung spoold for good (found by a tester).
   ids.late = await queueJob(spool, { name: 'plant-late', platform: 'debian-12', body: '#!/bin/sh\nsleep 1\necho late\necho kept > out.txt\n' });
   await s.waitLog(new RegExp(`dispatched id=${ids.late}`), 30_000);
   fs.symlinkSync(`${outside}/dir`, `${rdir(ids.late)}/artifacts`);
+  fs.symlinkSync(`${outside}/dir`, `${rdir(ids.late)}/evil`);
+  ids.fifo = await queueJob(spool, { name: 'plant-fifo', platform: 'debian-12', body: '#!/bin/sh\nsleep 1\necho fifo\necho kept > out.txt\n' });
+  await s.waitLog(new RegExp(`dispatched id=${ids.fifo}`), 30_000);
+  execFileSync('mkfifo', [`${rdir(ids.fifo)}/console.log`]);
   for (const [n, id] of Object.entries(ids)) {
     const dir = path.join(spool, 'done', `plant-${n}`, id);
     await until(`plant-${n} finished`, () => readIf(path.join(dir, 'result')), 30_000);
@@ -345,6 +351,10 @@ test('links and wrong kinds planted in running/ID/ or as done/NAME are moved to 
     assert.match(s.log(), new RegExp(`rejected file=running/${ids[n]}/${entry} bad=bad/${ids[n]}\\.${entry.replace('.', '\\.')}\\.`));
   }
   assert.match([...w.entries()].find(([k]) => k.startsWith('done.plant-donelink.'))?.[1] ?? '', /^done\/plant-donelink was a symbolic link to .*where spoold keeps a directory of its own/);
+  assert.match([...w.entries()].find(([k]) => k.startsWith(`${ids.late}.evil.`))?.[1] ?? '', new RegExp(`^running/${ids.late}/evil was a symbolic link to ${outside}/dir, where spoold keeps no entry of that name`));
+  assert.match([...w.entries()].find(([k]) => k.startsWith(`${ids.fifo}.console.log.`))?.[1] ?? '', new RegExp(`^running/${ids.fifo}/console\\.log was a fifo, socket or device`));
+  await s.stop('SIGTERM');
+  assert.is(s.child.exitCode, 0, 'spoold still stops when told');
   const fsck = await bctl(spool, ['fsck']);
   assert.is(fsck.code, 0, fsck.stderr);
   fs.rmSync(outside, { recursive: true });

@@ -18,6 +18,8 @@ import { loadSchedule } from './find.js';
 import { isDir } from '../spool/read.js';
 import { SpoolError } from '../spool/errors.js';
 
+const TEMPLATES_HINT = 'if spoold reads templates from its --templates directory, give bctl the same --templates (or $BUILDER_TEMPLATES)';
+
 export async function execute(ctx: Ctx): Promise<number> {
   const { sp } = ctx;
   const name = argName(ctx.args[0]!);
@@ -37,7 +39,7 @@ export async function execute(ctx: Ctx): Promise<number> {
     // spoold may read the template from its --templates, which bctl sees only
     // when told (found by a tester moving from robur, whose templates were in /etc).
     if (!(e instanceof SpoolError) || s.template === undefined || extra !== undefined) throw e;
-    throw new SpoolError(e.code, e.message, { hint: 'if spoold reads templates from its --templates directory, give bctl the same --templates (or $BUILDER_TEMPLATES)' });
+    throw new SpoolError(e.code, e.message, { hint: TEMPLATES_HINT });
   });
   // Refuse before queueing any: spoold would move a job over the limit to bad/.
   for (const i of list) {
@@ -51,7 +53,8 @@ export async function execute(ctx: Ctx): Promise<number> {
   for (const i of list) {
     ctx.out(i.id);
     if (i.error !== undefined) {
-      ctx.warn(`${i.id} (${i.platform}) failed at once: ${i.error}`);
+      // spoold may have the template from its --templates, which bctl sees only when told (found by a tester).
+      ctx.warn(`${i.id} (${i.platform}) failed at once: ${i.error}${s.template !== undefined && extra === undefined ? `; ${TEMPLATES_HINT}` : ''}`);
       status = EXIT_FAIL;
     } else warnDropped(ctx, i.platform, `job ${i.id} waits in new/`);
   }

@@ -5,7 +5,7 @@
 // for each platform that has one, or only for --platform.
 
 import { EXIT_OK } from '../spool/exit.js';
-import { argName, argPlatform, str, usage, type Ctx } from './cli.js';
+import { argName, argPlatform, str, usage, warnDropped, type Ctx } from './cli.js';
 import { whenOf, writeNewSchedule } from './schedule.js';
 import { templateFile, templatePlatforms } from '../spool/template.js';
 
@@ -34,5 +34,6 @@ export async function orbBuild(ctx: Ctx): Promise<number> {
     const outcome = platform === undefined ? 'each firing queues nothing (spoold logs why)' : `each firing records a job failed: no template in done/${name}/`;
     ctx.warn(`warning: no ${ctx.sp.rel(ctx.sp.templates)}/${templateFile(ORB_TEMPLATE, platform ?? '*')}: unless spoold reads one from its --templates, ${outcome}; copy one in, e.g. from builder's templates/`);
   }
+  if (platform !== undefined) warnDropped(ctx, platform, 'the schedule does not fire');
   return EXIT_OK;
 }

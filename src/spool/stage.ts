@@ -68,15 +68,22 @@ export function createSpoolFile(p: string): void {
 
 const fsyncFd = promisify(fs.fsync);
 
+/**
+ * How a file or directory is opened to be flushed: never through a link, and
+ * without blocking, for a fifo put in place of a file of running/ID/ froze
+ * spoold in open(2) (found by a tester); fsync(2) of a fifo then fails (EINVAL).
+ */
+const SYNC_OPEN = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
 /** fsync a file or directory by path (any fd of it flushes its inode). */
 export async function fsyncPath(p: string): Promise<void> {
-  const fd = fs.openSync(p, 'r');
+  const fd = fs.openSync(p, SYNC_OPEN);
   try { await fsyncFd(fd); } finally { fs.closeSync(fd); }
 }
 
 /** fsyncPath without the thread pool, for one-shot processes (bctl), where waiting for it buys nothing. */
 function fsyncPathSync(p: string): void {
-  const fd = fs.openSync(p, 'r');
+  const fd = fs.openSync(p, SYNC_OPEN);
   try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
 }
 

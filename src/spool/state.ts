@@ -115,7 +115,7 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
     if (errno(e) === 'ENOENT') return false;
     throw ioError(e, `new/${id}`, 'cannot claim');
   }
-  if (existed) await sweep(sp, id);
+  if (existed) await sweep(sp, id, claimKeeps, 'in the directory of a job spoold had just claimed');
   return true;
 }
 
@@ -185,6 +185,7 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   }
   if (!(await ownEntry(sp, id, 'artifacts', 'dir'))) made(`running/${id}/artifacts/`, () => mkdirSpool(sp, sp.runningFile(id, 'artifacts')));
   await ownEntry(sp, id, 'result', 'file');   // a directory there would fail the rename below for ever
+  await sweep(sp, id, (f) => JOB_FILES.has(f), 'where spoold keeps no entry of that name');
   // Every file of the directory is flushed before the directory is, and the
   // directory before the rename publishes it. The result (staged in tmp/, so a
   // crash leaves no partial file in running/ID/), console.log and SHA256SUMS
@@ -206,7 +207,7 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   const nameDir = sp.doneName(name);
   // done/NAME as a link would put the result wherever it points: moved aside, as a stray.
   const st = fs.lstatSync(nameDir, { throwIfNoEntry: false });
-  if (st && !st.isDirectory()) await moveAside(sp, nameDir, st, 'directory');
+  if (st && !st.isDirectory()) await moveAside(sp, nameDir, st, 'where spoold keeps a directory of its own');
   made(sp.rel(nameDir), () => mkdirSpool(sp, nameDir));
   const target = sp.doneDir(name, id);
   try {
@@ -242,18 +243,17 @@ export async function ownEntry(sp: SpoolPaths, id: string, entry: RunningFile, k
   const st = fs.lstatSync(p, { throwIfNoEntry: false });
   if (!st) return false;
   if (kind === 'file' ? st.isFile() : st.isDirectory()) return true;
-  await moveAside(sp, p, st, kind === 'file' ? 'regular file' : 'directory');
+  await moveAside(sp, p, st, `where spoold keeps a ${kind === 'file' ? 'regular file' : 'directory'} of its own`);
   return false;
 }
 
 /**
- * Move a stray (ownEntry, done/NAME, sweep) to bad/, saying what it was and,
- * with `want`, what spoold keeps there instead.
+ * Move a stray (ownEntry, done/NAME, sweep) to bad/, saying what it was and
+ * `where` it was found.
  */
-async function moveAside(sp: SpoolPaths, p: string, st: fs.Stats, want?: string): Promise<void> {
+async function moveAside(sp: SpoolPaths, p: string, st: fs.Stats | fs.Dirent, where: string): Promise<void> {
   let was = st.isDirectory() ? 'a directory' : st.isFile() ? 'a regular file' : 'a fifo, socket or device';
   if (st.isSymbolicLink()) { try { was = `a symbolic link to ${fs.readlinkSync(p)}`; } catch { was = 'a symbolic link'; } }
-  const where = want ? `where spoold keeps a ${want} of its own` : 'in the directory of a job spoold had just claimed';
   const why = `${sp.rel(p)} was ${was}, ${where}: moved aside unfollowed (only spoold writes in running/ and done/; builder-spool(5))`;
   const bad = await reject(sp, p, why, p);
   if (bad) strayMoved(sp.rel(p), `bad/${bad}`, why);
@@ -264,18 +264,19 @@ let strayMoved: (file: string, bad: string, why: string) => void = () => {};
 export function onStray(f: typeof strayMoved): void { strayMoved = f; }
 
 /**
- * After a claim into a running/ID/ that was there before it: only a cancel
- * request (and the lease of a requeue cut short) may be there, as regular
- * files; anything else is moved aside before spoold writes in it.
+ * Move aside every entry of running/ID/ that `keep` does not keep: after a
+ * claim into a running/ID/ that was there before it (only a cancel request,
+ * and the lease of a requeue cut short, may be there, as regular files), and
+ * before finalize publishes the directory (only the files of a job; a link
+ * planted under another name rode into done/, found by a tester).
  */
-async function sweep(sp: SpoolPaths, id: string): Promise<void> {
-  for (const f of fs.readdirSync(sp.runningDir(id))) {
-    if (f === 'job') continue;
-    const p = path.join(sp.runningDir(id), f);
-    const st = fs.lstatSync(p, { throwIfNoEntry: false });
-    if (st && !((f === 'cancel' || f === 'lease') && st.isFile())) await moveAside(sp, p, st);
+async function sweep(sp: SpoolPaths, id: string, keep: (name: string, kind: fs.Dirent) => boolean, where: string): Promise<void> {
+  for (const d of fs.readdirSync(sp.runningDir(id), { withFileTypes: true })) {
+    if (!keep(d.name, d)) await moveAside(sp, path.join(sp.runningDir(id), d.name), d, where);
   }
 }
+const claimKeeps = (f: string, st: fs.Dirent): boolean => f === 'job' || ((f === 'cancel' || f === 'lease') && st.isFile());
+const JOB_FILES: ReadonlySet<string> = new Set<RunningFile>(['job', 'result', 'console.log', 'artifacts', 'SHA256SUMS', 'lease', 'cancel']);
 
 /**
  * done/NAME without `latest`, which a crash between finalize's rename and its
@@ -331,16 +332,21 @@ export async function reject(sp: SpoolPaths, file: string, why: string, as = fil
   let base: string;
   do { rejectMs = Math.max(Date.now(), rejectMs + 1); base = `${path.basename(path.dirname(as))}.${name}.${rejectMs}`; } while (exists(path.join(sp.bad, base)));
   const target = path.join(sp.bad, base);
+  // The .why is written before the move and published after it: a full disk
+  // moves nothing (found by a tester: a stray went to bad/ without its why,
+  // for good), and only a crash between the two renames leaves a file there
+  // without one, which bctl fsck reports.
+  // One line, whatever the file's name holds (a newline would forge a second).
+  const staged = await writeStaged(sp, 'why', `${oneLine(why)}\n`, `${target}.why`);
   try {
     await fsp.rename(file, target);
   } catch (e) {
+    fs.rmSync(staged, { force: true });
     if (errno(e) === 'ENOENT') return undefined; // gone meanwhile: nothing to reject
     throw ioError(e, sp.rel(file), 'cannot move to bad/');
   }
-  // One line, whatever the file's name holds (a newline would forge a second).
-  const line = oneLine(why);
   try {
-    await writeAtomic(sp, `${target}.why`, `${line}\n`);
+    await publish(sp, staged, `${target}.why`);
   } catch (e) {
     throw ioError(e, `bad/${base}.why`, `moved to bad/${base}, but cannot write why`);
   }

@@ -71,8 +71,13 @@ export const ORPHAN_MS = 30_000;
 /** Console bytes spoold queues for disk before it stops reading the job's worker: part of the memory bound per job. */
 export const CONSOLE_WINDOW = 4 << 20;
 
-/** How console.log is opened for appending: created if missing, never through a link. */
-const APPEND_NOFOLLOW = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW;
+/**
+ * How console.log is opened for appending: created if missing, never through
+ * a link, and without blocking: a fifo put in its place hung the open, and
+ * four of them every thread of the pool (found by a tester). A fifo with no
+ * reader then fails (ENXIO); any other special file fails the check on open.
+ */
+const APPEND_NOFOLLOW = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
 /**
  * Console bytes spoold queues for disk, all jobs together, before it stops
@@ -710,6 +715,8 @@ export class Daemon implements ConnOwner {
       // done/ then finds little left. A failed fdatasync fails the stream like
       // a failed write, through the 'error' handler above.
       ws.once('open', (fd: number) => {
+        // A fifo or device in its place (one with a reader opens): not ours, and the delivery is made again (ownEntry moves it aside).
+        if (!fs.fstatSync(fd).isFile()) { ws.destroy(Object.assign(new Error(`running/${r.id}/console.log is not a regular file`), { code: 'EINVAL' })); return; }
         // 0664 whatever the umask, as every other file of a job (stage.ts FILE_MODE; builder-spool(5)).
         try { fs.fchmodSync(fd, FILE_MODE); } catch { /* a file of another owner: it keeps its mode */ }
         if (r.console !== ws) return;
