@@ -215,6 +215,19 @@ function journalNote(fsLine) {
 let benchSeq = 0;
 const cleanups = [];
 
+/** The pid of the node process running workerd.js at or under pid (a wrapper's tree), breadth first. */
+function workerdUnder(pid) {
+  for (const queue = [pid]; queue.length > 0;) {
+    const p = queue.shift();
+    try {
+      const argv = fs.readFileSync(`/proc/${p}/cmdline`, 'latin1').split('\0');   // node itself, not a wrapper naming it (strace ... node workerd.js)
+      if (path.basename(argv[0]).startsWith('node') && argv.some((a) => a.endsWith('workerd.js'))) return p;
+      for (const t of fs.readdirSync(`/proc/${p}/task`)) queue.push(...fs.readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
+    } catch { /* gone */ }
+  }
+  throw new Error(`no workerd.js process under pid ${pid} (--wrap-workerd)`);
+}
+
 class Rig {
   constructor(tag) { this.tag = tag; this.procs = []; }
 
@@ -231,8 +244,10 @@ class Rig {
       this.workers.push(this.daemon('workerd', ['-s', this.spool, '--name', name, '--workdir', path.join(this.base, `wd-${name}`), PLATFORM], name));
     }
     for (const w of this.workers) await this.spoold.waitLog(new RegExp(`worker joined worker=${w.name}\\b`), 15_000);
-    // With --wrap-workerd the child is the wrapper; workerd is its child (it logs no pid).
-    if (opts.wrapWorkerd) for (const w of this.workers) w.pid = Number(fs.readFileSync(`/proc/${w.child.pid}/task/${w.child.pid}/children`, 'utf8').split(' ')[0]);
+    // With --wrap-workerd the child is the wrapper, and workerd (which logs no pid)
+    // the wrapper itself (nice, taskset exec it) or a process under it: the one
+    // running workerd.js, not its standby shell (found in review).
+    if (opts.wrapWorkerd) for (const w of this.workers) w.pid = workerdUnder(w.child.pid);
     this.load0 = load1();
     this.cpu0 = this.cpu();
     return this;

@@ -309,11 +309,14 @@ test('links and wrong kinds planted in running/ID/ or as done/NAME are moved to 
   fs.writeFileSync(`${outside}/dir/sub/b`, 'b\n');
   const before = execFileSync('sh', ['-c', `cd ${outside} && find . -printf '%p %m %s\\n' | sort && cat file dir/a dir/sub/b`], { encoding: 'utf8' });
   const ids: Record<string, string> = {};
-  for (const n of ['console', 'artifacts', 'lease', 'other', 'sums', 'donelink']) {
+  for (const n of ['console', 'artifacts', 'lease', 'other', 'sums', 'donelink', 'runlink', 'doneid']) {
     ids[n] = await queueJob(spool, { name: `plant-${n}`, platform: 'debian-12', body: `#!/bin/sh\necho ${n}\necho kept > out.txt\n` });
   }
   const rdir = (id: string | undefined) => path.join(spool, 'running', id!);
-  for (const id of Object.values(ids)) fs.mkdirSync(rdir(id));
+  for (const [n, id] of Object.entries(ids)) if (n !== 'runlink' && n !== 'doneid') fs.mkdirSync(rdir(id));
+  // running/ID itself, and done/NAME/ID, as links (found in review: the claim went
+  // through the first and emptied the directory it named; the second failed for ever).
+  fs.symlinkSync(`${outside}/dir`, rdir(ids.runlink));
   fs.symlinkSync(`${outside}/file`, `${rdir(ids.console!)}/console.log`);
   fs.symlinkSync(`${outside}/dir`, `${rdir(ids.artifacts!)}/artifacts`);
   fs.mkdirSync(`${rdir(ids.lease!)}/lease`);
@@ -322,6 +325,11 @@ test('links and wrong kinds planted in running/ID/ or as done/NAME are moved to 
   fs.symlinkSync(`${outside}/dir`, path.join(spool, 'done', 'plant-donelink'));
   const s = daemon('spoold', ['-s', spool]);
   procs.push(s);
+  // Once queued (a done/NAME/ID there before would make it a finished job copied back, for bad/).
+  await s.waitLog(new RegExp(`queued id=${ids.doneid}`));
+  fs.mkdirSync(path.join(spool, 'done', 'plant-doneid'), { mode: 0o2775 });
+  fs.chmodSync(path.join(spool, 'done', 'plant-doneid'), 0o2775);
+  fs.symlinkSync(`${outside}/dir`, path.join(spool, 'done', 'plant-doneid', ids.doneid!));
   procs.push(daemon('workerd', ['-s', spool, '--name', 'w', '--workdir', `${spool}-wd`, 'debian-12']));
   // Planted while their jobs run, before any output: an artifacts/ link (removed, never read
   // through), a link under a name of no job file (moved aside at finalize, not carried into
@@ -351,12 +359,14 @@ test('links and wrong kinds planted in running/ID/ or as done/NAME are moved to 
     assert.match(s.log(), new RegExp(`rejected file=running/${ids[n]}/${entry} bad=bad/${ids[n]}\\.${entry.replace('.', '\\.')}\\.`));
   }
   assert.match([...w.entries()].find(([k]) => k.startsWith('done.plant-donelink.'))?.[1] ?? '', /^done\/plant-donelink was a symbolic link to .*where spoold keeps a directory of its own/);
+  assert.match([...w.entries()].find(([k]) => k.startsWith(`running.${ids.runlink}.`))?.[1] ?? '', new RegExp(`^running/${ids.runlink} was a symbolic link to ${outside}/dir, where spoold keeps a directory of its own`));
+  assert.match([...w.entries()].find(([k]) => k.startsWith(`plant-doneid.${ids.doneid}.`))?.[1] ?? '', new RegExp(`^done/plant-doneid/${ids.doneid} was a symbolic link to ${outside}/dir, where spoold keeps a directory of its own`));
   assert.match([...w.entries()].find(([k]) => k.startsWith(`${ids.late}.evil.`))?.[1] ?? '', new RegExp(`^running/${ids.late}/evil was a symbolic link to ${outside}/dir, where spoold keeps no entry of that name`));
   assert.match([...w.entries()].find(([k]) => k.startsWith(`${ids.fifo}.console.log.`))?.[1] ?? '', new RegExp(`^running/${ids.fifo}/console\\.log was a fifo, socket or device`));
   await s.stop('SIGTERM');
   assert.is(s.child.exitCode, 0, 'spoold still stops when told');
   const fsck = await bctl(spool, ['fsck']);
-  assert.is(fsck.code, 0, fsck.stderr);
+  assert.is(fsck.code, 0, fsck.stdout + fsck.stderr);
   fs.rmSync(outside, { recursive: true });
 });
 

@@ -72,6 +72,21 @@ test('observe exits 1 for a job that did not exit 0; observe-latest finds the ne
   assert.match(none.stderr, /no job for platform freebsd is running or done/);
 });
 
+test('observe does not follow a link put in place of a console.log (as root it would print any file)', async () => {
+  worker();
+  const id = await submit(await script('linked', '#!/bin/sh\necho mine\n'));
+  const dir = path.join(spool, 'done', 'linked', id);
+  await until('done', () => fs.existsSync(path.join(dir, 'result')));
+  fs.writeFileSync(`${spool}-secret`, 'TOP SECRET\n', { mode: 0o600 });
+  fs.rmSync(path.join(dir, 'console.log'));
+  fs.symlinkSync(`${spool}-secret`, path.join(dir, 'console.log'));
+  const r = await bctl(spool, ['observe', id]);
+  fs.rmSync(`${spool}-secret`);
+  assert.is(r.code, 1);
+  assert.is(r.stdout, '', "nothing of the link's target");
+  assert.is(r.stderr, `bctl: done/linked/${id}/console.log: a symbolic link, not followed; only spoold writes a job's directory; run bctl fsck\n`);
+});
+
 test('observe of an unknown id exits 1; a malformed id is a usage error', async () => {
   const r = await bctl(spool, ['observe', '01a21e3b-171c-7029-81fc-d19acecbf8cd']);
   assert.is(r.code, 1);

@@ -111,10 +111,13 @@ test('a firing recorded in 2030 (the clock was ahead, and was set back) does not
 test('spoold killed between queueing a schedule\'s job and recording the firing: the firing is recorded, not repeated, whether the job is running or done', async () => {
   await s.stop('SIGTERM');
   // The state of a firing spoold did not live to record: both schedules were
-  // last fired two days ago (so due now), and each firing's job, queued an
-  // hour ago, has been taken by a worker: one still runs, one is done.
+  // last fired two days ago (so due now), and each firing's job, queued up to
+  // an hour ago, has been taken by a worker: one still runs, one is done.
   const firedBefore = iso(Date.now() - 2 * 86400_000);
-  const queuedAt = Date.now() - 3600_000;
+  // Within today (UTC), or the @daily firing due at midnight would be due again:
+  // this test failed every night from 00:00 to 01:00.
+  const dayStart = Math.floor(Date.now() / 86400_000) * 86400_000;
+  const queuedAt = Math.max(Date.now() - 3600_000, Math.min(dayStart + 1000, Date.now() - 500));
   const ids = { run: newId(queuedAt), fin: newId(queuedAt) };
   for (const name of ['run', 'fin'] as const) {
     await drop(spool, 'schedules', name, 'platform: nobody\nschedule: @daily\n\n#!/bin/sh\necho\n');

@@ -70,8 +70,9 @@ export async function cancel(ctx: Ctx): Promise<number> {
     if (w.state === 'running') {
       let requested: boolean;
       try { requested = await requestCancel(sp, id); } catch (e) {
-        // Finished as we wrote (running/ID moved to done/ under us): look where it went.
-        if ((await where(sp, id)).state !== 'done') throw e;
+        // Moved as we wrote (running/ID renamed into done/, or the job queued
+        // again and its directory removed): look where it went.
+        if ((await where(sp, id)).state === 'running') throw e;
         continue;
       }
       if (!requested) continue;

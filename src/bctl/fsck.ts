@@ -284,8 +284,10 @@ export async function fsck(ctx: Ctx): Promise<number> {
     // Looked at again: a job that spoold moved on while we listed new/, then
     // running/, then done/ was seen in two of them (found by a tester: fsck
     // said to remove one of a job that was only passing through).
+    // Furthest along first (done, running, new): a job moving on between two
+    // of these looks is then seen in one place only.
     const places: string[] = [];
-    for (const p of seenIn) if (await lstatIf(path.join(sp.root, p.startsWith('running/') ? `${p}/job` : p))) places.push(p);
+    for (const p of [...seenIn].reverse()) if (await lstatIf(path.join(sp.root, p.startsWith('running/') ? `${p}/job` : p))) places.unshift(p);
     if (places.length > 1) report(places[0]!, `job ${id} is also in ${places.slice(1).join(', ')}`, 'a job has one state; keep the one furthest along (done, then running) and remove the others');
   }
 

@@ -18,6 +18,7 @@ import { parseJob } from '../spool/job.js';
 import { SpoolError, errno, ioError } from '../spool/errors.js';
 import { isId, type RunningFile } from '../spool/paths.js';
 import { checkSpool } from '../spool/layout.js';
+import { READ_NOFOLLOW } from '../spool/read.js';
 import { EXIT_OK } from '../spool/exit.js';
 import { flag, readIf, str, usage, type Ctx } from './cli.js';
 import { doneFile, noJob, where } from './find.js';
@@ -52,8 +53,7 @@ async function stream(ctx: Ctx, dir: string, f: RunningFile): Promise<void> {
   const file = doneFile(dir, f);
   try {
     // Numeric flags go to open(2) as they are; @types/node types them as a string only.
-    const flags = (fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW) as unknown as string;
-    await pipeline(fs.createReadStream(file, { flags }), ctx.stdout, { end: false });
+    await pipeline(fs.createReadStream(file, { flags: READ_NOFOLLOW as unknown as string }), ctx.stdout, { end: false });
   } catch (e) {
     if (errno(e) === 'EPIPE') return;   // `| head`: the reader has seen enough
     if (errno(e) === 'ELOOP') throw new SpoolError('SPOOL_BAD_FILE', 'a symbolic link, not followed', { path: file, hint: 'only spoold writes a job\'s directory; run bctl fsck' });

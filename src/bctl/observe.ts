@@ -16,7 +16,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { checkId, isId, isName } from '../spool/paths.js';
 import { parseResult, formatStatus, isSuccess } from '../spool/result.js';
 import { parseJob } from '../spool/job.js';
-import { SpoolError } from '../spool/errors.js';
+import { SpoolError, errno } from '../spool/errors.js';
+import { READ_NOFOLLOW } from '../spool/read.js';
 import { checkSpool } from '../spool/layout.js';
 import { EXIT_FAIL, EXIT_OK } from '../spool/exit.js';
 import { asUsage, argName, argPlatform, list, readIf, str, type Ctx } from './cli.js';
@@ -87,8 +88,14 @@ async function follow(ctx: Ctx, id: string): Promise<number> {
     }
   };
   const open = async (p: string): Promise<boolean> => {
-    try { fh = await fsp.open(p, 'r'); } catch { return false; }
-    ino = (await fh.stat()).ino;
+    // Not through a link put in its place (run as root, it would print any file: found in review).
+    try { fh = await fsp.open(p, READ_NOFOLLOW); } catch (e) {
+      if (errno(e) === 'ELOOP') throw new SpoolError('SPOOL_BAD_FILE', 'a symbolic link, not followed', { path: sp.rel(p), hint: 'only spoold writes a job\'s directory; run bctl fsck' });
+      return false;
+    }
+    const st = await fh.stat();
+    if (!st.isFile()) { await fh.close(); fh = undefined; throw new SpoolError('SPOOL_BAD_FILE', 'not a regular file', { path: sp.rel(p), hint: 'only spoold writes a job\'s directory; run bctl fsck' }); }
+    ino = st.ino;
     pos = 0;
     return true;
   };

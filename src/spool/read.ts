@@ -15,10 +15,13 @@ import { errno } from './errors.js';
  * hang the caller nor lead it elsewhere. Synchronous: the file is small.
  * Other errors (ENOENT ...) are thrown.
  */
+/** How a spool file is opened to be read: never through a link, never blocking on a fifo. */
+export const READ_NOFOLLOW = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
 export function readRegular(file: string, max = MAX_FILE): Buffer | { why: string } {
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    fd = fs.openSync(file, READ_NOFOLLOW);
   } catch (e) {
     if (errno(e) === 'ELOOP') return { why: 'not a regular file (a symbolic link)' };
     throw e;

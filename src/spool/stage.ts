@@ -41,8 +41,8 @@ export const DIR_MODE = 0o2775;   // setgid: files inherit the spool's group
  * chmod leaves nothing but a leftover in tmp/ (a chaos test found a done/NAME
  * of mode 2755 after a kill -9). (Lifting the umask instead would loosen the
  * modes of files spoold's thread pool creates meanwhile.) An existing empty
- * directory is replaced; one with something in it, or a file, throws EEXIST
- * and keeps its mode.
+ * directory is replaced; one with something in it throws EEXIST and keeps its
+ * mode; anything else there (a file, a link) throws ENOTDIR.
  */
 export function mkdirSpool(sp: SpoolPaths, dir: string): void {
   const staged = sp.staging(path.basename(dir));
@@ -53,10 +53,10 @@ export function mkdirSpool(sp: SpoolPaths, dir: string): void {
   } catch (e) {
     try { fs.rmdirSync(staged); } catch { /* the error below says what matters */ }
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') {
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') {
       throw Object.assign(new Error(`EEXIST: file already exists, mkdir '${dir}'`), { code: 'EEXIST', path: dir });
     }
-    throw e;
+    throw e;   // ENOTDIR: something that is not a directory (a link) is there: the caller's to move aside
   }
 }
 

@@ -95,18 +95,12 @@ export async function adopt(sp: SpoolPaths, fileName: string, wanted: string | u
  */
 export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
   const dir = sp.runningDir(id);
-  let existed = false;
-  try {
-    mkdirSpool(sp, dir);
-  } catch (e) {
-    if (errno(e) !== 'EEXIST') throw ioError(e, sp.rel(dir), 'cannot create');
-    existed = true;
-    // Without a job file it holds nothing, or a cancel request for this job
-    // (from a requeue, or a bctl cancel that died before its own claim),
-    // which this claim honors. Nothing in it is removed: a bctl cancel may be
-    // claiming the job into it right now, and its files are then its own.
-    if (exists(sp.runningFile(id, 'job'))) return false;
-  }
+  const existed = await makeRunningDir(sp, id);
+  // One that was there holds nothing, or a cancel request for this job (from
+  // a requeue, or a bctl cancel that died before its own claim), which this
+  // claim honors. Nothing in it is removed before the commit: a bctl cancel
+  // may be claiming the job into it right now, and its files are then its own.
+  if (existed && exists(sp.runningFile(id, 'job'))) return false;
   try {
     // commit: after this rename the job is claimed; it is in running/ and nowhere else
     fs.renameSync(sp.queued(id), sp.runningFile(id, 'job'));
@@ -115,8 +109,28 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
     if (errno(e) === 'ENOENT') return false;
     throw ioError(e, `new/${id}`, 'cannot claim');
   }
-  if (existed) await sweep(sp, id, claimKeeps, 'in the directory of a job spoold had just claimed');
+  // The job is claimed whatever this does: a stray that cannot be moved
+  // (bad/ unwritable) stays, and finalize's own sweep tries again before it
+  // publishes the directory.
+  if (existed) await sweep(sp, id, claimJudge).catch(() => {});
   return true;
+}
+
+/**
+ * Make running/ID (mkdirSpool); whether a directory was there already.
+ * Anything else there (a link planted to make spoold claim a job, and sweep,
+ * through it: found in review) is a stray: moved aside, and the directory made.
+ */
+async function makeRunningDir(sp: SpoolPaths, id: string): Promise<boolean> {
+  const dir = sp.runningDir(id);
+  for (let tries = 0; ; tries++) {
+    try { mkdirSpool(sp, dir); return false; } catch (e) {
+      if (errno(e) === 'EEXIST') return true;
+      if (errno(e) !== 'ENOTDIR' || tries > 0) throw ioError(e, sp.rel(dir), 'cannot create');
+      const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+      if (st && !st.isDirectory()) await moveAside(sp, dir, st, 'where spoold keeps a directory of its own');
+    }
+  }
 }
 
 /** The commit of a claim whose running/ID/ already exists (cancelQueued). */
@@ -178,14 +192,15 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   const { id, name } = result;
   const dir = sp.runningDir(id);
   const made = (what: string, f: () => void) => { try { f(); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, what, 'cannot create'); } };
-  // Created only when missing (or moved aside as a stray); an existing console or SHA256SUMS is kept.
+  // Strays moved aside (a directory as result would fail the rename below for
+  // ever; a link under another name rode into done/, found by a tester), then
+  // what is missing made: an existing console or SHA256SUMS is kept.
   // Mode 0664 whatever the umask (a bctl cancel's), as every file written through tmp/.
+  const present = await sweep(sp, id, finalizeJudge);
   for (const f of ['console.log', 'SHA256SUMS'] as const) {
-    if (!(await ownEntry(sp, id, f, 'file'))) made(`running/${id}/${f}`, () => createSpoolFile(sp.runningFile(id, f)));
+    if (!present.has(f)) made(`running/${id}/${f}`, () => createSpoolFile(sp.runningFile(id, f)));
   }
-  if (!(await ownEntry(sp, id, 'artifacts', 'dir'))) made(`running/${id}/artifacts/`, () => mkdirSpool(sp, sp.runningFile(id, 'artifacts')));
-  await ownEntry(sp, id, 'result', 'file');   // a directory there would fail the rename below for ever
-  await sweep(sp, id, (f) => JOB_FILES.has(f), 'where spoold keeps no entry of that name');
+  if (!present.has('artifacts')) made(`running/${id}/artifacts/`, () => mkdirSpool(sp, sp.runningFile(id, 'artifacts')));
   // Every file of the directory is flushed before the directory is, and the
   // directory before the rename publishes it. The result (staged in tmp/, so a
   // crash leaves no partial file in running/ID/), console.log and SHA256SUMS
@@ -205,11 +220,16 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   fs.rmSync(sp.runningFile(id, 'cancel'), { force: true, recursive: true });
   await fsyncDir(dir);
   const nameDir = sp.doneName(name);
-  // done/NAME as a link would put the result wherever it points: moved aside, as a stray.
+  // done/NAME or done/NAME/ID as a link would put the result wherever it
+  // points, or fail the rename for ever: moved aside, as strays. done/NAME is
+  // made only when missing (mkdirSpool goes through tmp/: not for every job).
+  const own = 'where spoold keeps a directory of its own';
   const st = fs.lstatSync(nameDir, { throwIfNoEntry: false });
-  if (st && !st.isDirectory()) await moveAside(sp, nameDir, st, 'where spoold keeps a directory of its own');
-  made(sp.rel(nameDir), () => mkdirSpool(sp, nameDir));
+  if (st && !st.isDirectory()) await moveAside(sp, nameDir, st, own);
+  if (!st?.isDirectory()) made(sp.rel(nameDir), () => mkdirSpool(sp, nameDir));
   const target = sp.doneDir(name, id);
+  const tst = fs.lstatSync(target, { throwIfNoEntry: false });
+  if (tst && !tst.isDirectory()) await moveAside(sp, target, tst, own);
   try {
     // commit: after this rename the job is finished, whole, in done/
     fs.renameSync(dir, target);
@@ -270,13 +290,34 @@ export function onStray(f: typeof strayMoved): void { strayMoved = f; }
  * before finalize publishes the directory (only the files of a job; a link
  * planted under another name rode into done/, found by a tester).
  */
-async function sweep(sp: SpoolPaths, id: string, keep: (name: string, kind: fs.Dirent) => boolean, where: string): Promise<void> {
+async function sweep(sp: SpoolPaths, id: string, judge: (name: string, kind: fs.Dirent) => string | undefined): Promise<Set<string>> {
+  const kept = new Set<string>();
+  if (!fs.lstatSync(sp.runningDir(id), { throwIfNoEntry: false })?.isDirectory()) return kept;   // never read through a link
+  // One look at names and kinds (readdir with file types), no stat per entry: finalize does this for every job.
   for (const d of fs.readdirSync(sp.runningDir(id), { withFileTypes: true })) {
-    if (!keep(d.name, d)) await moveAside(sp, path.join(sp.runningDir(id), d.name), d, where);
+    const where = judge(d.name, d);
+    if (where === undefined) kept.add(d.name);
+    else await moveAside(sp, path.join(sp.runningDir(id), d.name), d, where);
   }
+  return kept;
 }
-const claimKeeps = (f: string, st: fs.Dirent): boolean => f === 'job' || ((f === 'cancel' || f === 'lease') && st.isFile());
-const JOB_FILES: ReadonlySet<string> = new Set<RunningFile>(['job', 'result', 'console.log', 'artifacts', 'SHA256SUMS', 'lease', 'cancel']);
+
+/** A stray's `where` (moveAside) in a running/ID/ just claimed into, or undefined for what may be there. */
+const claimJudge = (f: string, d: fs.Dirent): string | undefined =>
+  f === 'job' || ((f === 'cancel' || f === 'lease') && d.isFile()) ? undefined : 'in the directory of a job spoold had just claimed';
+
+/** The kind of each entry spoold keeps in running/ID/ ('any': removed by finalize whatever it is). */
+const OWN_KINDS: ReadonlyMap<string, 'file' | 'dir' | 'any'> = new Map<RunningFile, 'file' | 'dir' | 'any'>([
+  ['job', 'file'], ['result', 'file'], ['console.log', 'file'], ['SHA256SUMS', 'file'], ['artifacts', 'dir'], ['lease', 'any'], ['cancel', 'any'],
+]);
+
+/** A stray's `where` in a running/ID/ about to be published, or undefined for an entry of the kind spoold keeps there. */
+function finalizeJudge(f: string, d: fs.Dirent): string | undefined {
+  const want = OWN_KINDS.get(f);
+  if (want === undefined) return 'where spoold keeps no entry of that name';
+  if (want === 'any' || (want === 'file' ? d.isFile() : d.isDirectory())) return undefined;
+  return `where spoold keeps a ${want === 'file' ? 'regular file' : 'directory'} of its own`;
+}
 
 /**
  * done/NAME without `latest`, which a crash between finalize's rename and its
@@ -303,7 +344,7 @@ export async function mendLatest(sp: SpoolPaths): Promise<Array<{ name: string; 
  * claimed the job first, the request cancels its run.
  */
 export async function cancelQueued(sp: SpoolPaths, id: string, job: Job): Promise<Result | undefined> {
-  try { mkdirSpool(sp, sp.runningDir(id)); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, `running/${id}`, 'cannot create'); }
+  await makeRunningDir(sp, id);
   await writeAtomic(sp, sp.runningFile(id, 'cancel'), `canceled: ${new Date().toISOString()}\n`);
   if (!(await claimInto(sp, id))) return undefined;
   const now = new Date();
@@ -393,7 +434,7 @@ export { SpoolError };
 /** Record a job that cannot run at all (its template is missing): straight to done/ as failed. */
 export async function recordFailed(sp: SpoolPaths, job: ParsedJob & { id: string }, why: string): Promise<string> {
   const dir = sp.runningDir(job.id);
-  try { mkdirSpool(sp, dir); } catch (e) { throw ioError(e, sp.rel(dir), 'cannot create'); }
+  if (await makeRunningDir(sp, job.id)) throw ioError(Object.assign(new Error('it exists'), { code: 'EEXIST' }), sp.rel(dir), 'cannot create');
   const now = new Date();
   const result: Result = { id: job.id, name: job.name, platform: job.platform, worker: '', attempt: job.attempt,
     queued: job.queued ?? now, started: undefined, finished: now, status: { kind: 'failed', why } };
