@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { tmpdir, daemon, until, readIf, bctl, sleep, type Daemon } from './lib.js';
 import { SpoolPaths } from '../src/spool/paths.js';
 import { submission } from '../src/spool/job.js';
-import { submit } from '../src/spool/state.js';
+import { submit, reject } from '../src/spool/state.js';
 import { newId } from '../src/spool/ids.js';
 import { parseResult } from '../src/spool/result.js';
 import { ensureSpool } from '../src/spool/layout.js';
@@ -78,6 +78,26 @@ test('artifacts that do not fit end failed: no space left; the spool stays consi
   await fsckClean();
   const ok = await queue('after', '#!/bin/sh\nhead -c 100000 /dev/zero > small.bin\n');
   assert.equal((await result('after', ok)).status, { kind: 'exited', code: 0 });
+});
+
+// Found by a tester: a stray moved to bad/ on a full disk lost its .why for good.
+test('a file rejected to bad/ on a full disk stays where it was, whole; with room again it goes with its .why', async () => {
+  const sp = new SpoolPaths(spool);
+  const file = path.join(spool, 'new', 'stray');
+  fs.writeFileSync(file, 'not a job\n');
+  const filler = path.join(mnt, 'filler');
+  try { fs.writeFileSync(filler, Buffer.alloc(SIZE)); } catch { /* ENOSPC: full, as wanted */ }
+  for (let i = 0; i < 50; i++) { try { fs.writeFileSync(path.join(mnt, `crumb${i}`), 'x'.repeat(1024)); } catch { break; } }   // every last block
+  let err: unknown;
+  try { await reject(sp, file, 'new/stray: not a job'); } catch (e) { err = e; }
+  assert.match(String(err), /ENOSPC|no space/, 'it says the disk is full');
+  assert.is(fs.readFileSync(file, 'utf8'), 'not a job\n', 'the file is still in new/');
+  assert.equal(fs.readdirSync(sp.bad), [], 'nothing in bad/, no file without its why');
+  assert.equal(fs.readdirSync(sp.tmp), [], 'nothing staged left behind');
+  for (const f of fs.readdirSync(mnt)) if (f === 'filler' || f.startsWith('crumb')) fs.rmSync(path.join(mnt, f));
+  const bad = await reject(sp, file, 'new/stray: not a job');
+  assert.equal(fs.readdirSync(sp.bad).sort(), [bad, `${bad}.why`]);
+  assert.is(fs.readFileSync(path.join(sp.bad, `${bad}.why`), 'utf8'), 'new/stray: not a job\n');
 });
 
 // Found by a tester: the console met a full disk, space came back, and the
