@@ -252,6 +252,29 @@ test('a job another writer finalizes while spoold tries to record it is let go, 
   assert.not.ok(fs.existsSync(sp.runningDir(id)));
 });
 
+// Found in review: a stray that could not be moved aside (bad/ unwritable)
+// made a claim that had committed look failed, and the job was stranded.
+test('a claim into a running/ID/ with a stray it cannot move aside still claims the job; finalize moves the stray once it can', async () => {
+  const { sp } = await spool();
+  const job = submission({ name: 'strayed', platform: 'p', body: '#!/bin/sh\necho\n' });
+  await submit(sp, job);
+  const id = job.id!;
+  fs.mkdirSync(sp.runningDir(id));
+  fs.symlinkSync('/etc', sp.runningFile(id, 'artifacts'));
+  fs.rmSync(sp.bad, { recursive: true });
+  fs.writeFileSync(sp.bad, 'not a directory\n');   // nowhere to move strays to
+  assert.is(await claim(sp, id), true, 'claimed');
+  assert.ok(fs.existsSync(sp.runningFile(id, 'job')) && !fs.existsSync(sp.queued(id)));
+  assert.ok(fs.lstatSync(sp.runningFile(id, 'artifacts')).isSymbolicLink(), 'the stray stays for now');
+  fs.rmSync(sp.bad);
+  fs.mkdirSync(sp.bad);
+  const now = new Date();
+  await finalize(sp, { id, name: 'strayed', platform: 'p', worker: 'w', attempt: 1, queued: now, started: now, finished: now, status: { kind: 'exited', code: 0 } });
+  const done = sp.doneDir('strayed', id);
+  assert.ok(fs.lstatSync(path.join(done, 'artifacts')).isDirectory(), 'a real artifacts/ in done/');
+  assert.ok(fs.readdirSync(sp.bad).some((f) => f.startsWith(`${id}.artifacts.`) && f.endsWith('.why')), 'the stray in bad/ with its why');
+});
+
 // Found by a chaos test: a job recorded lost after spoold and its worker were
 // killed as it uploaded kept the files that had arrived, with an empty SHA256SUMS.
 test('a job recorded lost keeps no half-delivered artifacts', async () => {
