@@ -80,6 +80,23 @@ test('artifacts that do not fit end failed: no space left; the spool stays consi
   assert.equal((await result('after', ok)).status, { kind: 'exited', code: 0 });
 });
 
+// Found by a tester: with the disk full, the worker delivered again every
+// second, and each round logged the same four errors.
+test('a result that does not fit is delivered again until it does, its errors logged once, not at every round', async () => {
+  const s = start();
+  const id = await queue('patient', '#!/bin/sh\necho hi\necho data > out.txt\n');
+  const filler = path.join(mnt, 'filler');
+  try { fs.writeFileSync(filler, Buffer.alloc(SIZE)); } catch { /* ENOSPC: full, as wanted */ }
+  await until('three deliveries', () => (s.log().match(new RegExp(`reattached id=${id}`, 'g')) ?? []).length >= 3, 30_000);
+  const errors = s.log().split('\n').filter((l) => l.startsWith(`spoold: error id=${id} `));
+  const distinct = new Set(errors.map((l) => l.replace(/\d+/g, 'N')));
+  assert.is(errors.length, distinct.size, `each error once:\n${errors.join('\n')}`);
+  fs.rmSync(filler);
+  const r = await result('patient', id);
+  assert.ok(r.status.kind === 'exited' || (r.status.kind === 'failed' && r.status.why === 'no space left on device'), JSON.stringify(r.status));
+  await fsckClean();
+});
+
 // Found by a tester: a stray moved to bad/ on a full disk lost its .why for good.
 test('a file rejected to bad/ on a full disk stays where it was, whole; with room again it goes with its .why', async () => {
   const sp = new SpoolPaths(spool);

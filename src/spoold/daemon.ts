@@ -34,7 +34,7 @@ import { readRegular, readSpoolFile } from '../spool/read.js';
 import { Queue, type Queued } from './queue.js';
 import { Budget } from './budget.js';
 import { Conn, type ConnOwner } from './conn.js';
-import { log } from './log.js';
+import { log, LogOnce } from './log.js';
 import { formatDuration } from '../spool/duration.js';
 
 /**
@@ -70,6 +70,9 @@ export const ORPHAN_MS = 30_000;
 
 /** Console bytes spoold queues for disk before it stops reading the job's worker: part of the memory bound per job. */
 export const CONSOLE_WINDOW = 4 << 20;
+
+/** Where a job's result may fail to be stored (Daemon.storeError). */
+const STORE_SITES = ['console', 'artifacts', 'result', 'finalize'] as const;
 
 /**
  * How console.log is opened for appending: created if missing, never through
@@ -708,7 +711,7 @@ export class Daemon implements ConnOwner {
       r.console = ws;
       ws.on('error', (e) => {
         r.consoleFailed = true;
-        log('error', { id: r.id, file: `running/${r.id}/console.log`, why: e.message });
+        this.storeError(r, 'console', { file: `running/${r.id}/console.log`, why: e.message });
         if (isNoSpace(e)) r.artifactError ??= NO_SPACE; else r.storeError ??= e;
       });
       // Flushed as it grows (tar.ts Flusher): the fsync before the rename into
@@ -829,7 +832,7 @@ export class Daemon implements ConnOwner {
       // The worker went away meanwhile (detach destroyed the receiver): not a
       // hostile stream, just an unfinished delivery, which it makes again.
       if (r.worker !== c) return;
-      if (isStorage(e)) { r.storeError ??= e as Error; log('error', { id: r.id, why: `cannot store artifacts: ${why}` }); return; }
+      if (isStorage(e)) { r.storeError ??= e as Error; this.storeError(r, 'artifacts', { why: `cannot store artifacts: ${why}` }); return; }
       // A hostile stream: record the job failed and drop the connection.
       r.artifactError ??= `artifacts rejected: ${why}`;
       log('artifacts rejected', { id: r.id, worker: c.name, why });
@@ -863,7 +866,7 @@ export class Daemon implements ConnOwner {
       && await this.finalizeJob(r, final, c.name, started);
     if (ok) this.letGo(c, r.id);
     else {
-      log('error', { id: r.id, why: `cannot store the result${r.storeError ? `: ${r.storeError.message}` : ''}; the worker keeps it and delivers it again` });
+      this.storeError(r, 'result', { why: `cannot store the result${r.storeError ? `: ${r.storeError.message}` : ''}; the worker keeps it and delivers it again` });
       this.detach(r);
       c.close('could not store the result; the worker keeps it and retries');
     }
@@ -900,14 +903,26 @@ export class Daemon implements ConnOwner {
         return true;
       }
       if (now === 'removed') { this.forgetRemoved(r, undefined); return true; }
-      log('error', { id: r.id, why: `cannot finalize: ${(e as Error).message}` });
+      this.storeError(r, 'finalize', { why: `cannot finalize: ${(e as Error).message}` });
       return false;
     }
     if (this.running.get(r.id) === r) this.running.delete(r.id);
+    for (const site of STORE_SITES) this.storeErrors.forget(`${r.id} ${site}`);
     logFinished(result);
     this.onFinished(result, r.job.origin);
     return true;
   }
+
+  /**
+   * Log a storage error of job r, once per cause at each site until the job
+   * is finished: with the spool's disk full, its worker delivers again every
+   * second, and each round logged the same four errors (found by a tester).
+   */
+  private storeError(r: Running, site: typeof STORE_SITES[number], fields: { file?: string; why: string }): void {
+    if (this.storeErrors.first(`${r.id} ${site}`, fields.why)) log('error', { id: r.id, ...fields });
+  }
+
+  private readonly storeErrors = new LogOnce();
 
   /**
    * Where job r is, after a write of ours failed: its running/ID still there
