@@ -105,7 +105,7 @@ test('fsck reports each planted violation on its own line, naming the path and t
   });
   // running/
   const leftover = newId();
-  p(new RegExp(`^bctl fsck: running/${leftover}: no job file \\(left by a crash\\); start spoold`), async () => mkdirSpool(sp, sp.runningDir(leftover)));
+  p(new RegExp(`^bctl fsck: running/${leftover}: no job file \\(left by a crash\\); start spoold`), async () => mkdirSpool(sp.runningDir(leftover)));
   // Found by a tester: bctl cancel run by root under umask 022 made done/NAME 2755, and spoold, the spool's user, could store no more results of NAME.
   // The spool is root's here, as the test is: root writes anywhere, which hid this
   // (found by a tester), but the spool's group, whose members run bctl and spoold, cannot.
@@ -202,7 +202,7 @@ test('fsck reports each planted violation on its own line, naming the path and t
 test('fsck leaves tmp/ and running/ leftovers to a running spoold (lock held)', async () => {
   await soundSpool();
   const leftover = newId();
-  mkdirSpool(sp, sp.runningDir(leftover));
+  mkdirSpool(sp.runningDir(leftover));
   await fsp.writeFile(path.join(sp.tmp, 'staging.1'), 'x');
   const before = await fsck();
   assert.is(before.lines.length, 2, before.lines.join('\n'));

@@ -28,37 +28,52 @@ import { promisify } from 'node:util';
 import writeFileAtomic from 'write-file-atomic';
 import { ioError } from './errors.js';
 import { stagingPid, type SpoolPaths } from './paths.js';
+import { READ_NOFOLLOW } from './read.js';
 
 export const FILE_MODE = 0o664;   // group-writable for the builder group, never world-writable
 export const DIR_MODE = 0o2775;   // setgid: files inherit the spool's group
 
 /**
- * Make a job's directory (running/ID, done/NAME, artifacts/) at exactly
- * DIR_MODE, whatever the umask: one made by root (bctl cancel) under umask
- * 022 was not writable by the spool's group, so spoold, running as the
- * spool's user, could store no more results there. It is made and chmodded
- * in tmp/, then renamed into place, so that a crash between the mkdir and the
- * chmod leaves nothing but a leftover in tmp/ (a chaos test found a done/NAME
- * of mode 2755 after a kill -9). (Lifting the umask instead would loosen the
- * modes of files spoold's thread pool creates meanwhile.) An existing empty
- * directory is replaced; one with something in it throws EEXIST and keeps its
- * mode; anything else there (a file, a link) throws ENOTDIR.
+ * mkdir(2) of a job's directory (running/ID, done/NAME, artifacts/) at
+ * exactly DIR_MODE, whatever the umask: one made by root (bctl cancel) under
+ * umask 022 was not writable by the spool's group, so spoold, running as the
+ * spool's user, could store no more results there. The chmod follows the
+ * mkdir: a crash between them leaves the directory as the umask made it.
+ * For running/ID and its artifacts/ the recovery removes or remakes such a
+ * directory (an empty running/ID; the artifacts of a delivery made again);
+ * done/NAME, which stays, is made with mkdirSpoolStaged. (Lifting the umask
+ * instead would loosen the modes of files spoold's thread pool creates
+ * meanwhile.) Throws as mkdirSync does (EEXIST, also for a link there); an
+ * existing directory keeps its mode.
  */
-export function mkdirSpool(sp: SpoolPaths, dir: string): void {
+export function mkdirSpool(dir: string): void {
+  fs.mkdirSync(dir, { mode: DIR_MODE });
+  fs.chmodSync(dir, DIR_MODE);
+}
+
+/**
+ * mkdirSpool for a directory that outlives a crash as it is (done/NAME): made
+ * and chmodded in tmp/, then renamed into place, so that a crash between the
+ * mkdir and the chmod leaves only a leftover in tmp/ (a chaos test found a
+ * done/NAME of mode 2755 after a kill -9). An existing empty directory is
+ * replaced; one with something in it throws EEXIST and keeps its mode;
+ * anything else there (a file, a link) throws ENOTDIR.
+ */
+export function mkdirSpoolStaged(sp: SpoolPaths, dir: string): void {
   const staged = sp.staging(path.basename(dir));
-  fs.mkdirSync(staged, { mode: DIR_MODE });
+  mkdirSpool(staged);
   try {
-    fs.chmodSync(staged, DIR_MODE);
     fs.renameSync(staged, dir);
   } catch (e) {
     try { fs.rmdirSync(staged); } catch { /* the error below says what matters */ }
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTEMPTY') {
       throw Object.assign(new Error(`EEXIST: file already exists, mkdir '${dir}'`), { code: 'EEXIST', path: dir });
     }
-    throw e;   // ENOTDIR: something that is not a directory (a link) is there: the caller's to move aside
+    throw e;
   }
 }
+
+const fsyncFd = promisify(fs.fsync);
 
 /** Create an empty file, failing if it exists (EEXIST): FILE_MODE whatever the umask, as mkdirSpool makes directories. */
 export function createSpoolFile(p: string): void {
@@ -66,24 +81,20 @@ export function createSpoolFile(p: string): void {
   try { fs.fchmodSync(fd, FILE_MODE); } finally { fs.closeSync(fd); }
 }
 
-const fsyncFd = promisify(fs.fsync);
-
-/**
- * How a file or directory is opened to be flushed: never through a link, and
- * without blocking, for a fifo put in place of a file of running/ID/ froze
- * spoold in open(2) (found by a tester); fsync(2) of a fifo then fails (EINVAL).
- */
-const SYNC_OPEN = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+// Opened to be flushed as a spool file is to be read (READ_NOFOLLOW): never
+// through a link, never blocking, for a fifo put in place of a file of
+// running/ID/ froze spoold in open(2) (found by a tester); fsync(2) of a fifo
+// then fails (EINVAL).
 
 /** fsync a file or directory by path (any fd of it flushes its inode). */
 export async function fsyncPath(p: string): Promise<void> {
-  const fd = fs.openSync(p, SYNC_OPEN);
+  const fd = fs.openSync(p, READ_NOFOLLOW);
   try { await fsyncFd(fd); } finally { fs.closeSync(fd); }
 }
 
 /** fsyncPath without the thread pool, for one-shot processes (bctl), where waiting for it buys nothing. */
 function fsyncPathSync(p: string): void {
-  const fd = fs.openSync(p, SYNC_OPEN);
+  const fd = fs.openSync(p, READ_NOFOLLOW);
   try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
 }
 

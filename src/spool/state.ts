@@ -29,7 +29,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
-import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, createSpoolFile, removeTree } from './stage.js';
+import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, mkdirSpoolStaged, createSpoolFile, removeTree } from './stage.js';
 import { errno, ioError, oneLine, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import { isId, isName, type SpoolPaths, type RunningFile } from './paths.js';
@@ -124,12 +124,13 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
 async function makeRunningDir(sp: SpoolPaths, id: string): Promise<boolean> {
   const dir = sp.runningDir(id);
   for (let tries = 0; ; tries++) {
-    try { mkdirSpool(sp, dir); return false; } catch (e) {
-      if (errno(e) === 'EEXIST') return true;
-      if (errno(e) !== 'ENOTDIR' || tries > 0) throw ioError(e, sp.rel(dir), 'cannot create');
-      const st = fs.lstatSync(dir, { throwIfNoEntry: false });
-      if (st && !st.isDirectory()) await moveAside(sp, dir, st, 'where spoold keeps a directory of its own');
+    try { mkdirSpool(dir); return false; } catch (e) {
+      if (errno(e) !== 'EEXIST' || tries > 1) throw ioError(e, sp.rel(dir), 'cannot create');
     }
+    // Something is there (mkdir says EEXIST for a link too): a directory, or a stray.
+    const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+    if (st?.isDirectory()) return true;
+    if (st) await moveAside(sp, dir, st, OWN_DIR);
   }
 }
 
@@ -196,11 +197,11 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   // ever; a link under another name rode into done/, found by a tester), then
   // what is missing made: an existing console or SHA256SUMS is kept.
   // Mode 0664 whatever the umask (a bctl cancel's), as every file written through tmp/.
-  const present = await sweep(sp, id, finalizeJudge);
+  const present = await sweep(sp, id, judgeOwn);
   for (const f of ['console.log', 'SHA256SUMS'] as const) {
     if (!present.has(f)) made(`running/${id}/${f}`, () => createSpoolFile(sp.runningFile(id, f)));
   }
-  if (!present.has('artifacts')) made(`running/${id}/artifacts/`, () => mkdirSpool(sp, sp.runningFile(id, 'artifacts')));
+  if (!present.has('artifacts')) made(`running/${id}/artifacts/`, () => mkdirSpool(sp.runningFile(id, 'artifacts')));
   // Every file of the directory is flushed before the directory is, and the
   // directory before the rename publishes it. The result (staged in tmp/, so a
   // crash leaves no partial file in running/ID/), console.log and SHA256SUMS
@@ -222,14 +223,13 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   const nameDir = sp.doneName(name);
   // done/NAME or done/NAME/ID as a link would put the result wherever it
   // points, or fail the rename for ever: moved aside, as strays. done/NAME is
-  // made only when missing (mkdirSpool goes through tmp/: not for every job).
-  const own = 'where spoold keeps a directory of its own';
+  // made only when missing (mkdirSpoolStaged goes through tmp/: not for every job).
   const st = fs.lstatSync(nameDir, { throwIfNoEntry: false });
-  if (st && !st.isDirectory()) await moveAside(sp, nameDir, st, own);
-  if (!st?.isDirectory()) made(sp.rel(nameDir), () => mkdirSpool(sp, nameDir));
+  if (st && !st.isDirectory()) await moveAside(sp, nameDir, st, OWN_DIR);
+  if (!st?.isDirectory()) made(sp.rel(nameDir), () => mkdirSpoolStaged(sp, nameDir));
   const target = sp.doneDir(name, id);
   const tst = fs.lstatSync(target, { throwIfNoEntry: false });
-  if (tst && !tst.isDirectory()) await moveAside(sp, target, tst, own);
+  if (tst && !tst.isDirectory()) await moveAside(sp, target, tst, OWN_DIR);
   try {
     // commit: after this rename the job is finished, whole, in done/
     fs.renameSync(dir, target);
@@ -258,12 +258,13 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
  * to bad/ beside a .why, and the caller makes the entry afresh. Whether the
  * entry is there, of its kind, after the call.
  */
-export async function ownEntry(sp: SpoolPaths, id: string, entry: RunningFile, kind: 'file' | 'dir'): Promise<boolean> {
+export async function ownEntry(sp: SpoolPaths, id: string, entry: RunningFile): Promise<boolean> {
   const p = sp.runningFile(id, entry);
   const st = fs.lstatSync(p, { throwIfNoEntry: false });
   if (!st) return false;
-  if (kind === 'file' ? st.isFile() : st.isDirectory()) return true;
-  await moveAside(sp, p, st, `where spoold keeps a ${kind === 'file' ? 'regular file' : 'directory'} of its own`);
+  const where = judgeOwn(entry, st);
+  if (where === undefined) return true;
+  await moveAside(sp, p, st, where);
   return false;
 }
 
@@ -311,13 +312,14 @@ const OWN_KINDS: ReadonlyMap<string, 'file' | 'dir' | 'any'> = new Map<RunningFi
   ['job', 'file'], ['result', 'file'], ['console.log', 'file'], ['SHA256SUMS', 'file'], ['artifacts', 'dir'], ['lease', 'any'], ['cancel', 'any'],
 ]);
 
-/** A stray's `where` in a running/ID/ about to be published, or undefined for an entry of the kind spoold keeps there. */
-function finalizeJudge(f: string, d: fs.Dirent): string | undefined {
+/** A stray's `where` (moveAside) in a running/ID/ spoold holds, or undefined for an entry of the kind spoold keeps there. */
+function judgeOwn(f: string, d: Pick<fs.Dirent, 'isFile' | 'isDirectory'>): string | undefined {
   const want = OWN_KINDS.get(f);
   if (want === undefined) return 'where spoold keeps no entry of that name';
   if (want === 'any' || (want === 'file' ? d.isFile() : d.isDirectory())) return undefined;
-  return `where spoold keeps a ${want === 'file' ? 'regular file' : 'directory'} of its own`;
+  return want === 'file' ? 'where spoold keeps a regular file of its own' : OWN_DIR;
 }
+const OWN_DIR = 'where spoold keeps a directory of its own';
 
 /**
  * done/NAME without `latest`, which a crash between finalize's rename and its

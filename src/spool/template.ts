@@ -39,7 +39,7 @@ export async function findTemplate(dirs: string[], template: string, platform: s
   for (const d of dirs) {
     const p = path.join(d, templateFile(template, platform));
     try {
-      const st = d === dirs[0] ? await fsp.lstat(p) : await fsp.stat(p);
+      const st = await look(dirs, d, p);
       if (st.isFile()) return p;
     } catch (e) {
       if (errno(e) !== 'ENOENT' && errno(e) !== 'ENOTDIR') throw ioError(e, p, 'cannot read template');
@@ -47,6 +47,9 @@ export async function findTemplate(dirs: string[], template: string, platform: s
   }
   return undefined;
 }
+
+/** stat p in template directory d of dirs: without following a link in the spool's own (dirs[0]; findTemplate says why). */
+const look = (dirs: string[], d: string, p: string) => (d === dirs[0] ? fsp.lstat(p) : fsp.stat(p));
 
 /** Platforms that have TEMPLATE (any template, when undefined) in any of dirs, sorted. */
 export async function templatePlatforms(dirs: string[], template?: string): Promise<string[]> {
@@ -105,7 +108,7 @@ export async function renderTemplate(dirs: string[], template: string, platform:
     // There, but not a file (a directory): said as such, not as missing (found by a tester).
     for (const d of dirs) {
       const p = path.join(d, templateFile(template, platform));
-      const st = await (d === dirs[0] ? fsp.lstat(p) : fsp.stat(p)).catch(() => undefined);
+      const st = await look(dirs, d, p).catch(() => undefined);
       if (st) throw new SpoolError('SPOOL_BAD_FILE', `not a regular file (a ${st.isSymbolicLink() ? 'symbolic link, which is not followed in the spool' : st.isDirectory() ? 'directory' : 'special file'})`, { path: p, hint: 'put the template there as a plain file; keep templates you link to in a --templates directory' });
     }
     throw new SpoolError('SPOOL_NOT_FOUND', `no template ${templateFile(template, platform)}`,

@@ -409,7 +409,7 @@ export class Daemon implements ConnOwner {
       if (r.worker !== c || c.closed) return;
       let offset = 0;
       // A console.log that is no regular file is not ours (ownEntry): the console starts over.
-      try { if (await ownEntry(this.sp, r.id, 'console.log', 'file')) offset = fs.lstatSync(this.sp.runningFile(r.id, 'console.log')).size; } catch { /* none yet */ }
+      try { if (await ownEntry(this.sp, r.id, 'console.log')) offset = fs.lstatSync(this.sp.runningFile(r.id, 'console.log')).size; } catch { /* none yet */ }
       c.send({ t: 'resume', id: r.id, consoleOffset: offset });
       log('reattached', { id: r.id, name: r.job.name, worker: c.name, console: offset });
       this.writeWorker(c);
@@ -799,7 +799,7 @@ export class Daemon implements ConnOwner {
       // The worker left meanwhile (detach): a receiver made now would wait for ever.
       if (r.worker !== c) return;
       const dir = this.sp.runningFile(r.id, 'artifacts');
-      mkdirSpool(this.sp, dir);
+      mkdirSpool(dir);
       const rx = receiveArtifacts(dir, this.opts.maxArtifactBytes);
       const a = { ...rx, failed: false };
       a.done.catch(() => { a.failed = true; });
