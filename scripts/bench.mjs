@@ -228,6 +228,19 @@ function workerdUnder(pid) {
   throw new Error(`no workerd.js process under pid ${pid} (--wrap-workerd)`);
 }
 
+/** The perl job launchers (workerd's launch.ts) that are children of workerd `pid`. */
+function launchersOf(pid) {
+  const out = [];
+  try {
+    for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+      for (const c of fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(' ').filter(Boolean)) {
+        if (fs.readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('workerd: job launcher')) out.push(Number(c));
+      }
+    }
+  } catch { /* gone */ }
+  return out;
+}
+
 class Rig {
   constructor(tag) { this.tag = tag; this.procs = []; }
 
@@ -253,9 +266,13 @@ class Rig {
     return this;
   }
 
-  /** CPU seconds used so far by spoold and by all workers (their jobs not included). */
+  /**
+   * CPU seconds used so far by spoold and by all workers (their jobs not
+   * included), each worker with its perl launcher (it forks the jobs: that
+   * work is the worker's, done in another process).
+   */
   cpu() {
-    return { spoold: cpuOf(this.spoold.pid), workers: cpuSum(this.workers.map((w) => cpuOf(w.pid))) };
+    return { spoold: cpuOf(this.spoold.pid), workers: cpuSum(this.workers.flatMap((w) => [cpuOf(w.pid), ...launchersOf(w.pid).map(cpuOf)])) };
   }
 
   /** A note on what the workload cost and how busy the machine was: call it before stop(). */

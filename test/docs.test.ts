@@ -308,8 +308,11 @@ test('every .Sx names a section or subsection of its page, or of the page named 
 test("workerd.8 states the job's kill grace and every variable the job gets", () => {
   const job = section(PAGES.workerd, 'THE JOB');
   assert.match(job, `${KILL_GRACE_MS / 1000} seconds later, SIGKILL`, 'KILL_GRACE_MS');
-  const set = [...new Set([...code('src/workerd/run.ts').matchAll(/\b(BUILDER_[A-Z_]+)=/g)].map((m) => m[1]!))];   // exported by the standby shell
+  const launch = code('src/workerd/launch.ts');
+  const set = [...new Set([...launch.matchAll(/\b(BUILDER_[A-Z_]+)=/g)].map((m) => m[1]!))];   // exported by the standby shell
   assert.ok(set.length >= 5, `found the job's variables: ${set.join(', ')}`);
+  const perl = /@ENV\{qw\(([A-Z_ ]+)\)\}/.exec(launch)?.[1]?.split(' ') ?? [];   // set by the perl launcher's child
+  assert.equal([...perl].sort(), [...set].sort(), 'both launchers give the job the same variables');
   assert.equal(missing(set, (v) => hasWord(job, v)), [], 'job variables missing from workerd.8 THE JOB');
   assert.equal(missing(set, (v) => hasWord(section(PAGES.workerd, 'ENVIRONMENT'), v)), [], 'job variables missing from workerd.8 ENVIRONMENT');
 });

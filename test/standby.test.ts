@@ -1,9 +1,10 @@
-// workerd's standby process (src/workerd/run.ts): the job's shell is started
-// before the job arrives. What it must keep true: the job runs in its
+// How workerd starts a job's process (src/workerd/launch.ts): by its perl
+// launcher, or, without perl (WORKERD_PERL empty), by a standby shell forked
+// before the job arrives. What both must keep true: the job runs in its
 // directory with its environment, a script that cannot run says why in its
-// console, a standby killed while idle costs nothing, and a workdir with
-// blanks in its name works.
-import { test } from 'uvu';
+// console, how it ended (exit code or signal) is told exactly, a launcher
+// killed while idle costs nothing, and a workdir with blanks in its name works.
+import { test, suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -15,17 +16,17 @@ import { newId } from '../src/spool/ids.js';
 let spool = '';
 let wd = '';
 let procs: Daemon[] = [];
-test.before.each(async () => { spool = await tmpdir('standby'); wd = `${spool} work dir`; procs = []; });
-test.after.each(async () => {
+const before = async () => { spool = await tmpdir('standby'); wd = `${spool} work dir`; procs = []; };
+const after = async () => {
   for (const p of procs) await p.stop('SIGKILL');
   for (const d of [spool, wd]) await fsp.rm(d, { recursive: true, force: true });
-});
+};
 
-async function start(extra: string[] = []): Promise<Daemon> {
+async function start(env: NodeJS.ProcessEnv, extra: string[] = []): Promise<Daemon> {
   const s = daemon('spoold', ['-s', spool]);
   procs.push(s);
   await s.waitLog(/started/);
-  const w = daemon('workerd', ['-s', spool, '--name', 'w1', '--workdir', wd, ...extra, 'debian-12']);
+  const w = daemon('workerd', ['-s', spool, '--name', 'w1', '--workdir', wd, ...extra, 'debian-12'], env);
   procs.push(w);
   await s.waitLog(/worker joined worker=w1/);
   return w;
@@ -39,58 +40,120 @@ async function submit(body: string, name = 'sb'): Promise<{ id: string; result: 
   return { id, result: fs.readFileSync(path.join(dir, 'result'), 'utf8'), console: fs.readFileSync(path.join(dir, 'console.log'), 'utf8') };
 }
 
-/** The idle shell workerd keeps ready: a child of the worker running sh with our script. */
-async function standbyPid(w: Daemon): Promise<number> {
-  return until('a standby shell', async () => {
-    const r = await run('pgrep', ['-P', String(w.child.pid), '-f', 'standby']);
+/** workerd's idle launcher: its child running perl with our program, or sh with the standby's. */
+async function launcherPid(w: Daemon, what: RegExp): Promise<number> {
+  return until('an idle launcher', async () => {
+    const r = await run('pgrep', ['-P', String(w.child.pid), '-f', what.source]);
     const pid = Number(r.stdout.trim().split('\n')[0]);
     return pid > 0 ? pid : undefined;
   });
 }
 
-test('the job runs in its own directory, with its environment, in a workdir whose name has blanks', async () => {
-  await start();
-  const { id, result, console } = await submit('#!/bin/sh\necho "id=$BUILDER_JOB_ID name=$BUILDER_JOB_NAME platform=$BUILDER_PLATFORM net=$BUILDER_NETWORK"\necho "dir=$(pwd) jobdir=$BUILDER_JOB_DIR"\nread x || echo "stdin is empty"\necho err >&2\n');
-  assert.match(result, /^status: exited 0$/m);
-  assert.match(console, new RegExp(`^id=${id} name=sb platform=debian-12 net=no$`, 'm'));
-  const dir = path.join(wd, id, 'job');
-  assert.match(console, new RegExp(`^dir=${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} jobdir=${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
-  assert.match(console, /^stdin is empty$/m);
-  assert.match(console, /^err$/m);
+const LAUNCHERS = [
+  { name: 'perl', env: {}, log: /jobs are started by \S*perl$/m, ps: /job launcher/ },
+  { name: 'standby', env: { WORKERD_PERL: '' }, log: /jobs are started by forking workerd \(WORKERD_PERL is empty\)$/m, ps: /standby/ },
+];
+
+for (const L of LAUNCHERS) {
+  const test = suite(`launcher ${L.name}`);
+  test.before.each(before);
+  test.after.each(after);
+  const start_ = (extra: string[] = []) => start(L.env, extra);
+  test('the job runs in its own directory, with its environment, in a workdir whose name has blanks', async () => {
+    await start_();
+    const { id, result, console } = await submit('#!/bin/sh\necho "id=$BUILDER_JOB_ID name=$BUILDER_JOB_NAME platform=$BUILDER_PLATFORM net=$BUILDER_NETWORK"\necho "dir=$(pwd) jobdir=$BUILDER_JOB_DIR"\nread x || echo "stdin is empty"\necho err >&2\n');
+    assert.match(result, /^status: exited 0$/m);
+    assert.match(console, new RegExp(`^id=${id} name=sb platform=debian-12 net=no$`, 'm'));
+    const dir = path.join(wd, id, 'job');
+    assert.match(console, new RegExp(`^dir=${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} jobdir=${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+    assert.match(console, /^stdin is empty$/m);
+    assert.match(console, /^err$/m);
+  });
+
+  test('a script that cannot be executed ends exited 127 and says why in its console', async () => {
+    await start_();
+    const { result, console } = await submit('#!/nonexistent/interpreter\necho never\n', 'badshebang');
+    assert.match(result, /^status: exited 127$/m);
+    assert.match(console, /^workerd: cannot run the script: its #! interpreter \/nonexistent\/interpreter is not found or not executable$/m);
+    assert.not.match(console, /never/);
+  });
+
+  test('a launcher killed while idle is replaced; the next job runs, and its exit is its own', async () => {
+    const w = await start_();
+    await w.waitLog(L.log);
+    const first = await launcherPid(w, L.ps);
+    process.kill(first, 'SIGKILL');
+    await until('the killed launcher is gone', async () => (await run('kill', ['-0', String(first)])).code !== 0);
+    const { result, console } = await submit('#!/bin/sh\necho after\nexit 4\n', 'afterkill');
+    assert.match(result, /^status: exited 4$/m);
+    assert.match(console, /^after$/m);
+    // And a new one waits for the next job.
+    assert.not.equal(await launcherPid(w, L.ps), first);
+  });
+
+  test('--sandbox is a shell command line given the script\'s path as one argument, whatever the workdir is called', async () => {
+    // As workerd.8 says: /bin/sh -c 'COMMAND "$@"' sandbox SCRIPT, so assignments and lists work.
+    await start_(['--sandbox', 'FOO=bar; export FOO; ulimit -n 256; env SANDBOXED=yes']);
+    const { id, result, console } = await submit('#!/bin/sh\necho "sandboxed=$SANDBOXED foo=$FOO script=$0"\n', 'sandboxed');
+    assert.match(result, /^status: exited 0$/m);
+    assert.ok(console.includes(`sandboxed=yes foo=bar script=${path.join(wd, id, 'job', 'script.sh')}\n`), console);
+  });
+
+  test('the script is run by its absolute path ($0), one without #! by /bin/sh', async () => {
+    await start_();
+    const { id, console } = await submit('#!/bin/sh\necho "script=$0"\n', 'dollar0');
+    assert.ok(console.includes(`script=${path.join(wd, id, 'job', 'script.sh')}\n`), console);
+    const plain = await submit('echo "plain=$0"\n', 'plain');
+    assert.match(plain.result, /^status: exited 0$/m);
+    assert.ok(plain.console.includes(`plain=${path.join(wd, plain.id, 'job', 'script.sh')}\n`), plain.console);
+  });
+
+  test('how the job ended is told exactly: exit 137 is not SIGKILL, SIGKILL is not exit 137', async () => {
+    await start_();
+    assert.match((await submit('#!/bin/sh\nexit 137\n', 'exit137')).result, /^status: exited 137$/m);
+    assert.match((await submit('#!/bin/sh\nkill -9 $$\n', 'sigkill')).result, /^status: signalled 9$/m);
+    assert.match((await submit('#!/bin/sh\nkill -TERM $$\n', 'sigterm')).result, /^status: signalled 15$/m);
+  });
+
+  test('the job has the signals a shell has (none ignored), and the pgid file names its group', async () => {
+    await start_();
+    // SIGINT and SIGTERM, which the perl launcher ignores, are the job's again: a job that waits on `sleep` dies of them.
+    const r = await submit('#!/bin/sh\ngrep -E "^SigIgn" /proc/self/status\nsh -c \'kill -INT $$; sleep 5\'; echo "int=$?"\ncat "$BUILDER_JOB_DIR/../pgid"; echo "me=$$"\n', 'sigs');
+    assert.match(r.console, /^SigIgn:\s+0+$/m);
+    assert.match(r.console, /^int=130$/m);
+    const pg = /^(\d+) (\d+)$/m.exec(r.console);
+    assert.ok(pg, r.console);
+    assert.match(r.console, new RegExp(`^me=${pg![1]}$`, 'm'));
+  });
+
+  test.run();
+}
+
+test('a perl launcher killed while its job runs: the job is killed, recorded failed saying why, and the next job runs', async () => {
+  await before();
+  try {
+    const w = await start({});
+    await w.waitLog(/jobs are started by \S*perl$/m);
+    const perl = await launcherPid(w, /job launcher/);
+    const sub = submit('#!/bin/sh\necho started; sleep 30; echo never\n', 'orphaned');
+    await until('the job runs', () => fs.readdirSync(wd).some((d) => fs.existsSync(path.join(wd, d, 'console.log')) && fs.readFileSync(path.join(wd, d, 'console.log'), 'utf8').includes('started')));
+    process.kill(perl, 'SIGKILL');
+    const { result, console } = await sub;
+    assert.match(result, /^status: failed: the job's launcher \(\S*perl, pid \d+\) exited SIGKILL, so the job was killed$/m);
+    assert.match(console, /^workerd: the job's launcher .* so the job was killed$/m);
+    assert.not.match(console, /never/);
+    assert.is((await run('pgrep', ['-f', 'sleep 30'])).stdout.trim(), '', 'the job\'s sleep was killed');
+    assert.match((await submit('#!/bin/sh\nexit 3\n', 'next')).result, /^status: exited 3$/m);
+  } finally { await after(); }
 });
 
-test('a script that cannot be executed ends exited 127 and says why in its console', async () => {
-  await start();
-  const { result, console } = await submit('#!/nonexistent/interpreter\necho never\n', 'badshebang');
-  assert.match(result, /^status: exited 127$/m);
-  assert.match(console, /^workerd: cannot run the script: its #! interpreter \/nonexistent\/interpreter is not found or not executable$/m);
-  assert.not.match(console, /never/);
-});
-
-test('a standby killed while idle is replaced; the next job runs, and its exit is its own', async () => {
-  const w = await start();
-  const first = await standbyPid(w);
-  process.kill(first, 'SIGKILL');
-  await until('the killed standby is gone', async () => (await run('kill', ['-0', String(first)])).code !== 0);
-  const { result, console } = await submit('#!/bin/sh\necho after\nexit 4\n', 'afterkill');
-  assert.match(result, /^status: exited 4$/m);
-  assert.match(console, /^after$/m);
-  // And a new one waits for the next job.
-  assert.not.equal(await standbyPid(w), first);
-});
-
-test('--sandbox is a shell command line given the script\'s path as one argument, whatever the workdir is called', async () => {
-  // As workerd.8 says: /bin/sh -c 'COMMAND "$@"' sandbox SCRIPT, so assignments and lists work.
-  await start(['--sandbox', 'FOO=bar; export FOO; ulimit -n 256; env SANDBOXED=yes']);
-  const { id, result, console } = await submit('#!/bin/sh\necho "sandboxed=$SANDBOXED foo=$FOO script=$0"\n', 'sandboxed');
-  assert.match(result, /^status: exited 0$/m);
-  assert.ok(console.includes(`sandboxed=yes foo=bar script=${path.join(wd, id, 'job', 'script.sh')}\n`), console);
-});
-
-test('the script is run by its absolute path ($0), as before the standby', async () => {
-  await start();
-  const { id, console } = await submit('#!/bin/sh\necho "script=$0"\n', 'dollar0');
-  assert.ok(console.includes(`script=${path.join(wd, id, 'job', 'script.sh')}\n`), console);
+test('a perl that does not work is done without: jobs are started by forking workerd, and run', async () => {
+  await before();
+  try {
+    const w = await start({ WORKERD_PERL: '/bin/false' });
+    await w.waitLog(/jobs are started by forking workerd \(\/bin\/false: it exited 1\)$/m);
+    assert.match((await submit('#!/bin/sh\nexit 5\n', 'noperl')).result, /^status: exited 5$/m);
+  } finally { await after(); }
 });
 
 test('waiting for console news that does not come keeps nothing: a job silent for hours does not grow workerd', async () => {

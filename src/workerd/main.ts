@@ -25,7 +25,8 @@ import { versionLine } from '../spool/version.js';
 import { packArtifacts, type LentBuffers } from '../spool/tar.js';
 import { SpoolPaths, isName, isId, NAME_RULE } from '../spool/paths.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE } from '../spool/exit.js';
-import { LocalJob, Standby, SCRIPT } from './run.js';
+import { LocalJob, SCRIPT } from './run.js';
+import { makeLauncher, type Launcher } from './launch.js';
 import { cleanLeftovers } from './leftovers.js';
 import { takeWorkdirLock } from '../spool/lock.js';
 import { SpoolError } from '../spool/errors.js';
@@ -79,11 +80,8 @@ class Worker {
   /** Set by SIGTERM and SIGINT: no new connection for a job to come. */
   exiting = false;
   ranOne = false;
-  private readonly standby: Standby;
-
-  constructor(readonly target: Target, readonly name: string, readonly platform: string, readonly opts: { once: boolean; sandbox?: string; token?: string; workdir: string }) {
-    this.standby = new Standby(opts.sandbox);
-  }
+  constructor(readonly target: Target, readonly name: string, readonly platform: string, readonly opts: { once: boolean; sandbox?: string; token?: string; workdir: string },
+    private readonly launcher: Launcher) {}
 
   run(): void { this.connect(); }
 
@@ -120,7 +118,7 @@ class Worker {
           this.takesEnded = m.ended === true;
           this.heartbeatMs = m.heartbeatMs > 0 ? m.heartbeatMs : 5_000;
           say(`connected to ${describe(this.target)} as ${this.name} for ${this.platform}`);
-          if (!this.job) this.standby.prepare();
+          if (!this.job) this.launcher.prepare();
           hb = setInterval(() => {
             if (Date.now() - this.lastRx > DEAD_AFTER * this.heartbeatMs) { say('spoold is silent; reconnecting'); sock.destroy(); return; }
             this.send(sock, { t: 'ping' });
@@ -193,7 +191,7 @@ class Worker {
         if (!isId(m.id) || !isName(m.name) || !isName(m.platform)) { say('spoold sent a malformed job'); sock.destroy(); return; }
         const j = new LocalJob(m, this.opts.workdir);
         this.job = j;
-        j.start(this.standby);
+        j.start(this.launcher);
         say(`running ${m.id} name=${m.name} attempt=${m.attempt}`);   // after: its process has the job (the away tests stop workerd here)
         this.watch(j);
         void j.ended.then(() => say(`finished ${m.id} status=${j.status}`));
@@ -355,7 +353,7 @@ class Worker {
       // The next job's process is forked now, while spoold stores this result:
       // the fork holds our event loop for milliseconds, which must not delay
       // this job's delivery nor the next job's start.
-      if (!this.opts.once) this.standby.prepare();
+      if (!this.opts.once) this.launcher.prepare();
     } catch (e) {
       say(`cannot send job ${j.spec.id}: ${(e as Error).message}`);
       sock.destroy();
@@ -522,14 +520,17 @@ export async function main(argv: string[]): Promise<void> {
     // (workerd.8): the directory of the socket to spoold (the spool, or the
     // tunnel's end, whose socket a restarted tunnel replaces), or the socket
     // alone when that directory is a shared one (/run), and the token file.
-    // A job that reached either could pose as this worker. The standby
-    // shell, and so the sandbox, inherit it.
+    // A job that reached either could pose as this worker. The launcher,
+    // and so the sandbox, inherit it.
     const sock = 'path' in target ? path.resolve(target.path) : undefined;
     const shared = (d: string) => ['/', '/run', '/var/run', '/tmp', '/var/tmp', '/dev/shm'].includes(d);
     const hide = [...(sock ? [shared(path.dirname(sock)) ? sock : path.dirname(sock)] : []), ...(a['token-file'] ? [path.resolve(a['token-file'])] : [])];
     process.env.BUILDER_SANDBOX_HIDE = hide.join('\n');
   }
-  w = new Worker(target, name, platform, { once: !!a.once, ...(a.sandbox ? { sandbox: a.sandbox } : {}), ...(token ? { token } : {}), workdir });
+  // After BUILDER_SANDBOX_HIDE: the launcher, and so every job, inherits it.
+  const launcher = await makeLauncher(a.sandbox);
+  say(launcher.describe);
+  w = new Worker(target, name, platform, { once: !!a.once, ...(a.sandbox ? { sandbox: a.sandbox } : {}), ...(token ? { token } : {}), workdir }, launcher);
   let stopping = false;
   const stop = (sig: string) => {
     // SIGTERM: a job that has ended is delivered first (its result is worth

@@ -1,7 +1,6 @@
 // run.ts: run one job: a fresh directory, script.sh (mode 0500), its own process group.
 //
-// The job's process is a standby shell, forked before the job arrives
-// (Standby, below), which execs the script once told where it is. The job's
+// The job's process is started by a launcher (launch.ts). The job's
 // stdout and stderr both go straight into the local console.log file
 // (one fd, O_APPEND), so their bytes keep the order the job wrote them in and
 // nothing passes through our event loop; the connection tails that file. The
@@ -11,15 +10,13 @@
 // KILL_GRACE_MS. When the script exits, any process it left behind in its group
 // is killed too, so the console is complete and the directory stable.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { formatStatus, type Status } from '../spool/result.js';
 import { artifactNotes } from '../spool/tar.js';
-import { PGID, pgidLine } from './leftovers.js';
 import { KILL_GRACE_MS } from '../spool/protocol.js';
+import type { JobProc, Launcher } from './launch.js';
 
 
 /** The longest wait setTimeout takes as it is (2^31-1 ms). */
@@ -28,70 +25,6 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A job directory with at most this many entries is removed synchronously (discard). */
 const SMALL_TREE = 100;
 
-/**
- * The shell a standby runs: it waits for two lines (the job's id, name,
- * platform and network, all checked names; then the directory, whole), sends
- * its own output to the console file, exports the job's environment and
- * execs the job's script (its absolute path, so $0 is that) in its
- * directory. exec keeps the pid, so the standby's process group is the job's.
- * $1 is the sandbox command line (workerd --sandbox), or empty; it is run as
- * it always was, `/bin/sh -c 'COMMAND "$@"' sandbox SCRIPT`. A script whose
- * #! interpreter is missing gets a message saying so and `exited 127`; one
- * that cannot be executed otherwise gets the shell's message in its console
- * and `exited 126` or `exited 127`, as when run by hand; a standby that never
- * got its job exits 125.
- */
-const STANDBY_SH = [
-  'read -r id name platform network || exit 125',
-  'IFS= read -r dir || exit 125',
-  'exec </dev/null >>"$dir/console.log" 2>&1',
-  'export BUILDER_JOB_ID="$id" BUILDER_JOB_NAME="$name" BUILDER_PLATFORM="$platform" BUILDER_NETWORK="$network" BUILDER_JOB_DIR="$dir/job"',
-  'cd "$dir/job" || exit 127',
-  String.raw`if [ -n "$1" ]; then exec /bin/sh -c "$1 \"\$@\"" sandbox "$dir/job/script.sh"; fi`,
-  // The shell's own word for a missing #! interpreter names the script ("script.sh: not found").
-  'IFS= read -r l <"$dir/job/script.sh"; case $l in "#!"*) i=${l#??}; i=${i#"${i%%[! ]*}"}; i=${i%%[ \t]*};'
-    + ' [ -x "$i" ] || { echo "workerd: cannot run the script: its #! interpreter $i is not found or not executable" >&2; exit 127; } ;; esac',
-  'exec "$dir/job/script.sh"',
-].join('\n');
-
-/**
- * A job process started before its job arrives: `sh` waiting on a pipe, in
- * its own process group. Forking a 50-80 MB node process costs several ms on
- * the project's VMs (npm run bench, W2 floor), so workerd does it while idle,
- * after a job ends, instead of between receiving a job and starting it.
- * One standby at a time; it exits when workerd goes away (its pipe closes).
- */
-export class Standby {
-  private ready: ChildProcess | undefined;
-  private readyPgid = '';   // its pgid line (leftovers.ts), read while idle rather than as the job starts
-
-  constructor(private readonly sandbox: string | undefined) {}
-
-  /** Start one now, if none is waiting. */
-  prepare(): void {
-    if (this.ready && this.ready.exitCode === null && this.ready.signalCode === null) return;
-    this.ready = undefined;
-    let c: ChildProcess;
-    try {
-      c = spawn('/bin/sh', ['-c', STANDBY_SH, 'standby', this.sandbox ?? ''], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
-    } catch { return; }               // out of processes or descriptors: take() says so, for the job
-    c.on('error', () => {});           // one that could not start has no stdin or pid: not kept
-    if (!c.stdin || c.pid === undefined) return;
-    c.once('exit', () => { if (this.ready === c) this.ready = undefined; });   // killed while idle: take() makes another
-    c.stdin.on('error', () => {});     // EPIPE from one that died: its exit is the job's result
-    this.ready = c;
-    this.readyPgid = pgidLine(c.pid);
-  }
-
-  /** The waiting process, for one job, and its pgid line; a fresh one when none is ready. */
-  take(): { child: ChildProcess; pgid: string } {
-    this.prepare();
-    const c = this.ready;
-    if (!c) throw new Error('cannot start /bin/sh for it (out of processes or file descriptors?)');
-    this.ready = undefined;
-    return { child: c, pgid: this.readyPgid };
-  }
-}
 export const SCRIPT = 'script.sh';
 
 export interface JobSpec { id: string; name: string; platform: string; attempt: number; timeoutMs: number; network: boolean; script: string; key?: string }
@@ -105,7 +38,7 @@ export class LocalJob {
   disowned = false;                // spoold said not-yours: it is killed, its result goes nowhere
   started = new Date();
   finished: Date | undefined;
-  private child: ChildProcess | undefined;
+  private proc: JobProc | undefined;
   private killReason: Status | undefined;
   private timer: NodeJS.Timeout | undefined;
   private exited: Promise<void>;
@@ -144,11 +77,11 @@ export class LocalJob {
   private poke(): void { this.version++; const w = this.wake; this.wake = []; for (const f of w) f(); }
 
   /**
-   * Write the job's files and hand them to a standby process (below). The
+   * Write the job's files and have the launcher start its process. The
    * files are written synchronously: a few small calls, each of which would
    * otherwise be a thread-pool round trip on the path to the job's start.
    */
-  start(standby: Standby): void {
+  start(launcher: Launcher): void {
     const script = path.join(this.jobDir, SCRIPT);
     try {
       // A leftover of this job (workerd died, the job came back) is moved aside
@@ -159,7 +92,7 @@ export class LocalJob {
         void fsp.rm(old, { recursive: true, force: true }).catch(() => {});
       }
       fs.mkdirSync(this.jobDir, { recursive: true, mode: 0o755 });
-      // Created here so the connection can tail it at once; the job's shell appends to it.
+      // Created here so the connection can tail it at once; the job's process appends to it.
       fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'a' });
       fs.writeFileSync(script, this.spec.script, { mode: 0o500 });
     } catch (e) {
@@ -169,35 +102,26 @@ export class LocalJob {
       this.end({ kind: 'failed', why });
       return;
     }
-    let child: ChildProcess;
-    let pgid: string;
+    let proc: JobProc;
     try {
-      ({ child, pgid } = standby.take());
+      proc = launcher.launch({ dir: this.dir, id: this.spec.id, name: this.spec.name, platform: this.spec.platform, network: this.spec.network });
     } catch (e) {
       this.end({ kind: 'failed', why: `cannot start the job: ${(e as Error).message}` });
       return;
     }
-    try {
-      // The job's process group, before it starts: if we die, the next workerd here kills what it left running (leftovers.ts).
-      fs.writeFileSync(path.join(this.dir, PGID), pgid);
-      child.stdin!.end(`${this.spec.id} ${this.spec.name} ${this.spec.platform} ${this.spec.network ? 'yes' : 'no'}\n${this.dir}\n`);
-    } catch (e) {
-      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
-      this.end({ kind: 'failed', why: `cannot start the job: ${(e as Error).message}` });
-      return;
-    }
-    this.child = child;
+    this.proc = proc;
     this.started = new Date();
-    child.on('error', (e) => {
-      try { fs.appendFileSync(this.consolePath, `workerd: cannot start the job: ${e.message}\n`); } catch { /* the status says it */ }
-      this.end({ kind: 'failed', why: `cannot start the job: ${e.message}` });
-    });
-    const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+    proc.onEnd((end) => {
       this.killGroup('SIGKILL');   // stragglers the script left behind
       this.processExited = true;
       this.poke();                 // spoold is told now (main.ts pump): looking over a large tree may take a while
+      if ('error' in end) {
+        try { fs.appendFileSync(this.consolePath, `workerd: ${end.error}\n`); } catch { /* the status says it */ }
+        this.end({ kind: 'failed', why: end.error });
+        return;
+      }
       if (this.disowned) { this.end(this.killReason ?? { kind: 'canceled' }); return; }   // its result goes nowhere: no notes
-      const status: Status = this.killReason ?? (signal ? { kind: 'signalled', signal: os.constants.signals[signal] ?? 0 } : { kind: 'exited', code: code ?? 0 });
+      const status: Status = this.killReason ?? ('signal' in end ? { kind: 'signalled', signal: end.signal } : { kind: 'exited', code: end.code });
       // Parity: job output that cannot be returned is said in the job's console.
       void artifactNotes(this.jobDir, [SCRIPT])
         .then(({ notes, entries }) => {
@@ -206,10 +130,7 @@ export class LocalJob {
         })
         .catch(() => {})
         .finally(() => this.end(status));
-    };
-    // A standby that died before it got the job (killed by someone) has exited already.
-    if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode);
-    else child.on('exit', onExit);
+    });
     this.armTimeout(Date.now() + this.spec.timeoutMs);
   }
 
@@ -228,7 +149,7 @@ export class LocalJob {
 
   /** Kill the job's process group (timeout, cancel, not-yours): TERM, then KILL. */
   kill(reason: Status): void {
-    if (this.status !== undefined || !this.child) { if (this.status === undefined) this.end(reason); return; }
+    if (this.status !== undefined || !this.proc) { if (this.status === undefined) this.end(reason); return; }
     this.killReason ??= reason;
     this.killGroup('SIGTERM');
     const t = setTimeout(() => this.killGroup('SIGKILL'), KILL_GRACE_MS);
@@ -238,11 +159,7 @@ export class LocalJob {
   /** SIGKILL the job's process group now (workerd exits at once: no grace, no later timer). */
   killNow(): void { if (this.status === undefined) this.killGroup('SIGKILL'); }
 
-  private killGroup(sig: NodeJS.Signals): void {
-    const pid = this.child?.pid;
-    if (pid === undefined) return;
-    try { process.kill(-pid, sig); } catch { /* the group is gone */ }
-  }
+  private killGroup(sig: NodeJS.Signals): void { this.proc?.kill(sig); }
 
   private end(s: Status): void {
     if (this.status !== undefined) return;
