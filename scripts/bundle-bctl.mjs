@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // bundle-bctl.mjs: `npm run build` runs this after tsc. It writes
 // dist/bin/bctl.cjs, one CommonJS file that holds bctl, the spoold library it
-// uses and its dependencies (mri, write-file-atomic, signal-exit ...), built
+// uses and its dependencies (mri, cron-parser ...), built
 // from src/bin/bctl.ts, and removes tsc's dist/bin/bctl.js, so there is one bctl.
 //
 // Why: bctl is a short-lived command, so its start is its cost. As separate
@@ -27,15 +27,6 @@
 // module runs: at start for main.ts and its static imports, on first use for a
 // verb. proper-lockfile (fsck only; with graceful-fs and retry a quarter of
 // the bundle) is required from node_modules the same way instead of bundled.
-//
-// write-file-atomic requires worker_threads only to read threadId, which it
-// hashes into its temporary names so that two threads of one process never
-// pick the same name. This bundle is a program, run as a process's main
-// script, where threadId is always 0; loading worker_threads to learn that
-// cost ~1.2 ms of bctl submit (2-4 ms on its own; here node:crypto has
-// already loaded the stream code it needs), so the bundled write-file-atomic
-// gets { threadId: 0 } instead. Nothing else of it is changed. Never load
-// dist/bin/bctl.cjs in a Worker. (To drop this, delete the main-thread lines.)
 //
 // import.meta.url (schedule.ts finds cron-parser with createRequire(import.meta.url))
 // becomes the bundle's own URL, made once at start by the banner.
@@ -65,9 +56,8 @@ const lazyRequire = {
   name: 'lazy-require',
   setup(b) {
     b.onResolve({ filter: /.*/ }, (args) => {
-      const req = args.kind === 'require-call';   // from bundled CommonJS code (write-file-atomic ...)
+      const req = args.kind === 'require-call';   // from bundled CommonJS code
       if (!req && args.kind !== 'import-statement') return undefined;
-      if (req && /^(node:)?worker_threads$/.test(args.path) && /[\\/]write-file-atomic[\\/]/.test(args.importer)) return { path: 'worker_threads', namespace: 'main-thread' };
       if (isBuiltin(args.path) && (req || !EAGER_BUILTINS.has(args.path))) return { path: args.path, namespace: 'builtin' };
       if (!req && LAZY_PACKAGES.has(args.path)) return { path: args.path, namespace: 'package' };
       return undefined;
@@ -75,7 +65,6 @@ const lazyRequire = {
     const shim = (contents) => ({ contents, loader: 'js' });
     b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => shim(`module.exports = process.getBuiltinModule(${JSON.stringify(args.path)});`));
     b.onLoad({ filter: /.*/, namespace: 'package' }, (args) => shim(`module.exports = process.getBuiltinModule('node:module').createRequire(__filename)(${JSON.stringify(args.path)});`));
-    b.onLoad({ filter: /.*/, namespace: 'main-thread' }, () => shim('module.exports = { threadId: 0, isMainThread: true };'));
   },
 };
 

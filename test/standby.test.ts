@@ -156,6 +156,27 @@ test('a perl that does not work is done without: jobs are started by forking wor
   } finally { await after(); }
 });
 
+test('each job starts in a fresh, empty directory of mode 0755, also when it is the spare the job before left', async () => {
+  await before();
+  try {
+    await start({});
+    // Leaves files, a directory, and its directories' modes changed.
+    await submit('#!/bin/sh\necho a > a.txt; mkdir sub; echo b > sub/b.txt; chmod 700 .; chmod 600 ../console.log\n', 'messy');
+    await until('the spare', () => fs.existsSync(path.join(wd, '.spare', 'job')));
+    assert.equal(fs.readdirSync(path.join(wd, '.spare')), ['job'], 'the spare is two empty directories');
+    assert.equal(fs.readdirSync(path.join(wd, '.spare', 'job')), []);
+    const { id, console } = await submit('#!/bin/sh\nls -A; stat -c "mode=%a" . ..\n', 'clean');
+    assert.is(console, 'script.sh\nmode=755\nmode=755\n');
+    // Delivered, its directory is the spare: no job directory is left behind (nor removed and made again).
+    await until(`job ${id}'s directory gone`, () => !fs.existsSync(path.join(wd, id)));
+    assert.equal(fs.readdirSync(wd).filter((n) => /^[0-9a-f]{8}-/.test(n)), []);
+    // A spare someone put a file into is not used: the job still starts empty.
+    await until('the spare again', () => fs.existsSync(path.join(wd, '.spare', 'job')));
+    fs.writeFileSync(path.join(wd, '.spare', 'job', 'planted'), 'x');
+    assert.is((await submit('#!/bin/sh\nls -A\n', 'clean2')).console, 'script.sh\n');
+  } finally { await after(); }
+});
+
 test('waiting for console news that does not come keeps nothing: a job silent for hours does not grow workerd', async () => {
   const j = new LocalJob({ id: newId(), name: 'quiet', platform: 'p', attempt: 1, timeoutMs: 1000, network: false, script: '' }, wd);
   for (let i = 0; i < 2_000; i++) await j.changed(j.version, 0);   // the console pump's wait, a thousand times over

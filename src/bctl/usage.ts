@@ -1,6 +1,6 @@
 // usage.ts: the context a verb runs in, and the usage error. Kept apart from
 // cli.ts so that main.ts can parse the command line and print help without
-// loading the spool library (cron-parser, write-file-atomic ...): each verb
+// loading the spool library (cron-parser, tar-stream ...): each verb
 // module is imported only when it runs, which keeps bctl's start fast.
 
 import type { Readable, Writable } from 'node:stream';

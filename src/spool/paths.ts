@@ -128,7 +128,7 @@ export class SpoolPaths {
 
 /** The pid of the process that staged tmp/NAME, when NAME has our staging shape. */
 export function stagingPid(name: string): number | undefined {
-  const m = /\.(\d+)\.(\d{13})\.[a-z0-9]+(\.\d+)?$/.exec(name);   // (.N: write-file-atomic's own tmp name)
+  const m = /\.(\d+)\.(\d{13})\.[a-z0-9]+(\.\d+)?$/.exec(name);   // (.N: a temporary of write-file-atomic, which spool writes used before; its leftovers are still known)
   return m ? Number(m[1]) : undefined;
 }
 

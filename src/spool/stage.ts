@@ -1,16 +1,24 @@
 // stage.ts: durable, atomic writes. The one helper every spool write goes through.
 //
-// writeStaged() writes bytes to a fresh file in tmp/ (write-file-atomic: open,
-// write, fsync, rename within tmp/), checks that every byte arrived (write-file-atomic 7
-// resolves on a short write when the disk is full, leaving a truncated file;
-// DEPENDENCIES.md 4), and returns the staged path. publish() renames it into
-// place and fsyncs the target directory, so after publish() returns the file
-// survives a power loss. A reader never sees a partial file: before the rename
-// there is nothing, after it there is everything.
+// writeStaged() writes bytes to a fresh file in tmp/ (created with O_EXCL
+// under a name of this process's own, so never through a link nor over
+// another writer's file), every byte of them (a short write on a full disk
+// goes on, and fails ENOSPC), and returns the staged path. publish() renames
+// it into place and fsyncs the target directory, so after publish() returns
+// the file survives a power loss. A reader never sees a partial file: before
+// the rename there is nothing, after it there is everything.
 //
 // Failure: the staged file is removed and the error (ENOSPC, EROFS ...) is
 // thrown as a SpoolError naming the target; the previous content of the target,
 // if any, is untouched.
+//
+// Not write-file-atomic, which the spool used before: it replaces a file in
+// its own directory (through a temporary name there, which a watcher of new/
+// would see), where every spool write is staged in tmp/ and renamed by us;
+// its one write is unchecked, so a full disk left a truncated file
+// (DEPENDENCIES.md 4); and each call cost spoold ~0.5 ms (a realpath, two
+// stats, a chmod, a rename within tmp/, and signal handlers set and removed),
+// twice per job on the dispatch path (W1 of npm run bench).
 //
 // Every call but the fsyncs is synchronous. The files written here are small
 // header files, and spoold's dispatch and finalize are made of them: an fs
@@ -25,7 +33,6 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import writeFileAtomic from 'write-file-atomic';
 import { ioError } from './errors.js';
 import { stagingPid, type SpoolPaths } from './paths.js';
 import { READ_NOFOLLOW } from './read.js';
@@ -106,17 +113,20 @@ export async function fsyncDirQuiet(dir: string): Promise<void> {
 }
 
 /**
- * The part of every staged write before its fsync: write-file-atomic writes
- * and renames within tmp/ (its own fsync is off: ours follows, in the thread
- * pool or not, as the caller needs), then every byte is checked to be there.
+ * The part of every staged write before its fsync (ours follows, in the
+ * thread pool or not, as the caller needs): a fresh file in tmp/, FILE_MODE
+ * whatever the umask, all of `data` in it.
  */
 function stage(sp: SpoolPaths, tag: string, data: string | Buffer, target: string): string {
   const staged = sp.staging(tag);
   const buf = typeof data === 'string' ? Buffer.from(data) : data;
   try {
-    writeFileAtomic.sync(staged, buf, { mode: FILE_MODE, fsync: false });
-    if (fs.statSync(staged).size !== buf.length) {
-      throw Object.assign(new Error('short write: no space left on device'), { code: 'ENOSPC' });
+    const fd = fs.openSync(staged, 'wx', FILE_MODE);
+    try {
+      fs.fchmodSync(fd, FILE_MODE);
+      for (let off = 0; off < buf.length;) off += fs.writeSync(fd, buf, off);
+    } finally {
+      fs.closeSync(fd);
     }
   } catch (e) {
     throw unstage(sp, staged, target, e);
@@ -206,6 +216,19 @@ export function replaceSymlink(sp: SpoolPaths, target: string, link: string): vo
     throw ioError(e, sp.rel(link), 'cannot create symlink');
   }
   renameInto(sp, staged, link);
+}
+
+/**
+ * rm -rf of one entry, never through a link (a directory goes with
+ * fs.rmSync). Absent is the usual case on spoold's hot path, and is found
+ * without an error thrown: fs.rmSync makes one, with its stack trace, for a
+ * path that is not there.
+ */
+export function removeEntry(p: string): void {
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  if (!st) return;
+  if (st.isDirectory()) { fs.rmSync(p, { recursive: true, force: true }); return; }
+  try { fs.unlinkSync(p); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
 }
 
 const REMOVE_BATCH = 32;

@@ -29,7 +29,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
-import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, mkdirSpoolStaged, createSpoolFile, removeTree } from './stage.js';
+import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, mkdirSpoolStaged, createSpoolFile, removeTree, removeEntry } from './stage.js';
 import { errno, ioError, oneLine, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import { isId, isName, type SpoolPaths, type RunningFile } from './paths.js';
@@ -217,8 +217,8 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   }
   await publish(sp, staged, resultFile, false);
   // recursive: whatever is there goes, a directory too, and a link is not followed.
-  fs.rmSync(sp.runningFile(id, 'lease'), { force: true, recursive: true });
-  fs.rmSync(sp.runningFile(id, 'cancel'), { force: true, recursive: true });
+  removeEntry(sp.runningFile(id, 'lease'));
+  removeEntry(sp.runningFile(id, 'cancel'));
   await fsyncDir(dir);
   const nameDir = sp.doneName(name);
   // done/NAME or done/NAME/ID as a link would put the result wherever it
@@ -238,7 +238,7 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
   }
   // A bctl cancel's request that came after the rm above rode along (found by
   // a tester). After the rename none can come: running/ID is gone.
-  fs.rmSync(path.join(target, 'cancel'), { force: true, recursive: true });
+  removeEntry(path.join(target, 'cancel'));
   // The rename and the new latest link share done/NAME: one flush covers both.
   try {
     replaceSymlink(sp, id, sp.latest(name));
@@ -420,7 +420,8 @@ export async function clearLeftover(sp: SpoolPaths, id: string): Promise<'cleane
 
 /** Whether p exists (lstat: a dangling symlink counts); other errors than ENOENT/ENOTDIR are thrown. */
 export function exists(p: string): boolean {
-  try { fs.lstatSync(p); return true; } catch (e) {
+  // throwIfNoEntry: no error made (with its stack trace) for the usual answer; spoold asks ~10 times a job.
+  try { return fs.lstatSync(p, { throwIfNoEntry: false }) !== undefined; } catch (e) {
     if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return false;
     throw e;
   }

@@ -24,7 +24,7 @@ import { promisify } from 'node:util';
 import { claim, finalize, requeue, clearLeftover, reject, ownEntry, exists, existsOr, mendLatest } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
-import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree, FILE_MODE } from '../spool/stage.js';
+import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree, removeEntry, FILE_MODE } from '../spool/stage.js';
 import { decodeFile, formatHeaders, parseHeaders, parseTime } from '../spool/headers.js';
 import { isId, isName, type SpoolPaths } from '../spool/paths.js';
 import { receiveArtifacts, compareManifest, formatSums, batchWrites, Flusher } from '../spool/tar.js';
@@ -781,7 +781,7 @@ export class Daemon implements ConnOwner {
       await a?.done.catch(() => {});
       const dir = this.sp.runningFile(r.id, 'artifacts');
       if (existsOr(dir, true)) await removeTree(dir).catch(() => {});
-      try { fs.rmSync(this.sp.runningFile(r.id, 'SHA256SUMS'), { force: true, recursive: true }); } catch { /* finalize or the next delivery replaces it */ }
+      try { removeEntry(this.sp.runningFile(r.id, 'SHA256SUMS')); } catch { /* finalize or the next delivery replaces it */ }
     })();
     r.resetting = reset;
     return reset;
