@@ -314,6 +314,22 @@ test('a result stored in running/ before spoold was killed is finalized at the n
   assert.equal((await result('half', id)).status, { kind: 'exited', code: 0 });
 });
 
+test('an empty result in running/ (a power loss before finalize\'s flush) records nothing: it goes to bad/, and the job runs again, once', async () => {
+  const id = newId();
+  const dir = await leftoverDir(id);
+  fs.writeFileSync(path.join(dir, 'job'), formatJob(makeJob({ ...submission({ name: 'cutshort', platform: 'debian-12', body: '#!/bin/sh\necho ran\n' }), id, attempt: 1 })));
+  fs.writeFileSync(path.join(dir, 'lease'), `worker: w9\nstarted: ${new Date(Date.now() - 60_000).toISOString()}\nattempt: 1\n`);
+  fs.writeFileSync(path.join(dir, 'result'), '');
+  const s2 = spoold();
+  await s2.waitLog(new RegExp(`rejected file=running/${id}/result bad=bad/${id}\\.result\\.\\d+ why=".*not a result: the job is held as unfinished`));
+  workerd('w1');
+  const r = await result('cutshort', id);
+  assert.equal(r.status, { kind: 'exited', code: 0 });
+  assert.is(r.attempt, 2, 'the attempt whose result was lost counts');
+  assert.is(fs.readFileSync(path.join(doneDir('cutshort', id), 'console.log'), 'utf8'), 'ran\n');
+  assert.ok(fs.readdirSync(path.join(spool, 'bad')).some((n) => n.startsWith(`${id}.result.`) && !n.endsWith('.why')), 'the empty result is kept in bad/');
+});
+
 test('after a restart, a result spoold makes without the worker\'s report (artifacts over --max-artifacts) is dated from the lease, not the restart', async () => {
   const s1 = spoold(['--max-artifacts', '1000']);
   workerd('w1');

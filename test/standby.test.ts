@@ -163,10 +163,12 @@ test('each job starts in a fresh, empty directory of mode 0755, also when it is 
     // Leaves files, a directory, and its directories' modes changed.
     await submit('#!/bin/sh\necho a > a.txt; mkdir sub; echo b > sub/b.txt; chmod 700 .; chmod 600 ../console.log\n', 'messy');
     await until('the spare', () => fs.existsSync(path.join(wd, '.spare', 'job')));
-    assert.equal(fs.readdirSync(path.join(wd, '.spare')), ['job'], 'the spare is two empty directories');
-    assert.equal(fs.readdirSync(path.join(wd, '.spare', 'job')), []);
-    const { id, console } = await submit('#!/bin/sh\nls -A; stat -c "mode=%a" . ..\n', 'clean');
-    assert.is(console, 'script.sh\nmode=755\nmode=755\n');
+    assert.equal(fs.readdirSync(path.join(wd, '.spare')).sort(), ['console.log', 'job', 'pgid'], 'the spare: workerd\'s own files and the job\'s directory');
+    assert.equal(fs.readdirSync(path.join(wd, '.spare', 'job')), ['script.sh'], 'nothing the job made');
+    assert.is(fs.statSync(path.join(wd, '.spare', 'console.log')).size, 0);
+    const inode = fs.statSync(path.join(wd, '.spare', 'console.log')).ino;
+    const { id, console } = await submit('#!/bin/sh\nls -A; stat -c "mode=%a" . .. script.sh; stat -c "ino=%i" ../console.log\n', 'clean');
+    assert.is(console, `script.sh\nmode=755\nmode=755\nmode=500\nino=${inode}\n`, 'started in the spare, made fresh');
     // Delivered, its directory is the spare: no job directory is left behind (nor removed and made again).
     await until(`job ${id}'s directory gone`, () => !fs.existsSync(path.join(wd, id)));
     assert.equal(fs.readdirSync(wd).filter((n) => /^[0-9a-f]{8}-/.test(n)), []);
@@ -174,6 +176,12 @@ test('each job starts in a fresh, empty directory of mode 0755, also when it is 
     await until('the spare again', () => fs.existsSync(path.join(wd, '.spare', 'job')));
     fs.writeFileSync(path.join(wd, '.spare', 'job', 'planted'), 'x');
     assert.is((await submit('#!/bin/sh\nls -A\n', 'clean2')).console, 'script.sh\n');
+    // Nor one whose console.log has a second name: the next job's output must not land there.
+    await until('the spare again', () => fs.existsSync(path.join(wd, '.spare', 'job')));
+    const other = path.join(spool, 'other-name');
+    fs.linkSync(path.join(wd, '.spare', 'console.log'), other);
+    assert.is((await submit('#!/bin/sh\necho mine\n', 'clean3')).console, 'mine\n');
+    assert.is(fs.readFileSync(other, 'utf8'), '', 'the linked file was not written');
   } finally { await after(); }
 });
 

@@ -29,7 +29,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
-import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, mkdirSpoolStaged, createSpoolFile, removeTree, removeEntry } from './stage.js';
+import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, mkdirSpoolStaged, createSpoolFile, removeTree, removeEntry, retire } from './stage.js';
 import { errno, ioError, oneLine, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import { isId, isName, type SpoolPaths, type RunningFile } from './paths.js';
@@ -202,24 +202,24 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
     if (!present.has(f)) made(`running/${id}/${f}`, () => createSpoolFile(sp.runningFile(id, f)));
   }
   if (!present.has('artifacts')) made(`running/${id}/artifacts/`, () => mkdirSpool(sp.runningFile(id, 'artifacts')));
-  // Every file of the directory is flushed before the directory is, and the
-  // directory before the rename publishes it. The result (staged in tmp/, so a
-  // crash leaves no partial file in running/ID/), console.log and SHA256SUMS
-  // are flushed together, so that they share the file system's journal commits:
-  // three rounds of fsync per job instead of one per file.
+  // The result goes in first, then everything is flushed at once (the files
+  // and the directory, which share the file system's commits), and only then
+  // does the rename publish the directory: one round of fsyncs on the way to
+  // done/, where flushing the result before moving it in made two. The
+  // result is staged in tmp/ and renamed in, so a crash never leaves part of
+  // one in running/ID/; a power loss before the flush may leave it empty,
+  // and the job then runs again (reconcile sets such a result aside).
   const resultFile = sp.runningFile(id, 'result');
   const staged = await writeStaged(sp, 'result', formatResult(result), resultFile, false);
-  try {
-    await Promise.all([staged, sp.runningFile(id, 'console.log'), sp.runningFile(id, 'SHA256SUMS')].map(fsyncPath));
-  } catch (e) {
-    try { fs.rmSync(staged, { force: true }); } catch { /* the error below says what matters */ }
-    throw ioError(e, `running/${id}`, 'cannot flush');
-  }
   await publish(sp, staged, resultFile, false);
   // recursive: whatever is there goes, a directory too, and a link is not followed.
-  removeEntry(sp.runningFile(id, 'lease'));
+  retire(sp, sp.runningFile(id, 'lease'));
   removeEntry(sp.runningFile(id, 'cancel'));
-  await fsyncDir(dir);
+  try {
+    await Promise.all([resultFile, sp.runningFile(id, 'console.log'), sp.runningFile(id, 'SHA256SUMS'), dir].map(fsyncPath));
+  } catch (e) {
+    throw ioError(e, `running/${id}`, 'cannot flush');
+  }
   const nameDir = sp.doneName(name);
   // done/NAME or done/NAME/ID as a link would put the result wherever it
   // points, or fail the rename for ever: moved aside, as strays. done/NAME is

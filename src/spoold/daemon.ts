@@ -228,6 +228,34 @@ export class Daemon implements ConnOwner {
   }
 
   /**
+   * Whether running/ID/result parses. One that does not (empty: finalize
+   * flushes it after moving it in, so a power loss before the flush may
+   * leave it so; or spoiled by hand) records nothing: it is moved to bad/,
+   * and the job is held as one claimed without a result (its worker may
+   * re-attach and deliver, else its lease runs out and it runs again). True
+   * when it cannot be told (unreadable), or cannot be moved: finalize then
+   * says why at each scan.
+   */
+  private async resultHolds(id: string): Promise<boolean> {
+    const file = this.sp.runningFile(id, 'result');
+    let why: string;
+    try {
+      const buf = readRegular(file);
+      if (!Buffer.isBuffer(buf)) return true;
+      parseResult(buf, `running/${id}/result`);
+      return true;
+    } catch (e) {
+      if (!(e instanceof SpoolError)) return true;   // not read (EACCES, EIO): not known
+      why = `${e.message}; not a result: the job is held as unfinished (its worker may deliver it again, or it runs again when its lease runs out)`;
+    }
+    try {
+      const bad = await reject(this.sp, file, why);
+      if (bad) log('rejected', { file: `running/${id}/result`, bad: `bad/${bad}`, why });
+      return false;
+    } catch { return true; }
+  }
+
+  /**
    * One entry of running/ that this spoold does not hold: at start, every
    * entry; later (adoptOrphans), one a bctl left when it died between its
    * claim and its finalize (a cancel of a queued job, a failed template).
@@ -244,7 +272,7 @@ export class Daemon implements ConnOwner {
       this.unparsable.add(id);
       return;
     }
-    if (exists(this.sp.runningFile(id, 'result'))) {
+    if (exists(this.sp.runningFile(id, 'result')) && await this.resultHolds(id)) {
       // Its result is recorded: it must not run again, nor wait for a worker
       // whose lease would requeue it, result and all. Not held either, so the
       // periodic adoptOrphans tries again while the spool will not take it.

@@ -17,7 +17,7 @@ import { daemonArgs } from '../spool/argv.js';
 import { SpoolPaths, isName } from '../spool/paths.js';
 import { ensureSpool, linkedDirs } from '../spool/layout.js';
 import { onStray } from '../spool/state.js';
-import { cleanTmp } from '../spool/stage.js';
+import { cleanTmp, keepRetired } from '../spool/stage.js';
 import { templatePlatforms } from '../spool/template.js';
 import { takeLock } from '../spool/lock.js';
 import { isDir, readTokenFile } from '../spool/read.js';
@@ -44,6 +44,7 @@ host is given). See spoold(8).
 
 const RESCAN_MS = 5_000;
 const WATCH_READY_MS = 2_000;   // at most this long for the watchers before the first scan
+const SPARE_LEASES = 16;        // finished leases kept in tmp/ to be written over (stage.ts retire): more than jobs finish at once
 
 function usage(msg: string): never {
   process.stderr.write(`spoold: ${msg}\n${USAGE}`);
@@ -110,6 +111,7 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   onStray((file, bad, why) => log('rejected', { file, bad, why }));
+  keepRetired(SPARE_LEASES);
   const d = new Daemon(sp, { heartbeatMs, leaseMs, token, maxArtifactBytes, consoleBuffer });
   const timer = new ScheduleTimer(sp, d, templateDirs);
   d.onFinished = (r) => void timer.finished(r);
@@ -207,6 +209,7 @@ export async function main(argv: string[]): Promise<void> {
     await Promise.all(watchers.map((w) => w.close()));
     for (const s of servers) s.close();
     await d.stop();
+    keepRetired(0);   // a spoold stopped leaves nothing in tmp/
     await fsp.rm(sp.socket, { force: true }).catch(() => {});
     await release();
     log('stopped');

@@ -126,8 +126,8 @@ sub job {
   open(STDERR, '>&', \*STDOUT) or POSIX::_exit(125);
   my $start = '-';
   if (open(my $s, '<', '/proc/self/stat')) { my $l = <$s> // ''; $l =~ s/^.*\) //s; $start = (split / /, $l)[19] // '-'; }
-  my $p;
-  unless (open($p, '>', "$dir/pgid") and print $p "$$ $start\n" and close $p) {
+  my $p;   # written over, not truncated first: the spare's (run.ts) keeps its block
+  unless ((open($p, '+<', "$dir/pgid") or open($p, '>', "$dir/pgid")) and print $p "$$ $start\n" and truncate($p, tell $p) and close $p) {
     print STDERR "workerd: cannot write $dir/pgid: $!\n"; POSIX::_exit(125);
   }
   @ENV{qw(BUILDER_JOB_ID BUILDER_JOB_NAME BUILDER_PLATFORM BUILDER_NETWORK BUILDER_JOB_DIR)} = ($id, $name, $platform, $network, "$dir/job");

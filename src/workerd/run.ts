@@ -17,6 +17,7 @@ import { formatStatus, type Status } from '../spool/result.js';
 import { artifactNotes } from '../spool/tar.js';
 import { KILL_GRACE_MS } from '../spool/protocol.js';
 import type { JobProc, Launcher } from './launch.js';
+import { PGID } from './leftovers.js';
 
 
 /** The longest wait setTimeout takes as it is (2^31-1 ms). */
@@ -91,10 +92,12 @@ export class LocalJob {
         fs.renameSync(this.dir, old);
         void fsp.rm(old, { recursive: true, force: true }).catch(() => {});
       }
-      if (!this.reuseSpare()) fs.mkdirSync(this.jobDir, { recursive: true, mode: 0o755 });
+      const reused = this.reuseSpare();
+      if (!reused) fs.mkdirSync(this.jobDir, { recursive: true, mode: 0o755 });
       // Created here so the connection can tail it at once; the job's process appends to it.
       fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'a' });
-      fs.writeFileSync(script, this.spec.script, { mode: 0o500 });
+      if (reused && fs.existsSync(script)) overwrite(script, this.spec.script, 0o500);   // the spare's, 0600 until now (reuseSpare)
+      else fs.writeFileSync(script, this.spec.script, { mode: 0o500 });
     } catch (e) {
       // Parity: the worker can't write the job's files: the failure is the job's result.
       const why = `cannot write job files in ${this.dir}: ${(e as Error).message}`;
@@ -183,13 +186,24 @@ export class LocalJob {
    * Remove the job's directory. A few entries go at once, synchronously (the
    * thread pool's removal cost a job of `true` ~4 ms of workerd's time); a
    * tree of many, or of unknown size, goes in the thread pool, so that the
-   * event loop never stalls on it. Of a small tree, the two directories stay,
-   * empty, as the spare the next job starts in (reuseSpare).
+   * event loop never stalls on it. Of a small tree, the directories and
+   * workerd's own files stay, emptied, as the spare the next job starts in
+   * (reuseSpare); only what the job made goes.
    */
   async discard(): Promise<void> {
     if (this.smallTree) {
       try {
-        removeSmall(this.dir, (e) => e.name === 'job' && e.isDirectory());
+        for (const e of fs.readdirSync(this.dir, { withFileTypes: true })) {
+          const p = path.join(this.dir, e.name);
+          if (e.name === 'job' && e.isDirectory()) {
+            for (const f of fs.readdirSync(p, { withFileTypes: true })) {
+              if (f.name === SCRIPT && f.isFile()) continue;
+              if (f.isDirectory()) removeSmall(path.join(p, f.name)); else fs.unlinkSync(path.join(p, f.name));
+            }
+          } else if (e.name === 'console.log' && e.isFile()) fs.truncateSync(p, 0);
+          else if (e.name === PGID && e.isFile()) continue;
+          else if (e.isDirectory()) removeSmall(p); else fs.unlinkSync(p);
+        }
         fs.renameSync(this.dir, path.join(path.dirname(this.dir), SPARE));   // one spare at most: a second fails ENOTEMPTY, and goes below
         return;
       } catch { /* try once more below */ }
@@ -198,13 +212,16 @@ export class LocalJob {
   }
 
   /**
-   * Start in the spare the last small job left (discard) instead of new
-   * directories: on ext4 without a journal, a mkdir and an rmdir each cost
-   * ~0.1-0.3 ms once many inodes were freed lately (each new inode is looked
-   * for past those, and each freed block is discarded), and there are two of
-   * each per job (W1 of npm run bench). The spare is WORKDIR/.spare, job/
-   * in it, both empty; it is made fresh again (mode 0755) as mkdir would.
-   * False when there is none to take.
+   * Start in the spare the last small job left (discard), its directories and
+   * files (console.log, pgid, job/script.sh) written afresh, instead of new
+   * ones. On ext4 without a journal every new inode is looked for past those
+   * freed in the last minutes, one by one: with five made and freed per job,
+   * that search was a sixth of the machine's time in W1 of npm run bench
+   * (perf: find_inode_bit, recently_deleted). The spare is WORKDIR/.spare;
+   * it is taken only as discard left it (nothing else in it, each file
+   * workerd's own, regular and of one link, console.log empty) and made
+   * fresh again: mode 0755, script.sh 0600 until written. False when there
+   * is none to take.
    */
   private reuseSpare(): boolean {
     const spare = path.join(path.dirname(this.dir), SPARE);
@@ -212,14 +229,22 @@ export class LocalJob {
       fs.renameSync(spare, this.dir);
     } catch { return false; }
     try {
-      const st = fs.lstatSync(this.jobDir);
-      if (st.isDirectory() && st.uid === process.getuid?.() && fs.readdirSync(this.jobDir).length === 0 && fs.readdirSync(this.dir).length === 1) {
+      const uid = process.getuid?.();
+      const mine = (p: string, dir: boolean): boolean => {
+        const st = fs.lstatSync(p);
+        return st.uid === uid && (dir ? st.isDirectory() : st.isFile() && st.nlink === 1 && (p !== this.consolePath || st.size === 0));
+      };
+      const script = path.join(this.jobDir, SCRIPT);
+      if (mine(this.jobDir, true)
+        && fs.readdirSync(this.dir).every((n) => n === 'job' || ((n === 'console.log' || n === PGID) && mine(path.join(this.dir, n), false)))
+        && fs.readdirSync(this.jobDir).every((n) => n === SCRIPT && mine(script, false))) {
         fs.chmodSync(this.dir, 0o755);
         fs.chmodSync(this.jobDir, 0o755);
+        if (fs.existsSync(script)) fs.chmodSync(script, 0o600);
         return true;
       }
     } catch { /* not as discard left it: below */ }
-    // Not empty, or not ours: moved aside for removal, as a leftover of this job would be.
+    // Not as discard left it: moved aside for removal, as a leftover of this job would be.
     const old = `${this.dir}.old.${Date.now()}`;
     fs.renameSync(this.dir, old);
     void fsp.rm(old, { recursive: true, force: true }).catch(() => {});
@@ -231,20 +256,33 @@ export class LocalJob {
 export const SPARE = '.spare';
 
 /**
+ * Write `text` over the file at p, then cut it to length and give it `mode`:
+ * without O_TRUNC, whose freeing of the old blocks (a discard of each, on a
+ * file system mounted with it) only for the write to take new ones was on
+ * the path to the job's start.
+ */
+function overwrite(p: string, text: string, mode: number): void {
+  const buf = Buffer.from(text);
+  const fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
+  try {
+    for (let off = 0; off < buf.length;) off += fs.writeSync(fd, buf, off, buf.length - off, off);
+    fs.ftruncateSync(fd, buf.length);
+    fs.fchmodSync(fd, mode);
+  } finally { fs.closeSync(fd); }
+}
+
+/**
  * rm -r of a small tree whose shape we know (discard): one readdir per
  * directory, an unlink per file, an rmdir per directory, and nothing followed
- * (a symlink is a file here). `keep` names entries of dir that are emptied
- * but kept, and dir with them. fs.rmSync recursive cost twice as much for a
- * job's three entries: an lstat per entry, and an rmdir of each directory
- * first that fails ENOTEMPTY, an exception with its stack trace each
- * (profiled, W1 of npm run bench). Throws on the first failure; discard then
- * leaves the rest to fs.rm.
+ * (a symlink is a file here). fs.rmSync recursive cost twice as much: an
+ * lstat per entry, and an rmdir of each directory first that fails
+ * ENOTEMPTY, an exception with its stack trace each (profiled, W1 of npm run
+ * bench). Throws on the first failure; discard then leaves the rest to fs.rm.
  */
-function removeSmall(dir: string, keep?: (e: fs.Dirent) => boolean): void {
+function removeSmall(dir: string): void {
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
-    if (keep?.(e)) removeSmall(p, () => false);
-    else if (e.isDirectory()) removeSmall(p); else fs.unlinkSync(p);
+    if (e.isDirectory()) removeSmall(p); else fs.unlinkSync(p);
   }
-  if (!keep) fs.rmdirSync(dir);
+  fs.rmdirSync(dir);
 }
