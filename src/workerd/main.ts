@@ -322,19 +322,27 @@ class Worker {
       await fh?.close();
       fh = undefined;
       if (!alive()) return;
+      // A job that left nothing (run.ts looked when it ended) sends no tar
+      // stream, which spoold's receiver takes as no artifacts: its three
+      // messages leave in one write, without a walk of its directory and a
+      // tar packer made and run for an end-of-archive block.
+      if (j.leftNothing) sock.cork();
       this.send(sock, { t: 'artifacts', id: j.spec.id });
-      // Notes were already appended to the console when the job ended (run.ts); here they only go to stderr (each says workerd: already).
-      // File bytes come in the same reused buffers as the console; each goes back once sent.
-      const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], (note) => process.stderr.write(`${note}\n`), bufs);
-      manifest.catch(() => {});
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        if (!alive()) { stream.destroy(); return; }
-        const lent = bufs.owner(chunk);
-        if (lent) this.sendData(sock, T_ARTIFACTS, chunk, () => bufs.give(lent));   // lent buffers are CHUNK <= MAX_FRAME
-        else for (let o = 0; o < chunk.length; o += MAX_FRAME) await this.sendData(sock, T_ARTIFACTS, chunk.subarray(o, o + MAX_FRAME));
+      let files: ArtifactEntry[] = [];
+      if (!j.leftNothing) {
+        // Notes were already appended to the console when the job ended (run.ts); here they only go to stderr (each says workerd: already).
+        // File bytes come in the same reused buffers as the console; each goes back once sent.
+        const { stream, manifest } = packArtifacts(j.jobDir, [SCRIPT], (note) => process.stderr.write(`${note}\n`), bufs);
+        manifest.catch(() => {});
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          if (!alive()) { stream.destroy(); return; }
+          const lent = bufs.owner(chunk);
+          if (lent) this.sendData(sock, T_ARTIFACTS, chunk, () => bufs.give(lent));   // lent buffers are CHUNK <= MAX_FRAME
+          else for (let o = 0; o < chunk.length; o += MAX_FRAME) await this.sendData(sock, T_ARTIFACTS, chunk.subarray(o, o + MAX_FRAME));
+        }
+        files = await manifest;
+        if (!alive()) return;
       }
-      const files = await manifest;
-      if (!alive()) return;
       // In parts, each under spoold's MAX_CONTROL.
       let part: ArtifactEntry[] = [];
       let bytes = 0;
@@ -350,6 +358,7 @@ class Worker {
       }
       this.send(sock, { t: 'manifest', id: j.spec.id, files: part, more: false });
       this.send(sock, { t: 'finished', id: j.spec.id, status: j.status!, started: j.started.toISOString(), finished: (j.finished ?? new Date()).toISOString() });
+      if (j.leftNothing) sock.uncork();
       // The next job's process is forked now, while spoold stores this result:
       // the fork holds our event loop for milliseconds, which must not delay
       // this job's delivery nor the next job's start.

@@ -128,7 +128,7 @@ export class LocalJob {
       // Parity: job output that cannot be returned is said in the job's console.
       void artifactNotes(this.jobDir, [SCRIPT])
         .then(({ notes, entries }) => {
-          if (notes.length === 0) this.smallTree = entries <= SMALL_TREE;
+          if (notes.length === 0) { this.smallTree = entries <= SMALL_TREE; this.leftNothing = entries === 0; }
           return notes.length > 0 ? fsp.appendFile(this.consolePath, notes.map((n) => `${n}\n`).join('')) : undefined;
         })
         .catch(() => {})
@@ -181,6 +181,9 @@ export class LocalJob {
    * one, such as an unreadable directory, may hide a tree the count misses).
    */
   private smallTree = false;
+
+  /** The job left nothing to return (but its script): its delivery has no tar stream (main.ts). */
+  leftNothing = false;
 
   /**
    * Remove the job's directory. A few entries go at once, synchronously (the
