@@ -317,7 +317,7 @@ test('a result stored in running/ before spoold was killed is finalized at the n
 test('an empty result in running/ (a power loss before finalize\'s flush) records nothing: it goes to bad/, and the job runs again, once', async () => {
   const id = newId();
   const dir = await leftoverDir(id);
-  fs.writeFileSync(path.join(dir, 'job'), formatJob(makeJob({ ...submission({ name: 'cutshort', platform: 'debian-12', body: '#!/bin/sh\necho ran\n' }), id, attempt: 1 })));
+  fs.writeFileSync(path.join(dir, 'job'), formatJob(makeJob({ ...submission({ name: 'cutshort', platform: 'debian-12', body: '#!/bin/sh\necho ran\n' }), id, queued: new Date(), attempt: 1 })));
   fs.writeFileSync(path.join(dir, 'lease'), `worker: w9\nstarted: ${new Date(Date.now() - 60_000).toISOString()}\nattempt: 1\n`);
   fs.writeFileSync(path.join(dir, 'result'), '');
   const s2 = spoold();
