@@ -448,30 +448,32 @@ async function w1Bctl() {
 /**
  * One worker's cycle per job, from the daemons' log lines (medians, ms): spoold
  * `dispatched` -> workerd `running` -> workerd `finished` (the job exited) ->
- * spoold `finished` (result in done/) -> spoold `dispatched` (its next job).
+ * spoold `dispatched` (the worker's next job: spoold lets a worker go once the
+ * result is in running/ID, and flushes and publishes it meanwhile), and apart
+ * from the cycle, workerd `finished` -> spoold `finished` (the result in done/).
  */
 function traceCycle(rig) {
   const at = new Map();          // "event id" -> ns
-  const lastFinish = new Map();  // worker -> ns of spoold's finished for its previous job
+  const lastExit = new Map();    // worker -> ns of workerd's finished (its job exited) for its previous job
   const gaps = { toRunning: [], running: [], toStored: [], toNext: [] };
   let stored = 0;                // spoold's `finished` lines: logged once the result is in done/
   rig.spoold.onLine = (l, t) => {
     let m = /spoold: dispatched id=(\S+) .*worker=(\S+)/.exec(l);
-    if (m) { at.set(`d ${m[1]}`, t); if (lastFinish.has(m[2])) gaps.toNext.push((t - lastFinish.get(m[2])) / 1e6); return; }
-    m = /spoold: finished id=(\S+) .*worker=(\S+)/.exec(l);
-    if (m) { stored++; lastFinish.set(m[2], t); const f = at.get(`f ${m[1]}`); if (f) gaps.toStored.push((t - f) / 1e6); }
+    if (m) { at.set(`d ${m[1]}`, t); if (lastExit.has(m[2])) gaps.toNext.push((t - lastExit.get(m[2])) / 1e6); lastExit.delete(m[2]); return; }
+    m = /spoold: finished id=(\S+)/.exec(l);
+    if (m) { stored++; const f = at.get(`f ${m[1]}`); if (f) gaps.toStored.push((t - f) / 1e6); }
   };
   for (const w of rig.workers) {
     w.onLine = (l, t) => {
       let m = /workerd: running (\S+)/.exec(l);
       if (m) { at.set(`r ${m[1]}`, t); const d = at.get(`d ${m[1]}`); if (d) gaps.toRunning.push((t - d) / 1e6); return; }
       m = /workerd: finished (\S+)/.exec(l);
-      if (m) { at.set(`f ${m[1]}`, t); const r = at.get(`r ${m[1]}`); if (r) gaps.running.push((t - r) / 1e6); }
+      if (m) { at.set(`f ${m[1]}`, t); lastExit.set(w.name, t); const r = at.get(`r ${m[1]}`); if (r) gaps.running.push((t - r) / 1e6); }
     };
   }
   return {
     stored: () => stored,
-    note: () => `one worker's cycle, medians in ms: dispatched to workerd running ${fmt(median(gaps.toRunning))}, running to job exited ${fmt(median(gaps.running))}, exited to spoold finished (result stored) ${fmt(median(gaps.toStored))}, finished to the next dispatch ${fmt(median(gaps.toNext))}`,
+    note: () => `one worker's cycle, medians in ms: dispatched to workerd running ${fmt(median(gaps.toRunning))}, running to job exited ${fmt(median(gaps.running))}, exited to the next dispatch ${fmt(median(gaps.toNext))}; exited to the result in done/ ${fmt(median(gaps.toStored))}`,
   };
 }
 

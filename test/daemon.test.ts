@@ -693,6 +693,47 @@ test('spoold stops cleanly on SIGTERM: lock released, socket removed, running jo
   assert.equal((await result('kept', id)).status, { kind: 'exited', code: 0 });
 });
 
+test('the worker is let go once the result is in running/; a move to done/ that fails is tried again, and the worker runs its next job meanwhile', async () => {
+  const s = spoold();
+  workerd('w1');
+  const first = await queue('blocked', '#!/bin/sh\nsleep 1; echo first > out.txt\n');
+  await until('running', () => fs.existsSync(path.join(spool, 'running', first, 'lease')));
+  // Its done/NAME/ID is taken (a directory with a file in it): the rename into done/ fails.
+  fs.mkdirSync(doneDir('blocked', first), { recursive: true });
+  fs.writeFileSync(path.join(doneDir('blocked', first), 'in-the-way'), 'x\n');
+  await s.waitLog(new RegExp(`error id=${first} why="cannot finalize: .*its result is stored in running/${first}, and the move to done/ is tried again every 2 s"`));
+  assert.ok(fs.existsSync(path.join(spool, 'running', first, 'result')), 'the result is in running/');
+  const second = await queue('next', '#!/bin/sh\necho second\n');
+  assert.equal((await result('next', second)).status, { kind: 'exited', code: 0 }, 'the worker ran its next job meanwhile');
+  fs.rmSync(doneDir('blocked', first), { recursive: true });
+  await s.waitLog(new RegExp(`finished id=${first} name=blocked .*why="finalize completed at a later try"`));
+  assert.equal((await result('blocked', first)).status, { kind: 'exited', code: 0 });
+  assert.is(fs.readFileSync(path.join(doneDir('blocked', first), 'artifacts', 'out.txt'), 'utf8'), 'first\n');
+  assert.ok(!fs.existsSync(path.join(spool, 'running', first)));
+  assert.is(s.log().match(new RegExp(`error id=${first} `, 'g'))?.length, 1, 'the error is said once');
+});
+
+test('a SIGTERM while spoold starts stops it cleanly once started: exit 0, lock released, socket removed', async () => {
+  // A thousand held jobs to reconcile make the start take a while.
+  const s0 = spoold();
+  await s0.waitLog(/started/);
+  await s0.stop('SIGTERM');
+  for (let i = 0; i < 1000; i++) {
+    const id = newId();
+    fs.mkdirSync(path.join(spool, 'running', id));
+    fs.writeFileSync(path.join(spool, 'running', id, 'job'), formatJob(makeJob({ ...submission({ name: 'held', platform: 'nowhere', body: 'true\n' }), id, queued: new Date(), attempt: 1 })));
+  }
+  const s = spoold();
+  for (const end = Date.now() + 10_000; !fs.existsSync(path.join(spool, 'spoold.lock')) && Date.now() < end;) await sleep(2);
+  assert.not.match(s.log(), /started/, 'the signal comes before spoold has started');
+  s.child.kill('SIGTERM');
+  await new Promise((r) => s.child.once('close', r));
+  assert.is(s.child.exitCode, 0, s.log());
+  assert.match(s.log(), /stopping signal=SIGTERM[\s\S]*stopped/);
+  assert.ok(!fs.existsSync(path.join(spool, 'spoold.sock')), 'socket removed');
+  assert.ok(!fs.existsSync(path.join(spool, 'spoold.lock')), 'lock released');
+});
+
 test('dispatch follows priority, then queue order, per platform', async () => {
   spoold();
   const ids = [await queue('order', '#!/bin/sh\necho 1\n'), await queue('order', '#!/bin/sh\necho 2\n')];

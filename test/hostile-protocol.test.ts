@@ -118,6 +118,11 @@ async function queue(e: Env, name: string, platform: string, body = '#!/bin/sh\n
   return id;
 }
 
+/** After `done`: the result in done/NAME/ID (spoold says done once it is in running/ID, and publishes it next). */
+async function stored(e: { spool: string }, name: string, id: string): Promise<void> {
+  await until(`done/${name}/${id}`, () => fs.existsSync(path.join(e.spool, 'done', name, id, 'result')));
+}
+
 async function resultOf(e: Env, name: string, id: string, ms = 20_000) {
   const text = await until(`result of ${name}/${id}`, () => readIf(path.join(e.spool, 'done', name, id, 'result')), ms);
   return parseResult(text, `done/${name}/${id}/result`);
@@ -487,6 +492,7 @@ test('a worker\'s clock at 1970, or in the future, and escape sequences in its s
     const before = Date.now();
     await finishJob(f, id, 'x\n', {}, status, started);
     await f.expect('done');
+    await stored(e, name, id);   // done: the result is spoold's; in done/ a moment later
     const result = fs.readFileSync(path.join(e.spool, 'done', name, id, 'result'), 'utf8');
     const at = new Date(/^started: (.*)$/m.exec(result)![1]!).getTime();
     // spoold's own hand-over time stands in for a time it cannot believe
@@ -524,6 +530,7 @@ test('another worker cannot speak about a job it was not given: artifacts, manif
   assert.is((await hijack.expect('not-yours')).id, id);
   await finishJob(owner, id, 'owned\n', { 'mine.txt': 'mine\n' });
   await owner.expect('done');
+  await stored(e, 'victim', id);   // done: the result is spoold's; in done/ a moment later
   const r = await resultOf(e, 'victim', id);
   assert.equal(r.status, { kind: 'exited', code: 0 });
   assert.is(r.worker, 'owner');
@@ -582,6 +589,7 @@ test('a peer under the name of a job\'s worker, holding that job without its key
   assert.is((await back.expect('resume')).consoleOffset, 5);
   await finishJob(back, id, 'more\n', {});
   await back.expect('done');
+  await stored(e, 'stolen', id);   // done: the result is spoold's; in done/ a moment later
   const r = await resultOf(e, 'stolen', id);
   assert.equal(r.status, { kind: 'exited', code: 0 });
   assert.is(fs.readFileSync(path.join(e.spool, 'done', 'stolen', id, 'console.log'), 'utf8'), 'real\nmore\n');
@@ -659,6 +667,7 @@ test('a worker that drops in a burst of console and re-attaches: the console hol
   back.data(T_CONSOLE, big.subarray(consoleOffset));
   await finishJob(back, id, '', {});
   await back.expect('done');
+  await stored(e, 'burst', id);   // done: the result is spoold's; in done/ a moment later
   const got = fs.readFileSync(path.join(e.spool, 'done', 'burst', id, 'console.log'));
   assert.is(got.length, big.length, `console.log has ${got.length} bytes, the job printed ${big.length}`);
   assert.ok(got.equals(big), 'console.log differs from what the job printed');
@@ -685,6 +694,7 @@ test('a console frame cut short by a dropped connection keeps the bytes that cam
   back.data(T_CONSOLE, printed.subarray(consoleOffset));
   await finishJob(back, id, '', {});
   await back.expect('done');
+  await stored(e, 'cut', id);   // done: the result is spoold's; in done/ a moment later
   assert.ok(fs.readFileSync(path.join(e.spool, 'done', 'cut', id, 'console.log')).equals(printed), 'console.log holds every byte once');
   await survived(e, /worker left worker=cutter/);
 });
@@ -708,6 +718,7 @@ test('an empty console frame arriving alone is harmless, and the job then finish
   assert.not.ok(f.closed, `spoold dropped the connection after an empty console frame: ${f.bye?.why.slice(0, 300)}`);
   await finishJob(f, id, 'after\n', { 'x.txt': 'x\n' });
   await f.expect('done');
+  await stored(e, 'emptyframe', id);   // done: the result is spoold's; in done/ a moment later
   assert.is(fs.readFileSync(path.join(e.spool, 'done', 'emptyframe', id, 'console.log'), 'utf8'), 'before\nafter\n');
   await survived(e, new RegExp(`finished id=${id} name=emptyframe platform=${EVIL_PLATFORM} worker=empty status="exited 0"`));
 });
@@ -856,6 +867,7 @@ test('18 MB of console in 1 KiB frames piles up no listeners, and every byte arr
   }
   await finishJob(f, id, 'end\n', {});
   await f.expect('done');
+  await stored(e, 'chatty', id);   // done: the result is spoold's; in done/ a moment later
   assert.is(fs.statSync(path.join(e.spool, 'done', 'chatty', id, 'console.log')).size, 300 * 60 * 1000 + 4);
   await survived(e, new RegExp(`finished id=${id} name=chatty`));
 });
@@ -887,6 +899,7 @@ test('a 40 MB console of frames of every size, pings between them, arrives byte 
   }
   await finishJob(f, id, '', {});
   await f.expect('done');
+  await stored(e, 'numbered', id);   // done: the result is spoold's; in done/ a moment later
   const got = fs.readFileSync(path.join(e.spool, 'done', 'numbered', id, 'console.log'));
   assert.is(got.length, total);
   assert.ok(got.equals(all), `console.log differs from what was sent, first at byte ${got.findIndex((b, i) => b !== all[i])}`);
@@ -960,6 +973,7 @@ test('a worker that vanishes inside an artifact entry and delivers again at once
     }
     await finishJob(back, id, '', { [deep]: body.toString() });
     await back.expect('done');
+    await stored(e, 'again', id);   // done: the result is spoold's; in done/ a moment later
     const r = await resultOf(e, 'again', id);
     assert.is(r.status.kind, 'exited', `delivery ${k}: ${JSON.stringify(r.status)}`);
     assert.ok(fs.readFileSync(path.join(e.spool, 'done', 'again', id, 'artifacts', deep)).equals(body), `delivery ${k}: the artifact differs`);

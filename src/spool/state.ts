@@ -179,9 +179,9 @@ export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: num
 
 /**
  * Finish a job: write its result and move running/ID to done/NAME/ID in one
- * rename, then point done/NAME/latest at it. console.log, artifacts/ and
- * SHA256SUMS are created empty when the job left none, so every done
- * directory has the same shape.
+ * rename, then point done/NAME/latest at it (storeResult, then publishDone).
+ * console.log, artifacts/ and SHA256SUMS are created empty when the job left
+ * none, so every done directory has the same shape.
  *
  * Before the rename, running/ID is whole and flushed; the flush of done/NAME
  * after it makes the move itself durable. `background` returns without waiting
@@ -190,10 +190,26 @@ export async function requeue(sp: SpoolPaths, id: string, job: Job, attempt: num
  * reconcile finishes it again.
  */
 export async function finalize(sp: SpoolPaths, result: Result, background = false): Promise<string> {
-  const { id, name } = result;
-  const dir = sp.runningDir(id);
-  const made = (what: string, f: () => void) => { try { f(); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, what, 'cannot create'); } };
-  // Strays moved aside (a directory as result would fail the rename below for
+  await storeResult(sp, result);
+  return publishDone(sp, result, background);
+}
+
+/** Run a step that makes `what`; one that is there already is no error. */
+function made(what: string, f: () => void): void {
+  try { f(); } catch (e) { if (errno(e) !== 'EEXIST') throw ioError(e, what, 'cannot create'); }
+}
+
+/**
+ * The first half of finalize: the result into running/ID/ (staged in tmp/
+ * and renamed in, so a crash never leaves part of one there), and the
+ * directory made whole. From here the result is the spool's: a spoold that
+ * restarts finds job and result and finishes the move (reconcile), and a
+ * worker may let its copy go. Not flushed yet: a power loss may leave the
+ * result empty, and the job then runs again (reconcile sets such a result aside).
+ */
+export async function storeResult(sp: SpoolPaths, result: Result): Promise<void> {
+  const { id } = result;
+  // Strays moved aside (a directory as result would fail the rename for
   // ever; a link under another name rode into done/, found by a tester), then
   // what is missing made: an existing console or SHA256SUMS is kept.
   // Mode 0664 whatever the umask (a bctl cancel's), as every file written through tmp/.
@@ -202,21 +218,24 @@ export async function finalize(sp: SpoolPaths, result: Result, background = fals
     if (!present.has(f)) made(`running/${id}/${f}`, () => createSpoolFile(sp.runningFile(id, f)));
   }
   if (!present.has('artifacts')) made(`running/${id}/artifacts/`, () => mkdirSpool(sp.runningFile(id, 'artifacts')));
-  // The result goes in first, then everything is flushed at once (the files
-  // and the directory, which share the file system's commits), and only then
-  // does the rename publish the directory: one round of fsyncs on the way to
-  // done/, where flushing the result before moving it in made two. The
-  // result is staged in tmp/ and renamed in, so a crash never leaves part of
-  // one in running/ID/; a power loss before the flush may leave it empty,
-  // and the job then runs again (reconcile sets such a result aside).
   const resultFile = sp.runningFile(id, 'result');
   const staged = await writeStaged(sp, 'result', formatResult(result), resultFile, false);
   await publish(sp, staged, resultFile, false);
   // recursive: whatever is there goes, a directory too, and a link is not followed.
   retire(sp, sp.runningFile(id, 'lease'));
   removeEntry(sp.runningFile(id, 'cancel'));
+}
+
+/**
+ * The second half of finalize: everything in running/ID flushed at once
+ * (the files and the directory, which share the file system's commits: one
+ * round of fsyncs on the way to done/), then the rename that publishes it.
+ */
+export async function publishDone(sp: SpoolPaths, result: Result, background = false): Promise<string> {
+  const { id, name } = result;
+  const dir = sp.runningDir(id);
   try {
-    await Promise.all([resultFile, sp.runningFile(id, 'console.log'), sp.runningFile(id, 'SHA256SUMS'), dir].map(fsyncPath));
+    await Promise.all([sp.runningFile(id, 'result'), sp.runningFile(id, 'console.log'), sp.runningFile(id, 'SHA256SUMS'), dir].map(fsyncPath));
   } catch (e) {
     throw ioError(e, `running/${id}`, 'cannot flush');
   }

@@ -21,7 +21,7 @@ import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { claim, finalize, requeue, clearLeftover, reject, ownEntry, exists, existsOr, mendLatest } from '../spool/state.js';
+import { claim, finalize, storeResult, publishDone, requeue, clearLeftover, reject, ownEntry, exists, existsOr, mendLatest } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
 import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree, removeEntry, FILE_MODE } from '../spool/stage.js';
@@ -155,6 +155,8 @@ interface Running {
   exitedAt: number | undefined;       // when its worker first said the job's process exited (ended, or a re-attach that says so; monotonic ms): for good
   /** How it ended, when no worker is to deliver it: its finalize failed and is tried again (settle). */
   ending?: { status: Status; worker: string; started: Date | undefined };
+  /** Its result, stored in running/ID and its worker let go, whose move to done/ failed: tried again (republish). */
+  stored?: Result;
   consoleFailed: boolean;
   storeError: Error | undefined;   // the spool would not take the artifacts (read-only, EIO, full)
   resetting: Promise<void> | undefined;   // the last removal of an earlier delivery's artifacts (resetArtifacts)
@@ -280,7 +282,7 @@ export class Daemon implements ConnOwner {
         const r = parseResult(readRunning(this.sp, id, 'result'), `running/${id}/result`);
         await finalize(this.sp, r);
         this.unfinalized.delete(id);
-        logFinished(r, 'finalize completed after restart');
+        logFinished(r, atStart ? 'finalize completed after restart' : 'finalize completed at a later scan');
       } catch (e) {
         const why = (e as Error).message;
         if (this.unfinalized.get(id) !== why) log('error', { file: `running/${id}/result`, why: `${why}; tried again at each scan (fix or remove it by hand if it does not parse)` });
@@ -890,10 +892,13 @@ export class Daemon implements ConnOwner {
     // worker keeps the result and delivers it again once the spool takes it.
     if (r.storeError && isNoSpace(r.storeError)) r.artifactError ??= NO_SPACE;
     const final: Status = r.artifactError ? { kind: 'failed', why: r.artifactError } : status;
+    // The worker is let go as soon as the result is the spool's (in
+    // running/ID), not once it is flushed and in done/: its next job starts
+    // while this one's directory is flushed and published.
+    let gone = false;
     const ok = !(r.storeError && !isNoSpace(r.storeError))
-      && await this.finalizeJob(r, final, c.name, started);
-    if (ok) this.letGo(c, r.id);
-    else {
+      && await this.finalizeJob(r, final, c.name, started, () => { gone = true; this.letGo(c, r.id); });
+    if (ok) { if (!gone) this.letGo(c, r.id); } else {
       this.storeError(r, 'result', { why: `cannot store the result${r.storeError ? `: ${r.storeError.message}` : ''}; the worker keeps it and delivers it again` });
       this.detach(r);
       c.close('could not store the result; the worker keeps it and retries');
@@ -909,8 +914,14 @@ export class Daemon implements ConnOwner {
     void this.closeConsole(r);
   }
 
-  /** Write the result and move the job to done/. False when the spool would not take it. */
-  private async finalizeJob(r: Running, status: Status, worker: string, started: Date | undefined): Promise<boolean> {
+  /**
+   * Write the result and move the job to done/. False when the spool would
+   * not take the result. `stored` is called once the result is the spool's
+   * (storeResult): a failure after it (to flush or publish) is not undone,
+   * and the job, with its result in running/ID, is left to the periodic
+   * scan, which finishes the move (reconcileEntry); true then.
+   */
+  private async finalizeJob(r: Running, status: Status, worker: string, started: Date | undefined, stored?: () => void): Promise<boolean> {
     await this.closeConsole(r);
     await r.resetting;   // a removal still under way must not reach into done/ nor a new attempt
     if (r.artifacts && status.kind === 'failed') { r.artifacts.sink.destroy(); }
@@ -918,9 +929,13 @@ export class Daemon implements ConnOwner {
       id: r.id, name: r.job.name, platform: r.job.platform, worker, attempt: r.attempt,
       queued: r.job.queued ?? r.started, started, finished: new Date(), status,
     };
+    let isStored = false;
     try {
       if (status.kind === 'failed' && status.why === NO_SPACE) await this.makeRoom(r);
-      await finalize(this.sp, result, true);   // `done` need not wait for done/NAME's flush (finalize says why)
+      await storeResult(this.sp, result);
+      isStored = true;
+      stored?.();
+      await publishDone(this.sp, result, true);   // `done` need not wait for done/NAME's flush (finalize says why)
     } catch (e) {
       const now = this.foundNow(r);
       if (now === 'done') {
@@ -931,14 +946,40 @@ export class Daemon implements ConnOwner {
         return true;
       }
       if (now === 'removed') { this.forgetRemoved(r, undefined); return true; }
-      this.storeError(r, 'finalize', { why: `cannot finalize: ${(e as Error).message}` });
-      return false;
+      this.storeError(r, 'finalize', { why: `cannot finalize: ${(e as Error).message}${isStored && stored ? `; its result is stored in running/${r.id}, and the move to done/ is tried again every ${RETRY_MS / 1000} s` : ''}` });
+      if (!(isStored && stored)) return false;
+      // Its worker was let go: the move is spoold's to finish (checkLeases, republish).
+      r.stored = result;
+      r.worker = undefined;
+      r.deadline = Date.now() + RETRY_MS;
+      return true;
     }
+    this.published(r, result);
+    return true;
+  }
+
+  /** Job r is in done/: no longer held, its errors forgotten, and said. */
+  private published(r: Running, result: Result, why?: string): void {
     if (this.running.get(r.id) === r) this.running.delete(r.id);
     for (const site of STORE_SITES) this.storeErrors.forget(`${r.id} ${site}`);
-    logFinished(result);
+    logFinished(result, why);
     this.onFinished(result, r.job.origin);
-    return true;
+  }
+
+  /** Try again the move to done/ of a result stored in running/ID (finalizeJob). */
+  private async republish(r: Running): Promise<void> {
+    try {
+      await publishDone(this.sp, r.stored!, true);
+    } catch (e) {
+      const now = this.foundNow(r);
+      if (now === 'removed') { this.forgetRemoved(r, undefined); return; }
+      if (now !== 'done') {
+        this.storeError(r, 'finalize', { why: `cannot finalize: ${(e as Error).message}; its result is stored in running/${r.id}, and the move to done/ is tried again every ${RETRY_MS / 1000} s` });
+        r.deadline = Date.now() + RETRY_MS;
+        return;
+      }
+    }
+    this.published(r, r.stored!, 'finalize completed at a later try');
   }
 
   /**
@@ -1064,6 +1105,7 @@ export class Daemon implements ConnOwner {
   private async checkOnce(): Promise<void> {
     const now = Date.now();
     for (const r of [...this.running.values()]) {
+      if (r.stored) { if (r.deadline <= now) await this.republish(r); continue; }
       const stuck = r.worker && r.phase !== 'finishing' ? this.stuck(r) : undefined;
       if (stuck) {
         // Its worker keeps the connection but not its promise: the job ends

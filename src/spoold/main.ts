@@ -94,6 +94,17 @@ export async function main(argv: string[]): Promise<void> {
   if (extraTemplates && !isDir(extraTemplates)) {
     log('warning', { dir: extraTemplates, why: 'the template directory given (--templates or $BUILDER_TEMPLATES) is not a directory; templates are read from the spool only until it is' });
   }
+  // SIGTERM and SIGINT are taken from here on, before the lock: one that comes
+  // while spoold starts is acted on once it has started (stop, below). Before, the handlers
+  // came last, and a SIGTERM in the first seconds (chokidar's setup, a long
+  // reconcile) killed spoold outright, its socket and lock left behind (found
+  // under the test suite's load).
+  let stopWith: ((sig: string) => void) | undefined;
+  let stopEarly: string | undefined;
+  const onStopSignal = (sig: string) => { if (stopWith) stopWith(sig); else stopEarly ??= sig; };
+  process.on('SIGTERM', () => onStopSignal('SIGTERM'));
+  process.on('SIGINT', () => onStopSignal('SIGINT'));
+
   let token: Buffer | undefined;
   let release: () => Promise<void>;
   try {
@@ -215,8 +226,8 @@ export async function main(argv: string[]): Promise<void> {
     log('stopped');
     process.exit(EXIT_OK);
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  stopWith = (sig) => void stop(sig);
+  if (stopEarly) stopWith(stopEarly);
   process.on('uncaughtException', (e) => { log('error', { why: `uncaught: ${e.stack ?? e.message}` }); });
   process.on('unhandledRejection', (e) => { log('error', { why: `unhandled: ${(e as Error)?.stack ?? String(e)}` }); });
 }
