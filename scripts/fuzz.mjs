@@ -392,7 +392,8 @@ async function session() {
 const ID = '[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}';
 const JOBDIR = '(job|lease|cancel|result|console\\.log|SHA256SUMS|artifacts(/.+)?)';
 const ALLOWED = new RegExp('^(tmp|schedules|new|running|done|bad|platforms|templates|state|workers|spoold\\.sock|spoold\\.lock(/.*)?|spoold\\.pid'
-  + `|tmp/[^/]+|new/${ID}|workers/[^/]+|state/[^/]+|running/${ID}|running/${ID}/${JOBDIR}`
+  + `|tmp/[^/]+|tmp/running\\.\\d+\\.\\d+\\.[a-z0-9]+/(console\\.log|SHA256SUMS|artifacts)`   // spoold's ready running/ID directories (state.ts)
+  + `|new/${ID}|workers/[^/]+|state/[^/]+|running/${ID}|running/${ID}/${JOBDIR}`
   + `|done/[^/]+|done/[^/]+/latest|done/[^/]+/${ID}|done/[^/]+/${ID}/${JOBDIR})$`);
 
 function walk(dir, rel = '', out = []) {

@@ -713,6 +713,17 @@ test('the worker is let go once the result is in running/; a move to done/ that 
   assert.is(s.log().match(new RegExp(`error id=${first} `, 'g'))?.length, 1, 'the error is said once');
 });
 
+test('a claim cut short after its ready directory moved in (empty console.log, SHA256SUMS, artifacts/; no job) is cleaned at the next start', async () => {
+  const id = newId();
+  const dir = await leftoverDir(id);
+  fs.writeFileSync(path.join(dir, 'console.log'), '');
+  fs.writeFileSync(path.join(dir, 'SHA256SUMS'), '');
+  fs.mkdirSync(path.join(dir, 'artifacts'));
+  const s = spoold();
+  await s.waitLog(new RegExp(`cleaned dir=running/${id} `));
+  assert.ok(!fs.existsSync(dir));
+});
+
 test('a SIGTERM while spoold starts stops it cleanly once started: exit 0, lock released, socket removed', async () => {
   // A thousand held jobs to reconcile make the start take a while.
   const s0 = spoold();

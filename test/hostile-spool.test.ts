@@ -336,10 +336,12 @@ test('links and wrong kinds planted in running/ID/ or as done/NAME are moved to 
   // done/), and a fifo as console.log, whose open hung spoold for good (found by a tester).
   ids.late = await queueJob(spool, { name: 'plant-late', platform: 'debian-12', body: '#!/bin/sh\nsleep 1\necho late\necho kept > out.txt\n' });
   await s.waitLog(new RegExp(`dispatched id=${ids.late}`), 30_000);
+  fs.rmSync(`${rdir(ids.late)}/artifacts`, { recursive: true, force: true });   // spoold makes it with the directory (a claim's ready one)
   fs.symlinkSync(`${outside}/dir`, `${rdir(ids.late)}/artifacts`);
   fs.symlinkSync(`${outside}/dir`, `${rdir(ids.late)}/evil`);
   ids.fifo = await queueJob(spool, { name: 'plant-fifo', platform: 'debian-12', body: '#!/bin/sh\nsleep 1\necho fifo\necho kept > out.txt\n' });
   await s.waitLog(new RegExp(`dispatched id=${ids.fifo}`), 30_000);
+  fs.rmSync(`${rdir(ids.fifo)}/console.log`, { force: true });
   execFileSync('mkfifo', [`${rdir(ids.fifo)}/console.log`]);
   for (const [n, id] of Object.entries(ids)) {
     const dir = path.join(spool, 'done', `plant-${n}`, id);

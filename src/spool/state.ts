@@ -123,6 +123,7 @@ export async function claim(sp: SpoolPaths, id: string): Promise<boolean> {
  */
 async function makeRunningDir(sp: SpoolPaths, id: string): Promise<boolean> {
   const dir = sp.runningDir(id);
+  if (takeReadyDir(dir)) return false;
   for (let tries = 0; ; tries++) {
     try { mkdirSpool(dir); return false; } catch (e) {
       if (errno(e) !== 'EEXIST' || tries > 1) throw ioError(e, sp.rel(dir), 'cannot create');
@@ -132,6 +133,58 @@ async function makeRunningDir(sp: SpoolPaths, id: string): Promise<boolean> {
     if (st?.isDirectory()) return true;
     if (st) await moveAside(sp, dir, st, OWN_DIR);
   }
+}
+
+/**
+ * Directories made ahead in tmp/, each shaped as finalize leaves running/ID
+ * (console.log and SHA256SUMS empty, artifacts/), which a claim renames into
+ * place (makeRunningDir): spoold makes them after it has handed a job out,
+ * while the worker runs it, rather than on the way from one job to the next.
+ * On ext4 without a journal each new inode may cost a search past those
+ * freed lately (stage.ts retire); four of them were on that way. Off (none
+ * kept) but in spoold.
+ */
+const readyDirs: string[] = [];
+let keepReady = 0;
+
+/** Keep `n` ready directories from now on (prepareRunningDirs makes them); 0 removes them (a spoold that stops). */
+export function keepRunningDirs(n: number): void {
+  keepReady = n;
+  while (readyDirs.length > n) try { fs.rmSync(readyDirs.pop()!, { recursive: true, force: true }); } catch { /* the tmp/ cleaner's */ }
+}
+
+/** Make ready directories up to the number kept; quietly fewer when the spool will not take them. */
+export function prepareRunningDirs(sp: SpoolPaths): void {
+  while (readyDirs.length < keepReady) {
+    const d = sp.staging('running');
+    try {
+      mkdirSpool(d);
+      createSpoolFile(path.join(d, 'console.log'));
+      createSpoolFile(path.join(d, 'SHA256SUMS'));
+      mkdirSpool(path.join(d, 'artifacts'));
+    } catch {
+      try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* the tmp/ cleaner's */ }
+      return;
+    }
+    readyDirs.push(d);
+  }
+}
+
+/**
+ * Rename a ready directory to `dir`: true when done. rename(2) replaces an
+ * empty directory there, which says nothing a claim needs (claim); anything
+ * else there (a directory with something in it, a link) fails it, and the
+ * caller's rule for what is there applies, the ready one kept.
+ */
+function takeReadyDir(dir: string): boolean {
+  for (let ready; (ready = readyDirs.pop()) !== undefined;) {
+    try { fs.renameSync(ready, dir); return true; } catch (e) {
+      if (errno(e) === 'ENOENT' && !fs.existsSync(ready)) continue;   // removed from tmp/ meanwhile: the next one
+      readyDirs.push(ready);
+      return false;
+    }
+  }
+  return false;
 }
 
 /** The commit of a claim whose running/ID/ already exists (cancelQueued). */
@@ -416,8 +469,9 @@ export async function reject(sp: SpoolPaths, file: string, why: string, as = fil
 }
 
 /**
- * Remove running/ID, whose job file is gone: empty, or holding a cancel
- * request (see claim) or the lease of a requeue cut short after its commit.
+ * Remove running/ID, whose job file is gone: empty (or as a claim's ready
+ * directory came, its files empty), or holding a cancel request (see claim)
+ * or the lease of a requeue cut short after its commit.
  * A request for a job still queued in new/ID is kept for its claim ('kept').
  * Nothing else is removed, and the directory only with
  * rmdir, so a job that a bctl cancel claims into it meanwhile stays ('not
@@ -428,6 +482,12 @@ export async function clearLeftover(sp: SpoolPaths, id: string): Promise<'cleane
   if (exists(cancel) && exists(sp.queued(id))) return 'kept';
   await fsp.rm(cancel, { force: true });
   await fsp.rm(sp.runningFile(id, 'lease'), { force: true });
+  // What a claim's ready directory holds (prepareRunningDirs), while still empty.
+  for (const f of ['console.log', 'SHA256SUMS'] as const) {
+    const st = fs.lstatSync(sp.runningFile(id, f), { throwIfNoEntry: false });
+    if (st?.isFile() && st.size === 0) await fsp.rm(sp.runningFile(id, f), { force: true });
+  }
+  await fsp.rmdir(sp.runningFile(id, 'artifacts')).catch(() => {});   // only if empty
   try {
     await fsp.rmdir(sp.runningDir(id));
   } catch (e) {

@@ -21,7 +21,7 @@ import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { claim, finalize, storeResult, publishDone, requeue, clearLeftover, reject, ownEntry, exists, existsOr, mendLatest } from '../spool/state.js';
+import { claim, finalize, storeResult, publishDone, prepareRunningDirs, requeue, clearLeftover, reject, ownEntry, exists, existsOr, mendLatest } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
 import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree, removeEntry, FILE_MODE } from '../spool/stage.js';
@@ -660,6 +660,8 @@ export class Daemon implements ConnOwner {
         formatHeaders([['worker', c.name], ['started', r.started.toISOString()], ['attempt', String(r.attempt)], ...(r.key ? [['key', r.key] as const] : [])]));
     } catch { /* informational: see above */ }
     this.writeWorker(c);
+    // While the worker runs it: the next claims' directories (state.ts).
+    prepareRunningDirs(this.sp);
   }
 
   // ---- a running job's frames ------------------------------------------
@@ -795,7 +797,7 @@ export class Daemon implements ConnOwner {
    * Remove what an earlier delivery of this attempt left (before a new one,
    * or before an end no worker delivers: settle), once its receiver has
    * stopped writing there. Usually there is nothing (a first delivery):
-   * that is found with one synchronous lstat; a tree that is there may be
+   * that is found with a few synchronous calls; a tree that is there may be
    * large, and goes in the thread pool.
    */
   private resetArtifacts(r: Running): Promise<void> {
@@ -810,8 +812,12 @@ export class Daemon implements ConnOwner {
       await before;
       await a?.done.catch(() => {});
       const dir = this.sp.runningFile(r.id, 'artifacts');
+      const sums = this.sp.runningFile(r.id, 'SHA256SUMS');
+      // Nothing delivered yet: an empty artifacts/ and SHA256SUMS, as the
+      // claim's ready directory has them (state.ts), stay.
+      if (!a && isEmpty(dir, true) && isEmpty(sums, false)) return;
       if (existsOr(dir, true)) await removeTree(dir).catch(() => {});
-      try { removeEntry(this.sp.runningFile(r.id, 'SHA256SUMS')); } catch { /* finalize or the next delivery replaces it */ }
+      try { removeEntry(sums); } catch { /* finalize or the next delivery replaces it */ }
     })();
     r.resetting = reset;
     return reset;
@@ -829,7 +835,7 @@ export class Daemon implements ConnOwner {
       // The worker left meanwhile (detach): a receiver made now would wait for ever.
       if (r.worker !== c) return;
       const dir = this.sp.runningFile(r.id, 'artifacts');
-      mkdirSpool(dir);
+      if (!(await ownEntry(this.sp, r.id, 'artifacts'))) mkdirSpool(dir);   // an empty one left by the reset is taken as it is
       const rx = receiveArtifacts(dir, this.opts.maxArtifactBytes);
       const a = { ...rx, failed: false };
       a.done.catch(() => { a.failed = true; });
@@ -1244,6 +1250,15 @@ function logFinished(r: Result, why?: string): void {
  * an Error naming it, saying why it is not read and what to do. ENOENT and
  * other I/O errors are thrown as they are.
  */
+/** Whether p is an empty directory (dir) or an empty regular file, never through a link; false when it is not known. */
+function isEmpty(p: string, dir: boolean): boolean {
+  try {
+    const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    if (!st) return false;
+    return dir ? st.isDirectory() && fs.readdirSync(p).length === 0 : st.isFile() && st.size === 0;
+  } catch { return false; }
+}
+
 function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer {
   const r = readRegular(sp.runningFile(id, file));
   if (!Buffer.isBuffer(r)) throw new Error(`running/${id}/${file}: ${r.why}; fix or remove it by hand`);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { daemonArgs } from '../spool/argv.js';
 import { SpoolPaths, isName } from '../spool/paths.js';
 import { ensureSpool, linkedDirs } from '../spool/layout.js';
-import { onStray } from '../spool/state.js';
+import { onStray, keepRunningDirs } from '../spool/state.js';
 import { cleanTmp, keepRetired } from '../spool/stage.js';
 import { templatePlatforms } from '../spool/template.js';
 import { takeLock } from '../spool/lock.js';
@@ -44,6 +44,7 @@ host is given). See spoold(8).
 
 const RESCAN_MS = 5_000;
 const WATCH_READY_MS = 2_000;   // at most this long for the watchers before the first scan
+const READY_DIRS = 4;           // running/ID directories made ahead in tmp/ (state.ts): more than jobs are claimed at once
 const SPARE_LEASES = 16;        // finished leases kept in tmp/ to be written over (stage.ts retire): more than jobs finish at once
 
 function usage(msg: string): never {
@@ -123,6 +124,7 @@ export async function main(argv: string[]): Promise<void> {
 
   onStray((file, bad, why) => log('rejected', { file, bad, why }));
   keepRetired(SPARE_LEASES);
+  keepRunningDirs(READY_DIRS);
   const d = new Daemon(sp, { heartbeatMs, leaseMs, token, maxArtifactBytes, consoleBuffer });
   const timer = new ScheduleTimer(sp, d, templateDirs);
   d.onFinished = (r) => void timer.finished(r);
@@ -221,6 +223,7 @@ export async function main(argv: string[]): Promise<void> {
     for (const s of servers) s.close();
     await d.stop();
     keepRetired(0);   // a spoold stopped leaves nothing in tmp/
+    keepRunningDirs(0);
     await fsp.rm(sp.socket, { force: true }).catch(() => {});
     await release();
     log('stopped');
