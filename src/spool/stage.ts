@@ -185,67 +185,10 @@ export async function writeAtomic(sp: SpoolPaths, target: string, data: string |
  * Atomically replace a status file that nothing recovers from (workers/NAME,
  * running/ID/lease), which sit on the dispatch hot path: synchronous and
  * without fsyncs, so a reader never sees it half-written but a power failure
- * may lose it. Written into a spare (retire) when there is one.
+ * may lose it.
  */
 export function writeStatus(sp: SpoolPaths, target: string, data: string | Buffer): void {
-  renameInto(sp, reuseSpare(data) ?? stage(sp, path.basename(target), data, target), target);
-}
-
-/**
- * Files of ours in tmp/ that writeStatus writes over instead of making new
- * ones: spoold's finished leases (retire), one per job. On ext4 without a
- * journal every new inode is looked for past those freed in the last
- * minutes, one by one, and that search was a sixth of the machine's time in
- * W1 of npm run bench (perf: find_inode_bit, recently_deleted); a lease made
- * and freed per job fed it twice. Off (retire removes) but in spoold.
- */
-const spares: string[] = [];
-let keepSpares = 0;
-export function keepRetired(max: number): void {
-  keepSpares = max;
-  while (spares.length > max) try { fs.unlinkSync(spares.pop()!); } catch { /* the tmp/ cleaner's */ }
-}
-
-/**
- * Done with a status file (a finished job's lease): kept as a spare in tmp/
- * when spares are kept and it is a plain file of ours, else removed
- * (removeEntry). Whatever it was, it is gone from `p` after.
- */
-export function retire(sp: SpoolPaths, p: string): void {
-  if (spares.length < keepSpares) {
-    const st = fs.lstatSync(p, { throwIfNoEntry: false });
-    if (!st) return;
-    if (st.isFile() && st.nlink === 1 && st.uid === process.getuid?.()) {
-      const spare = sp.staging('spare');
-      try { fs.renameSync(p, spare); spares.push(spare); return; } catch { /* removed below */ }
-    }
-  }
-  removeEntry(p);
-}
-
-/**
- * A spare with `data` in it, or undefined (none, or it is not as retire left
- * it: the tmp/ cleaner removed it, or someone replaced it; never followed).
- */
-function reuseSpare(data: string | Buffer): string | undefined {
-  for (let spare; (spare = spares.pop()) !== undefined;) {
-    let fd: number;
-    try { fd = fs.openSync(spare, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK); } catch { continue; }
-    try {
-      const st = fs.fstatSync(fd);
-      if (!st.isFile() || st.nlink !== 1 || st.uid !== process.getuid?.()) throw new Error('not ours');
-      const buf = typeof data === 'string' ? Buffer.from(data) : data;
-      // Written over, then cut: no O_TRUNC, which would free its block only for the write to take one again.
-      for (let off = 0; off < buf.length;) off += fs.writeSync(fd, buf, off, buf.length - off, off);
-      fs.ftruncateSync(fd, buf.length);
-      fs.closeSync(fd);
-      return spare;
-    } catch {
-      fs.closeSync(fd);
-      try { fs.unlinkSync(spare); } catch { /* the tmp/ cleaner's */ }
-    }
-  }
-  return undefined;
+  renameInto(sp, stage(sp, path.basename(target), data, target), target);
 }
 
 /**

@@ -29,7 +29,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
-import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, mkdirSpoolStaged, createSpoolFile, removeTree, removeEntry, retire } from './stage.js';
+import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, mkdirSpoolStaged, createSpoolFile, removeTree, removeEntry } from './stage.js';
 import { errno, ioError, oneLine, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import { isId, isName, type SpoolPaths, type RunningFile } from './paths.js';
@@ -141,7 +141,8 @@ async function makeRunningDir(sp: SpoolPaths, id: string): Promise<boolean> {
  * place (makeRunningDir): spoold makes them after it has handed a job out,
  * while the worker runs it, rather than on the way from one job to the next.
  * On ext4 without a journal each new inode may cost a search past those
- * freed lately (stage.ts retire); four of them were on that way. Off (none
+ * freed lately, one by one (perf: find_inode_bit, recently_deleted, a sixth of
+ * the machine in W1 of npm run bench); four of them were on that way. Off (none
  * kept) but in spoold.
  */
 const readyDirs: string[] = [];
@@ -275,7 +276,7 @@ export async function storeResult(sp: SpoolPaths, result: Result): Promise<void>
   const staged = await writeStaged(sp, 'result', formatResult(result), resultFile, false);
   await publish(sp, staged, resultFile, false);
   // recursive: whatever is there goes, a directory too, and a link is not followed.
-  retire(sp, sp.runningFile(id, 'lease'));
+  removeEntry(sp.runningFile(id, 'lease'));
   removeEntry(sp.runningFile(id, 'cancel'));
 }
 

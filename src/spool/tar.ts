@@ -194,6 +194,7 @@ async function* walkArtifacts(dir: string, skip: string[], note: (line: string) 
 function leavesNothing(dir: string, skip: string[]): boolean {
   let d: fs.Dir | undefined;
   try {
+    if (!fs.lstatSync(dir).isDirectory()) return false;   // a link in its place: the walk says what it is
     d = fs.opendirSync(dir);
     for (let e; (e = d.readSync()) !== null;) if (!skip.includes(e.name)) return false;
     return true;

@@ -233,8 +233,7 @@ export class Daemon implements ConnOwner {
    * Whether running/ID/result parses. One that does not (empty: finalize
    * flushes it after moving it in, so a power loss before the flush may
    * leave it so; or spoiled by hand) records nothing: it is moved to bad/,
-   * and the job is held as one claimed without a result (its worker may
-   * re-attach and deliver, else its lease runs out and it runs again). True
+   * and the job runs again (reconcileEntry). True
    * when it cannot be told (unreadable), or cannot be moved: finalize then
    * says why at each scan.
    */
@@ -248,7 +247,7 @@ export class Daemon implements ConnOwner {
       return true;
     } catch (e) {
       if (!(e instanceof SpoolError)) return true;   // not read (EACCES, EIO): not known
-      why = `${e.message}; not a result: the job is held as unfinished (its worker may deliver it again, or it runs again when its lease runs out)`;
+      why = `${e.message}; not a result: the job runs again, this attempt not counted`;
     }
     try {
       const bad = await reject(this.sp, file, why);
@@ -274,7 +273,8 @@ export class Daemon implements ConnOwner {
       this.unparsable.add(id);
       return;
     }
-    if (exists(this.sp.runningFile(id, 'result')) && await this.resultHolds(id)) {
+    const cutShort = exists(this.sp.runningFile(id, 'result')) && !(await this.resultHolds(id));
+    if (!cutShort && exists(this.sp.runningFile(id, 'result'))) {
       // Its result is recorded: it must not run again, nor wait for a worker
       // whose lease would requeue it, result and all. Not held either, so the
       // periodic adoptOrphans tries again while the spool will not take it.
@@ -302,6 +302,10 @@ export class Daemon implements ConnOwner {
     if (lease.started) r.started = lease.started;   // when it was handed over, before the restart
     r.deadline += RECONNECT_GRACE_MS;
     this.running.set(id, r);
+    // Its result was stored and lost (a power loss before spoold flushed it):
+    // its worker had been let go and cannot deliver it again, so it runs
+    // again at once, the lost attempt not counted against its retries.
+    if (cutShort) this.unsent(r, 'its result was lost after its worker had let it go (a power loss before spoold flushed it)');
     // Canceled, and nobody holds it: recorded at once. Without a lease it was
     // never sent (a bctl cancel died after its claim), so no attempt started.
     if (await this.cancelIfAsked(r, lease.worker !== undefined)) return;
@@ -409,7 +413,12 @@ export class Daemon implements ConnOwner {
 
   private async reattach(c: Conn, h: { id: string; name: string; attempt: number; finished: boolean; key?: string }): Promise<void> {
     // A job still being finalized from the previous connection: wait for it, then answer done.
-    for (let i = 0; i < 600 && isId(h.id) && this.running.get(h.id)?.phase === 'finishing'; i++) await sleep(50);
+    // One whose result is stored (its move to done/ retried: republish) is the
+    // spool's already: the worker, which missed its `done`, lets it go now.
+    for (let i = 0; i < 600 && isId(h.id) && this.running.get(h.id)?.phase === 'finishing' && !this.running.get(h.id)?.stored; i++) await sleep(50);
+    if (c.closed) return;
+    const kept = isId(h.id) ? this.running.get(h.id) : undefined;
+    if (kept?.stored && kept.workerName === c.name) { this.letGo(c, h.id); return; }
     if (c.closed) return;
     if (isId(h.id) && this.running.get(h.id)?.phase === 'finishing') {
       // Still storing after 30 s: no answer yet, so that the worker keeps its result and asks again.
@@ -975,6 +984,10 @@ export class Daemon implements ConnOwner {
   /** Try again the move to done/ of a result stored in running/ID (finalizeJob). */
   private async republish(r: Running): Promise<void> {
     try {
+      // The result written again first: after a failed fsync the kernel may
+      // have dropped its pages as written (EIO), and the retry's fsync would
+      // then pass for bytes that never reached the disk.
+      await storeResult(this.sp, r.stored!);
       await publishDone(this.sp, r.stored!, true);
     } catch (e) {
       const now = this.foundNow(r);

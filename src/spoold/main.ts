@@ -17,7 +17,7 @@ import { daemonArgs } from '../spool/argv.js';
 import { SpoolPaths, isName } from '../spool/paths.js';
 import { ensureSpool, linkedDirs } from '../spool/layout.js';
 import { onStray, keepRunningDirs } from '../spool/state.js';
-import { cleanTmp, keepRetired } from '../spool/stage.js';
+import { cleanTmp } from '../spool/stage.js';
 import { templatePlatforms } from '../spool/template.js';
 import { takeLock } from '../spool/lock.js';
 import { isDir, readTokenFile } from '../spool/read.js';
@@ -45,7 +45,6 @@ host is given). See spoold(8).
 const RESCAN_MS = 5_000;
 const WATCH_READY_MS = 2_000;   // at most this long for the watchers before the first scan
 const READY_DIRS = 4;           // running/ID directories made ahead in tmp/ (state.ts): more than jobs are claimed at once
-const SPARE_LEASES = 16;        // finished leases kept in tmp/ to be written over (stage.ts retire): more than jobs finish at once
 
 function usage(msg: string): never {
   process.stderr.write(`spoold: ${msg}\n${USAGE}`);
@@ -102,7 +101,12 @@ export async function main(argv: string[]): Promise<void> {
   // under the test suite's load).
   let stopWith: ((sig: string) => void) | undefined;
   let stopEarly: string | undefined;
-  const onStopSignal = (sig: string) => { if (stopWith) stopWith(sig); else stopEarly ??= sig; };
+  // A second one before then (a long reconcile, a lock to wait for) exits at once, as a second Ctrl-C should.
+  const onStopSignal = (sig: string) => {
+    if (stopWith) stopWith(sig);
+    else if (stopEarly) { process.stderr.write(`spoold: ${sig} again while starting: exiting now\n`); process.exit(EXIT_FAIL); }
+    else stopEarly = sig;
+  };
   process.on('SIGTERM', () => onStopSignal('SIGTERM'));
   process.on('SIGINT', () => onStopSignal('SIGINT'));
 
@@ -123,7 +127,6 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   onStray((file, bad, why) => log('rejected', { file, bad, why }));
-  keepRetired(SPARE_LEASES);
   keepRunningDirs(READY_DIRS);
   const d = new Daemon(sp, { heartbeatMs, leaseMs, token, maxArtifactBytes, consoleBuffer });
   const timer = new ScheduleTimer(sp, d, templateDirs);
@@ -222,8 +225,7 @@ export async function main(argv: string[]): Promise<void> {
     await Promise.all(watchers.map((w) => w.close()));
     for (const s of servers) s.close();
     await d.stop();
-    keepRetired(0);   // a spoold stopped leaves nothing in tmp/
-    keepRunningDirs(0);
+    keepRunningDirs(0);   // a spoold stopped leaves nothing in tmp/
     await fsp.rm(sp.socket, { force: true }).catch(() => {});
     await release();
     log('stopped');

@@ -83,8 +83,10 @@ class Proc implements JobProc {
 /**
  * The perl launcher's program. It reads jobs from stdin, five NUL-terminated
  * fields each (directory, id, name, platform, network), one at a time:
- * forks, says `started PID`, waits, and says `exit PID code N` or `exit PID
- * signal N`. The child makes a new session, sends its output to the
+ * forks, waits, and says `exit PID code N` or `exit PID signal N`. The
+ * child makes a new session, says `started PID` (only then does the group
+ * a kill is sent to exist: said by the parent after the fork, a cancel at
+ * once was lost, found in review), sends its output to the
  * console file, writes its pgid file (leftovers.ts), sets the job's
  * variables, and execs the script as /bin/sh would (one without #! is run
  * by /bin/sh), or the sandbox command line (ARGV[0]) with it:
@@ -110,7 +112,6 @@ for (;;) {
   my $pid = fork;
   if (!defined $pid) { my $e = "$!"; $e =~ s/\n/ /g; print "error cannot fork: $e\n"; next; }
   job(@f) if $pid == 0;
-  print "started $pid\n";
   my $r;
   do { $r = waitpid($pid, 0) } while ($r == -1 && $!{EINTR});
   my $st = $?;
@@ -121,6 +122,7 @@ sub job {
   $/ = "\n";
   $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP QUIT PIPE);
   POSIX::setsid();
+  print "started $$\n";   # by the child, once its group exists: a kill sent to it from now on reaches the job
   open(STDIN, '<', '/dev/null') or POSIX::_exit(125);
   open(STDOUT, '>>', "$dir/console.log") or POSIX::_exit(125);
   open(STDERR, '>&', \*STDOUT) or POSIX::_exit(125);

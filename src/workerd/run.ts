@@ -92,12 +92,10 @@ export class LocalJob {
         fs.renameSync(this.dir, old);
         void fsp.rm(old, { recursive: true, force: true }).catch(() => {});
       }
-      const reused = this.reuseSpare();
-      if (!reused) fs.mkdirSync(this.jobDir, { recursive: true, mode: 0o755 });
+      fs.mkdirSync(this.jobDir, { recursive: !this.reuseSpare(), mode: 0o755 });
       // Created here so the connection can tail it at once; the job's process appends to it.
       fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'a' });
-      if (reused && fs.existsSync(script)) overwrite(script, this.spec.script, 0o500);   // the spare's, 0600 until now (reuseSpare)
-      else fs.writeFileSync(script, this.spec.script, { mode: 0o500 });
+      fs.writeFileSync(script, this.spec.script, { mode: 0o500 });
     } catch (e) {
       // Parity: the worker can't write the job's files: the failure is the job's result.
       const why = `cannot write job files in ${this.dir}: ${(e as Error).message}`;
@@ -196,16 +194,14 @@ export class LocalJob {
   async discard(): Promise<void> {
     if (this.smallTree) {
       try {
+        // The job's directory and console go, always: a process of the job
+        // that left its group (setsid: a build daemon) keeps them as its cwd
+        // and stdout, and must not reach the next job through them (found in
+        // review: its output and files landed in the next job's).
         for (const e of fs.readdirSync(this.dir, { withFileTypes: true })) {
+          if (e.name === PGID && e.isFile()) continue;
           const p = path.join(this.dir, e.name);
-          if (e.name === 'job' && e.isDirectory()) {
-            for (const f of fs.readdirSync(p, { withFileTypes: true })) {
-              if (f.name === SCRIPT && f.isFile()) continue;
-              if (f.isDirectory()) removeSmall(path.join(p, f.name)); else fs.unlinkSync(path.join(p, f.name));
-            }
-          } else if (e.name === 'console.log' && e.isFile()) fs.truncateSync(p, 0);
-          else if (e.name === PGID && e.isFile()) continue;
-          else if (e.isDirectory()) removeSmall(p); else fs.unlinkSync(p);
+          if (e.isDirectory()) removeSmall(p); else fs.unlinkSync(p);
         }
         fs.renameSync(this.dir, path.join(path.dirname(this.dir), SPARE));   // one spare at most: a second fails ENOTEMPTY, and goes below
         return;
@@ -215,16 +211,14 @@ export class LocalJob {
   }
 
   /**
-   * Start in the spare the last small job left (discard), its directories and
-   * files (console.log, pgid, job/script.sh) written afresh, instead of new
-   * ones. On ext4 without a journal every new inode is looked for past those
-   * freed in the last minutes, one by one: with five made and freed per job,
-   * that search was a sixth of the machine's time in W1 of npm run bench
-   * (perf: find_inode_bit, recently_deleted). The spare is WORKDIR/.spare;
-   * it is taken only as discard left it (nothing else in it, each file
-   * workerd's own, regular and of one link, console.log empty) and made
-   * fresh again: mode 0755, script.sh 0600 until written. False when there
-   * is none to take.
+   * Start in the directory the last small job left (discard) instead of a
+   * new one: WORKDIR/.spare, holding only workerd's pgid file, written over
+   * at the start. On ext4 without a journal every new inode is looked for
+   * past those freed in the last minutes, one by one (perf: find_inode_bit,
+   * recently_deleted, a sixth of the machine's time in W1 of npm run
+   * bench). The job's own directory and console are made anew every time
+   * (discard says why). Taken only as discard left it, and made fresh again
+   * (mode 0755). False when there is none to take.
    */
   private reuseSpare(): boolean {
     const spare = path.join(path.dirname(this.dir), SPARE);
@@ -232,18 +226,11 @@ export class LocalJob {
       fs.renameSync(spare, this.dir);
     } catch { return false; }
     try {
-      const uid = process.getuid?.();
-      const mine = (p: string, dir: boolean): boolean => {
-        const st = fs.lstatSync(p);
-        return st.uid === uid && (dir ? st.isDirectory() : st.isFile() && st.nlink === 1 && (p !== this.consolePath || st.size === 0));
-      };
-      const script = path.join(this.jobDir, SCRIPT);
-      if (mine(this.jobDir, true)
-        && fs.readdirSync(this.dir).every((n) => n === 'job' || ((n === 'console.log' || n === PGID) && mine(path.join(this.dir, n), false)))
-        && fs.readdirSync(this.jobDir).every((n) => n === SCRIPT && mine(script, false))) {
+      const st = fs.lstatSync(this.dir);
+      const pgid = fs.lstatSync(path.join(this.dir, PGID), { throwIfNoEntry: false });
+      if (st.uid === process.getuid?.() && fs.readdirSync(this.dir).every((n) => n === PGID)
+        && (!pgid || (pgid.isFile() && pgid.nlink === 1 && pgid.uid === st.uid))) {
         fs.chmodSync(this.dir, 0o755);
-        fs.chmodSync(this.jobDir, 0o755);
-        if (fs.existsSync(script)) fs.chmodSync(script, 0o600);
         return true;
       }
     } catch { /* not as discard left it: below */ }
@@ -257,22 +244,6 @@ export class LocalJob {
 
 /** A job directory discard emptied, for the next job (reuseSpare); leftovers.ts leaves it be. */
 export const SPARE = '.spare';
-
-/**
- * Write `text` over the file at p, then cut it to length and give it `mode`:
- * without O_TRUNC, whose freeing of the old blocks (a discard of each, on a
- * file system mounted with it) only for the write to take new ones was on
- * the path to the job's start.
- */
-function overwrite(p: string, text: string, mode: number): void {
-  const buf = Buffer.from(text);
-  const fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
-  try {
-    for (let off = 0; off < buf.length;) off += fs.writeSync(fd, buf, off, buf.length - off, off);
-    fs.ftruncateSync(fd, buf.length);
-    fs.fchmodSync(fd, mode);
-  } finally { fs.closeSync(fd); }
-}
 
 /**
  * rm -r of a small tree whose shape we know (discard): one readdir per
