@@ -164,7 +164,8 @@ test('each job starts in a fresh, empty directory of mode 0755, also in the spar
     // (setsid: a build daemon) that writes to its console and directory after the job ended.
     await submit('#!/bin/sh\necho a > a.txt; mkdir sub; echo b > sub/b.txt; chmod 700 .\nsetsid sh -c "sleep 1; echo LEAK; echo x > leaked" &\n', 'messy');
     await until('the spare', () => fs.existsSync(path.join(wd, '.spare')));
-    assert.equal(fs.readdirSync(path.join(wd, '.spare')), ['pgid'], 'the spare: workerd\'s pgid file only');
+    assert.equal(fs.readdirSync(path.join(wd, '.spare')).sort(), ['console.log', 'job', 'pgid'], 'the spare: workerd\'s pgid file, and a new job/ and console.log');
+    assert.equal(fs.readdirSync(path.join(wd, '.spare', 'job')), []);
     const { id, console } = await submit('#!/bin/sh\nls -A; stat -c "mode=%a" . ..; sleep 2; ls -A\n', 'clean');
     assert.is(console, 'script.sh\nmode=755\nmode=755\nscript.sh\n', 'started empty, and the leftover process wrote nothing here');
     // Delivered, its directory is the spare: no job directory is left behind.

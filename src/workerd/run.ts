@@ -92,7 +92,7 @@ export class LocalJob {
         fs.renameSync(this.dir, old);
         void fsp.rm(old, { recursive: true, force: true }).catch(() => {});
       }
-      fs.mkdirSync(this.jobDir, { recursive: !this.reuseSpare(), mode: 0o755 });
+      if (!this.reuseSpare()) fs.mkdirSync(this.jobDir, { recursive: true, mode: 0o755 });
       // Created here so the connection can tail it at once; the job's process appends to it.
       fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'a' });
       fs.writeFileSync(script, this.spec.script, { mode: 0o500 });
@@ -203,6 +203,9 @@ export class LocalJob {
           const p = path.join(this.dir, e.name);
           if (e.isDirectory()) removeSmall(p); else fs.unlinkSync(p);
         }
+        // New ones for the next job, made now, while idle, rather than as it starts.
+        fs.mkdirSync(this.jobDir, { mode: 0o755 });
+        fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'wx' });
         fs.renameSync(this.dir, path.join(path.dirname(this.dir), SPARE));   // one spare at most: a second fails ENOTEMPTY, and goes below
         return;
       } catch { /* try once more below */ }
@@ -212,11 +215,12 @@ export class LocalJob {
 
   /**
    * Start in the directory the last small job left (discard) instead of a
-   * new one: WORKDIR/.spare, holding only workerd's pgid file, written over
-   * at the start. On ext4 without a journal every new inode is looked for
+   * new one: WORKDIR/.spare, holding workerd's pgid file (written over at
+   * the start) and a job/ and console.log that discard made new, for this
+   * job, while idle. On ext4 without a journal every new inode is looked for
    * past those freed in the last minutes, one by one (perf: find_inode_bit,
    * recently_deleted, a sixth of the machine's time in W1 of npm run
-   * bench). The job's own directory and console are made anew every time
+   * bench). The job's own directory and console are never a past job's
    * (discard says why). Taken only as discard left it, and made fresh again
    * (mode 0755). False when there is none to take.
    */
@@ -226,11 +230,16 @@ export class LocalJob {
       fs.renameSync(spare, this.dir);
     } catch { return false; }
     try {
-      const st = fs.lstatSync(this.dir);
-      const pgid = fs.lstatSync(path.join(this.dir, PGID), { throwIfNoEntry: false });
-      if (st.uid === process.getuid?.() && fs.readdirSync(this.dir).every((n) => n === PGID)
-        && (!pgid || (pgid.isFile() && pgid.nlink === 1 && pgid.uid === st.uid))) {
+      const uid = process.getuid?.();
+      const ok = (p: string, dir: boolean): boolean => {
+        const st = fs.lstatSync(p);
+        return st.uid === uid && (dir ? st.isDirectory() : st.isFile() && st.nlink === 1);
+      };
+      if (ok(this.dir, true) && ok(this.jobDir, true) && fs.readdirSync(this.jobDir).length === 0
+        && ok(this.consolePath, false) && fs.lstatSync(this.consolePath).size === 0
+        && fs.readdirSync(this.dir).every((n) => n === 'job' || n === 'console.log' || (n === PGID && ok(path.join(this.dir, n), false)))) {
         fs.chmodSync(this.dir, 0o755);
+        fs.chmodSync(this.jobDir, 0o755);
         return true;
       }
     } catch { /* not as discard left it: below */ }
