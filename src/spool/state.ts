@@ -29,7 +29,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { formatJob, type Job, type ParsedJob } from './job.js';
 import { formatResult, type Result } from './result.js';
-import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncDir, fsyncPath, replaceSymlink, mkdirSpool, mkdirSpoolStaged, createSpoolFile, removeTree, removeEntry } from './stage.js';
+import { writeAtomic, writeStaged, writeStagedSync, writePrivate, publish, publishSync, fsyncDirQuiet, fsyncPath, replaceSymlink, mkdirSpool, mkdirSpoolStaged, createSpoolFile, removeTree, removeEntry } from './stage.js';
 import { errno, ioError, oneLine, SpoolError } from './errors.js';
 import { newId } from './ids.js';
 import { isId, isName, type SpoolPaths, type RunningFile } from './paths.js';

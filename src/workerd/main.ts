@@ -15,7 +15,6 @@
 // (token, name or platform refused, platform dropped); 2 bad usage.
 
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
