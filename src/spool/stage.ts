@@ -81,11 +81,19 @@ export function mkdirSpoolStaged(sp: SpoolPaths, dir: string): void {
 }
 
 const fsyncFd = promisify(fs.fsync);
+const EMPTY = Buffer.alloc(0);
 
-/** Create an empty file, failing if it exists (EEXIST): FILE_MODE whatever the umask, as mkdirSpool makes directories. */
-export function createSpoolFile(p: string): void {
+/**
+ * Create a file holding `data` (every byte: a short write on a full disk goes
+ * on, and fails ENOSPC), failing if it exists (EEXIST): FILE_MODE whatever
+ * the umask, as mkdirSpool makes directories.
+ */
+export function createSpoolFile(p: string, data: Buffer = EMPTY): void {
   const fd = fs.openSync(p, 'wx', FILE_MODE);
-  try { fs.fchmodSync(fd, FILE_MODE); } finally { fs.closeSync(fd); }
+  try {
+    fs.fchmodSync(fd, FILE_MODE);
+    for (let off = 0; off < data.length;) off += fs.writeSync(fd, data, off);
+  } finally { fs.closeSync(fd); }
 }
 
 // Opened to be flushed as a spool file is to be read (READ_NOFOLLOW): never
@@ -121,13 +129,7 @@ function stage(sp: SpoolPaths, tag: string, data: string | Buffer, target: strin
   const staged = sp.staging(tag);
   const buf = typeof data === 'string' ? Buffer.from(data) : data;
   try {
-    const fd = fs.openSync(staged, 'wx', FILE_MODE);
-    try {
-      fs.fchmodSync(fd, FILE_MODE);
-      for (let off = 0; off < buf.length;) off += fs.writeSync(fd, buf, off);
-    } finally {
-      fs.closeSync(fd);
-    }
+    createSpoolFile(staged, buf);
   } catch (e) {
     throw unstage(sp, staged, target, e);
   }

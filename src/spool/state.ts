@@ -148,6 +148,20 @@ async function makeRunningDir(sp: SpoolPaths, id: string): Promise<boolean> {
 const readyDirs: string[] = [];
 let keepReady = 0;
 
+/** What every running/ID holds from its claim on, and every done/ directory (finalize makes what is missing): name, and whether a directory. */
+const READY_SHAPE: ReadonlyArray<readonly ['console.log' | 'SHA256SUMS' | 'artifacts', boolean]> = [['console.log', false], ['SHA256SUMS', false], ['artifacts', true]];
+
+function makeEntry(p: string, dir: boolean): void { if (dir) mkdirSpool(p); else createSpoolFile(p); }
+
+/** Whether p is an empty directory (dir) or an empty regular file, never through a link; false when it is not known. */
+export function isEmpty(p: string, dir: boolean): boolean {
+  try {
+    const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    if (!st) return false;
+    return dir ? st.isDirectory() && fs.readdirSync(p).length === 0 : st.isFile() && st.size === 0;
+  } catch { return false; }
+}
+
 /** Keep `n` ready directories from now on (prepareRunningDirs makes them); 0 removes them (a spoold that stops). */
 export function keepRunningDirs(n: number): void {
   keepReady = n;
@@ -160,9 +174,7 @@ export function prepareRunningDirs(sp: SpoolPaths): void {
     const d = sp.staging('running');
     try {
       mkdirSpool(d);
-      createSpoolFile(path.join(d, 'console.log'));
-      createSpoolFile(path.join(d, 'SHA256SUMS'));
-      mkdirSpool(path.join(d, 'artifacts'));
+      for (const [f, dir] of READY_SHAPE) makeEntry(path.join(d, f), dir);
     } catch {
       try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* the tmp/ cleaner's */ }
       return;
@@ -268,10 +280,9 @@ export async function storeResult(sp: SpoolPaths, result: Result): Promise<void>
   // what is missing made: an existing console or SHA256SUMS is kept.
   // Mode 0664 whatever the umask (a bctl cancel's), as every file written through tmp/.
   const present = await sweep(sp, id, judgeOwn);
-  for (const f of ['console.log', 'SHA256SUMS'] as const) {
-    if (!present.has(f)) made(`running/${id}/${f}`, () => createSpoolFile(sp.runningFile(id, f)));
+  for (const [f, dir] of READY_SHAPE) {
+    if (!present.has(f)) made(`running/${id}/${f}${dir ? '/' : ''}`, () => makeEntry(sp.runningFile(id, f), dir));
   }
-  if (!present.has('artifacts')) made(`running/${id}/artifacts/`, () => mkdirSpool(sp.runningFile(id, 'artifacts')));
   const resultFile = sp.runningFile(id, 'result');
   const staged = await writeStaged(sp, 'result', formatResult(result), resultFile, false);
   await publish(sp, staged, resultFile, false);
@@ -484,11 +495,10 @@ export async function clearLeftover(sp: SpoolPaths, id: string): Promise<'cleane
   await fsp.rm(cancel, { force: true });
   await fsp.rm(sp.runningFile(id, 'lease'), { force: true });
   // What a claim's ready directory holds (prepareRunningDirs), while still empty.
-  for (const f of ['console.log', 'SHA256SUMS'] as const) {
-    const st = fs.lstatSync(sp.runningFile(id, f), { throwIfNoEntry: false });
-    if (st?.isFile() && st.size === 0) await fsp.rm(sp.runningFile(id, f), { force: true });
+  for (const [f, dir] of READY_SHAPE) {
+    const p = sp.runningFile(id, f);
+    if (isEmpty(p, dir)) await fsp.rm(p, { recursive: true, force: true });
   }
-  await fsp.rmdir(sp.runningFile(id, 'artifacts')).catch(() => {});   // only if empty
   try {
     await fsp.rmdir(sp.runningDir(id));
   } catch (e) {

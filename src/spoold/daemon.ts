@@ -21,7 +21,7 @@ import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { claim, finalize, storeResult, publishDone, prepareRunningDirs, requeue, clearLeftover, reject, ownEntry, exists, existsOr, mendLatest } from '../spool/state.js';
+import { claim, finalize, storeResult, publishDone, prepareRunningDirs, isEmpty, requeue, clearLeftover, reject, ownEntry, exists, existsOr, mendLatest } from '../spool/state.js';
 import { parseJob, retriesOf, timeoutOf, type ParsedJob } from '../spool/job.js';
 import { formatStatus, parseResult, parseStatus, type Result, type Status } from '../spool/result.js';
 import { writeStatus, writePrivate, cleanTmp, mkdirSpool, removeTree, removeEntry, FILE_MODE } from '../spool/stage.js';
@@ -273,8 +273,9 @@ export class Daemon implements ConnOwner {
       this.unparsable.add(id);
       return;
     }
-    const cutShort = exists(this.sp.runningFile(id, 'result')) && !(await this.resultHolds(id));
-    if (!cutShort && exists(this.sp.runningFile(id, 'result'))) {
+    const hasResult = exists(this.sp.runningFile(id, 'result'));
+    const cutShort = hasResult && !(await this.resultHolds(id));
+    if (hasResult && !cutShort) {
       // Its result is recorded: it must not run again, nor wait for a worker
       // whose lease would requeue it, result and all. Not held either, so the
       // periodic adoptOrphans tries again while the spool will not take it.
@@ -961,7 +962,7 @@ export class Daemon implements ConnOwner {
         return true;
       }
       if (now === 'removed') { this.forgetRemoved(r, undefined); return true; }
-      this.storeError(r, 'finalize', { why: `cannot finalize: ${(e as Error).message}${isStored && stored ? `; its result is stored in running/${r.id}, and the move to done/ is tried again every ${RETRY_MS / 1000} s` : ''}` });
+      this.storeError(r, 'finalize', { why: `cannot finalize: ${(e as Error).message}${isStored && stored ? storedWhy(r) : ''}` });
       if (!(isStored && stored)) return false;
       // Its worker was let go: the move is spoold's to finish (checkLeases, republish).
       r.stored = result;
@@ -993,7 +994,7 @@ export class Daemon implements ConnOwner {
       const now = this.foundNow(r);
       if (now === 'removed') { this.forgetRemoved(r, undefined); return; }
       if (now !== 'done') {
-        this.storeError(r, 'finalize', { why: `cannot finalize: ${(e as Error).message}; its result is stored in running/${r.id}, and the move to done/ is tried again every ${RETRY_MS / 1000} s` });
+        this.storeError(r, 'finalize', { why: `cannot finalize: ${(e as Error).message}${storedWhy(r)}` });
         r.deadline = Date.now() + RETRY_MS;
         return;
       }
@@ -1263,14 +1264,8 @@ function logFinished(r: Result, why?: string): void {
  * an Error naming it, saying why it is not read and what to do. ENOENT and
  * other I/O errors are thrown as they are.
  */
-/** Whether p is an empty directory (dir) or an empty regular file, never through a link; false when it is not known. */
-function isEmpty(p: string, dir: boolean): boolean {
-  try {
-    const st = fs.lstatSync(p, { throwIfNoEntry: false });
-    if (!st) return false;
-    return dir ? st.isDirectory() && fs.readdirSync(p).length === 0 : st.isFile() && st.size === 0;
-  } catch { return false; }
-}
+/** What becomes of a job whose result is stored and whose move to done/ failed (finalizeJob, republish). */
+const storedWhy = (r: Running): string => `; its result is stored in running/${r.id}, and the move to done/ is tried again every ${RETRY_MS / 1000} s`;
 
 function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer {
   const r = readRegular(sp.runningFile(id, file));

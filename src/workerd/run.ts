@@ -92,9 +92,11 @@ export class LocalJob {
         fs.renameSync(this.dir, old);
         void fsp.rm(old, { recursive: true, force: true }).catch(() => {});
       }
-      if (!this.reuseSpare()) fs.mkdirSync(this.jobDir, { recursive: true, mode: 0o755 });
-      // Created here so the connection can tail it at once; the job's process appends to it.
-      fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'a' });
+      // Created here (a spare has it already) so the connection can tail it at once; the job's process appends to it.
+      if (!this.reuseSpare()) {
+        fs.mkdirSync(this.jobDir, { recursive: true, mode: 0o755 });
+        fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'a' });
+      }
       fs.writeFileSync(script, this.spec.script, { mode: 0o500 });
     } catch (e) {
       // Parity: the worker can't write the job's files: the failure is the job's result.
@@ -233,10 +235,9 @@ export class LocalJob {
       const uid = process.getuid?.();
       const ok = (p: string, dir: boolean): boolean => {
         const st = fs.lstatSync(p);
-        return st.uid === uid && (dir ? st.isDirectory() : st.isFile() && st.nlink === 1);
+        return st.uid === uid && (dir ? st.isDirectory() : st.isFile() && st.nlink === 1 && (p !== this.consolePath || st.size === 0));
       };
-      if (ok(this.dir, true) && ok(this.jobDir, true) && fs.readdirSync(this.jobDir).length === 0
-        && ok(this.consolePath, false) && fs.lstatSync(this.consolePath).size === 0
+      if (ok(this.dir, true) && ok(this.jobDir, true) && fs.readdirSync(this.jobDir).length === 0 && ok(this.consolePath, false)
         && fs.readdirSync(this.dir).every((n) => n === 'job' || n === 'console.log' || (n === PGID && ok(path.join(this.dir, n), false)))) {
         fs.chmodSync(this.dir, 0o755);
         fs.chmodSync(this.jobDir, 0o755);
