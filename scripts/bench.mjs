@@ -48,6 +48,8 @@
 //
 // --cpu-prof DIR (or BENCH_CPU_PROF=DIR) runs spoold and workerd under
 // `node --cpu-prof`, one .cpuprofile per process, written when they stop.
+// BENCH_NODE_FLAGS='--flag ...' gives spoold and workerd those node flags
+// instead (for example --perf-basic-prof, for perf(1) to name JS functions).
 // --wrap-spoold CMD (or BENCH_WRAP_SPOOLD) starts spoold under CMD, split at blanks,
 // for example 'strace -c -f -o /tmp/spoold.strace'; --wrap-workerd CMD does the same for
 // each workerd, with %n in CMD replaced by the worker's name. BENCH_VERBOSE=1 echoes the
@@ -244,7 +246,15 @@ function launchersOf(pid) {
 class Rig {
   constructor(tag) { this.tag = tag; this.procs = []; }
 
-  async start(workers) {
+  /**
+   * logs: 'pipe' (the default) reads each daemon's stderr as it comes, with the
+   * time each line arrived; 'file' writes it to a file in the rig, read when
+   * asked (tail()). W1 takes files: a pipe woke the bench at each of ~4 lines a
+   * job, and each daemon's write waited on it (measured: the bench took 5% of
+   * the machine, and log writes a tenth of workerd's CPU).
+   */
+  async start(workers, logs = 'pipe') {
+    this.logs = logs;
     this.base = await fsp.mkdtemp(path.join(opts.dir, `builder-bench-${this.tag}-`));
     this.spool = path.join(this.base, 'spool');
     cleanups.push(this);
@@ -282,14 +292,15 @@ class Rig {
   }
 
   daemon(prog, args, name = prog) {
-    const pre = opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf, '--cpu-prof-name', `${this.tag}-${name}-${++benchSeq}.cpuprofile`] : [];
+    const pre = process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(/\s+/).filter(Boolean) : opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf, '--cpu-prof-name', `${this.tag}-${name}-${++benchSeq}.cpuprofile`] : [];
     const wrapCmd = prog === 'spoold' ? opts.wrapSpoold : prog === 'workerd' ? opts.wrapWorkerd : undefined;
     const wrap = wrapCmd ? wrapCmd.replaceAll('%n', name).split(/\s+/).filter(Boolean) : [];
     const argv = [...wrap, process.execPath, ...pre, BIN(prog), ...args];
-    const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    const logFd = this.logs === 'file' ? fs.openSync(path.join(this.base, `${name}.log`), 'a+') : undefined;
+    const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'ignore', logFd ?? 'pipe'] });
     let log = '';
     let partial = '';
-    child.stderr.on('data', (b) => {
+    const got = (b) => {
       log += b;
       if (d.onLine) {
         const t = nowNs();
@@ -299,12 +310,21 @@ class Rig {
       }
       if (log.length > 4 * MiB) log = log.slice(-MiB);   // W1 logs thousands of lines; the tail is enough
       if (process.env.BENCH_VERBOSE) for (const l of String(b).split('\n')) if (l) process.stderr.write(`[${fmt(performance.now() - started, 1)} ${this.tag} ${name}] ${l}\n`);
-    });
-    const exited = new Promise((r) => child.on('close', (code, sig) => r(code ?? sig)));
+    };
+    let offset = 0;
+    const buf = Buffer.alloc(256 * 1024);
+    /** Whatever the daemon wrote to its log file since the last look (logs 'file'). */
+    const tail = () => {
+      if (logFd === undefined) return;
+      for (let n; (n = fs.readSync(logFd, buf, 0, buf.length, offset)) > 0; offset += n) got(buf.toString('latin1', 0, n));
+    };
+    if (logFd === undefined) child.stderr.on('data', got);
+    const exited = new Promise((r) => child.on('close', (code, sig) => { tail(); if (logFd !== undefined) fs.closeSync(logFd); r(code ?? sig); }));
     const d = {
-      name, child, pid: child.pid, exited, onLine: undefined,
-      log: () => log,
+      name, child, pid: child.pid, exited, onLine: undefined, tail,
+      log: () => { tail(); return log; },
       waitLog: (re, ms) => until(`${re} in ${name}'s log`, () => {
+        tail();
         if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}):\n${log.slice(-2000)}`);
         return re.exec(log);
       }, ms),
@@ -364,14 +384,18 @@ async function countDone(rig, name) {
   try { return (await fsp.readdir(rig.sp.done(name))).filter((n) => n !== 'latest').length; } catch { return 0; }
 }
 
+/** Each job's result, checked against want; throws unless every one matches. */
 async function checkResults(rig, name, ids, want = /^status: exited 0$/m) {
   let bad = 0;
   let example = '';
+  const results = [];
   for (const id of ids) {
     const t = await fsp.readFile(rig.resultPath(name, id), 'utf8').catch(() => '');
     if (!want.test(t)) { bad++; example ||= `${id}: ${/^status: .*$/m.exec(t)?.[0] ?? 'no result'}`; }
+    results.push(t);
   }
   if (bad > 0) throw new Error(`${bad} of ${ids.length} ${name} jobs did not end as expected, e.g. ${example}`);
+  return results;
 }
 
 // ---- the table ------------------------------------------------------------------
@@ -420,7 +444,7 @@ async function w1Start() {
 async function w1Bctl() {
   const n = opts.jobs;
   say(`W1: ${n} jobs through 2 workers, one bctl submit process per job`);
-  const rig = await new Rig('w1-bctl').start(2);
+  const rig = await new Rig('w1-bctl').start(2, 'file');
   const script = path.join(rig.base, 'true.sh');
   await fsp.writeFile(script, TRUE_SCRIPT);
   const ids = [];
@@ -446,42 +470,34 @@ async function w1Bctl() {
 }
 
 /**
- * One worker's cycle per job, from the daemons' log lines (medians, ms): spoold
- * `dispatched` -> workerd `running` -> workerd `finished` (the job exited) ->
- * spoold `dispatched` (the worker's next job: spoold lets a worker go once the
- * result is in running/ID, and flushes and publishes it meanwhile), and apart
- * from the cycle, workerd `finished` -> spoold `finished` (the result in done/).
+ * One worker's cycle per job, from the results (times to the ms, by the
+ * worker's clock): `started` -> `finished` (the job ran), and `finished` ->
+ * the same worker's next `started` (the result sent, stored, and the next job
+ * dispatched and started). Medians in ms.
  */
-function traceCycle(rig) {
-  const at = new Map();          // "event id" -> ns
-  const lastExit = new Map();    // worker -> ns of workerd's finished (its job exited) for its previous job
-  const gaps = { toRunning: [], running: [], toStored: [], toNext: [] };
-  let stored = 0;                // spoold's `finished` lines: logged once the result is in done/
-  rig.spoold.onLine = (l, t) => {
-    let m = /spoold: dispatched id=(\S+) .*worker=(\S+)/.exec(l);
-    if (m) { at.set(`d ${m[1]}`, t); if (lastExit.has(m[2])) gaps.toNext.push((t - lastExit.get(m[2])) / 1e6); lastExit.delete(m[2]); return; }
-    m = /spoold: finished id=(\S+)/.exec(l);
-    if (m) { stored++; const f = at.get(`f ${m[1]}`); if (f) gaps.toStored.push((t - f) / 1e6); }
-  };
-  for (const w of rig.workers) {
-    w.onLine = (l, t) => {
-      let m = /workerd: running (\S+)/.exec(l);
-      if (m) { at.set(`r ${m[1]}`, t); const d = at.get(`d ${m[1]}`); if (d) gaps.toRunning.push((t - d) / 1e6); return; }
-      m = /workerd: finished (\S+)/.exec(l);
-      if (m) { at.set(`f ${m[1]}`, t); lastExit.set(w.name, t); const r = at.get(`r ${m[1]}`); if (r) gaps.running.push((t - r) / 1e6); }
-    };
+function cycleNote(results) {
+  const byWorker = new Map();
+  for (const t of results) {
+    const f = (k) => new RegExp(`^${k}: (.*)$`, 'm').exec(t)?.[1];
+    const w = f('worker');
+    if (!byWorker.has(w)) byWorker.set(w, []);
+    byWorker.get(w).push({ started: Date.parse(f('started')), finished: Date.parse(f('finished')) });
   }
-  return {
-    stored: () => stored,
-    note: () => `one worker's cycle, medians in ms: dispatched to workerd running ${fmt(median(gaps.toRunning))}, running to job exited ${fmt(median(gaps.running))}, exited to the next dispatch ${fmt(median(gaps.toNext))}; exited to the result in done/ ${fmt(median(gaps.toStored))}`,
-  };
+  const ran = [];
+  const between = [];
+  for (const runs of byWorker.values()) {
+    runs.sort((a, b) => a.started - b.started);
+    runs.forEach((r, i) => { ran.push(r.finished - r.started); if (i > 0) between.push(r.started - runs[i - 1].finished); });
+  }
+  return `one worker's cycle, from the results (to the ms), medians: the job running ${fmt(median(ran))} ms, its exit to the worker's next job running ${fmt(median(between))} ms`;
 }
 
 async function w1Drop() {
   const n = opts.jobs;
   say(`W1: ${n} jobs through 2 workers, job files renamed from tmp/ into new/`);
-  const rig = await new Rig('w1-drop').start(2);
-  const cycle = traceCycle(rig);
+  const rig = await new Rig('w1-drop').start(2, 'file');
+  let stored = 0;   // spoold's `finished` lines: logged once the result is in done/
+  rig.spoold.onLine = (l) => { if (l.startsWith('spoold: finished ')) stored++; };
   const staged = [];
   for (let i = 0; i < n; i++) staged.push(await rig.stage('w1-drop', TRUE_SCRIPT));
   const t0 = performance.now();
@@ -489,13 +505,13 @@ async function w1Drop() {
   const tRenamed = performance.now();
   // Counted from spoold's log, read from done/ only at the end: a readdir of
   // up to n names every 10 ms took a tenth of the machine's CPU from the run.
-  await until(`${n} w1-drop jobs in done/`, async () => cycle.stored() >= n && (await countDone(rig, 'w1-drop')) >= n, 300_000, 10);
+  await until(`${n} w1-drop jobs in done/`, async () => { rig.spoold.tail(); return stored >= n && (await countDone(rig, 'w1-drop')) >= n; }, 300_000, 10);
   const t1 = performance.now();
   const mem = memOf(rig.spoold.pid);
   rig.account('W1 drop');
-  await checkResults(rig, 'w1-drop', staged.map((s) => s.id));
+  const results = await checkResults(rig, 'w1-drop', staged.map((s) => s.id));
   const rate = n / ((t1 - t0) / 1000);
-  notes.push(`W1 drop: ${n} renames took ${fmt(tRenamed - t0, 0)} ms; ${cycle.note()}`);
+  notes.push(`W1 drop: ${n} renames took ${fmt(tRenamed - t0, 0)} ms; ${cycleNote(results)}`);
   await rig.stop();   // removed at the end of the run (lateRemoval)
   const floor = await spawnFloor(n);
   const ceiling = await shellCeiling(n);

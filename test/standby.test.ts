@@ -171,6 +171,11 @@ test('each job starts in a fresh, empty directory of mode 0755, also in the spar
     // Delivered, its directory is the spare: no job directory is left behind.
     await until(`job ${id}'s directory gone`, () => !fs.existsSync(path.join(wd, id)));
     assert.equal(fs.readdirSync(wd).filter((n) => /^[0-9a-f]{8}-/.test(n)), []);
+    // A burst of jobs leaves no job directory either: each one's goes to a free spare, or is removed.
+    const burst = await Promise.all(Array.from({ length: 8 }, () => submit('#!/bin/sh\ntrue\n', 'burst')));
+    for (const b of burst) await until(`job ${b.id}'s directory gone`, () => !fs.existsSync(path.join(wd, b.id)));
+    const left = fs.readdirSync(wd).filter((n) => /^[0-9a-f]{8}-|^\.spare/.test(n));
+    assert.ok(left.every((n) => n === '.spare' || n === '.spare.1'), `left in the workdir: ${left.join(' ')}`);
     // A spare someone put a file into is not used: the job still starts empty.
     await until('the spare again', () => fs.existsSync(path.join(wd, '.spare')));
     fs.writeFileSync(path.join(wd, '.spare', 'planted'), 'x');
