@@ -115,6 +115,17 @@ for (const L of LAUNCHERS) {
     assert.match((await submit('#!/bin/sh\nkill -TERM $$\n', 'sigterm')).result, /^status: signalled 15$/m);
   });
 
+  test('what the job leaves running in its group is killed as the job ends', async () => {
+    await start_();
+    const marker = `builder-straggler-${process.pid}-${L.name}`;
+    const r = await submit(`#!/bin/sh\nsh -c 'exec sleep 600' ${marker} &\necho "bg=$!"\n`, 'straggler');
+    assert.match(r.result, /^status: exited 0$/m);
+    const bg = Number(/^bg=(\d+)$/m.exec(r.console)?.[1]);
+    assert.ok(bg > 0, r.console);
+    // Gone, not a zombie left to someone: kill -0 fails for a pid nobody has.
+    await until(`straggler ${bg} gone`, async () => (await run('kill', ['-0', String(bg)])).code !== 0, 5_000);
+  });
+
   test('the job has the signals a shell has (none ignored), and the pgid file names its group', async () => {
     await start_();
     // SIGINT and SIGTERM, which the perl launcher ignores, are the job's again: a job that waits on `sleep` dies of them.

@@ -61,7 +61,11 @@ class Proc implements JobProc {
     for (const s of this.pending.splice(0)) this.kill(s);
   }
 
+  /** Set by a launcher that SIGKILLed the group itself as its leader ended: nothing of it is left to signal. */
+  groupKilled = false;
+
   kill(sig: NodeJS.Signals): void {
+    if (this.groupKilled) return;   // process.kill of a group that is gone throws: an exception per job (perf)
     if (this.pid === undefined) { if (!this.end) this.pending.push(sig); return; }
     try { process.kill(-this.pid, sig); } catch { /* the group is gone */ }
   }
@@ -83,7 +87,8 @@ class Proc implements JobProc {
 /**
  * The perl launcher's program. It reads jobs from stdin, five NUL-terminated
  * fields each (directory, id, name, platform, network), one at a time:
- * forks, waits, and says `exit PID code N` or `exit PID signal N`. The
+ * forks, waits, SIGKILLs what the job left in its process group, and says
+ * `exit PID code N` or `exit PID signal N`. The
  * child makes a new process group (setpgrp: the launcher's session, which
  * workerd starts detached, has no controlling terminal; setsid(2) would
  * need the POSIX module, whose size made each fork and exec ~0.2 ms
@@ -118,6 +123,7 @@ for (;;) {
   my $r;
   do { $r = waitpid($pid, 0) } while ($r == -1 && $!{EINTR});
   my $st = $?;
+  kill('KILL', -$pid);   # what the job left running in its group
   print(($st & 127) ? "exit $pid signal " . ($st & 127) . "\n" : "exit $pid code " . ($st >> 8) . "\n");
 }
 sub job {
@@ -227,6 +233,7 @@ export class PerlLauncher implements Launcher {
     if (!m) return;
     if (m[1] === 'started') { p.started(Number(m[2])); return; }
     this.current = undefined;
+    p.groupKilled = true;
     p.ended(m[3] === 'signal' ? { signal: Number(m[4]) } : { code: Number(m[4]) });
   }
 
