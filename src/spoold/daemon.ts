@@ -36,6 +36,7 @@ import { Budget } from './budget.js';
 import { Conn, type ConnOwner } from './conn.js';
 import { log, LogOnce } from './log.js';
 import { formatDuration } from '../spool/duration.js';
+import { artifactBytesIn } from './gc.js';
 
 /**
  * How long, in heartbeats, a connection told not-yours gets no job, unless its
@@ -690,6 +691,7 @@ export class Daemon implements ConnOwner {
       if (!r || r.worker !== c || r.phase !== 'artifacts' || !r.artifacts) throw new ProtocolError('artifact data outside an artifact stream');
       if (r.artifacts.failed) return;            // refused already: the rest is dropped, the manifest settles it
       if (f.data.length > 0) r.progressAt = mono();
+      artifactBytesIn(f.data.length);
       // Backpressure: the returned promise holds the connection (conn.ts) until
       // the disk has taken the bytes, with one listener at a time.
       if (!r.artifacts.sink.write(f.data)) return this.diskWait(r, drained(r.artifacts.sink, r.artifacts.done));
