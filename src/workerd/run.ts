@@ -194,7 +194,9 @@ export class LocalJob {
    * (reuseSpare); only what the job made goes.
    */
   async discard(): Promise<void> {
-    if (this.smallTree) {
+    // A free spare slot (both taken: the directory goes, below).
+    const free = this.smallTree ? SPARES.map((n) => path.join(path.dirname(this.dir), n)).find((p) => !fs.lstatSync(p, { throwIfNoEntry: false })) : undefined;
+    if (free) {
       try {
         // The job's directory and console go, always: a process of the job
         // that left its group (setsid: a build daemon) keeps them as its cwd
@@ -208,9 +210,8 @@ export class LocalJob {
         // New ones for the next job, made now, while idle, rather than as it starts.
         fs.mkdirSync(this.jobDir, { mode: 0o755 });
         fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'wx' });
-        // Into a free slot; with none free (a second fails ENOTEMPTY) it goes below.
-        const free = SPARES.map((n) => path.join(path.dirname(this.dir), n)).find((p) => !fs.lstatSync(p, { throwIfNoEntry: false }));
-        if (free) { fs.renameSync(this.dir, free); return; }
+        fs.renameSync(this.dir, free);
+        return;
       } catch { /* try once more below */ }
     }
     await fsp.rm(this.dir, { recursive: true, force: true }).catch(() => {});
