@@ -197,7 +197,6 @@ class Worker {
         this.job = j;
         j.start(this.launcher);
         say(`running ${m.id} name=${m.name} attempt=${m.attempt}`);   // after: its process has the job (the away tests stop workerd here)
-        this.watch(j);
         void j.ended.then(() => say(`finished ${m.id} status=${j.status}`));
         this.pump(sock, j, 0);
         return;
@@ -325,7 +324,8 @@ class Worker {
         if (idleReads++ < POLL_READS && !this.watcher) { await j.changed(seen, 1); continue; }
         // Quiet: watch again. A watcher started after the read would miss
         // a write made in between, so read once more before waiting on it.
-        if (!this.watcher && !unwatchable) {
+        // (A job whose process has exited writes no more: its end wakes us.)
+        if (!this.watcher && !unwatchable && !j.processExited) {
           if (!waitedFirst) { waitedFirst = true; await j.changed(seen, FIRST_WATCH_MS); continue; }
           unwatchable = !this.watch(j);
           continue;
