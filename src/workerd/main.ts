@@ -45,10 +45,13 @@ const SEND_WINDOW = 4 << 20;
 const SEND_BUFFERS = SEND_WINDOW / CHUNK;
 // Empty reads, a millisecond apart, before the console pump waits on fs.watch again.
 const POLL_READS = 5;
-// How long a job that has printed nothing yet is waited for before its console
-// is watched: most jobs of a burst of short ones end first, and their end wakes
-// the pump without a watcher (perf of W1: making and closing one per job was
-// ~6% of workerd). Bytes written meanwhile are read when the wait is over.
+// How long a job that has printed nothing yet, and is quiet after the first
+// polls (POLL_READS), is waited for before its console is watched (one that
+// has printed is watched as soon as it is quiet): most jobs of a burst of short ones end first, and
+// their end wakes the pump without a watcher (perf of W1: making and closing
+// one per job was ~6% of workerd). Bytes written meanwhile are read when the
+// wait is over. (Without those polls a job's first bytes waited for it: W3,
+// which prints at once, lost ~6%.)
 const FIRST_WATCH_MS = 20;
 const MANIFEST_PART_BYTES = 48 << 10;   // JSON of one manifest part: room to spare under MAX_CONTROL (64 KiB)
 const BACKOFF_MIN = 100;
@@ -296,8 +299,8 @@ class Worker {
       try { fh = fs.openSync(j.consolePath, 'r'); } catch { fh = undefined; }
       let pos = offset;
       let unwatchable = false;
-      let idleReads = POLL_READS;   // empty reads in a row since the last bytes (none yet: no polling)
-      let waitedFirst = false;      // FIRST_WATCH_MS waited, once per pump
+      let idleReads = 0;            // empty reads in a row since the last bytes (or the start: a job's first bytes are polled for, as later ones)
+      let waitedFirst = false;      // FIRST_WATCH_MS waited (or no longer wanted: the job printed), once per pump
       let saidEnded = !this.takesEnded;   // a pump runs for the current connection only (alive()), which was welcomed before its job or resume
       while (fh !== undefined) {
         const buf = await bufs.take();
@@ -309,6 +312,7 @@ class Worker {
         if (bytesRead > 0) {
           pos += bytesRead;
           idleReads = 0;
+          waitedFirst = true;   // a job that prints is watched as soon as it is quiet: a wait then stalled W3's console by 20 ms
           // The job is writing: the next reads find bytes without being woken,
           // and the watcher would only cost, an event for each of the job's
           // writes (a job printing 100 MB made up to 7,600, ~150 ms of CPU).
