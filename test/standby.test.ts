@@ -115,6 +115,13 @@ for (const L of LAUNCHERS) {
     assert.match((await submit('#!/bin/sh\nkill -TERM $$\n', 'sigterm')).result, /^status: signalled 15$/m);
   });
 
+  test('a job that stops itself (SIGTSTP) is not stopped: its group is orphaned, in a session of its own', async () => {
+    await start_();
+    const r = await submit('#!/bin/sh\necho before\nkill -TSTP $$\necho after\n', 'tstp');
+    assert.match(r.result, /^status: exited 0$/m);
+    assert.is(r.console, 'before\nafter\n');
+  });
+
   test('what the job leaves running in its group is killed as the job ends', async () => {
     await start_();
     const marker = `builder-straggler-${process.pid}-${L.name}`;

@@ -1,5 +1,5 @@
-// launch.ts: how a job's process is started, in its own process group,
-// with no controlling terminal, its console as its output and its variables set.
+// launch.ts: how a job's process is started, in its own session and process
+// group, with its console as its output and its variables set.
 //
 // Two launchers, one interface (Launcher):
 //
@@ -89,10 +89,10 @@ class Proc implements JobProc {
  * fields each (directory, id, name, platform, network), one at a time:
  * forks, waits, SIGKILLs what the job left in its process group, and says
  * `exit PID code N` or `exit PID signal N`. The
- * child makes a new process group (setpgrp: the launcher's session, which
- * workerd starts detached, has no controlling terminal; setsid(2) would
- * need the POSIX module, whose size made each fork and exec ~0.2 ms
- * dearer, measured), says `started PID` (only then does the group
+ * child makes a new session, by the setsid system call's number (ARGV[1],
+ * SETSID_NR: the POSIX module's size made each fork and exec ~0.2 ms
+ * dearer, measured; it is loaded only where the number is not known), says
+ * `started PID` (only then does the group
  * a kill is sent to exist: said by the parent after the fork, a cancel at
  * once was lost, found in review), sends its output to the
  * console file, writes its pgid file (leftovers.ts), sets the job's
@@ -109,6 +109,8 @@ class Proc implements JobProc {
 const PERL = String.raw`# workerd: job launcher (launch.ts)
 use strict; use warnings; no warnings 'exec';
 my $sandbox = $ARGV[0] // '';
+my $setsid = $ARGV[1] // '';
+require POSIX if $setsid eq '';
 $SIG{$_} = 'IGNORE' for qw(INT TERM HUP QUIT);
 $SIG{PIPE} = 'DEFAULT';
 $| = 1;
@@ -130,7 +132,10 @@ sub job {
   my ($dir, $id, $name, $platform, $network) = @_;
   $/ = "\n";
   $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP QUIT PIPE);
-  setpgrp(0, 0);
+  # A session of its own, not only a group: a group in the launcher's session
+  # is not orphaned, and a job's SIGTSTP (or a tool's) then stopped it until
+  # its timeout (found in review).
+  if (($setsid eq '' ? POSIX::setsid() : syscall($setsid)) != $$) { print STDERR "workerd: cannot make the job's session: $!\n"; exit(125); }
   print "started $$\n";   # by the child, once its group exists: a kill sent to it from now on reaches the job
   open(STDIN, '<', '/dev/null') or exit(125);
   open(STDOUT, '>>', "$dir/console.log") or exit(125);
@@ -161,6 +166,15 @@ sub job {
   exit($code);
 }
 `;
+
+/**
+ * setsid(2)'s system call number on this machine, for the perl launcher's
+ * syscall(); undefined where it is not known here (the launcher then loads
+ * POSIX for it). Linux's tables: x86_64 112; i386 and arm 66; arm64 and
+ * riscv64 157 (the generic table).
+ */
+const SETSID_NR: number | undefined = process.platform !== 'linux' ? undefined
+  : ({ x64: 112, ia32: 66, arm: 66, arm64: 157, riscv64: 157 } as Partial<Record<string, number>>)[process.arch];
 
 /** How long a new perl launcher may take to say it is ready before workerd does without it. */
 const READY_MS = 10_000;
@@ -195,7 +209,7 @@ export class PerlLauncher implements Launcher {
         // Its stderr is a pipe of ours, not workerd's own: inherited, it kept the
         // stderr of whoever started workerd open after workerd was killed, as
         // long as its job ran (a test waiting for that close hung).
-        c = spawn(this.perl, ['-e', PERL, '--', this.sandbox ?? ''], { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+        c = spawn(this.perl, ['-e', PERL, '--', this.sandbox ?? '', String(SETSID_NR ?? '')], { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
       } catch (e) { resolve((e as Error).message); return; }
       this.child = c;
       this.buf = '';
