@@ -12,20 +12,23 @@
 // young-generation collection every MINOR_EVERY bytes (the buffers of the
 // last few MiB die young), and a full one every MAJOR_EVERY (those that were
 // live at a young collection were promoted, and only a full one frees them).
-// Measured (W4-many, 6 transfers at once): peak RSS 95-105 MiB before,
-// 82-91 after, at the same throughput; W4 (one 512 MiB artifact): 92 MiB
-// before, 72 after, 219-230 MB/s either way. Young collections every 4 MiB
-// instead promoted most buffers, and RSS went to 130 MiB; full ones every
-// 8 MiB kept it at 77 but cost a sixth of the throughput; full ones every
-// 32 or 128 MiB did no better than 64.
+// Measured (W4-many, 6 transfers at once; W4, one 512 MiB artifact): peak
+// RSS 95-105 MiB before, 90-93 after (W4: 92 before, 81 after); W4's
+// throughput the same within the machine's noise (A/B, alternating runs).
+// Young every 8 MiB and full every 128: 86-90 (W4: 74), but W4 lost some
+// 5-10%. Young ones every 4 MiB promoted most buffers, and RSS went to 130
+// MiB; full ones every 8 MiB kept it at 77 but cost a sixth of W4-many's
+// throughput. A full collection stops spoold for some milliseconds (its
+// heap is ~16 MiB): at 250 MB/s, one a second.
 
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
-const MINOR_EVERY = 8 << 20;
-const MAJOR_EVERY = 64 << 20;
+const MINOR_EVERY = 16 << 20;
+const MAJOR_EVERY = 256 << 20;
 
-type Gc = (options?: { type: 'minor' | 'major' }) => void;
+/** gc() is a full collection; gc({ type: 'minor' }) a young one ({ type: 'major' } is a young one too on node 20, found in review). */
+type Gc = (options?: { type: 'minor' }) => void;
 
 /**
  * V8's gc(), which --expose-gc gives a context made after it is set (node
@@ -47,6 +50,6 @@ export function artifactBytesIn(n: number): void {
   if (!gc) return;
   sinceMinor += n;
   sinceMajor += n;
-  if (sinceMajor >= MAJOR_EVERY) { sinceMajor = 0; sinceMinor = 0; gc({ type: 'major' }); }
+  if (sinceMajor >= MAJOR_EVERY) { sinceMajor = 0; sinceMinor = 0; gc(); }
   else if (sinceMinor >= MINOR_EVERY) { sinceMinor = 0; gc({ type: 'minor' }); }
 }
