@@ -312,14 +312,15 @@ class Rig {
       if (process.env.BENCH_VERBOSE) for (const l of String(b).split('\n')) if (l) process.stderr.write(`[${fmt(performance.now() - started, 1)} ${this.tag} ${name}] ${l}\n`);
     };
     let offset = 0;
+    let logClosed = false;
     const buf = Buffer.alloc(256 * 1024);
-    /** Whatever the daemon wrote to its log file since the last look (logs 'file'). */
+    /** Whatever the daemon wrote to its log file since the last look (logs 'file'); nothing more once it has exited. */
     const tail = () => {
-      if (logFd === undefined) return;
+      if (logFd === undefined || logClosed) return;
       for (let n; (n = fs.readSync(logFd, buf, 0, buf.length, offset)) > 0; offset += n) got(buf.toString('latin1', 0, n));
     };
     if (logFd === undefined) child.stderr.on('data', got);
-    const exited = new Promise((r) => child.on('close', (code, sig) => { tail(); if (logFd !== undefined) fs.closeSync(logFd); r(code ?? sig); }));
+    const exited = new Promise((r) => child.on('close', (code, sig) => { tail(); if (logFd !== undefined) { logClosed = true; fs.closeSync(logFd); } r(code ?? sig); }));
     const d = {
       name, child, pid: child.pid, exited, onLine: undefined, tail,
       log: () => { tail(); return log; },

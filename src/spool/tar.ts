@@ -186,22 +186,24 @@ async function* walkArtifacts(dir: string, skip: string[], note: (line: string) 
 }
 
 /**
- * Whether dir holds nothing but `skip`: found synchronously, reading at most
- * its first few entries, for a job that left nothing (W1 of npm run bench:
- * `true`), which the walk took thread-pool round trips to say. False when
- * it cannot tell (the walk then says why).
+ * Whether dir holds nothing but `skip`: found synchronously, for a job that
+ * left nothing (W1 of npm run bench: `true`), which the walk took thread-pool
+ * round trips to say. A directory is read whole, and only a small one:
+ * st_size up to SMALL_DIR, which is bytes of entries on ext4 (~500 names),
+ * 20 a name on tmpfs, one a name on ZFS (16,384 names, a few ms). False
+ * when it is larger or cannot be read (the walk then says why).
  */
 function leavesNothing(dir: string, skip: string[]): boolean {
   try {
     const st = fs.lstatSync(dir);
     // A link in its place: the walk says what it is. One that is large holds,
-    // or held, many entries: the walk reads them in batches, not all at once.
+    // or held, many entries: the walk reads them in batches.
     if (!st.isDirectory() || st.size > SMALL_DIR) return false;
     return fs.readdirSync(dir).every((n) => skip.includes(n));   // not opendirSync: its Dir cost more than the read (perf, W1)
   } catch { return false; }
 }
-/** A directory's size (bytes of entries, by the file system's count) up to which leavesNothing reads it whole. */
-const SMALL_DIR = 64 << 10;
+/** A directory's st_size up to which leavesNothing reads it whole (what it counts depends on the file system: see there). */
+const SMALL_DIR = 16 << 10;
 
 /**
  * What will be left out of the artifacts, and why, as console lines: workerd

@@ -194,10 +194,10 @@ export class LocalJob {
    * (reuseSpare); only what the job made goes.
    */
   async discard(): Promise<void> {
-    // A free spare slot (both taken: the directory goes, below).
-    const free = this.smallTree ? SPARES.map((n) => path.join(path.dirname(this.dir), n)).find((p) => !fs.lstatSync(p, { throwIfNoEntry: false })) : undefined;
-    if (free) {
-      try {
+    try {
+      // Into a free spare slot; with both taken, or on any failure, the directory goes below.
+      const free = this.smallTree ? SPARES.map((n) => path.join(path.dirname(this.dir), n)).find((p) => !fs.lstatSync(p, { throwIfNoEntry: false })) : undefined;
+      if (free) {
         // The job's directory and console go, always: a process of the job
         // that left its group (setsid: a build daemon) keeps them as its cwd
         // and stdout, and must not reach the next job through them (found in
@@ -212,8 +212,8 @@ export class LocalJob {
         fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'wx' });
         fs.renameSync(this.dir, free);
         return;
-      } catch { /* try once more below */ }
-    }
+      }
+    } catch { /* the removal below */ }
     await fsp.rm(this.dir, { recursive: true, force: true }).catch(() => {});
   }
 
