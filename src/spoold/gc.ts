@@ -12,11 +12,11 @@
 // young-generation collection every MINOR_EVERY bytes (the buffers of the
 // last few MiB die young), and a full one every MAJOR_EVERY (those that were
 // live at a young collection were promoted, and only a full one frees them).
-// Measured (W4-many, 6 transfers at once; W4, one 512 MiB artifact): peak
-// RSS 95-105 MiB before, 90-93 after (W4: 92 before, 81 after); W4's
-// throughput the same within the machine's noise (A/B, alternating runs).
-// Young every 8 MiB and full every 128: 86-90 (W4: 74), but W4 lost some
-// 5-10%. Young ones every 4 MiB promoted most buffers, and RSS went to 130
+// Measured (W4-many, 6 transfers at once): peak RSS 95-105 MiB before,
+// 88-93 after. W4 (one 512 MiB artifact) is under the bound either way:
+// 80-86 MiB without, 80-82 with, and its throughput the same within the
+// machine's noise (alternating runs). Young every 8 MiB and full every 128:
+// W4-many 86-90, but W4 lost some 5-10%. Young ones every 4 MiB promoted most buffers, and RSS went to 130
 // MiB; full ones every 8 MiB kept it at 77 but cost a sixth of W4-many's
 // throughput. A full collection stops spoold for some milliseconds (its
 // heap is ~16 MiB): at 250 MB/s, one a second.
