@@ -231,30 +231,28 @@ export class Daemon implements ConnOwner {
   }
 
   /**
-   * Whether running/ID/result parses. One that does not (empty: finalize
+   * running/ID/result, parsed. One that does not parse (empty: finalize
    * flushes it after moving it in, so a power loss before the flush may
    * leave it so; or spoiled by hand) records nothing: it is moved to bad/,
-   * and the job runs again (reconcileEntry). True
-   * when it cannot be told (unreadable), or cannot be moved: finalize then
-   * says why at each scan.
+   * and the job runs again (reconcileEntry): 'lost'. Undefined when it
+   * cannot be told (unreadable, not a regular file) or cannot be moved:
+   * finalize then says why at each scan.
    */
-  private async resultHolds(id: string): Promise<boolean> {
+  private async runningResult(id: string): Promise<Result | 'lost' | undefined> {
     const file = this.sp.runningFile(id, 'result');
     let why: string;
     try {
       const buf = readRegular(file);
-      if (!Buffer.isBuffer(buf)) return true;
-      parseResult(buf, `running/${id}/result`);
-      return true;
+      return Buffer.isBuffer(buf) ? parseResult(buf, `running/${id}/result`) : undefined;
     } catch (e) {
-      if (!(e instanceof SpoolError)) return true;   // not read (EACCES, EIO): not known
+      if (!(e instanceof SpoolError)) return undefined;   // not read (EACCES, EIO): not known
       why = `${e.message}; not a result: the job runs again, this attempt not counted`;
     }
     try {
       const bad = await reject(this.sp, file, why);
       if (bad) log('rejected', { file: `running/${id}/result`, bad: `bad/${bad}`, why });
-      return false;
-    } catch { return true; }
+      return 'lost';
+    } catch { return undefined; }
   }
 
   /**
@@ -275,13 +273,15 @@ export class Daemon implements ConnOwner {
       return;
     }
     const hasResult = exists(this.sp.runningFile(id, 'result'));
-    const cutShort = hasResult && !(await this.resultHolds(id));
+    const stored = hasResult ? await this.runningResult(id) : undefined;
+    const cutShort = stored === 'lost';
     if (hasResult && !cutShort) {
       // Its result is recorded: it must not run again, nor wait for a worker
       // whose lease would requeue it, result and all. Not held either, so the
       // periodic adoptOrphans tries again while the spool will not take it.
       try {
-        const r = parseResult(readRunning(this.sp, id, 'result'), `running/${id}/result`);
+        // (Read again only when it could not be: readRunning says why.)
+        const r = stored ?? parseResult(readRunning(this.sp, id, 'result'), `running/${id}/result`);
         await finalize(this.sp, r);
         this.unfinalized.delete(id);
         logFinished(r, atStart ? 'finalize completed after restart' : 'finalize completed at a later scan');
@@ -421,7 +421,6 @@ export class Daemon implements ConnOwner {
     if (c.closed) return;
     const kept = isId(h.id) ? this.running.get(h.id) : undefined;
     if (kept?.stored && kept.workerName === c.name) { this.letGo(c, h.id); return; }
-    if (c.closed) return;
     if (isId(h.id) && this.running.get(h.id)?.phase === 'finishing') {
       // Still storing after 30 s: no answer yet, so that the worker keeps its result and asks again.
       c.close(`job ${h.id} is still being stored; the worker is to reconnect`);
@@ -1261,21 +1260,20 @@ function logFinished(r: Result, why?: string): void {
   log('finished', { id: r.id, name: r.name, platform: r.platform, worker: r.worker || undefined, status: formatStatus(r.status), duration, why });
 }
 
+/** What becomes of a job whose result is stored and whose move to done/ failed (finalizeJob, republish). */
+const storedWhy = (r: Running): string => `; its result is stored in running/${r.id}, and the move to done/ is tried again every ${RETRY_MS / 1000} s`;
+
 /**
  * running/ID/FILE, which people may edit or replace (read.ts readRegular);
  * an Error naming it, saying why it is not read and what to do. ENOENT and
  * other I/O errors are thrown as they are.
  */
-/** What becomes of a job whose result is stored and whose move to done/ failed (finalizeJob, republish). */
-const storedWhy = (r: Running): string => `; its result is stored in running/${r.id}, and the move to done/ is tried again every ${RETRY_MS / 1000} s`;
-
 function readRunning(sp: SpoolPaths, id: string, file: 'job' | 'result'): Buffer {
   const r = readRegular(sp.runningFile(id, file));
   if (!Buffer.isBuffer(r)) throw new Error(`running/${id}/${file}: ${r.why}; fix or remove it by hand`);
   return r;
 }
 
-/** The worker, start and attempt that running/ID/lease names, if any (the lease is informational, so it may be missing). */
 /**
  * A re-attach shows the attempt's key (workerd has it from the job message),
  * so that a worker name alone, which any peer may claim, does not take a job.
@@ -1288,6 +1286,7 @@ function sameKey(want: string | undefined, shown: string | undefined): boolean {
   return hex.test(want) && shown !== undefined && sameSecret(Buffer.from(shown), Buffer.from(want));
 }
 
+/** The worker, start and attempt that running/ID/lease names, if any (the lease is informational, so it may be missing). */
 function readLease(sp: SpoolPaths, id: string): { worker: string | undefined; started: Date | undefined; attempt: number | undefined; key: string | undefined } {
   const file = sp.runningFile(id, 'lease');
   let h = new Map<string, string>();

@@ -196,17 +196,13 @@ export class LocalJob {
   async discard(): Promise<void> {
     try {
       // Into a free spare slot; with both taken, or on any failure, the directory goes below.
-      const free = this.smallTree ? SPARES.map((n) => path.join(path.dirname(this.dir), n)).find((p) => !fs.lstatSync(p, { throwIfNoEntry: false })) : undefined;
+      const free = this.smallTree ? this.spares().find((p) => !fs.lstatSync(p, { throwIfNoEntry: false })) : undefined;
       if (free) {
         // The job's directory and console go, always: a process of the job
         // that left its group (setsid: a build daemon) keeps them as its cwd
         // and stdout, and must not reach the next job through them (found in
         // review: its output and files landed in the next job's).
-        for (const e of fs.readdirSync(this.dir, { withFileTypes: true })) {
-          if (e.name === PGID && e.isFile()) continue;
-          const p = path.join(this.dir, e.name);
-          if (e.isDirectory()) removeSmall(p); else fs.unlinkSync(p);
-        }
+        emptySmall(this.dir, (e) => e.name === PGID && e.isFile());
         // New ones for the next job, made now, while idle, rather than as it starts.
         fs.mkdirSync(this.jobDir, { mode: 0o755 });
         fs.writeFileSync(this.consolePath, '', { mode: 0o644, flag: 'wx' });
@@ -228,8 +224,11 @@ export class LocalJob {
    * (discard says why). Taken only as discard left it, and made fresh again
    * (mode 0755). False when there is none to take.
    */
+  /** The paths of the spare slots (SPARES) beside this job's directory. */
+  private spares(): string[] { return SPARES.map((n) => path.join(path.dirname(this.dir), n)); }
+
   private reuseSpare(): boolean {
-    const spare = SPARES.map((n) => path.join(path.dirname(this.dir), n)).find((p) => fs.lstatSync(p, { throwIfNoEntry: false }));
+    const spare = this.spares().find((p) => fs.lstatSync(p, { throwIfNoEntry: false }));
     if (!spare) return false;
     try {
       fs.renameSync(spare, this.dir);
@@ -274,9 +273,15 @@ export const SPARES = ['.spare', '.spare.1'];
  * bench). Throws on the first failure; discard then leaves the rest to fs.rm.
  */
 function removeSmall(dir: string): void {
+  emptySmall(dir);
+  fs.rmdirSync(dir);
+}
+
+/** removeSmall of every entry of dir but those `keep` names (discard keeps workerd's pgid file). */
+function emptySmall(dir: string, keep: (e: fs.Dirent) => boolean = () => false): void {
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (keep(e)) continue;
     const p = path.join(dir, e.name);
     if (e.isDirectory()) removeSmall(p); else fs.unlinkSync(p);
   }
-  fs.rmdirSync(dir);
 }
