@@ -34,9 +34,13 @@ export type ProcEnd = { code: number } | { signal: number } | { error: string };
 
 /** A job's process, however it was started. */
 export interface JobProc {
-  /** Signal its whole process group (pending until its pid is known); also after its end, for what it left running. */
+  /**
+   * Signal its whole process group (pending until its pid is known); nothing
+   * once it has ended: each launcher SIGKILLs what the job left in its group
+   * as the job ends, and a signal later might reach a group that took its number.
+   */
   kill(sig: NodeJS.Signals): void;
-  /** Called once, when the process has ended (and a second call replaces the first's callback). */
+  /** Called once, when the process has ended and its group is killed (and a second call replaces the first's callback). */
   onEnd(cb: (end: ProcEnd) => void): void;
 }
 
@@ -61,12 +65,9 @@ class Proc implements JobProc {
     for (const s of this.pending.splice(0)) this.kill(s);
   }
 
-  /** Set by a launcher that SIGKILLed the group itself as its leader ended: nothing of it is left to signal. */
-  groupKilled = false;
-
   kill(sig: NodeJS.Signals): void {
-    if (this.groupKilled) return;   // process.kill of a group that is gone throws: an exception per job (perf)
-    if (this.pid === undefined) { if (!this.end) this.pending.push(sig); return; }
+    if (this.end) return;   // (and process.kill of a group that is gone throws: an exception per job, perf)
+    if (this.pid === undefined) { this.pending.push(sig); return; }
     try { process.kill(-this.pid, sig); } catch { /* the group is gone */ }
   }
 
@@ -247,7 +248,6 @@ export class PerlLauncher implements Launcher {
     if (!m) return;
     if (m[1] === 'started') { p.started(Number(m[2])); return; }
     this.current = undefined;
-    p.groupKilled = true;
     p.ended(m[3] === 'signal' ? { signal: Number(m[4]) } : { code: Number(m[4]) });
   }
 
@@ -337,8 +337,10 @@ export class Standby implements Launcher {
     }
     p.started(c.pid!);
     c.on('error', (e) => p.ended({ error: `cannot start the job: ${e.message}` }));
-    const exited = (code: number | null, signal: NodeJS.Signals | null) =>
+    const exited = (code: number | null, signal: NodeJS.Signals | null) => {
+      p.kill('SIGKILL');   // what the job left running in its group (the perl launcher does this itself)
       p.ended(signal ? { signal: os.constants.signals[signal] ?? 0 } : { code: code ?? 0 });
+    };
     // A standby that died before it got the job (killed by someone) has exited already.
     if (c.exitCode !== null || c.signalCode !== null) exited(c.exitCode, c.signalCode);
     else c.on('exit', exited);

@@ -115,7 +115,7 @@ export class LocalJob {
     this.proc = proc;
     this.started = new Date();
     proc.onEnd((end) => {
-      this.killGroup('SIGKILL');   // stragglers the script left behind
+      // (What the script left running in its group is killed by now: the launcher does it.)
       this.processExited = true;
       this.poke();                 // spoold is told now (main.ts pump): looking over a large tree may take a while
       if ('error' in end) {
